@@ -1,0 +1,37 @@
+// Package backend holds what every backend room shares: who is asking (Identity) and the
+// errors users see. The rooms below it (docker, gpu, gitlab, audit, ...) touch the outside
+// world; each authorises every call against the Identity it is given.
+package backend
+
+import "fmt"
+
+// Role is what a user may do: students touch their own objects, TAs everyone's.
+type Role string
+
+// The roles a user can have.
+const (
+	RoleStudent Role = "student"
+	RoleTA      Role = "ta"
+)
+
+// Valid reports whether r is a known role.
+func (r Role) Valid() bool { return r == RoleStudent || r == RoleTA }
+
+// Identity is an authenticated user as the SSH door established it. Every backend call
+// carries one; the zero Identity is nobody and may do nothing.
+type Identity struct {
+	User           string // GitLab user name, also the SSH user name
+	Role           Role
+	KeyFingerprint string // SHA256:... of the key the session actually authenticated with
+	KeySource      string // "keys-dir" or "gitlab"
+	RemoteAddr     string // client address, for the audit log
+}
+
+// IsTA reports whether the identity may act on every user's objects.
+func (id Identity) IsTA() bool { return id.Role == RoleTA }
+
+// Valid reports whether the identity names a user with a known role.
+func (id Identity) Valid() bool { return id.User != "" && id.Role.Valid() }
+
+// String is "alice (student)".
+func (id Identity) String() string { return fmt.Sprintf("%s (%s)", id.User, id.Role) }
