@@ -1,0 +1,301 @@
+// Package dashboard is the Bubble Tea dashboard a student or TA sees after `ssh -p 2222 host`:
+// a header saying who they are, tabs (Containers, Images, GPUs, Pods, Runner), a status line
+// and a help overlay. Tabs are small components; this root model is the only one that
+// returns a tea.View.
+package dashboard
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
+	"github.com/charmbracelet/x/ansi"
+
+	"whalemountain/tui/termsafe"
+)
+
+// Info is what the header shows.
+type Info struct {
+	Server string // host name shown after the product name
+	User   string
+	Role   string
+}
+
+// KeyMap holds the root's key bindings.
+type KeyMap struct {
+	Next, Prev, Help, Quit key.Binding
+}
+
+// DefaultKeyMap is the root's bindings.
+func DefaultKeyMap() KeyMap {
+	return KeyMap{
+		Next: key.NewBinding(key.WithKeys("tab", "right"), key.WithHelp("tab", "next tab")),
+		Prev: key.NewBinding(key.WithKeys("shift+tab", "left"), key.WithHelp("shift+tab", "previous tab")),
+		Help: key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "help")),
+		Quit: key.NewBinding(key.WithKeys("q", "ctrl+c"), key.WithHelp("q", "quit")),
+	}
+}
+
+// StatusMsg sets the status line; Err marks it as an error.
+type StatusMsg struct {
+	Text string
+	Err  bool
+}
+
+// Model is the root of the dashboard.
+type Model struct {
+	info    Info
+	tabs    []Tab
+	active  int
+	width   int
+	height  int
+	help    bool
+	status  StatusMsg
+	leaving bool
+	styles  Styles
+	keys    KeyMap
+}
+
+// New builds the dashboard with the given tabs (at least one).
+func New(info Info, styles Styles, tabs ...Tab) *Model {
+	return &Model{info: info, tabs: tabs, styles: styles, keys: DefaultKeyMap(), width: 80, height: 24}
+}
+
+// Leaving reports whether the model has handed the terminal on (see input.Leaver).
+func (m *Model) Leaving() bool { return m.leaving }
+
+// Active is the index of the active tab.
+func (m *Model) Active() int { return m.active }
+
+// Init starts every tab.
+func (m *Model) Init() tea.Cmd {
+	cmds := make([]tea.Cmd, 0, len(m.tabs))
+	for _, t := range m.tabs {
+		cmds = append(cmds, t.Init())
+	}
+	return tea.Batch(cmds...)
+}
+
+// Update routes messages: window size and status to the root, keys to the root then the
+// active tab, everything else to every tab.
+func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case tea.WindowSizeMsg:
+		m.width, m.height = msg.Width, msg.Height
+		return m, nil
+	case StatusMsg:
+		m.status = msg
+		return m, nil
+	case tea.KeyPressMsg:
+		return m.key(msg)
+	}
+	var cmds []tea.Cmd
+	for i, t := range m.tabs {
+		nt, cmd := t.Update(msg)
+		m.tabs[i] = nt
+		cmds = append(cmds, cmd)
+	}
+	return m, tea.Batch(cmds...)
+}
+
+func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
+	if msg.String() == "ctrl+c" {
+		m.leaving = true
+		return m, tea.Quit
+	}
+	if m.help {
+		// Any key closes the overlay; q still quits.
+		m.help = false
+		if key.Matches(msg, m.keys.Quit) {
+			m.leaving = true
+			return m, tea.Quit
+		}
+		return m, nil
+	}
+	tab := m.tabs[m.active]
+	if !tab.Capturing() {
+		switch {
+		case key.Matches(msg, m.keys.Quit):
+			m.leaving = true
+			return m, tea.Quit
+		case key.Matches(msg, m.keys.Help):
+			m.help = true
+			return m, nil
+		case key.Matches(msg, m.keys.Next):
+			m.active = (m.active + 1) % len(m.tabs)
+			return m, nil
+		case key.Matches(msg, m.keys.Prev):
+			m.active = (m.active + len(m.tabs) - 1) % len(m.tabs)
+			return m, nil
+		}
+		if s := msg.String(); len(s) == 1 && s[0] >= '1' && s[0] <= '9' {
+			if i := int(s[0] - '1'); i < len(m.tabs) {
+				m.active = i
+				return m, nil
+			}
+		}
+	}
+	nt, cmd := tab.Update(msg)
+	m.tabs[m.active] = nt
+	return m, cmd
+}
+
+// View renders the whole screen.
+func (m *Model) View() tea.View {
+	v := tea.NewView(m.render())
+	v.AltScreen = true
+	v.WindowTitle = "WhaleMountain"
+	return v
+}
+
+func (m *Model) render() string {
+	w, h := max(m.width, 20), max(m.height, 6)
+	header := renderHeader(m.styles, m.info, w)
+	titles := make([]string, len(m.tabs))
+	for i, t := range m.tabs {
+		titles[i] = t.Title()
+	}
+	tabs := renderTabs(m.styles, titles, m.active, w)
+	footer := m.renderFooter(w)
+	status := m.renderStatus(w)
+	bodyH := h - 4 // header, tabs, status, footer
+	var body string
+	if m.help {
+		body = m.renderHelp(w, bodyH)
+	} else {
+		body = m.tabs[m.active].View(w, bodyH)
+	}
+	body = fit(body, w, bodyH)
+	return strings.Join([]string{header, tabs, body, status, footer}, "\n")
+}
+
+// renderHeader is " WhaleMountain · server" on the left and "user (role)" on the right.
+func renderHeader(st Styles, info Info, width int) string {
+	left := " WhaleMountain"
+	if info.Server != "" {
+		left += " · " + termsafe.Line(info.Server)
+	}
+	right := fmt.Sprintf("%s (%s) ", termsafe.Line(info.User), termsafe.Line(info.Role))
+	gap := width - lipgloss.Width(left) - lipgloss.Width(right)
+	if gap < 1 {
+		return st.Header.Render(truncate(left+" "+right, width))
+	}
+	return st.Header.Render(left) + strings.Repeat(" ", gap) + st.HeaderDim.Render(right)
+}
+
+// renderTabs is the tab bar: ─[1 Containers]──[2 Images]─… with the active tab highlighted,
+// padded with a rule to the full width.
+func renderTabs(st Styles, titles []string, active, width int) string {
+	var b strings.Builder
+	used := 0
+	b.WriteString(st.Rule.Render("─"))
+	used++
+	for i, t := range titles {
+		label := "[" + strconv.Itoa(i+1) + " " + t + "]"
+		if used+lipgloss.Width(label)+2 > width {
+			break
+		}
+		if i == active {
+			b.WriteString(st.TabActive.Render(label))
+		} else {
+			b.WriteString(st.Tab.Render(label))
+		}
+		b.WriteString(st.Rule.Render("──"))
+		used += lipgloss.Width(label) + 2
+	}
+	if width > used {
+		b.WriteString(st.Rule.Render(strings.Repeat("─", width-used)))
+	}
+	return b.String()
+}
+
+func (m *Model) renderStatus(width int) string {
+	if m.status.Text == "" {
+		return ""
+	}
+	line := truncate(" "+termsafe.Line(m.status.Text), width)
+	if m.status.Err {
+		return m.styles.StatusErr.Render(line)
+	}
+	return m.styles.Status.Render(line)
+}
+
+func (m *Model) renderFooter(width int) string {
+	binds := append([]key.Binding{}, m.tabs[m.active].Keys()...)
+	binds = append(binds, m.keys.Help)
+	left := renderKeys(m.styles, binds)
+	right := renderKeys(m.styles, []key.Binding{m.keys.Quit}) + " "
+	gap := width - lipgloss.Width(left) - lipgloss.Width(right)
+	if gap < 1 {
+		return truncate(left, width)
+	}
+	return left + strings.Repeat(" ", gap) + right
+}
+
+func renderKeys(st Styles, binds []key.Binding) string {
+	var parts []string
+	for _, b := range binds {
+		if !b.Enabled() || b.Help().Key == "" {
+			continue
+		}
+		parts = append(parts, st.Key.Render(b.Help().Key)+" "+st.KeyDesc.Render(b.Help().Desc))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " " + strings.Join(parts, "  ")
+}
+
+func (m *Model) renderHelp(width, height int) string {
+	var lines []string
+	add := func(title string, binds []key.Binding) {
+		if len(binds) == 0 {
+			return
+		}
+		lines = append(lines, m.styles.HelpTitle.Render(title))
+		for _, b := range binds {
+			if b.Help().Key == "" {
+				continue
+			}
+			lines = append(lines, fmt.Sprintf("  %-12s %s", b.Help().Key, b.Help().Desc))
+		}
+		lines = append(lines, "")
+	}
+	add("Everywhere", []key.Binding{
+		key.NewBinding(key.WithHelp("1-"+strconv.Itoa(len(m.tabs)), "go to tab")),
+		m.keys.Next, m.keys.Prev, m.keys.Help, m.keys.Quit,
+	})
+	add(m.tabs[m.active].Title(), m.tabs[m.active].Keys())
+	lines = append(lines, m.styles.Dim.Render("any key closes this help"))
+	box := m.styles.HelpBox.Render(strings.Join(lines, "\n"))
+	return lipgloss.Place(width, height, lipgloss.Center, lipgloss.Center, box)
+}
+
+// truncate cuts s (which may hold styling) to width cells.
+func truncate(s string, width int) string {
+	if width <= 0 {
+		return ""
+	}
+	return ansi.Truncate(s, width, "…")
+}
+
+// fit makes s exactly height lines, each cut to width cells.
+func fit(s string, width, height int) string {
+	if height <= 0 {
+		return ""
+	}
+	lines := strings.Split(s, "\n")
+	if len(lines) > height {
+		lines = lines[:height]
+	}
+	for i, l := range lines {
+		lines[i] = truncate(l, width)
+	}
+	for len(lines) < height {
+		lines = append(lines, "")
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,166 @@
+package dashboard
+
+import (
+	"strings"
+	"testing"
+
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
+)
+
+func plain(s string) string { return ansi.Strip(s) }
+
+func TestRenderHeader(t *testing.T) {
+	st := DefaultStyles()
+	cases := []struct {
+		name  string
+		info  Info
+		width int
+		want  string
+	}{
+		{"fits", Info{Server: "gpu1", User: "alice", Role: "student"}, 40,
+			" WhaleMountain · gpu1   alice (student) "},
+		{"no server", Info{User: "bob", Role: "ta"}, 30,
+			" WhaleMountain       bob (ta) "},
+		{"narrow", Info{Server: "gpu1.ie.example", User: "alice", Role: "student"}, 20,
+			" WhaleMountain · gp…"},
+		{"escape in name", Info{Server: "x\x1b[2J", User: "a", Role: "ta"}, 30,
+			` WhaleMountain · x\x1b[2J a (…`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := plain(renderHeader(st, c.info, c.width))
+			if got != c.want {
+				t.Errorf("got  %q\nwant %q", got, c.want)
+			}
+			if w := ansi.StringWidth(got); w > c.width {
+				t.Errorf("width %d > %d", w, c.width)
+			}
+		})
+	}
+}
+
+func TestRenderTabs(t *testing.T) {
+	st := DefaultStyles()
+	titles := []string{"Containers", "Images", "GPUs"}
+	got := plain(renderTabs(st, titles, 1, 50))
+	want := "─[1 Containers]──[2 Images]──[3 GPUs]──" + strings.Repeat("─", 50-39)
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	// Too narrow: tabs that do not fit are left out, the line never overflows.
+	got = plain(renderTabs(st, titles, 0, 20))
+	if ansi.StringWidth(got) != 20 || !strings.Contains(got, "[1 Containers]") || strings.Contains(got, "Images") {
+		t.Errorf("narrow: %q", got)
+	}
+}
+
+func TestFit(t *testing.T) {
+	got := fit("a\nbbbbbbbb\nc\nd", 4, 3)
+	if want := "a\nbbb…\nc"; got != want {
+		t.Errorf("fit = %q, want %q", got, want)
+	}
+	if got := fit("x", 3, 3); got != "x\n\n" {
+		t.Errorf("fit pads: %q", got)
+	}
+}
+
+func press(s string) tea.KeyPressMsg {
+	switch s {
+	case "tab":
+		return tea.KeyPressMsg{Code: tea.KeyTab}
+	case "shift+tab":
+		return tea.KeyPressMsg{Code: tea.KeyTab, Mod: tea.ModShift}
+	case "ctrl+c":
+		return tea.KeyPressMsg{Code: 'c', Mod: tea.ModCtrl}
+	}
+	r := []rune(s)[0]
+	return tea.KeyPressMsg{Code: r, Text: s}
+}
+
+func newTestModel() *Model {
+	st := DefaultStyles()
+	return New(Info{Server: "srv", User: "alice", Role: "student"}, st,
+		Notice{Name: "Containers", Line: "no containers here", Styles: st},
+		Notice{Name: "Images", Line: "no images here", Styles: st},
+		Notice{Name: "GPUs", Line: "no GPUs here", Styles: st},
+	)
+}
+
+func TestModelKeys(t *testing.T) {
+	m := newTestModel()
+	steps := []struct {
+		key    string
+		active int
+		quit   bool
+	}{
+		{"tab", 1, false},
+		{"tab", 2, false},
+		{"tab", 0, false},
+		{"shift+tab", 2, false},
+		{"1", 0, false},
+		{"3", 2, false},
+		{"9", 2, false}, // no ninth tab: nothing happens
+		{"q", 2, true},
+	}
+	for _, s := range steps {
+		_, cmd := m.Update(press(s.key))
+		if m.Active() != s.active {
+			t.Fatalf("after %q: active %d, want %d", s.key, m.Active(), s.active)
+		}
+		quit := cmd != nil && isQuit(cmd())
+		if quit != s.quit || m.Leaving() != s.quit {
+			t.Fatalf("after %q: quit=%v leaving=%v, want %v", s.key, quit, m.Leaving(), s.quit)
+		}
+	}
+}
+
+func isQuit(msg tea.Msg) bool { _, ok := msg.(tea.QuitMsg); return ok }
+
+func TestModelHelpAndView(t *testing.T) {
+	m := newTestModel()
+	m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
+	screen := plain(m.View().Content)
+	lines := strings.Split(screen, "\n")
+	if len(lines) != 24 {
+		t.Fatalf("screen has %d lines, want 24", len(lines))
+	}
+	for i, l := range lines {
+		if w := ansi.StringWidth(l); w > 80 {
+			t.Fatalf("line %d is %d wide: %q", i, w, l)
+		}
+	}
+	for _, want := range []string{"WhaleMountain · srv", "alice (student)", "[1 Containers]", "[3 GPUs]", "no containers here", "? help", "q quit"} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("screen lacks %q:\n%s", want, screen)
+		}
+	}
+	m.Update(press("?"))
+	screen = plain(m.View().Content)
+	for _, want := range []string{"Everywhere", "go to tab", "next tab", "quit", "any key closes this help"} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("help lacks %q:\n%s", want, screen)
+		}
+	}
+	m.Update(press("x")) // any key closes help
+	if strings.Contains(plain(m.View().Content), "Everywhere") {
+		t.Error("help still open after a key")
+	}
+	m.Update(StatusMsg{Text: "hello\x1b[2J", Err: true})
+	if !strings.Contains(plain(m.View().Content), `hello\x1b[2J`) {
+		t.Error("status line not shown or not neutralised")
+	}
+	m.Update(tea.WindowSizeMsg{Width: 120, Height: 40})
+	if n := len(strings.Split(plain(m.View().Content), "\n")); n != 40 {
+		t.Errorf("after resize %d lines, want 40", n)
+	}
+}
+
+func TestCtrlCQuitsEvenFromHelp(t *testing.T) {
+	m := newTestModel()
+	m.Update(press("?"))
+	_, cmd := m.Update(press("ctrl+c"))
+	if cmd == nil || !isQuit(cmd()) {
+		t.Fatal("ctrl+c did not quit")
+	}
+}

@@ -1,0 +1,54 @@
+package dashboard
+
+import (
+	"charm.land/lipgloss/v2"
+)
+
+// Styles is every style the dashboard uses, in one place. Colour carries state but never
+// meaning alone: every state is also a word.
+type Styles struct {
+	Header     lipgloss.Style
+	HeaderDim  lipgloss.Style
+	Tab        lipgloss.Style
+	TabActive  lipgloss.Style
+	Rule       lipgloss.Style
+	Status     lipgloss.Style
+	StatusErr  lipgloss.Style
+	Key        lipgloss.Style
+	KeyDesc    lipgloss.Style
+	Notice     lipgloss.Style
+	HelpBox    lipgloss.Style
+	HelpTitle  lipgloss.Style
+	Running    lipgloss.Style
+	Stopped    lipgloss.Style
+	Failed     lipgloss.Style
+	Selected   lipgloss.Style
+	Dim        lipgloss.Style
+	ColumnHead lipgloss.Style
+}
+
+// DefaultStyles are the dashboard's styles; the session's colour profile downsamples them.
+func DefaultStyles() Styles {
+	accent := lipgloss.Color("#5FAFFF")
+	grey := lipgloss.Color("#8A8A8A")
+	return Styles{
+		Header:     lipgloss.NewStyle().Bold(true),
+		HeaderDim:  lipgloss.NewStyle().Foreground(grey),
+		Tab:        lipgloss.NewStyle().Foreground(grey),
+		TabActive:  lipgloss.NewStyle().Bold(true).Foreground(accent),
+		Rule:       lipgloss.NewStyle().Foreground(grey),
+		Status:     lipgloss.NewStyle().Foreground(grey),
+		StatusErr:  lipgloss.NewStyle().Foreground(lipgloss.Color("#FF5F5F")),
+		Key:        lipgloss.NewStyle().Bold(true),
+		KeyDesc:    lipgloss.NewStyle().Foreground(grey),
+		Notice:     lipgloss.NewStyle().Foreground(grey).Italic(true),
+		HelpBox:    lipgloss.NewStyle().Border(lipgloss.RoundedBorder()).BorderForeground(accent).Padding(0, 1),
+		HelpTitle:  lipgloss.NewStyle().Bold(true).Foreground(accent),
+		Running:    lipgloss.NewStyle().Foreground(lipgloss.Color("#5FD75F")),
+		Stopped:    lipgloss.NewStyle().Foreground(grey),
+		Failed:     lipgloss.NewStyle().Foreground(lipgloss.Color("#FF5F5F")),
+		Selected:   lipgloss.NewStyle().Reverse(true),
+		Dim:        lipgloss.NewStyle().Foreground(grey),
+		ColumnHead: lipgloss.NewStyle().Bold(true),
+	}
+}

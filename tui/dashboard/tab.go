@@ -1,0 +1,40 @@
+package dashboard
+
+import (
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+)
+
+// Tab is one page of the dashboard. The root model owns switching, the header, the footer and
+// the help overlay; a tab renders its own body into the space it is given.
+type Tab interface {
+	// Title is the tab's name in the tab bar.
+	Title() string
+	// Init starts the tab's background work (subscriptions, first load).
+	Init() tea.Cmd
+	// Update handles a message. Key presses reach only the active tab; other messages reach
+	// every tab.
+	Update(msg tea.Msg) (Tab, tea.Cmd)
+	// View renders the body in exactly width x height cells at most.
+	View(width, height int) string
+	// Keys lists the tab's key bindings for the footer and the help overlay.
+	Keys() []key.Binding
+	// Capturing reports whether the tab is taking text input, so that the root leaves keys
+	// such as q, ?, tab and digits to it.
+	Capturing() bool
+}
+
+// Notice is a tab that only shows one honest line, for features this server does not offer.
+type Notice struct {
+	Name, Line string
+	Styles     Styles
+}
+
+func (n Notice) Title() string                 { return n.Name }
+func (n Notice) Init() tea.Cmd                 { return nil }
+func (n Notice) Update(tea.Msg) (Tab, tea.Cmd) { return n, nil }
+func (n Notice) Keys() []key.Binding           { return nil }
+func (n Notice) Capturing() bool               { return false }
+func (n Notice) View(width, height int) string {
+	return n.Styles.Notice.Render(truncate(" "+n.Line, width))
+}

@@ -1,0 +1,416 @@
+// Package sshd is the SSH door: it assembles the charm.land/ssh server (host keys, public-key
+// authentication through sshauth, connection limits, the middleware chain in one place) and
+// hands each session to the dashboard or the command line.
+package sshd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"charm.land/ssh"
+	"charm.land/wish/v2"
+	gossh "golang.org/x/crypto/ssh"
+
+	"whalemountain/backend"
+	"whalemountain/backend/audit"
+	"whalemountain/tui/cli"
+)
+
+// Authenticator decides who a key belongs to (sshauth.Authenticator).
+type Authenticator interface {
+	Check(ctx context.Context, user string, key gossh.PublicKey, remote string) (backend.Identity, error)
+	Allow(remote string) error
+	RecordFailure(remote string)
+}
+
+// Config is the door's configuration; zero fields take safe defaults.
+type Config struct {
+	Listen             string
+	ServerName         string // shown in the header and in usage text
+	Version            string
+	HostSigners        []gossh.Signer
+	MaxAuthTries       int           // per connection; default 6
+	LoginGrace         time.Duration // to finish authentication; default 30s
+	IdleTimeout        time.Duration // no traffic at all; default 1h
+	MaxSessionsPerUser int           // open sessions at once; default 10
+	ShutdownGrace      time.Duration // for open sessions at stop; default 10s
+}
+
+func (c *Config) defaults() {
+	if c.MaxAuthTries <= 0 {
+		c.MaxAuthTries = 6
+	}
+	if c.LoginGrace <= 0 {
+		c.LoginGrace = 30 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = time.Hour
+	}
+	if c.MaxSessionsPerUser <= 0 {
+		c.MaxSessionsPerUser = 10
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = 10 * time.Second
+	}
+}
+
+// Server is the running door.
+type Server struct {
+	cfg    Config
+	auth   Authenticator
+	audit  *audit.Log
+	deps   cli.Deps
+	log    *slog.Logger
+	srv    *ssh.Server
+	prefix string
+
+	conns sync.Map // remote address -> *connState, for the handshake's outcome
+
+	mu       sync.Mutex
+	perUser  map[string]int
+	sessions map[*session]struct{}
+	stopping atomic.Bool
+	wg       sync.WaitGroup
+}
+
+// connState follows one connection through authentication.
+type connState struct {
+	mu       sync.Mutex
+	user     string
+	attempts int
+	reason   string // why the last key was refused
+	accepted bool
+}
+
+type ctxKey struct{ name string }
+
+var (
+	ptyKey  = &ctxKey{"pty"}
+	connKey = &ctxKey{"conn-state"}
+)
+
+// New builds the door. It does not listen yet.
+func New(cfg Config, auth Authenticator, auditLog *audit.Log, deps cli.Deps, logger *slog.Logger) (*Server, error) {
+	cfg.defaults()
+	if len(cfg.HostSigners) == 0 {
+		return nil, errors.New("ssh server: no host key")
+	}
+	if auth == nil {
+		return nil, errors.New("ssh server: no authenticator")
+	}
+	s := &Server{cfg: cfg, auth: auth, audit: auditLog, deps: deps, log: logger,
+		perUser: map[string]int{}, sessions: map[*session]struct{}{}}
+	s.prefix = usagePrefix(cfg.ServerName, cfg.Listen)
+
+	srv, err := wish.NewServer(
+		wish.WithAddress(cfg.Listen),
+		wish.WithVersion("WhaleMountain"),
+		wish.WithPublicKeyAuth(s.publicKey),
+		wish.WithIdleTimeout(cfg.IdleTimeout),
+		wish.WithMiddleware(s.chain()...),
+		func(srv *ssh.Server) error {
+			srv.HostSigners = nil
+			for _, signer := range cfg.HostSigners {
+				srv.AddHostKey(signer)
+			}
+			srv.HandshakeTimeout = cfg.LoginGrace
+			srv.PtyHandler = storePty
+			srv.ConnCallback = s.onConn
+			srv.ConnectionFailedCallback = s.onConnFailed
+			srv.ConnectionCloseCallback = s.onConnClose
+			srv.ServerConfigCallback = func(ssh.Context) *gossh.ServerConfig {
+				return &gossh.ServerConfig{MaxAuthTries: cfg.MaxAuthTries}
+			}
+			// Everything not explicitly allowed is refused: no remote forwarding, no agent,
+			// no X11; local forwarding arrives with its own policy.
+			srv.LocalPortForwardingCallback = func(ssh.Context, string, uint32) bool { return false }
+			srv.ReversePortForwardingCallback = func(ssh.Context, string, uint32) bool { return false }
+			return nil
+		},
+	)
+	if err != nil {
+		return nil, fmt.Errorf("ssh server: %w", err)
+	}
+	s.srv = srv
+	return s, nil
+}
+
+// usagePrefix is how users type commands: "ssh -p 2222 host".
+func usagePrefix(server, listen string) string {
+	host := server
+	if host == "" {
+		host = "host"
+	}
+	port := "22"
+	if _, p, err := net.SplitHostPort(listen); err == nil && p != "" {
+		port = p
+	}
+	if port == "22" {
+		return "ssh " + host
+	}
+	return "ssh -p " + port + " " + host
+}
+
+// Prefix is the usage prefix shown to users.
+func (s *Server) Prefix() string { return s.prefix }
+
+// storePty records the PTY request without emulating one, so writes stay byte-exact and the
+// session's one input reader stays ours.
+func storePty(ctx ssh.Context, _ ssh.Session, pty ssh.Pty) (func() error, error) {
+	ctx.SetValue(ptyKey, pty)
+	return func() error { return nil }, nil
+}
+
+func ptyOf(s ssh.Session) (ssh.Pty, bool) {
+	p, ok := s.Context().Value(ptyKey).(ssh.Pty)
+	return p, ok
+}
+
+func remoteIP(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	if h, _, err := net.SplitHostPort(a.String()); err == nil {
+		return h
+	}
+	return a.String()
+}
+
+// onConn refuses connections from an address that failed too often, before any handshake.
+func (s *Server) onConn(ctx ssh.Context, c net.Conn) net.Conn {
+	if s.stopping.Load() {
+		c.Close()
+		return nil
+	}
+	ip := remoteIP(c.RemoteAddr())
+	if err := s.auth.Allow(ip); err != nil {
+		s.log.Warn("connection refused", "remote", ip, "reason", err)
+		_ = s.audit.Record(audit.Entry{Source: ip, Action: "login", Result: audit.Refused, Reason: err.Error()})
+		c.Close()
+		return nil
+	}
+	st := &connState{}
+	ctx.SetValue(connKey, st)
+	s.conns.Store(c.RemoteAddr().String(), st)
+	return c
+}
+
+// publicKey answers whether key may log in as the requested user. It may be asked about keys
+// the client only offers; the session re-checks the key actually used.
+func (s *Server) publicKey(ctx ssh.Context, key ssh.PublicKey) bool {
+	st, _ := ctx.Value(connKey).(*connState)
+	id, err := s.auth.Check(ctx, ctx.User(), key, remoteIP(ctx.RemoteAddr()))
+	if st != nil {
+		st.mu.Lock()
+		st.user = ctx.User()
+		st.attempts++
+		if err != nil {
+			st.reason = err.Error()
+		} else {
+			st.accepted = true
+		}
+		st.mu.Unlock()
+	}
+	if err != nil {
+		s.log.Debug("key refused", "user", ctx.User(), "remote", remoteIP(ctx.RemoteAddr()),
+			"key", gossh.FingerprintSHA256(key), "reason", err)
+		return false
+	}
+	_ = id
+	return true
+}
+
+// onConnFailed runs when a handshake fails: a refused login counts against the address.
+func (s *Server) onConnFailed(c net.Conn, err error) {
+	v, ok := s.conns.LoadAndDelete(c.RemoteAddr().String())
+	if !ok {
+		return
+	}
+	st := v.(*connState)
+	st.mu.Lock()
+	user, attempts, reason := st.user, st.attempts, st.reason
+	st.mu.Unlock()
+	ip := remoteIP(c.RemoteAddr())
+	if reason == "" {
+		reason = "no usable key offered"
+		if attempts == 0 && user == "" {
+			reason = "handshake failed: " + err.Error()
+		}
+	}
+	s.auth.RecordFailure(ip)
+	s.log.Info("login refused", "user", user, "remote", ip, "reason", reason)
+	_ = s.audit.Record(audit.Entry{User: user, Source: ip, Action: "login", Result: audit.Refused, Reason: reason})
+}
+
+func (s *Server) onConnClose(c net.Conn) { s.conns.Delete(c.RemoteAddr().String()) }
+
+// Serve accepts connections on l until Shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	err := s.srv.Serve(l)
+	if errors.Is(err, ssh.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, tells every open session in one line, waits up to the grace
+// period for them to end, then closes what is left. Containers are never touched.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopping.Store(true)
+	s.mu.Lock()
+	open := make([]*session, 0, len(s.sessions))
+	for se := range s.sessions {
+		open = append(open, se)
+	}
+	s.mu.Unlock()
+	for _, se := range open {
+		se.notifyShutdown(s.cfg.ShutdownGrace)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = s.srv.Shutdown(context.Background())
+		close(done)
+	}()
+	// Sessions end on their own (a dashboard quits after the notice); past the grace period,
+	// close the rest.
+	graceCtx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownGrace)
+	defer cancel()
+	sessionsDone := make(chan struct{})
+	go func() { s.wg.Wait(); close(sessionsDone) }()
+	select {
+	case <-sessionsDone:
+	case <-graceCtx.Done():
+		for _, se := range open {
+			se.quit()
+		}
+		select {
+		case <-sessionsDone:
+		case <-time.After(time.Second):
+		}
+	}
+	_ = s.srv.Close()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
+	return nil
+}
+
+// OpenSessions is the number of sessions open now.
+func (s *Server) OpenSessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+func (s *Server) admit(se *session) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping.Load() {
+		return errors.New("the server is stopping; try again in a minute")
+	}
+	if s.perUser[se.id.User] >= s.cfg.MaxSessionsPerUser {
+		return fmt.Errorf("too many open sessions for %s (limit %d); close one and try again", se.id.User, s.cfg.MaxSessionsPerUser)
+	}
+	s.perUser[se.id.User]++
+	s.sessions[se] = struct{}{}
+	s.wg.Add(1)
+	return nil
+}
+
+func (s *Server) release(se *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.sessions[se]; !ok {
+		return
+	}
+	delete(s.sessions, se)
+	if s.perUser[se.id.User]--; s.perUser[se.id.User] <= 0 {
+		delete(s.perUser, se.id.User)
+	}
+	s.wg.Done()
+}
+
+// chain is the whole middleware chain, outermost first. wish runs the last listed first, so
+// the list is reversed here to read in order.
+func (s *Server) chain() []wish.Middleware {
+	inOrder := []wish.Middleware{
+		s.recoverMiddleware, // a panic ends one session, never the server
+		s.identify,          // re-check the key actually used; admit or refuse
+	}
+	out := make([]wish.Middleware, len(inOrder))
+	for i, m := range inOrder {
+		out[len(inOrder)-1-i] = m
+	}
+	return out
+}
+
+func (s *Server) recoverMiddleware(next ssh.Handler) ssh.Handler {
+	return func(sess ssh.Session) {
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error("session panic", "user", sess.User(), "panic", r)
+				_, _ = fmt.Fprintln(sess.Stderr(), "internal error; the incident was logged")
+				_ = sess.Exit(1)
+			}
+		}()
+		next(sess)
+	}
+}
+
+// identify turns the session's authenticated key into an Identity. The key the client
+// offered first is not trusted: only s.PublicKey(), the one it signed with, counts.
+func (s *Server) identify(_ ssh.Handler) ssh.Handler {
+	return func(sess ssh.Session) {
+		ip := remoteIP(sess.RemoteAddr())
+		s.conns.Delete(sess.RemoteAddr().String())
+		key := sess.PublicKey()
+		if key == nil {
+			s.refuse(sess, ip, "", "no public key")
+			return
+		}
+		id, err := s.auth.Check(sess.Context(), sess.User(), key, ip)
+		if err != nil {
+			s.refuse(sess, ip, gossh.FingerprintSHA256(key), err.Error())
+			return
+		}
+		se := newSession(s, sess, id)
+		if err := s.admit(se); err != nil {
+			_ = s.audit.Action(id, "login", "", audit.Refused, err.Error())
+			_, _ = fmt.Fprintln(sess.Stderr(), err.Error())
+			_ = sess.Exit(1)
+			return
+		}
+		defer s.release(se)
+		_ = s.audit.Action(id, "login", sessionKind(sess), audit.Accepted, "")
+		s.log.Info("session", "user", id.User, "role", id.Role, "remote", ip, "key", id.KeyFingerprint,
+			"source", id.KeySource, "kind", sessionKind(sess))
+		code := se.run()
+		_ = sess.Exit(code)
+	}
+}
+
+func (s *Server) refuse(sess ssh.Session, ip, fp, reason string) {
+	s.log.Warn("session refused", "user", sess.User(), "remote", ip, "reason", reason)
+	_ = s.audit.Record(audit.Entry{User: sess.User(), Source: ip, Key: fp, Action: "login", Result: audit.Refused, Reason: reason})
+	_, _ = fmt.Fprintln(sess.Stderr(), "permission denied")
+	_ = sess.Exit(1)
+}
+
+func sessionKind(sess ssh.Session) string {
+	switch {
+	case sess.Subsystem() != "":
+		return "subsystem " + sess.Subsystem()
+	case len(sess.Command()) > 0:
+		return "command " + strings.Join(sess.Command(), " ")
+	default:
+		return "dashboard"
+	}
+}
