@@ -410,7 +410,9 @@ func sessionKind(sess ssh.Session) string {
 		return "subsystem " + sess.Subsystem()
 	case len(sess.Command()) > 0:
 		return "command " + strings.Join(sess.Command(), " ")
-	default:
+	}
+	if _, ok := ptyOf(sess); ok {
 		return "dashboard"
 	}
+	return "command help"
 }

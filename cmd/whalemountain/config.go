@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole server configuration: embedded defaults, then the YAML file, then
+// environment variables, then flags.
+type Config struct {
+	Listen     string       `yaml:"listen"`
+	DataDir    string       `yaml:"data_dir"`
+	ServerName string       `yaml:"server_name"`
+	LogLevel   string       `yaml:"log_level"`
+	HostKeys   HostKeys     `yaml:"host_keys"`
+	KeysDir    string       `yaml:"keys_dir"`
+	TAs        []string     `yaml:"tas"`
+	GitLab     GitLabConfig `yaml:"gitlab"`
+	Limits     Limits       `yaml:"limits"`
+}
+
+// HostKeys says which host keys to serve.
+type HostKeys struct {
+	RSA bool `yaml:"rsa"` // also an RSA key, for old clients
+}
+
+// GitLabConfig connects the department GitLab; an empty URL turns it off.
+type GitLabConfig struct {
+	URL            string        `yaml:"url"`
+	TokenFile      string        `yaml:"token_file"`
+	TAGroup        string        `yaml:"ta_group"`
+	TAMinAccess    int           `yaml:"ta_min_access_level"`
+	CacheTTL       time.Duration `yaml:"cache_ttl"`
+	StaleFor       time.Duration `yaml:"stale_for"`
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+
+	token string // from WM_GITLAB_TOKEN or TokenFile, never from the YAML itself
+}
+
+// Limits protect the door.
+type Limits struct {
+	MaxAuthTries       int           `yaml:"max_auth_tries"`
+	LoginGrace         time.Duration `yaml:"login_grace"`
+	IdleTimeout        time.Duration `yaml:"idle_timeout"`
+	MaxSessionsPerUser int           `yaml:"max_sessions_per_user"`
+	FailuresPerMinute  int           `yaml:"failures_per_minute"`
+	ShutdownGrace      time.Duration `yaml:"shutdown_grace"`
+}
+
+// defaultConfig is what `make run` gets on a fresh clone.
+func defaultConfig() Config {
+	return Config{
+		Listen:   ":2222",
+		DataDir:  "./data",
+		LogLevel: "info",
+		GitLab: GitLabConfig{
+			TAMinAccess:    30,
+			CacheTTL:       60 * time.Second,
+			StaleFor:       time.Hour,
+			RequestTimeout: 10 * time.Second,
+		},
+		Limits: Limits{
+			MaxAuthTries:       6,
+			LoginGrace:         30 * time.Second,
+			IdleTimeout:        time.Hour,
+			MaxSessionsPerUser: 10,
+			FailuresPerMinute:  10,
+			ShutdownGrace:      10 * time.Second,
+		},
+	}
+}
+
+// loadFile merges the YAML file at path into c. Unknown fields are refused.
+func (c *Config) loadFile(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	return nil
+}
+
+// applyEnv applies WM_* environment overrides.
+func (c *Config) applyEnv(getenv func(string) string) error {
+	str := map[string]*string{
+		"WM_LISTEN":      &c.Listen,
+		"WM_DATA_DIR":    &c.DataDir,
+		"WM_SERVER_NAME": &c.ServerName,
+		"WM_LOG_LEVEL":   &c.LogLevel,
+		"WM_KEYS_DIR":    &c.KeysDir,
+		"WM_GITLAB_URL":  &c.GitLab.URL,
+	}
+	for k, p := range str {
+		if v := getenv(k); v != "" {
+			*p = v
+		}
+	}
+	if v := getenv("WM_TAS"); v != "" {
+		c.TAs = splitList(v)
+	}
+	if v := getenv("WM_GITLAB_TOKEN"); v != "" {
+		c.GitLab.token = v
+	}
+	if v := getenv("WM_GITLAB_TA_GROUP"); v != "" {
+		c.GitLab.TAGroup = v
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+		out = append(out, f)
+	}
+	return out
+}
+
+var userName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$`)
+
+// validate checks every field and names the first bad one.
+func (c *Config) validate() error {
+	bad := func(field, format string, a ...any) error {
+		return fmt.Errorf("config: %s: %s", field, fmt.Sprintf(format, a...))
+	}
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil {
+		return bad("listen", "%q is not host:port (%v)", c.Listen, err)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return bad("listen", "port %q is not a number from 0 to 65535", port)
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		return bad("data_dir", "must not be empty")
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return bad("log_level", "%v", err)
+	}
+	for _, u := range c.TAs {
+		if !userName.MatchString(u) {
+			return bad("tas", "%q is not a valid user name", u)
+		}
+	}
+	if g := c.GitLab; g.URL != "" {
+		if !strings.HasPrefix(g.URL, "http://") && !strings.HasPrefix(g.URL, "https://") {
+			return bad("gitlab.url", "%q must start with http:// or https://", g.URL)
+		}
+		if g.TAMinAccess < 10 || g.TAMinAccess > 50 {
+			return bad("gitlab.ta_min_access_level", "%d is not a GitLab access level (10 guest .. 50 owner)", g.TAMinAccess)
+		}
+		if g.CacheTTL <= 0 || g.StaleFor < 0 || g.RequestTimeout <= 0 {
+			return bad("gitlab", "cache_ttl and request_timeout must be positive, stale_for not negative")
+		}
+	} else if c.GitLab.TAGroup != "" {
+		return bad("gitlab.ta_group", "set, but gitlab.url is empty")
+	}
+	l := c.Limits
+	switch {
+	case l.MaxAuthTries < 1 || l.MaxAuthTries > 100:
+		return bad("limits.max_auth_tries", "%d is not from 1 to 100", l.MaxAuthTries)
+	case l.LoginGrace <= 0:
+		return bad("limits.login_grace", "must be positive")
+	case l.IdleTimeout <= 0:
+		return bad("limits.idle_timeout", "must be positive")
+	case l.MaxSessionsPerUser < 1:
+		return bad("limits.max_sessions_per_user", "must be at least 1")
+	case l.FailuresPerMinute < 1:
+		return bad("limits.failures_per_minute", "must be at least 1")
+	case l.ShutdownGrace < 0:
+		return bad("limits.shutdown_grace", "must not be negative")
+	}
+	return nil
+}
+
+// loadToken reads the GitLab token from token_file unless the environment gave one. The file
+// must not be readable by group or others.
+func (c *Config) loadToken() error {
+	g := &c.GitLab
+	if g.URL == "" || g.token != "" || g.TokenFile == "" {
+		return nil
+	}
+	st, err := os.Stat(g.TokenFile)
+	if err != nil {
+		return fmt.Errorf("config: gitlab.token_file: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("config: gitlab.token_file: %s has permissions %04o; it must be readable by its owner only (chmod 600)", g.TokenFile, st.Mode().Perm())
+	}
+	b, err := os.ReadFile(g.TokenFile)
+	if err != nil {
+		return fmt.Errorf("config: gitlab.token_file: %w", err)
+	}
+	g.token = strings.TrimSpace(string(b))
+	return nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
+	}
+	return l, nil
+}
