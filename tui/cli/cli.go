@@ -39,7 +39,9 @@ type Env struct {
 }
 
 // Deps are the backends commands may use; a nil field means that part is not configured.
-type Deps struct{}
+type Deps struct {
+	Containers Containers
+}
 
 // usageError marks an error as bad usage (exit status 2).
 type usageError struct{ error }
@@ -93,6 +95,7 @@ func newRoot(env Env) *cobra.Command {
 		whoamiCmd(env),
 		versionCmd(env),
 	)
+	root.AddCommand(containerCmds(env)...)
 	return root
 }
 

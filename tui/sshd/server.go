@@ -27,7 +27,7 @@ import (
 type Authenticator interface {
 	Check(ctx context.Context, user string, key gossh.PublicKey, remote string) (backend.Identity, error)
 	Allow(remote string) error
-	RecordFailure(remote string)
+	RecordRefusal(remote string, err error)
 }
 
 // Config is the door's configuration; zero fields take safe defaults.
@@ -86,6 +86,7 @@ type connState struct {
 	user     string
 	attempts int
 	reason   string // why the last key was refused
+	lastErr  error
 	accepted bool
 }
 
@@ -213,6 +214,7 @@ func (s *Server) publicKey(ctx ssh.Context, key ssh.PublicKey) bool {
 		st.attempts++
 		if err != nil {
 			st.reason = err.Error()
+			st.lastErr = err
 		} else {
 			st.accepted = true
 		}
@@ -235,7 +237,7 @@ func (s *Server) onConnFailed(c net.Conn, err error) {
 	}
 	st := v.(*connState)
 	st.mu.Lock()
-	user, attempts, reason := st.user, st.attempts, st.reason
+	user, attempts, reason, lastErr := st.user, st.attempts, st.reason, st.lastErr
 	st.mu.Unlock()
 	ip := remoteIP(c.RemoteAddr())
 	if reason == "" {
@@ -244,7 +246,9 @@ func (s *Server) onConnFailed(c net.Conn, err error) {
 			reason = "handshake failed: " + err.Error()
 		}
 	}
-	s.auth.RecordFailure(ip)
+	if attempts > 0 {
+		s.auth.RecordRefusal(ip, lastErr)
+	}
 	s.log.Info("login refused", "user", user, "remote", ip, "reason", reason)
 	_ = s.audit.Record(audit.Entry{User: user, Source: ip, Action: "login", Result: audit.Refused, Reason: reason})
 }

@@ -1,6 +1,9 @@
 package termsafe
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestLineAndText(t *testing.T) {
 	cases := []struct {
@@ -37,4 +40,25 @@ func FuzzLineHasNoControls(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestWriter(t *testing.T) {
+	var out strings.Builder
+	w := NewWriter(&out)
+	w.Write([]byte("one\x1b[2J\r\ntw"))
+	if got := out.String(); got != `one\x1b[2J`+"\n" {
+		t.Fatalf("after first write: %q", got)
+	}
+	w.Write([]byte("o\n\x1b"))
+	w.Write([]byte("]0;x\x07"))
+	w.Flush()
+	if got, want := out.String(), `one\x1b[2J`+"\ntwo\n"+`\x1b]0;x\x07`; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	long := strings.Repeat("a", maxHeld+10)
+	out.Reset()
+	w.Write([]byte(long))
+	if out.Len() != len(long) {
+		t.Fatalf("a long line without newline is held: %d of %d written", out.Len(), len(long))
+	}
 }

@@ -1,0 +1,444 @@
+// Package gitlabtest is a local stand-in for a GitLab instance: an HTTP server answering the
+// handful of /api/v4 endpoints WhaleMountain uses, with GitLab's JSON shapes, error bodies,
+// token check and pagination headers. Tests and demo programs fill it with users, keys and
+// group memberships, and can take it down to see how callers cope with an outage.
+package gitlabtest
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Version is what GET /api/v4/version reports.
+const Version = "17.11.0"
+
+// Key is an SSH key on a stand-in user.
+type Key struct {
+	Key       string     // authorized_keys text, "ssh-ed25519 AAAA... comment"
+	Title     string     // defaults to the key's comment or "key N"
+	ExpiresAt *time.Time // nil: never expires
+	UsageType string     // "auth", "signing", "auth_and_signing"; "" means "auth_and_signing"
+}
+
+// User is a stand-in account.
+type User struct {
+	Username string
+	Name     string // defaults to Username
+	State    string // defaults to "active"
+	Locked   bool
+	Keys     []Key
+}
+
+// Server is a running stand-in. It is safe for concurrent use.
+type Server struct {
+	srv   *httptest.Server
+	token string
+
+	mu       sync.Mutex
+	users    []*user // index i holds the user with ID i+1
+	groups   map[string]*group
+	groupIDs []*group // index i holds the group with ID i+1
+	keyID    int64
+	down     bool
+	requests int
+}
+
+type user struct {
+	id      int64
+	u       User
+	keys    []storedKey
+	created time.Time
+}
+
+type storedKey struct {
+	id      int64
+	created time.Time
+	Key
+}
+
+type group struct {
+	id      int64
+	path    string
+	members map[int64]member
+}
+
+type member struct {
+	level   int
+	created time.Time
+}
+
+// Option configures New.
+type Option func(*Server)
+
+// WithToken makes the server require token in the PRIVATE-TOKEN header (or as
+// "Authorization: Bearer"), answering 401 otherwise.
+func WithToken(token string) Option { return func(s *Server) { s.token = token } }
+
+// New starts a stand-in on a local port. Close it when done.
+func New(opts ...Option) *Server {
+	s := &Server{groups: map[string]*group{}}
+	for _, o := range opts {
+		o(s)
+	}
+	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	return s
+}
+
+// URL is the server's root, e.g. "http://127.0.0.1:41234"; the API is under /api/v4.
+func (s *Server) URL() string { return s.srv.URL }
+
+// Close shuts the server down.
+func (s *Server) Close() { s.srv.Close() }
+
+// AddUser adds an account and returns its ID. Keys get IDs in order.
+func (s *Server) AddUser(u User) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u.Name == "" {
+		u.Name = u.Username
+	}
+	if u.State == "" {
+		u.State = "active"
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	nu := &user{id: int64(len(s.users) + 1), u: u, created: now}
+	for _, k := range u.Keys {
+		s.keyID++
+		if k.UsageType == "" {
+			k.UsageType = "auth_and_signing"
+		}
+		if k.Title == "" {
+			k.Title = keyComment(k.Key)
+		}
+		if k.Title == "" {
+			k.Title = "key " + strconv.FormatInt(s.keyID, 10)
+		}
+		nu.keys = append(nu.keys, storedKey{id: s.keyID, created: now, Key: k})
+	}
+	nu.u.Keys = nil
+	s.users = append(s.users, nu)
+	return nu.id
+}
+
+// SetUserState changes an account's state ("active", "blocked", ...) and lock.
+func (s *Server) SetUserState(id int64, state string, locked bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u := s.userByID(id); u != nil {
+		u.u.State, u.u.Locked = state, locked
+	}
+}
+
+// SetMember makes userID a direct member of group (a full path such as "dept/tas", created
+// when new) at level (10 guest ... 50 owner); level 0 removes the membership. Members of a
+// group are inherited by its subgroups, at the highest level found.
+func (s *Server) SetMember(group string, userID int64, level int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groupByPath(group, true)
+	if level <= 0 {
+		delete(g.members, userID)
+		return
+	}
+	g.members[userID] = member{level: level, created: time.Now().UTC().Truncate(time.Millisecond)}
+}
+
+// GroupID returns the numeric ID of group, creating the group when new.
+func (s *Server) GroupID(group string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.groupByPath(group, true).id
+}
+
+// SetDown takes the server down (true) or brings it back (false). While down it accepts
+// connections and closes them without an answer, as a GitLab behind a failing proxy or a
+// restarting host does.
+func (s *Server) SetDown(down bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.down = down
+}
+
+// Requests is the number of HTTP requests received so far, answered or not.
+func (s *Server) Requests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests
+}
+
+func (s *Server) userByID(id int64) *user {
+	if id < 1 || id > int64(len(s.users)) {
+		return nil
+	}
+	return s.users[id-1]
+}
+
+func (s *Server) groupByPath(path string, create bool) *group {
+	key := strings.ToLower(strings.Trim(path, "/"))
+	if g, ok := s.groups[key]; ok {
+		return g
+	}
+	if !create {
+		return nil
+	}
+	g := &group{id: int64(len(s.groupIDs) + 1), path: strings.Trim(path, "/"), members: map[int64]member{}}
+	s.groups[key] = g
+	s.groupIDs = append(s.groupIDs, g)
+	return g
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.requests++
+	down := s.down
+	s.mu.Unlock()
+	if down {
+		hangUp(w)
+		return
+	}
+	if s.token != "" && !s.authorized(r) {
+		writeError(w, http.StatusUnauthorized, "401 Unauthorized")
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		writeError(w, http.StatusMethodNotAllowed, "405 Method Not Allowed")
+		return
+	}
+	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/api/v4/")
+	if !ok {
+		writeError(w, http.StatusNotFound, "404 Not Found")
+		return
+	}
+	seg := strings.Split(rest, "/")
+	for i, p := range seg {
+		u, err := url.PathUnescape(p)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "400 Bad request - invalid path")
+			return
+		}
+		seg[i] = u
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case len(seg) == 1 && seg[0] == "version":
+		writeJSON(w, http.StatusOK, map[string]any{"version": Version, "revision": "0000000", "kas": map[string]any{"enabled": false}, "enterprise": false})
+	case len(seg) == 1 && seg[0] == "users":
+		s.listUsers(w, r)
+	case len(seg) == 3 && seg[0] == "users" && seg[2] == "keys":
+		s.listKeys(w, r, seg[1])
+	case len(seg) == 5 && seg[0] == "groups" && seg[2] == "members" && seg[3] == "all":
+		s.groupMember(w, seg[1], seg[4])
+	default:
+		writeError(w, http.StatusNotFound, "404 Not Found")
+	}
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	if r.Header.Get("PRIVATE-TOKEN") == s.token {
+		return true
+	}
+	bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && bearer == s.token
+}
+
+// listUsers is GET /users: with username=, an array of at most that user (any case).
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
+	name := r.URL.Query().Get("username")
+	out := []any{}
+	for _, u := range s.users {
+		if name == "" || strings.EqualFold(u.u.Username, name) {
+			out = append(out, s.userJSON(u))
+		}
+	}
+	writePage(w, r, out)
+}
+
+// listKeys is GET /users/:id_or_username/keys.
+func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, idOrName string) {
+	var u *user
+	if id, err := strconv.ParseInt(idOrName, 10, 64); err == nil {
+		u = s.userByID(id)
+	} else {
+		for _, c := range s.users {
+			if strings.EqualFold(c.u.Username, idOrName) {
+				u = c
+			}
+		}
+	}
+	if u == nil {
+		writeError(w, http.StatusNotFound, "404 User Not Found")
+		return
+	}
+	out := make([]any, 0, len(u.keys))
+	for _, k := range u.keys {
+		out = append(out, map[string]any{
+			"id":         k.id,
+			"title":      k.Title,
+			"created_at": k.created.Format(time.RFC3339Nano),
+			"expires_at": timeOrNil(k.ExpiresAt),
+			"key":        k.Key.Key,
+			"usage_type": k.UsageType,
+		})
+	}
+	writePage(w, r, out)
+}
+
+// groupMember is GET /groups/:id/members/all/:user_id.
+func (s *Server) groupMember(w http.ResponseWriter, gid, uid string) {
+	var g *group
+	if id, err := strconv.ParseInt(gid, 10, 64); err == nil {
+		if id >= 1 && id <= int64(len(s.groupIDs)) {
+			g = s.groupIDs[id-1]
+		}
+	} else {
+		g = s.groupByPath(gid, false)
+	}
+	if g == nil {
+		writeError(w, http.StatusNotFound, "404 Group Not Found")
+		return
+	}
+	id, err := strconv.ParseInt(uid, 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "400 Bad request - user_id is invalid")
+		return
+	}
+	u := s.userByID(id)
+	best, found := member{}, false
+	// The group itself and every ancestor: "a/b/c", "a/b", "a".
+	for p := g.path; p != ""; {
+		if a := s.groupByPath(p, false); a != nil {
+			if m, ok := a.members[id]; ok && (!found || m.level > best.level) {
+				best, found = m, true
+			}
+		}
+		i := strings.LastIndex(p, "/")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	if u == nil || !found {
+		writeError(w, http.StatusNotFound, "404 Not found")
+		return
+	}
+	body := s.userJSON(u)
+	body["access_level"] = best.level
+	body["created_at"] = best.created.Format(time.RFC3339Nano)
+	body["expires_at"] = nil
+	body["membership_state"] = "active"
+	writeJSON(w, http.StatusOK, body)
+}
+
+func (s *Server) userJSON(u *user) map[string]any {
+	return map[string]any{
+		"id":         u.id,
+		"username":   u.u.Username,
+		"name":       u.u.Name,
+		"state":      u.u.State,
+		"locked":     u.u.Locked,
+		"avatar_url": "",
+		"web_url":    s.srv.URL + "/" + u.u.Username,
+	}
+}
+
+// writePage answers with the slice of items that page/per_page select, with GitLab's
+// offset-pagination headers (per_page defaults to 20, at most 100).
+func writePage(w http.ResponseWriter, r *http.Request, items []any) {
+	q := r.URL.Query()
+	perPage := atoiDefault(q.Get("per_page"), 20)
+	if perPage < 1 {
+		perPage = 20
+	}
+	perPage = min(perPage, 100)
+	page := max(atoiDefault(q.Get("page"), 1), 1)
+	total := len(items)
+	totalPages := max((total+perPage-1)/perPage, 1)
+	start := min((page-1)*perPage, total)
+	end := min(start+perPage, total)
+
+	h := w.Header()
+	h.Set("X-Page", strconv.Itoa(page))
+	h.Set("X-Per-Page", strconv.Itoa(perPage))
+	h.Set("X-Total", strconv.Itoa(total))
+	h.Set("X-Total-Pages", strconv.Itoa(totalPages))
+	h.Set("X-Next-Page", "")
+	h.Set("X-Prev-Page", "")
+	link := func(p int, rel string) string {
+		lq := url.Values{}
+		for k, v := range q {
+			lq[k] = v
+		}
+		lq.Set("page", strconv.Itoa(p))
+		lq.Set("per_page", strconv.Itoa(perPage))
+		u := url.URL{Scheme: "http", Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: lq.Encode()}
+		return fmt.Sprintf("<%s>; rel=\"%s\"", u.String(), rel)
+	}
+	var links []string
+	if page > 1 && page <= totalPages {
+		h.Set("X-Prev-Page", strconv.Itoa(page-1))
+		links = append(links, link(page-1, "prev"))
+	}
+	if page < totalPages {
+		h.Set("X-Next-Page", strconv.Itoa(page+1))
+		links = append(links, link(page+1, "next"))
+	}
+	links = append(links, link(1, "first"), link(totalPages, "last"))
+	h.Set("Link", strings.Join(links, ", "))
+	writeJSON(w, http.StatusOK, items[start:end])
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"message":"500 Internal Server Error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"message": msg})
+}
+
+// hangUp closes the connection without answering.
+func hangUp(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			_ = conn.Close()
+			return
+		}
+	}
+	writeError(w, http.StatusServiceUnavailable, "503 Service Unavailable")
+}
+
+func timeOrNil(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func atoiDefault(s string, def int) int {
+	if n, err := strconv.Atoi(s); err == nil {
+		return n
+	}
+	return def
+}
+
+// keyComment is the comment of an authorized_keys line, "" if none.
+func keyComment(line string) string {
+	f := strings.Fields(line)
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[2:], " ")
+}

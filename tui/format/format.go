@@ -1,0 +1,80 @@
+// Package format turns backend values into the short words and numbers the dashboard and the
+// command line show (uptime, sizes, percentages, states). Pure functions, no styling.
+package format
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Age is a short human duration: "45s", "12m", "2h13m", "5d", "3w". Zero or negative is "–".
+func Age(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "–"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d/time.Minute))
+	case d < 24*time.Hour:
+		h := int(d / time.Hour)
+		m := int((d % time.Hour) / time.Minute)
+		if m == 0 {
+			return fmt.Sprintf("%dh", h)
+		}
+		return fmt.Sprintf("%dh%02dm", h, m)
+	case d < 14*24*time.Hour:
+		return fmt.Sprintf("%dd", int(d/(24*time.Hour)))
+	default:
+		return fmt.Sprintf("%dw", int(d/(7*24*time.Hour)))
+	}
+}
+
+// Bytes is a binary size: "512 B", "210 MiB", "3.1 GiB".
+func Bytes(n int64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	units := []string{"KiB", "MiB", "GiB", "TiB", "PiB"}
+	v := float64(n)
+	i := -1
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	if v < 10 {
+		return fmt.Sprintf("%.1f %s", v, units[i])
+	}
+	return fmt.Sprintf("%.0f %s", v, units[i])
+}
+
+// Percent is "12%"; below 10 one decimal ("0.4%").
+func Percent(p float64) string {
+	if p < 0 {
+		p = 0
+	}
+	if p < 10 && p != 0 {
+		return fmt.Sprintf("%.1f%%", p)
+	}
+	return fmt.Sprintf("%.0f%%", p)
+}
+
+// State is the word for a container state, with the exit code for exited ones:
+// "running", "exited(0)", "created".
+func State(state string, exitCode int) string {
+	if state == "exited" {
+		return fmt.Sprintf("exited(%d)", exitCode)
+	}
+	if state == "" {
+		return "unknown"
+	}
+	return state
+}
+
+// CPUs is a CPU limit: "2", "0.5".
+func CPUs(c float64) string {
+	s := fmt.Sprintf("%.2f", c)
+	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	return s
+}
