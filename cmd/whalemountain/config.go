@@ -28,6 +28,7 @@ type Config struct {
 	TAs        []string     `yaml:"tas"`
 	GitLab     GitLabConfig `yaml:"gitlab"`
 	Limits     Limits       `yaml:"limits"`
+	Docker     DockerConfig `yaml:"docker"`
 }
 
 // HostKeys says which host keys to serve.
@@ -78,6 +79,7 @@ func defaultConfig() Config {
 			FailuresPerMinute:  10,
 			ShutdownGrace:      10 * time.Second,
 		},
+		Docker: defaultDockerConfig(),
 	}
 }
 
@@ -115,6 +117,19 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	}
 	if v := getenv("WM_GITLAB_TOKEN"); v != "" {
 		c.GitLab.token = v
+	}
+	if v := getenv("WM_DOCKER"); v != "" {
+		switch v {
+		case "on", "true", "1":
+			c.Docker.Enabled = true
+		case "off", "false", "0":
+			c.Docker.Enabled = false
+		default:
+			return fmt.Errorf("config: WM_DOCKER=%q: use on or off", v)
+		}
+	}
+	if v := getenv("WM_DOCKER_HOST"); v != "" {
+		c.Docker.Host = v
 	}
 	if v := getenv("WM_GITLAB_TA_GROUP"); v != "" {
 		c.GitLab.TAGroup = v
@@ -180,6 +195,11 @@ func (c *Config) validate() error {
 		return bad("limits.failures_per_minute", "must be at least 1")
 	case l.ShutdownGrace < 0:
 		return bad("limits.shutdown_grace", "must not be negative")
+	}
+	if c.Docker.Enabled {
+		if _, err := c.Docker.backend(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

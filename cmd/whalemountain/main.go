@@ -19,7 +19,6 @@ import (
 
 	"whalemountain/backend/audit"
 	"whalemountain/hostkeys"
-	"whalemountain/tui/cli"
 	"whalemountain/tui/sshd"
 )
 
@@ -35,7 +34,7 @@ const usage = `Usage:
   whalemountain version
 
 Environment: WM_LISTEN, WM_DATA_DIR, WM_CONFIG, WM_SERVER_NAME, WM_LOG_LEVEL, WM_KEYS_DIR,
-WM_TAS, WM_GITLAB_URL, WM_GITLAB_TOKEN, WM_GITLAB_TA_GROUP.
+WM_TAS, WM_GITLAB_URL, WM_GITLAB_TOKEN, WM_GITLAB_TA_GROUP, WM_DOCKER (on/off), WM_DOCKER_HOST.
 `
 
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -79,7 +78,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 			return 1
 		}
 	}
-	_ = cfg.applyEnv(getenv)
+	if err := cfg.applyEnv(getenv); err != nil {
+		fmt.Fprintln(stderr, "whalemountain:", err)
+		return 1
+	}
 	if *listen != "" {
 		cfg.Listen = *listen
 	}
@@ -162,7 +164,12 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	for _, k := range signers {
 		sc.HostSigners = append(sc.HostSigners, k.Signer)
 	}
-	srv, err := sshd.New(sc, auth, auditLog, cli.Deps{}, logger)
+	deps, closeDeps, err := newBackends(ctx, cfg, auditLog, logger)
+	if err != nil {
+		return err
+	}
+	defer closeDeps()
+	srv, err := sshd.New(sc, auth, auditLog, deps, logger)
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+
+	"whalemountain/backend/audit"
+	"whalemountain/backend/docker"
+	"whalemountain/tui/cli"
 
 	"whalemountain/backend/gitlab"
 	"whalemountain/sshauth"
@@ -42,4 +47,47 @@ func newAuthenticator(cfg Config, keysDir string, logger *slog.Logger) (*sshauth
 		return nil, "", err
 	}
 	return auth, desc, nil
+}
+
+// newBackends starts what the configuration turns on. A backend that is on but unreachable
+// (Docker stopped) is not fatal: its tab and commands say so and it recovers by itself.
+func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *slog.Logger) (cli.Deps, func(), error) {
+	var deps cli.Deps
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	if cfg.Docker.Enabled {
+		dc, err := cfg.Docker.backend()
+		if err != nil {
+			return deps, closeAll, err
+		}
+		svc, err := docker.New(dc, auditLog)
+		if err != nil {
+			return deps, closeAll, fmt.Errorf("docker: %w", err)
+		}
+		if err := svc.Watch(ctx); err != nil {
+			svc.Close()
+			return deps, closeAll, fmt.Errorf("docker: %w", err)
+		}
+		closers = append(closers, func() { svc.Close() })
+		deps.Containers = svc
+		deps.Docker = svc
+		logger.Info("containers on the Docker Engine", "host", firstNonEmpty(dc.Host, "default socket"),
+			"home", firstNonEmpty(dc.HomeHostPath, "per-user volume "+dc.NamePrefix+"-home-<user>"), "mounted_at", dc.HomeTarget)
+	} else {
+		logger.Info("containers are off (docker.enabled: false)")
+	}
+	return deps, closeAll, nil
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
 }

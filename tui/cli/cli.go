@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"whalemountain/backend"
+	"whalemountain/backend/docker"
 	"whalemountain/tui/termsafe"
 )
 
@@ -41,6 +42,8 @@ type Env struct {
 // Deps are the backends commands may use; a nil field means that part is not configured.
 type Deps struct {
 	Containers Containers
+	// Docker is the same service, for the dashboard's live view.
+	Docker *docker.Service
 }
 
 // usageError marks an error as bad usage (exit status 2).

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	units "github.com/docker/go-units"
+	"go.yaml.in/yaml/v3"
+
+	"whalemountain/backend/docker"
+)
+
+// DockerConfig is the `docker:` section: the container policy. Its defaults are
+// backend/docker's safe ones; none of it can be lifted per container.
+type DockerConfig struct {
+	Enabled            bool          `yaml:"enabled"`
+	Host               string        `yaml:"host"`
+	NamePrefix         string        `yaml:"name_prefix"`
+	Capabilities       []string      `yaml:"capabilities"`
+	AllowNewPrivileges bool          `yaml:"allow_new_privileges"`
+	PidsLimit          int64         `yaml:"pids_limit"`
+	Init               bool          `yaml:"init"`
+	StopTimeout        time.Duration `yaml:"stop_timeout"`
+	DefaultCPUs        float64       `yaml:"default_cpus"`
+	DefaultMemory      ByteSize      `yaml:"default_memory"`
+	HomeHostPath       string        `yaml:"home_host_path"`
+	HomeTarget         string        `yaml:"home_target"`
+	Quotas             struct {
+		Student QuotaConfig `yaml:"student"`
+		TA      QuotaConfig `yaml:"ta"`
+	} `yaml:"quotas"`
+}
+
+// QuotaConfig bounds what one user of a role may have.
+type QuotaConfig struct {
+	MaxContainers int      `yaml:"max_containers"`
+	MaxRunning    int      `yaml:"max_running"`
+	MaxCPUs       float64  `yaml:"max_cpus"`
+	MaxMemory     ByteSize `yaml:"max_memory"`
+}
+
+// ByteSize is a size in bytes written as "512m", "4g" or a plain number.
+type ByteSize int64
+
+// UnmarshalYAML reads "4g" and friends.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: a size such as 512m or 4g is needed", n.Line)
+	}
+	v, err := units.RAMInBytes(strings.TrimSpace(n.Value))
+	if err != nil || v < 0 {
+		return fmt.Errorf("line %d: %q is not a size such as 512m or 4g", n.Line, n.Value)
+	}
+	*b = ByteSize(v)
+	return nil
+}
+
+func defaultDockerConfig() DockerConfig {
+	d := docker.DefaultConfig()
+	c := DockerConfig{
+		Enabled:            true,
+		Host:               d.Host,
+		NamePrefix:         d.NamePrefix,
+		Capabilities:       d.Capabilities,
+		AllowNewPrivileges: d.AllowNewPrivileges,
+		PidsLimit:          d.PidsLimit,
+		Init:               d.Init,
+		StopTimeout:        d.StopTimeout,
+		DefaultCPUs:        d.DefaultCPUs,
+		DefaultMemory:      ByteSize(d.DefaultMemory),
+		HomeHostPath:       d.HomeHostPath,
+		HomeTarget:         d.HomeTarget,
+	}
+	c.Quotas.Student = quotaConfig(d.Student)
+	c.Quotas.TA = quotaConfig(d.TA)
+	return c
+}
+
+func quotaConfig(q docker.Quota) QuotaConfig {
+	return QuotaConfig{MaxContainers: q.MaxContainers, MaxRunning: q.MaxRunning, MaxCPUs: q.MaxCPUs, MaxMemory: ByteSize(q.MaxMemory)}
+}
+
+func (q QuotaConfig) quota() docker.Quota {
+	return docker.Quota{MaxContainers: q.MaxContainers, MaxRunning: q.MaxRunning, MaxCPUs: q.MaxCPUs, MaxMemory: int64(q.MaxMemory)}
+}
+
+// backend converts the section into backend/docker's Config and validates it.
+func (c DockerConfig) backend() (docker.Config, error) {
+	d := docker.DefaultConfig()
+	d.Host = c.Host
+	d.NamePrefix = c.NamePrefix
+	d.Capabilities = c.Capabilities
+	d.AllowNewPrivileges = c.AllowNewPrivileges
+	d.PidsLimit = c.PidsLimit
+	d.Init = c.Init
+	d.StopTimeout = c.StopTimeout
+	d.DefaultCPUs = c.DefaultCPUs
+	d.DefaultMemory = int64(c.DefaultMemory)
+	d.HomeHostPath = c.HomeHostPath
+	d.HomeTarget = c.HomeTarget
+	d.Student = c.Quotas.Student.quota()
+	d.TA = c.Quotas.TA.quota()
+	if err := d.Validate(); err != nil {
+		return d, fmt.Errorf("config: %w", err)
+	}
+	return d, nil
+}
