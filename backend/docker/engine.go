@@ -1,0 +1,56 @@
+package docker
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"sync/atomic"
+
+	"github.com/moby/moby/client"
+)
+
+// watchEngine is the part of the Docker SDK the live snapshot needs.
+type watchEngine interface {
+	ContainerList(ctx context.Context, options client.ContainerListOptions) (client.ContainerListResult, error)
+	ContainerInspect(ctx context.Context, id string, options client.ContainerInspectOptions) (client.ContainerInspectResult, error)
+	ContainerStats(ctx context.Context, id string, options client.ContainerStatsOptions) (client.ContainerStatsResult, error)
+	Events(ctx context.Context, options client.EventsListOptions) client.EventsResult
+}
+
+// engine is the whole of the Docker SDK this package uses: the seam where tests put a fake.
+type engine interface {
+	watchEngine
+	ContainerCreate(ctx context.Context, options client.ContainerCreateOptions) (client.ContainerCreateResult, error)
+	ContainerStart(ctx context.Context, id string, options client.ContainerStartOptions) (client.ContainerStartResult, error)
+	ContainerStop(ctx context.Context, id string, options client.ContainerStopOptions) (client.ContainerStopResult, error)
+	ContainerRestart(ctx context.Context, id string, options client.ContainerRestartOptions) (client.ContainerRestartResult, error)
+	ContainerRemove(ctx context.Context, id string, options client.ContainerRemoveOptions) (client.ContainerRemoveResult, error)
+	ContainerLogs(ctx context.Context, id string, options client.ContainerLogsOptions) (client.ContainerLogsResult, error)
+	ImageInspect(ctx context.Context, ref string, options ...client.ImageInspectOption) (client.ImageInspectResult, error)
+	NetworkList(ctx context.Context, options client.NetworkListOptions) (client.NetworkListResult, error)
+	NetworkCreate(ctx context.Context, name string, options client.NetworkCreateOptions) (client.NetworkCreateResult, error)
+	VolumeCreate(ctx context.Context, options client.VolumeCreateOptions) (client.VolumeCreateResult, error)
+	Close() error
+}
+
+var _ engine = (*client.Client)(nil)
+
+// newClient builds the SDK client: host from cfg, else DOCKER_HOST, else the default socket;
+// TLS from DOCKER_CERT_PATH when set; the API version always negotiated (DOCKER_API_VERSION
+// is deliberately not read). Every HTTP request to the engine adds one to calls.
+func newClient(host string, calls *atomic.Int64) (*client.Client, error) {
+	opts := []client.Opt{
+		client.WithTLSClientConfigFromEnv(),
+		client.WithHTTPRequestHook(func(*http.Request) error {
+			calls.Add(1)
+			return nil
+		}),
+	}
+	if host == "" {
+		host = os.Getenv(client.EnvOverrideHost)
+	}
+	if host != "" {
+		opts = append(opts, client.WithHost(host))
+	}
+	return client.New(opts...)
+}

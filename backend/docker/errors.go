@@ -1,0 +1,81 @@
+package docker
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+
+	"github.com/moby/moby/client"
+)
+
+// Kinds of error a caller may want to tell apart (errors.Is). The message of every error
+// this package returns is one line meant for the user.
+var (
+	// ErrNotFound: no container by that reference that the caller may see. A container that
+	// exists but belongs to someone else gives exactly the same error.
+	ErrNotFound = errors.New("no such container")
+	// ErrPermission: the identity may not do this at all.
+	ErrPermission = errors.New("permission denied")
+	// ErrInvalid: bad input (name, image reference, environment, command, limits).
+	ErrInvalid = errors.New("invalid input")
+	// ErrQuota: the user's quota does not allow it.
+	ErrQuota = errors.New("quota exceeded")
+	// ErrConflict: the container's state or name does not allow it.
+	ErrConflict = errors.New("conflict")
+	// ErrUnavailable: Docker could not be reached.
+	ErrUnavailable = errors.New("docker unreachable")
+)
+
+// userError is an error of a kind with a message for the user.
+type userError struct {
+	kind error
+	msg  string
+}
+
+func (e *userError) Error() string        { return e.msg }
+func (e *userError) Is(target error) bool { return target == e.kind }
+
+func errorf(kind error, format string, a ...any) error {
+	return &userError{kind: kind, msg: fmt.Sprintf(format, a...)}
+}
+
+// notFound is the one error for "missing" and "not yours".
+func notFound(typed string) error {
+	return errorf(ErrNotFound, "no such container: %s", shown(typed))
+}
+
+var plainRE = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
+
+// shown makes user input safe to echo in an error: plain printable ASCII as is, anything
+// else quoted with escapes (so no terminal control sequence survives) and cut short.
+func shown(s string) string {
+	if plainRE.MatchString(s) {
+		return s
+	}
+	if len(s) > 128 {
+		s = s[:128] + "..."
+	}
+	return strconv.QuoteToASCII(s)
+}
+
+// engineErr wraps an error from the engine with what was attempted, in one line.
+func engineErr(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if client.IsErrConnectionFailed(err) {
+		return &wrapped{kind: ErrUnavailable, msg: what + ": Docker unreachable", err: err}
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+type wrapped struct {
+	kind error
+	msg  string
+	err  error
+}
+
+func (e *wrapped) Error() string        { return e.msg }
+func (e *wrapped) Unwrap() error        { return e.err }
+func (e *wrapped) Is(target error) bool { return target == e.kind }

@@ -1,0 +1,331 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
+
+	"whalemountain/backend"
+)
+
+// Health says whether the live snapshot is current. When OK is false, Snapshot keeps
+// answering with the last known list and Err says why ("Docker unreachable: " + Err).
+type Health struct {
+	OK    bool      `json:"ok"`
+	Err   string    `json:"error,omitempty"`
+	Since time.Time `json:"since"`
+}
+
+// Timings of the watcher.
+const (
+	coalesce      = 100 * time.Millisecond // events are folded into one resync at most this often
+	backoffMin    = 200 * time.Millisecond
+	backoffMax    = 5 * time.Second
+	resyncEvery   = time.Minute // a full resync even without events, for the "Up ..." texts
+	sampleEvery   = 2 * time.Second
+	sampleWorkers = 4
+)
+
+// live is the in-memory state the one event stream keeps.
+type live struct {
+	mu      sync.Mutex
+	items   map[string]Container // by engine ID
+	dirty   map[string]bool      // IDs with events since the last resync
+	health  Health
+	subs    map[*subscriber]struct{}
+	watched map[string]int       // engine ID -> number of watchers
+	prevCPU map[string]cpuSample // last CPU counters per watched container
+
+	running bool
+	cancel  context.CancelFunc
+	done    sync.WaitGroup
+	kick    chan struct{} // wakes the sampler
+}
+
+type subscriber struct {
+	ch   chan struct{}
+	once sync.Once
+}
+
+func (l *live) init() {
+	l.items = map[string]Container{}
+	l.dirty = map[string]bool{}
+	l.subs = map[*subscriber]struct{}{}
+	l.watched = map[string]int{}
+	l.prevCPU = map[string]cpuSample{}
+	l.kick = make(chan struct{}, 1)
+	l.health = Health{Err: "not watching Docker yet", Since: time.Now()}
+}
+
+// notifyLocked tells every subscriber something changed, never blocking.
+func (l *live) notifyLocked() {
+	for sub := range l.subs {
+		select {
+		case sub.ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (l *live) setHealth(ok bool, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+		if client.IsErrConnectionFailed(err) {
+			msg = "cannot connect to the Docker daemon"
+		}
+	}
+	if l.health.OK == ok && l.health.Err == msg {
+		return
+	}
+	l.health = Health{OK: ok, Err: msg, Since: time.Now()}
+	l.notifyLocked()
+}
+
+// fill copies into c what the snapshot knows beyond a list entry (start time, limits, usage).
+func (l *live) fill(c *Container) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	known, ok := l.items[c.ID]
+	if !ok {
+		return
+	}
+	if known.State == c.State {
+		c.StartedAt, c.ExitCode = known.StartedAt, known.ExitCode
+	}
+	c.CPUs, c.MemLimit = known.CPUs, known.MemLimit
+	c.CPUPercent, c.MemUsage, c.StatsAt = known.CPUPercent, known.MemUsage, known.StatsAt
+}
+
+// Subscribe returns a channel that receives a value (coalesced: buffered 1, never blocking
+// the sender) whenever the snapshot or its health changes, and a cancel func that closes it.
+func (s *Service) Subscribe() (<-chan struct{}, func()) {
+	sub := &subscriber{ch: make(chan struct{}, 1)}
+	s.live.mu.Lock()
+	s.live.subs[sub] = struct{}{}
+	s.live.mu.Unlock()
+	return sub.ch, func() {
+		sub.once.Do(func() {
+			s.live.mu.Lock()
+			delete(s.live.subs, sub)
+			close(sub.ch)
+			s.live.mu.Unlock()
+		})
+	}
+}
+
+// Snapshot answers from memory, with no API call, what List would: the containers the
+// identity may see, sorted by owner and name, and whether the picture is current.
+func (s *Service) Snapshot(id backend.Identity, opts ListOptions) ([]Container, Health) {
+	s.live.mu.Lock()
+	defer s.live.mu.Unlock()
+	if checkIdentity(id) != nil {
+		return nil, s.live.health
+	}
+	all := id.IsTA() && opts.AllUsers
+	out := make([]Container, 0, len(s.live.items))
+	for _, c := range s.live.items {
+		if !all && c.Owner != id.User {
+			continue
+		}
+		if !opts.All && c.State != "running" {
+			continue
+		}
+		c.Labels = maps.Clone(c.Labels)
+		out = append(out, c)
+	}
+	sortContainers(out)
+	return out, s.live.health
+}
+
+// Watch starts the one event stream and the stats sampler; they run until ctx ends or
+// Close. It returns at once: Health and Subscribe tell when the snapshot is filled.
+func (s *Service) Watch(ctx context.Context) error {
+	s.live.mu.Lock()
+	defer s.live.mu.Unlock()
+	if s.live.running {
+		return errors.New("docker: already watching")
+	}
+	s.live.running = true
+	ctx, s.live.cancel = context.WithCancel(ctx)
+	s.live.done.Add(2)
+	go func() {
+		defer s.live.done.Done()
+		s.watch(ctx)
+	}()
+	go func() {
+		defer s.live.done.Done()
+		s.sample(ctx)
+	}()
+	return nil
+}
+
+// Close stops watching and releases the engine connection.
+func (s *Service) Close() error {
+	s.live.mu.Lock()
+	cancel := s.live.cancel
+	s.live.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	s.live.done.Wait()
+	if s.api != nil {
+		return s.api.Close()
+	}
+	return nil
+}
+
+// watch keeps the snapshot current: subscribe to events, resync, fold bursts of events into
+// one resync, reconnect with backoff when the stream breaks.
+func (s *Service) watch(ctx context.Context) {
+	backoff := backoffMin
+	for ctx.Err() == nil {
+		err := s.stream(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			backoff = backoffMin
+			continue
+		}
+		s.live.setHealth(false, err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, backoffMax)
+	}
+}
+
+// stream runs one event subscription until it breaks; nil means it was healthy for a while
+// (so the next attempt starts without backoff).
+func (s *Service) stream(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	f := s.filters("")
+	f.Add("type", "container")
+	// Subscribe first, then list: nothing that happens in between is missed.
+	ev := s.api.Events(ctx, client.EventsListOptions{Filters: f})
+	if err := s.resync(ctx, true); err != nil {
+		return err
+	}
+	s.live.setHealth(true, nil)
+	healthySince := time.Now()
+	broken := func(err error) error {
+		if time.Since(healthySince) > backoffMax {
+			s.live.setHealth(false, err)
+			return nil
+		}
+		return err
+	}
+
+	var timer <-chan time.Time
+	periodic := time.NewTicker(resyncEvery)
+	defer periodic.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case m, ok := <-ev.Messages:
+			if !ok {
+				return broken(errors.New("event stream closed"))
+			}
+			s.live.mu.Lock()
+			s.live.dirty[m.Actor.ID] = true
+			s.live.mu.Unlock()
+			if timer == nil {
+				timer = time.After(coalesce)
+			}
+		case err, ok := <-ev.Err:
+			if !ok || err == nil {
+				err = errors.New("event stream closed")
+			}
+			return broken(err)
+		case <-timer:
+			timer = nil
+			if err := s.resync(ctx, false); err != nil {
+				return broken(err)
+			}
+		case <-periodic.C:
+			if err := s.resync(ctx, false); err != nil {
+				return broken(err)
+			}
+		}
+	}
+}
+
+// resync lists the managed containers and inspects those that are new, changed state or
+// had events; with full, every container is inspected again.
+func (s *Service) resync(ctx context.Context, full bool) error {
+	res, err := s.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: s.filters("")})
+	if err != nil {
+		return err
+	}
+	s.live.mu.Lock()
+	old, dirty := s.live.items, s.live.dirty
+	s.live.dirty = map[string]bool{}
+	s.live.mu.Unlock()
+
+	next := make(map[string]Container, len(res.Items))
+	for _, sum := range res.Items {
+		c := fromSummary(sum)
+		if c.Owner == "" || c.Name == "" {
+			continue
+		}
+		prev, known := old[c.ID]
+		if known && !full && !dirty[c.ID] && prev.State == c.State {
+			c.StartedAt, c.ExitCode, c.CPUs, c.MemLimit = prev.StartedAt, prev.ExitCode, prev.CPUs, prev.MemLimit
+		} else {
+			ins, err := s.api.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
+			if cerrdefs.IsNotFound(err) {
+				continue // removed meanwhile
+			}
+			if err != nil {
+				return err
+			}
+			applyInspect(&c, ins.Container)
+		}
+		if known {
+			c.CPUPercent, c.MemUsage, c.StatsAt = prev.CPUPercent, prev.MemUsage, prev.StatsAt
+		}
+		next[c.ID] = c
+	}
+
+	s.live.mu.Lock()
+	defer s.live.mu.Unlock()
+	// Usage sampled while this resync ran is kept.
+	for id, c := range next {
+		if cur, ok := s.live.items[id]; ok && cur.StatsAt.After(c.StatsAt) {
+			c.CPUPercent, c.MemUsage, c.StatsAt = cur.CPUPercent, cur.MemUsage, cur.StatsAt
+			next[id] = c
+		}
+	}
+	changed := len(next) != len(s.live.items)
+	for id, c := range next {
+		if cur, ok := s.live.items[id]; !ok || !sameContainer(cur, c) {
+			changed = true
+			break
+		}
+	}
+	s.live.items = next
+	if changed {
+		s.live.notifyLocked()
+	}
+	return nil
+}
+
+func sameContainer(a, b Container) bool {
+	return a.ID == b.ID && a.Name == b.Name && a.Owner == b.Owner && a.Image == b.Image &&
+		a.State == b.State && a.ExitCode == b.ExitCode && a.Status == b.Status &&
+		a.Created.Equal(b.Created) && a.StartedAt.Equal(b.StartedAt) && a.CPUs == b.CPUs &&
+		a.MemLimit == b.MemLimit && a.CPUPercent == b.CPUPercent && a.MemUsage == b.MemUsage &&
+		a.StatsAt.Equal(b.StatsAt) && maps.Equal(a.Labels, b.Labels)
+}

@@ -1,0 +1,118 @@
+package docker
+
+import (
+	"regexp"
+	"strings"
+
+	"github.com/distribution/reference"
+
+	"whalemountain/backend"
+)
+
+var (
+	nameRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$`)
+	userRE   = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,62}[A-Za-z0-9_-])?$`) // GitLab user names
+	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// Limits on what a run may carry.
+const (
+	maxEnv      = 128
+	maxEnvBytes = 32 << 10
+	maxArgs     = 256
+	maxCmdBytes = 64 << 10
+)
+
+// ValidateName checks a container name as users type it: 1-32 lower-case letters, digits
+// and '-', starting and ending with a letter or digit.
+func ValidateName(name string) error {
+	if !nameRE.MatchString(name) {
+		return errorf(ErrInvalid, "invalid container name %s: use 1-32 lower-case letters, digits and '-', "+
+			"starting and ending with a letter or digit", shown(name))
+	}
+	return nil
+}
+
+// ParseImage checks an image reference ("ubuntu:24.04", "registry/alice/ml:latest") and
+// returns it in its familiar form.
+func ParseImage(ref string) (string, error) {
+	if ref == "" {
+		return "", errorf(ErrInvalid, "no image given")
+	}
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil || len(ref) > 255 {
+		return "", errorf(ErrInvalid, "invalid image reference %s", shown(ref))
+	}
+	return reference.FamiliarString(named), nil
+}
+
+// ValidateEnv checks KEY=value entries.
+func ValidateEnv(env []string) error {
+	if len(env) > maxEnv {
+		return errorf(ErrInvalid, "too many environment variables (%d, at most %d)", len(env), maxEnv)
+	}
+	for _, kv := range env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !envKeyRE.MatchString(k) {
+			return errorf(ErrInvalid, "invalid environment variable %s: use KEY=value with KEY of letters, digits and '_'", shown(kv))
+		}
+		if strings.ContainsRune(v, 0) || len(kv) > maxEnvBytes {
+			return errorf(ErrInvalid, "invalid value for environment variable %s", k)
+		}
+	}
+	return nil
+}
+
+func validateCmd(cmd []string) error {
+	if len(cmd) > maxArgs {
+		return errorf(ErrInvalid, "command has too many arguments (%d, at most %d)", len(cmd), maxArgs)
+	}
+	total := 0
+	for _, a := range cmd {
+		total += len(a)
+		if strings.ContainsRune(a, 0) {
+			return errorf(ErrInvalid, "command contains a NUL byte")
+		}
+	}
+	if total > maxCmdBytes {
+		return errorf(ErrInvalid, "command is too long (%d bytes, at most %d)", total, maxCmdBytes)
+	}
+	if len(cmd) > 0 && cmd[0] == "" {
+		return errorf(ErrInvalid, "command is empty")
+	}
+	return nil
+}
+
+// checkIdentity denies the zero identity, unknown roles and user names that cannot be
+// part of an engine object name.
+func checkIdentity(id backend.Identity) error {
+	if !id.Valid() || !userRE.MatchString(id.User) {
+		return errorf(ErrPermission, "permission denied")
+	}
+	return nil
+}
+
+// target is what a typed reference names: an owner and a name.
+type target struct {
+	owner, name string
+	typed       string
+}
+
+func (t target) String() string { return t.owner + "/" + t.name }
+
+// parseRef turns what the user typed into owner + name. "name" is the caller's own;
+// "user/name" is allowed to TAs for anyone and to students for themselves only. Anything
+// else (engine names of others, IDs, prefixes, bad syntax) is simply not found.
+func parseRef(id backend.Identity, ref string) (target, error) {
+	owner, name := id.User, ref
+	if o, n, ok := strings.Cut(ref, "/"); ok {
+		owner, name = o, n
+		if owner != id.User && !id.IsTA() {
+			return target{}, notFound(ref)
+		}
+	}
+	if !userRE.MatchString(owner) || !nameRE.MatchString(name) {
+		return target{}, notFound(ref)
+	}
+	return target{owner: owner, name: name, typed: ref}, nil
+}

@@ -1,0 +1,193 @@
+package docker
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/moby/moby/api/types/container"
+
+	"whalemountain/backend"
+)
+
+func TestConfigValidateNamesTheField(t *testing.T) {
+	cases := []struct {
+		field  string
+		change func(*Config)
+	}{
+		{"NamePrefix", func(c *Config) { c.NamePrefix = "WM" }},
+		{"NamePrefix", func(c *Config) { c.NamePrefix = "" }},
+		{"Host", func(c *Config) { c.Host = "/var/run/docker.sock" }},
+		{"Labels", func(c *Config) { c.Labels = map[string]string{LabelOwner: "x"} }},
+		{"Labels", func(c *Config) { c.Labels = map[string]string{"Bad Key": "x"} }},
+		{"Capabilities", func(c *Config) { c.Capabilities = []string{"CHOWN", "ALL"} }},
+		{"Capabilities", func(c *Config) { c.Capabilities = []string{"SYS_ADMINN"} }},
+		{"PidsLimit", func(c *Config) { c.PidsLimit = 0 }},
+		{"StopTimeout", func(c *Config) { c.StopTimeout = -1 }},
+		{"HomeHostPath", func(c *Config) { c.HomeHostPath = "srv/home/{user}" }},
+		{"HomeHostPath", func(c *Config) { c.HomeHostPath = "/srv/home" }},
+		{"HomeHostPath", func(c *Config) { c.HomeHostPath = "/srv/../home/{user}" }},
+		{"HomeHostPath", func(c *Config) { c.HomeHostPath = "/var/run/docker.sock/{user}" }},
+		{"HomeTarget", func(c *Config) { c.HomeTarget = "" }},
+		{"Student.MaxContainers", func(c *Config) { c.Student.MaxContainers = 0 }},
+		{"Student.MaxRunning", func(c *Config) { c.Student.MaxRunning = 6 }},
+		{"TA.MaxCPUs", func(c *Config) { c.TA.MaxCPUs = 0 }},
+		{"TA.MaxMemory", func(c *Config) { c.TA.MaxMemory = 1024 }},
+		{"DefaultCPUs", func(c *Config) { c.DefaultCPUs = 3 }},
+		{"DefaultMemory", func(c *Config) { c.DefaultMemory = 5 * gib }},
+		{"DefaultCPUs", func(c *Config) { c.DefaultCPUs = 0 }},
+	}
+	for _, tc := range cases {
+		cfg := DefaultConfig()
+		tc.change(&cfg)
+		err := cfg.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.field+" ") {
+			t.Errorf("%s: got %v", tc.field, err)
+		}
+	}
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Errorf("defaults: %v", err)
+	}
+	cfg := DefaultConfig()
+	cfg.HomeHostPath = "/srv/home/{user}"
+	cfg.Capabilities = []string{"cap_chown", "KILL"}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("host path home: %v", err)
+	}
+	if got := cfg.capabilities(); strings.Join(got, ",") != "CAP_CHOWN,CAP_KILL" {
+		t.Errorf("capabilities %v", got)
+	}
+}
+
+func TestDefaultsAreSafe(t *testing.T) {
+	c := DefaultConfig()
+	if c.AllowNewPrivileges || c.PidsLimit <= 0 || c.HomeHostPath != "" || c.NamePrefix != "wm" {
+		t.Errorf("unsafe defaults: %+v", c)
+	}
+	for _, cp := range c.Capabilities {
+		switch cp {
+		case "SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SYS_MODULE", "NET_RAW", "MKNOD", "DAC_READ_SEARCH":
+			t.Errorf("default capability %s", cp)
+		}
+	}
+}
+
+func TestParseRef(t *testing.T) {
+	student := backend.Identity{User: "bob", Role: backend.RoleStudent}
+	ta := backend.Identity{User: "tina", Role: backend.RoleTA}
+	cases := []struct {
+		id    backend.Identity
+		ref   string
+		owner string // "" = not found
+	}{
+		{student, "box", "bob"},
+		{student, "bob/box", "bob"},
+		{student, "alice/box", ""},
+		{student, "wm-alice-box", "bob"}, // a valid name of bob's own, never alice's engine name
+		{student, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", ""},
+		{student, "Box", ""},
+		{student, "../box", ""},
+		{student, "/box", ""},
+		{student, "alice/", ""},
+		{student, "a/b/c", ""},
+		{student, "", ""},
+		{ta, "alice/box", "alice"},
+		{ta, "box", "tina"},
+		{ta, "al ice/box", ""},
+	}
+	for _, tc := range cases {
+		tg, err := parseRef(tc.id, tc.ref)
+		if tc.owner == "" {
+			if !errors.Is(err, ErrNotFound) {
+				t.Errorf("%s %q: %v, want not found", tc.id.User, tc.ref, err)
+			}
+			continue
+		}
+		if err != nil || tg.owner != tc.owner {
+			t.Errorf("%s %q: %+v %v, want owner %s", tc.id.User, tc.ref, tg, err, tc.owner)
+		}
+	}
+}
+
+func TestValidateInput(t *testing.T) {
+	for _, n := range []string{"a", "box", "my-box-2", strings.Repeat("a", 32)} {
+		if err := ValidateName(n); err != nil {
+			t.Errorf("name %q: %v", n, err)
+		}
+	}
+	for _, n := range []string{"", "-a", "a-", "A", "a_b", "a.b", strings.Repeat("a", 33), "a\nb", "ä"} {
+		if err := ValidateName(n); !errors.Is(err, ErrInvalid) || strings.ContainsAny(err.Error(), "\n\x1b") {
+			t.Errorf("name %q: %v", n, err)
+		}
+	}
+	for in, want := range map[string]string{
+		"ubuntu": "ubuntu", "ubuntu:24.04": "ubuntu:24.04", "docker.io/library/ubuntu": "ubuntu",
+		"registry.example:5000/alice/ml:latest": "registry.example:5000/alice/ml:latest",
+	} {
+		if got, err := ParseImage(in); err != nil || got != want {
+			t.Errorf("image %q: %q %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"", "UPPER", "a b", ":x", "x:", "x@sha256:zz"} {
+		if _, err := ParseImage(in); !errors.Is(err, ErrInvalid) {
+			t.Errorf("image %q: %v", in, err)
+		}
+	}
+	if err := ValidateEnv([]string{"A=1", "_B=", "C_3=x=y"}); err != nil {
+		t.Error(err)
+	}
+	for _, e := range []string{"A", "=1", "1A=2", "A-B=1", "A=\x00"} {
+		if err := ValidateEnv([]string{e}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("env %q: %v", e, err)
+		}
+	}
+	if err := checkIdentity(backend.Identity{User: "al\x1bce", Role: backend.RoleStudent}); !errors.Is(err, ErrPermission) {
+		t.Errorf("odd user name: %v", err)
+	}
+}
+
+func TestOnlyShell(t *testing.T) {
+	for cmd, want := range map[string]bool{
+		"": true, "sh": true, "/bin/bash": true, "bash -l": true, "python3": false,
+		"sh -c sleep": false, "/usr/bin/jupyter lab": false,
+	} {
+		if got := onlyShell(strings.Fields(cmd)); got != want {
+			t.Errorf("onlyShell(%q) = %v", cmd, got)
+		}
+	}
+}
+
+func TestGenerateName(t *testing.T) {
+	for _, img := range []string{"ubuntu:24.04", "registry.example:5000/alice/My_ML@sha256:abc", "---", "averyveryveryverylongimagename"} {
+		n := generateName(img, nil)
+		if ValidateName(n) != nil {
+			t.Errorf("generated %q from %q", n, img)
+		}
+	}
+}
+
+func TestUsageMaths(t *testing.T) {
+	if got := cpuPercent(cpuSample{total: 0, system: 0, online: 2}, cpuSample{total: 5e8, system: 2e9, online: 2}); got != 50 {
+		t.Errorf("cpu %v", got)
+	}
+	if got := cpuPercent(cpuSample{total: 10, system: 10}, cpuSample{total: 5, system: 20}); got != 0 {
+		t.Errorf("cpu after counter reset %v", got)
+	}
+	m := container.MemoryStats{Usage: 100, Stats: map[string]uint64{"total_inactive_file": 30}}
+	if got := memUsage(m); got != 70 {
+		t.Errorf("mem v1 %d", got)
+	}
+	m = container.MemoryStats{Usage: 100, Stats: map[string]uint64{"inactive_file": 40}}
+	if got := memUsage(m); got != 60 {
+		t.Errorf("mem v2 %d", got)
+	}
+}
+
+func TestShownNeutralisesEscapes(t *testing.T) {
+	if got := notFound("x\x1b]0;pwned\x07").Error(); strings.ContainsAny(got, "\x1b\x07") {
+		t.Errorf("%q", got)
+	}
+	if got := notFound("box").Error(); got != "no such container: box" {
+		t.Errorf("%q", got)
+	}
+}
