@@ -13,6 +13,7 @@ import (
 	"whalemountain/backend"
 	"whalemountain/tui/cli"
 	"whalemountain/tui/dashboard"
+	"whalemountain/tui/dashboard/containers"
 	"whalemountain/tui/input"
 )
 
@@ -84,8 +85,10 @@ func (se *session) dashboard(pty ssh.Pty, winch <-chan ssh.Window) int {
 	}()
 	envs := append(sess.Environ(), "TERM="+pty.Term)
 	styles := dashboard.DefaultStyles()
+	tabs, closeTabs := se.tabs(styles)
+	defer closeTabs() // after the program has ended
 	model := dashboard.New(dashboard.Info{Server: se.srv.cfg.ServerName, User: se.id.User, Role: string(se.id.Role)},
-		styles, se.tabs(styles)...)
+		styles, tabs...)
 	_, err := rt.ProgramRun(func(opts ...tea.ProgramOption) *tea.Program {
 		opts = append(opts,
 			tea.WithContext(sess.Context()),
@@ -111,17 +114,24 @@ func (se *session) dashboard(pty ssh.Pty, winch <-chan ssh.Window) int {
 	return 0
 }
 
-func (se *session) tabs(st dashboard.Styles) []dashboard.Tab {
+// tabs builds the session's tabs and the func that releases what they hold.
+func (se *session) tabs(st dashboard.Styles) ([]dashboard.Tab, func()) {
 	notice := func(name, line string) dashboard.Tab {
 		return dashboard.Notice{Name: name, Line: line, Styles: st}
 	}
+	closeAll := func() {}
+	ctr := notice("Containers", "Containers are off on this server (docker.enabled: false).")
+	if d := se.srv.deps.Docker; d != nil {
+		t := containers.New(d, se.id, st, time.Now)
+		ctr, closeAll = t, t.Close
+	}
 	return []dashboard.Tab{
-		notice("Containers", "Containers are not available on this server yet."),
+		ctr,
 		notice("Images", "Images are not available on this server yet."),
 		notice("GPUs", "GPU monitoring is not available on this server yet."),
 		notice("Pods", "Kubernetes pods are not available on this server yet."),
 		notice("Runner", "GitLab CI runners are not available on this server yet."),
-	}
+	}, closeAll
 }
 
 // notifyShutdown tells the user, in one line, that the server is stopping.

@@ -1,0 +1,852 @@
+// Package containers is the dashboard's Containers tab: the user's containers (every user's,
+// for TAs) as a live table read from the backend's in-memory snapshot, with details, a
+// new-container form, start/stop/restart/remove, a filter and a log viewer.
+//
+// The table costs no Docker API call: it is re-read from Snapshot when Subscribe says
+// something changed, and on a slow tick for uptimes. Usage is sampled (WatchStats) only for
+// the selected running container while the table is on screen. Every string from outside
+// is neutralised before display.
+package containers
+
+import (
+	"context"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"charm.land/bubbles/v2/key"
+	"charm.land/bubbles/v2/textinput"
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
+
+	"whalemountain/backend"
+	"whalemountain/backend/docker"
+	"whalemountain/tui/dashboard"
+	"whalemountain/tui/termsafe"
+)
+
+// Service is what the tab needs from backend/docker; *docker.Service satisfies it. The
+// backend authorises every call against the Identity.
+type Service interface {
+	Snapshot(id backend.Identity, opts docker.ListOptions) ([]docker.Container, docker.Health)
+	Subscribe() (<-chan struct{}, func())
+	WatchStats(containerID string) (release func())
+	Config() docker.Config
+	Run(ctx context.Context, id backend.Identity, spec docker.RunSpec) (docker.Container, error)
+	Start(ctx context.Context, id backend.Identity, ref string) error
+	Stop(ctx context.Context, id backend.Identity, ref string) error
+	Restart(ctx context.Context, id backend.Identity, ref string) error
+	Remove(ctx context.Context, id backend.Identity, ref string, force bool) error
+	Logs(ctx context.Context, id backend.Identity, ref string, opts docker.LogOptions) (io.ReadCloser, error)
+	Inspect(ctx context.Context, id backend.Identity, ref string) (docker.Details, error)
+}
+
+var _ Service = (*docker.Service)(nil)
+
+// ShellFunc opens a shell in a container; the tab calls it for `s`.
+type ShellFunc func(c docker.Container) tea.Cmd
+
+// Timings.
+const (
+	refreshShown   = time.Second     // uptime refresh while the tab is on screen
+	refreshHidden  = 3 * time.Second // otherwise (to notice the tab left the screen)
+	actionTimeout  = 2 * time.Minute
+	inspectTimeout = 15 * time.Second
+)
+
+// Messages, each carrying the tab it belongs to.
+type (
+	changedMsg struct{ tab *Tab }
+	tickMsg    struct{ tab *Tab }
+	actionMsg  struct {
+		tab        *Tab
+		ref, shown string
+		verb       string
+		err        error
+	}
+	runMsg struct {
+		tab *Tab
+		c   docker.Container
+		err error
+	}
+	inspectMsg struct {
+		tab *Tab
+		ref string
+		d   docker.Details
+		err error
+	}
+)
+
+// confirmation is a question waiting for y/N.
+type confirmation struct {
+	c     docker.Container
+	force bool
+}
+
+// Tab is the Containers tab. Create it with New; call Close when the program has ended.
+type Tab struct {
+	svc    Service
+	id     backend.Identity
+	st     dashboard.Styles
+	now    func() time.Time
+	keys   keyMap
+	ctx    context.Context // ends with Close: cancels calls in flight and the log stream
+	cancel context.CancelFunc
+	shell  ShellFunc
+
+	started   bool
+	unsub     func()
+	sub       <-chan struct{}
+	closeOnce sync.Once
+
+	all    []docker.Container // the snapshot
+	health docker.Health
+	list   []docker.Container // what the table shows (filtered)
+	sel    int
+	selRef string
+	goTo   string // select this container once it shows up (after creating it)
+
+	filter    textinput.Model
+	filtering bool
+
+	detailsOpen    bool
+	detailsRef     string
+	details        *docker.Details
+	detailsErr     string
+	detailsLoading bool
+
+	confirm *confirmation
+	busy    map[string]string // ref -> "stopping…" while an action runs
+
+	form   *form
+	logs   *logViewer
+	logGen int
+
+	watchID string
+	unwatch func()
+	shown   bool // the table was on screen during the last tick
+	viewed  bool // View ran since the last tick
+
+	width, height int
+}
+
+var _ dashboard.Tab = (*Tab)(nil)
+
+// New builds the tab for one session. now is the clock for uptimes (time.Now in production).
+// It does not subscribe until Init; Close releases what Init and the tab took.
+func New(svc Service, id backend.Identity, styles dashboard.Styles, now func() time.Time) *Tab {
+	if now == nil {
+		now = time.Now
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f := textinput.New()
+	f.Prompt = "/"
+	f.Placeholder = "name, image or owner"
+	f.CharLimit = 64
+	s := f.Styles()
+	s.Cursor.Blink = false
+	f.SetStyles(s)
+	return &Tab{
+		svc: svc, id: id, st: styles, now: now, keys: defaultKeyMap(),
+		ctx: ctx, cancel: cancel, filter: f, busy: map[string]string{},
+		width: 80, height: 20,
+	}
+}
+
+// SetShell installs what `s` does; without it `s` says the shell is coming.
+func (t *Tab) SetShell(fn ShellFunc) { t.shell = fn }
+
+// Close releases the subscription, the stats watch and the log stream, and cancels calls
+// in flight. Call it once the program has ended; it is safe to call more than once.
+func (t *Tab) Close() {
+	t.closeOnce.Do(func() {
+		t.cancel()
+		if t.unsub != nil {
+			t.unsub()
+		}
+		if t.unwatch != nil {
+			t.unwatch()
+			t.unwatch, t.watchID = nil, ""
+		}
+		if t.logs != nil {
+			t.logs.stream.close()
+		}
+	})
+}
+
+// Title is the tab's name.
+func (t *Tab) Title() string { return "Containers" }
+
+// Init subscribes to the snapshot, reads it and starts the refresh tick.
+func (t *Tab) Init() tea.Cmd {
+	if t.started || t.ctx.Err() != nil {
+		return nil
+	}
+	t.started = true
+	t.sub, t.unsub = t.svc.Subscribe()
+	t.reload()
+	return tea.Batch(t.waitChange(), t.tick(refreshShown))
+}
+
+// waitChange waits for the next change of the snapshot; nothing once unsubscribed.
+func (t *Tab) waitChange() tea.Cmd {
+	ch := t.sub
+	return func() tea.Msg {
+		if _, ok := <-ch; !ok {
+			return nil
+		}
+		return changedMsg{tab: t}
+	}
+}
+
+func (t *Tab) tick(d time.Duration) tea.Cmd {
+	return tea.Tick(d, func(time.Time) tea.Msg { return tickMsg{tab: t} })
+}
+
+// Capturing reports whether keys such as q, ? and digits belong to the tab: while typing,
+// answering a question or reading logs.
+func (t *Tab) Capturing() bool {
+	return t.filtering || t.form != nil || t.logs != nil || t.confirm != nil
+}
+
+// Keys are the bindings of what is on screen, for the footer and the help overlay.
+func (t *Tab) Keys() []key.Binding {
+	k := t.keys
+	switch {
+	case t.confirm != nil:
+		return []key.Binding{k.Yes, k.No}
+	case t.form != nil:
+		return []key.Binding{k.Submit, k.NextField, k.Cancel}
+	case t.logs != nil && t.logs.searching:
+		return []key.Binding{withHelp(k.Submit, "enter", "find"), withHelp(k.Cancel, "esc", "clear")}
+	case t.logs != nil:
+		return []key.Binding{k.Back, k.Search, k.NextMatch, k.Wrap, k.Timestamps, k.End}
+	case t.filtering:
+		return []key.Binding{withHelp(k.Submit, "enter", "keep filter"), withHelp(k.Cancel, "esc", "clear")}
+	}
+	ss := k.StartStop
+	if c, ok := t.current(); ok {
+		if c.State == "running" || c.State == "restarting" {
+			ss = withHelp(ss, "S", "stop")
+		} else {
+			ss = withHelp(ss, "S", "start")
+		}
+	}
+	binds := []key.Binding{k.New, k.Shell, k.Logs, ss, k.Restart, k.Delete, k.Filter}
+	// The footer shares the line with "? help" and "q quit": details only where it fits.
+	if t.width >= 92 {
+		binds = append(binds, k.Details)
+	}
+	return binds
+}
+
+func withHelp(b key.Binding, k, desc string) key.Binding {
+	b.SetHelp(k, desc)
+	return b
+}
+
+// Update handles the tab's messages and, when it is active, key presses.
+func (t *Tab) Update(msg tea.Msg) (dashboard.Tab, tea.Cmd) {
+	switch msg := msg.(type) {
+	case changedMsg:
+		if msg.tab != t || t.ctx.Err() != nil {
+			return t, nil
+		}
+		t.reload()
+		return t, tea.Batch(t.waitChange(), t.afterSelect())
+	case tickMsg:
+		if msg.tab != t || t.ctx.Err() != nil {
+			return t, nil
+		}
+		t.shown, t.viewed = t.viewed, false
+		t.reconcileWatch()
+		// Uptimes change only for running containers, and only matter on screen.
+		if t.shown && t.anyRunning() {
+			return t, t.tick(refreshShown)
+		}
+		return t, t.tick(refreshHidden)
+	case actionMsg:
+		if msg.tab != t {
+			return t, nil
+		}
+		return t, t.actionDone(msg)
+	case runMsg:
+		if msg.tab != t {
+			return t, nil
+		}
+		return t, t.runDone(msg)
+	case inspectMsg:
+		if msg.tab != t || msg.ref != t.detailsRef {
+			return t, nil
+		}
+		t.detailsLoading = false
+		if msg.err != nil {
+			t.details, t.detailsErr = nil, msg.err.Error()
+		} else {
+			d := msg.d
+			t.details, t.detailsErr = &d, ""
+		}
+		return t, nil
+	case logMsg:
+		if msg.tab != t || t.logs == nil || msg.gen != t.logs.gen {
+			return t, nil
+		}
+		t.logs.refresh(t.st)
+		return t, t.logs.stream.wait(t, msg.gen)
+	case tea.PasteMsg:
+		return t, t.paste(msg)
+	case tea.KeyPressMsg:
+		t.shown = true
+		return t, t.key(msg)
+	}
+	return t, nil
+}
+
+// paste gives pasted text, without control characters, to the input being typed in.
+func (t *Tab) paste(msg tea.PasteMsg) tea.Cmd {
+	msg.Content = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 {
+			return -1
+		}
+		return r
+	}, msg.Content)
+	var cmd tea.Cmd
+	switch {
+	case t.form != nil && !t.form.submitting:
+		f := t.form
+		f.inputs[f.focus], cmd = f.inputs[f.focus].Update(msg)
+		f.touched[f.focus] = true
+		f.validate()
+	case t.logs != nil && t.logs.searching:
+		t.logs.search, cmd = t.logs.search.Update(msg)
+		t.logs.query = t.logs.search.Value()
+		t.logs.findMatches()
+		t.logs.render(t.st)
+	case t.filtering:
+		t.filter, cmd = t.filter.Update(msg)
+		t.refilter()
+		return tea.Batch(cmd, t.afterSelect())
+	}
+	return cmd
+}
+
+func (t *Tab) anyRunning() bool {
+	for _, c := range t.list {
+		if c.State == "running" {
+			return true
+		}
+	}
+	return false
+}
+
+// reload re-reads the snapshot (no API call).
+func (t *Tab) reload() {
+	t.all, t.health = t.svc.Snapshot(t.id, docker.ListOptions{All: true, AllUsers: t.id.IsTA()})
+	t.refilter()
+}
+
+// refilter applies the filter and keeps the selection on the same container.
+func (t *Tab) refilter() {
+	t.list = filterList(t.all, t.filter.Value())
+	want := t.selRef
+	if t.goTo != "" {
+		for _, c := range t.list {
+			if refOf(c) == t.goTo {
+				want, t.goTo = t.goTo, ""
+				break
+			}
+		}
+	}
+	found := false
+	for i, c := range t.list {
+		if refOf(c) == want {
+			t.sel, found = i, true
+			break
+		}
+	}
+	if !found {
+		t.sel = min(t.sel, len(t.list)-1)
+	}
+	t.sel = max(t.sel, 0)
+	t.selRef = ""
+	if c, ok := t.current(); ok {
+		t.selRef = refOf(c)
+	}
+}
+
+// current is the selected container.
+func (t *Tab) current() (docker.Container, bool) {
+	if t.sel < 0 || t.sel >= len(t.list) {
+		return docker.Container{}, false
+	}
+	return t.list[t.sel], true
+}
+
+// afterSelect follows the selection: the stats watch and, when open, the details.
+func (t *Tab) afterSelect() tea.Cmd {
+	t.reconcileWatch()
+	if !t.detailsOpen {
+		return nil
+	}
+	c, ok := t.current()
+	if !ok {
+		t.detailsRef, t.details, t.detailsErr, t.detailsLoading = "", nil, "", false
+		return nil
+	}
+	if refOf(c) == t.detailsRef {
+		return nil
+	}
+	return t.inspect(c)
+}
+
+// reconcileWatch keeps exactly one stats watch: on the selected running container while
+// the table is on screen, none otherwise.
+func (t *Tab) reconcileWatch() {
+	want := ""
+	if t.shown && t.form == nil && t.logs == nil && t.ctx.Err() == nil {
+		if c, ok := t.current(); ok && c.State == "running" && c.ID != "" {
+			want = c.ID
+		}
+	}
+	if want == t.watchID {
+		return
+	}
+	if t.unwatch != nil {
+		t.unwatch()
+		t.unwatch = nil
+	}
+	t.watchID = want
+	if want != "" {
+		t.unwatch = t.svc.WatchStats(want)
+	}
+}
+
+// status is a command that sets the status line.
+func status(text string, isErr bool) tea.Cmd {
+	return func() tea.Msg { return dashboard.StatusMsg{Text: text, Err: isErr} }
+}
+
+// errorStatus is one clean line for an error.
+func errorStatus(err error) tea.Cmd {
+	return status(termsafe.Line(err.Error()), true)
+}
+
+// shownName is how the tab names a container to its viewer: "box" for one's own,
+// "bob/box" for someone else's; neutralised.
+func (t *Tab) shownName(c docker.Container) string {
+	if c.Owner == t.id.User {
+		return termsafe.Line(c.Name)
+	}
+	return termsafe.Line(c.Owner) + "/" + termsafe.Line(c.Name)
+}
+
+// key handles a key press for whatever is on screen.
+func (t *Tab) key(msg tea.KeyPressMsg) tea.Cmd {
+	switch {
+	case t.confirm != nil:
+		return t.confirmKey(msg)
+	case t.form != nil:
+		return t.formKey(msg)
+	case t.logs != nil:
+		return t.logsKey(msg)
+	case t.filtering:
+		return t.filterKey(msg)
+	}
+	return t.tableKey(msg)
+}
+
+func (t *Tab) tableKey(msg tea.KeyPressMsg) tea.Cmd {
+	k := t.keys
+	move := func(to int) tea.Cmd {
+		t.goTo = ""
+		t.sel = max(0, min(to, len(t.list)-1))
+		t.selRef = ""
+		if c, ok := t.current(); ok {
+			t.selRef = refOf(c)
+		}
+		return t.afterSelect()
+	}
+	page := max(1, t.height-4)
+	switch {
+	case key.Matches(msg, k.Up):
+		return move(t.sel - 1)
+	case key.Matches(msg, k.Down):
+		return move(t.sel + 1)
+	case key.Matches(msg, k.Top):
+		return move(0)
+	case key.Matches(msg, k.Bottom):
+		return move(len(t.list) - 1)
+	case key.Matches(msg, k.PageUp):
+		return move(t.sel - page)
+	case key.Matches(msg, k.PageDown):
+		return move(t.sel + page)
+	case key.Matches(msg, k.Filter):
+		t.filtering = true
+		t.filter.CursorEnd()
+		return t.filter.Focus()
+	case key.Matches(msg, k.Clear):
+		if t.filter.Value() != "" {
+			t.filter.SetValue("")
+			t.refilter()
+			return t.afterSelect()
+		}
+		t.detailsOpen = false
+		return nil
+	case key.Matches(msg, k.New):
+		return t.openForm()
+	}
+	c, ok := t.current()
+	if !ok {
+		return nil
+	}
+	switch {
+	case key.Matches(msg, k.Details):
+		if t.detailsOpen {
+			t.detailsOpen = false
+			return nil
+		}
+		t.detailsOpen = true
+		return t.inspect(c)
+	case key.Matches(msg, k.Shell):
+		if t.shell != nil {
+			return t.shell(c)
+		}
+		return status("shell: coming soon", false)
+	case key.Matches(msg, k.Logs):
+		return t.openLogs(c, false)
+	case key.Matches(msg, k.StartStop):
+		if c.State == "running" || c.State == "restarting" {
+			return t.action(c, "stop", "stopping…", func(ctx context.Context, ref string) error {
+				return t.svc.Stop(ctx, t.id, ref)
+			})
+		}
+		return t.action(c, "start", "starting…", func(ctx context.Context, ref string) error {
+			return t.svc.Start(ctx, t.id, ref)
+		})
+	case key.Matches(msg, k.Restart):
+		return t.action(c, "restart", "restarting…", func(ctx context.Context, ref string) error {
+			return t.svc.Restart(ctx, t.id, ref)
+		})
+	case key.Matches(msg, k.Delete):
+		t.confirm = &confirmation{c: c, force: c.State == "running" || c.State == "restarting" || c.State == "paused"}
+		return nil
+	}
+	return nil
+}
+
+func (t *Tab) filterKey(msg tea.KeyPressMsg) tea.Cmd {
+	switch msg.String() {
+	case "enter":
+		t.filtering = false
+		t.filter.Blur()
+		return nil
+	case "esc":
+		t.filtering = false
+		t.filter.Blur()
+		t.filter.SetValue("")
+		t.refilter()
+		return t.afterSelect()
+	}
+	var cmd tea.Cmd
+	t.filter, cmd = t.filter.Update(msg)
+	t.refilter()
+	return tea.Batch(cmd, t.afterSelect())
+}
+
+func (t *Tab) confirmKey(msg tea.KeyPressMsg) tea.Cmd {
+	q := t.confirm
+	t.confirm = nil
+	if !key.Matches(msg, t.keys.Yes) {
+		return status("kept "+t.shownName(q.c), false)
+	}
+	force := q.force
+	return t.action(q.c, "remove", "removing…", func(ctx context.Context, ref string) error {
+		return t.svc.Remove(ctx, t.id, ref, force)
+	})
+}
+
+// action runs one lifecycle call in a command; the row shows busy until it returns.
+func (t *Tab) action(c docker.Container, verb, busy string, do func(ctx context.Context, ref string) error) tea.Cmd {
+	ref := refOf(c)
+	if t.busy[ref] != "" {
+		return status(t.shownName(c)+" is busy: "+t.busy[ref], false)
+	}
+	t.busy[ref] = busy
+	shown, parent := t.shownName(c), t.ctx
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(parent, actionTimeout)
+		defer cancel()
+		err := do(ctx, ref)
+		return actionMsg{tab: t, ref: ref, shown: shown, verb: verb, err: err}
+	}
+}
+
+var pastTense = map[string]string{"start": "started", "stop": "stopped", "restart": "restarted", "remove": "removed (your home is kept)"}
+
+func (t *Tab) actionDone(msg actionMsg) tea.Cmd {
+	delete(t.busy, msg.ref)
+	if t.ctx.Err() != nil {
+		return nil
+	}
+	if msg.err != nil {
+		return errorStatus(msg.err)
+	}
+	return status(msg.shown+": "+pastTense[msg.verb], false)
+}
+
+// inspect opens the details of c: one Inspect call, in a command.
+func (t *Tab) inspect(c docker.Container) tea.Cmd {
+	ref := refOf(c)
+	t.detailsRef, t.details, t.detailsErr, t.detailsLoading = ref, nil, "", true
+	svc, id, parent := t.svc, t.id, t.ctx
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(parent, inspectTimeout)
+		defer cancel()
+		d, err := svc.Inspect(ctx, id, ref)
+		return inspectMsg{tab: t, ref: ref, d: d, err: err}
+	}
+}
+
+// quota is the per-role quota from the service's policy.
+func (t *Tab) quota() docker.Quota {
+	cfg := t.svc.Config()
+	if t.id.IsTA() {
+		return cfg.TA
+	}
+	return cfg.Student
+}
+
+// own counts the viewer's own containers, and the running ones.
+func (t *Tab) own() (have, running int) {
+	for _, c := range t.all {
+		if c.Owner != t.id.User {
+			continue
+		}
+		have++
+		if c.State == "running" || c.State == "restarting" {
+			running++
+		}
+	}
+	return have, running
+}
+
+func (t *Tab) openForm() tea.Cmd {
+	cfg := t.svc.Config()
+	q := t.quota()
+	t.form = newForm(formLimits{defaultCPUs: cfg.DefaultCPUs, defaultMem: cfg.DefaultMemory, maxCPUs: q.MaxCPUs, maxMem: q.MaxMemory})
+	t.form.resize(t.width)
+	t.confirm = nil
+	t.reconcileWatch()
+	return nil
+}
+
+func (t *Tab) formKey(msg tea.KeyPressMsg) tea.Cmd {
+	t.form.resize(t.width)
+	res, cmd := t.form.key(msg)
+	switch res {
+	case formCancel:
+		t.form = nil
+		t.reconcileWatch()
+		return nil
+	case formSubmit:
+		spec, ok := t.form.spec()
+		if !ok {
+			t.form.submitting = false
+			return nil
+		}
+		svc, id, parent := t.svc, t.id, t.ctx
+		return func() tea.Msg {
+			ctx, cancel := context.WithTimeout(parent, actionTimeout)
+			defer cancel()
+			c, err := svc.Run(ctx, id, spec)
+			return runMsg{tab: t, c: c, err: err}
+		}
+	}
+	return cmd
+}
+
+func (t *Tab) runDone(msg runMsg) tea.Cmd {
+	if t.ctx.Err() != nil {
+		return nil
+	}
+	if msg.err != nil {
+		if t.form != nil {
+			t.form.submitting = false
+		}
+		return errorStatus(msg.err)
+	}
+	t.form = nil
+	t.goTo = refOf(msg.c)
+	t.reload()
+	return tea.Batch(status(t.shownName(msg.c)+": created and started", false), t.afterSelect())
+}
+
+// openLogs starts the log viewer on c, ending any stream that was open.
+func (t *Tab) openLogs(c docker.Container, timestamps bool) tea.Cmd {
+	var prev *logViewer
+	if t.logs != nil {
+		prev = t.logs
+		prev.stream.close()
+	}
+	t.logGen++
+	v := newLogViewer(c, t.shownName(c))
+	if prev != nil && refOf(prev.target) == refOf(c) {
+		v.vp.SoftWrap, v.query = prev.vp.SoftWrap, prev.query
+		v.search.SetValue(prev.query)
+	}
+	v.gen, v.timestamps = t.logGen, timestamps
+	ref, svc, id := refOf(c), t.svc, t.id
+	v.stream = openLogStream(t.ctx, func(ctx context.Context) (io.ReadCloser, error) {
+		return svc.Logs(ctx, id, ref, docker.LogOptions{Follow: true, Tail: logTail, Timestamps: timestamps})
+	})
+	v.resize(t.width, t.height)
+	t.logs = v
+	t.reconcileWatch()
+	return v.stream.wait(t, v.gen)
+}
+
+func (t *Tab) closeLogs() {
+	if t.logs == nil {
+		return
+	}
+	t.logs.stream.close()
+	t.logs = nil
+	t.reconcileWatch()
+}
+
+func (t *Tab) logsKey(msg tea.KeyPressMsg) tea.Cmd {
+	v, k := t.logs, t.keys
+	if v.searching {
+		switch msg.String() {
+		case "enter":
+			v.searching = false
+			v.search.Blur()
+			v.cur = -1
+			if v.follow && len(v.found) > 0 {
+				v.jump(-1, t.st)
+			} else {
+				v.jump(1, t.st)
+			}
+			return nil
+		case "esc":
+			v.searching = false
+			v.search.Blur()
+			v.search.SetValue("")
+			v.query = ""
+			v.findMatches()
+			v.render(t.st)
+			return nil
+		}
+		var cmd tea.Cmd
+		v.search, cmd = v.search.Update(msg)
+		v.query = v.search.Value()
+		v.findMatches()
+		v.render(t.st)
+		return cmd
+	}
+	switch {
+	case key.Matches(msg, k.Back):
+		t.closeLogs()
+		return nil
+	case key.Matches(msg, k.Search):
+		v.searching = true
+		v.search.CursorEnd()
+		return v.search.Focus()
+	case key.Matches(msg, k.NextMatch):
+		v.jump(1, t.st)
+	case key.Matches(msg, k.PrevMatch):
+		v.jump(-1, t.st)
+	case key.Matches(msg, k.Wrap):
+		v.vp.SoftWrap = !v.vp.SoftWrap
+		v.vp.SetXOffset(0)
+		v.render(t.st)
+	case key.Matches(msg, k.Timestamps):
+		return t.openLogs(v.target, !v.timestamps)
+	case key.Matches(msg, k.End):
+		v.follow = true
+		v.vp.GotoBottom()
+	case key.Matches(msg, k.Home):
+		v.follow = false
+		v.vp.GotoTop()
+	default:
+		v.vp, _ = v.vp.Update(msg)
+		v.follow = v.vp.AtBottom()
+	}
+	return nil
+}
+
+// View draws the tab's body in width x height cells.
+func (t *Tab) View(width, height int) string {
+	t.viewed = true
+	t.width, t.height = width, height
+	if t.logs != nil {
+		return t.logs.view(t.st, width, height)
+	}
+	if t.form != nil {
+		have, running := t.own()
+		t.form.resize(width)
+		return strings.Join(renderForm(t.st, t.form, quotaText(t.quota(), have, running), width), "\n")
+	}
+	return strings.Join(t.tableLines(width, height), "\n")
+}
+
+// tableLines is the table page: the Docker line and the filter on top, the table, then
+// the details and the question below.
+func (t *Tab) tableLines(width, height int) []string {
+	cut := func(s string) string { return ansi.Truncate(s, width, "…") }
+	var top, bottom []string
+	if !t.health.OK {
+		top = append(top, unreachableLine(t.st, t.health.Err, width))
+	}
+	switch {
+	case t.filtering:
+		t.filter.SetWidth(max(1, width-4))
+		top = append(top, cut(" "+t.filter.View()))
+	case t.filter.Value() != "":
+		top = append(top, t.st.Dim.Render(cut(" filter: "+termsafe.Line(t.filter.Value())+" · esc clears")))
+	}
+	if t.detailsOpen {
+		if c, ok := t.current(); ok {
+			dv := detailsView{title: t.shownName(c), live: c, loading: t.detailsLoading, err: t.detailsErr, now: t.now()}
+			if t.detailsRef == refOf(c) {
+				dv.details = t.details
+			}
+			bottom = append(bottom, "")
+			bottom = append(bottom, renderDetails(t.st, dv, width)...)
+		}
+	}
+	if q := t.confirm; q != nil {
+		text := "remove " + t.shownName(q.c) + "? y/N"
+		if q.force {
+			text = t.shownName(q.c) + " is " + termsafe.Line(q.c.State) + ": stop and remove it? y/N"
+		}
+		bottom = append(bottom, t.st.Failed.Bold(true).Render(cut(" "+text)))
+	}
+	// The table keeps at least its header and two rows; the details give way.
+	room := height - len(top) - len(bottom)
+	if room < 3 && len(bottom) > 0 {
+		keep := max(0, min(len(bottom), height-len(top)-3))
+		bottom = bottom[len(bottom)-keep:]
+		room = height - len(top) - len(bottom)
+	}
+
+	var middle []string
+	switch {
+	case len(t.all) == 0:
+		msg := "  No containers yet. Press n to create one."
+		if t.id.IsTA() {
+			msg = "  No containers on this server yet. Press n to create one."
+		}
+		middle = []string{t.st.Notice.Render(cut(msg))}
+	case len(t.list) == 0:
+		middle = []string{t.st.Notice.Render(cut("  No container matches \"" + termsafe.Line(t.filter.Value()) + "\". esc clears the filter."))}
+	default:
+		middle = renderTable(t.st, tableView{
+			list: t.list, owners: t.id.IsTA(), me: t.id.User, selected: t.sel,
+			dim: !t.health.OK, busy: t.busy, now: t.now(),
+		}, width, room)
+	}
+	out := append(top, middle...)
+	return append(out, bottom...)
+}

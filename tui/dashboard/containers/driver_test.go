@@ -1,0 +1,322 @@
+package containers
+
+import (
+	"context"
+	"errors"
+	"io"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
+
+	"whalemountain/backend"
+	"whalemountain/backend/docker"
+	"whalemountain/tui/dashboard"
+)
+
+// driver runs a Tab the way the dashboard program does: one goroutine (the test) calls
+// Update and View; commands run in goroutines and their messages come back in order of
+// arrival. Waits are bounded.
+type driver struct {
+	t      *testing.T
+	tab    *Tab
+	msgs   chan tea.Msg
+	done   chan struct{}
+	w, h   int
+	screen string
+	status []dashboard.StatusMsg
+}
+
+const waitLimit = 90 * time.Second
+
+func newDriver(t *testing.T, tab *Tab) *driver {
+	t.Helper()
+	d := &driver{t: t, tab: tab, msgs: make(chan tea.Msg, 256), done: make(chan struct{}), w: 80, h: 20}
+	t.Cleanup(func() {
+		tab.Close()
+		close(d.done)
+	})
+	d.exec(tab.Init())
+	d.render()
+	return d
+}
+
+func (d *driver) exec(cmd tea.Cmd) {
+	if cmd == nil {
+		return
+	}
+	go func() {
+		msg := cmd()
+		select {
+		case d.msgs <- msg:
+		case <-d.done:
+		}
+	}()
+}
+
+func (d *driver) render() { d.screen = ansi.Strip(d.tab.View(d.w, d.h)) }
+
+// handle feeds one message to the tab like the program would.
+func (d *driver) handle(msg tea.Msg) {
+	switch m := msg.(type) {
+	case nil:
+		return
+	case tea.BatchMsg:
+		for _, c := range m {
+			d.exec(c)
+		}
+		return
+	case dashboard.StatusMsg:
+		d.status = append(d.status, m)
+		return
+	}
+	// tea.Sequence's message type is unexported: run its commands in order.
+	if v := reflect.ValueOf(msg); v.Kind() == reflect.Slice && v.Type().Elem() == reflect.TypeFor[tea.Cmd]() {
+		cmds := v.Convert(reflect.TypeFor[[]tea.Cmd]()).Interface().([]tea.Cmd)
+		go func() {
+			for _, c := range cmds {
+				if c == nil {
+					continue
+				}
+				msg := c()
+				select {
+				case d.msgs <- msg:
+				case <-d.done:
+					return
+				}
+			}
+		}()
+		return
+	}
+	_, cmd := d.tab.Update(msg)
+	d.exec(cmd)
+	d.render()
+}
+
+// press sends key presses: names such as "enter", "esc", "tab", "down", or single characters.
+func (d *driver) press(keys ...string) {
+	d.t.Helper()
+	for _, k := range keys {
+		d.handle(keyMsg(k))
+	}
+}
+
+// typeText types s, one key per character.
+func (d *driver) typeText(s string) {
+	for _, r := range s {
+		d.handle(tea.KeyPressMsg{Code: r, Text: string(r)})
+	}
+}
+
+func keyMsg(k string) tea.KeyPressMsg {
+	switch k {
+	case "enter":
+		return tea.KeyPressMsg{Code: tea.KeyEnter}
+	case "esc":
+		return tea.KeyPressMsg{Code: tea.KeyEscape}
+	case "tab":
+		return tea.KeyPressMsg{Code: tea.KeyTab}
+	case "shift+tab":
+		return tea.KeyPressMsg{Code: tea.KeyTab, Mod: tea.ModShift}
+	case "down":
+		return tea.KeyPressMsg{Code: tea.KeyDown}
+	case "up":
+		return tea.KeyPressMsg{Code: tea.KeyUp}
+	case "backspace":
+		return tea.KeyPressMsg{Code: tea.KeyBackspace}
+	}
+	r := []rune(k)
+	if len(r) != 1 {
+		panic("unknown key " + k)
+	}
+	return tea.KeyPressMsg{Code: r[0], Text: k}
+}
+
+// waitFor handles messages until cond holds; it fails the test after waitLimit.
+func (d *driver) waitFor(what string, cond func() bool) {
+	d.t.Helper()
+	deadline := time.After(waitLimit)
+	for {
+		d.render()
+		if cond() {
+			return
+		}
+		select {
+		case msg := <-d.msgs:
+			d.handle(msg)
+		case <-deadline:
+			d.t.Fatalf("gave up waiting for %s; screen:\n%s\nstatus: %v", what, d.screen, d.status)
+		}
+	}
+}
+
+// waitScreen waits until the screen shows s.
+func (d *driver) waitScreen(s string) {
+	d.t.Helper()
+	d.waitFor("the screen to show "+s, func() bool { return strings.Contains(d.screen, s) })
+}
+
+// waitStatus waits for a status line containing s.
+func (d *driver) waitStatus(s string) dashboard.StatusMsg {
+	d.t.Helper()
+	var got dashboard.StatusMsg
+	d.waitFor("a status line with "+s, func() bool {
+		for _, m := range d.status {
+			if strings.Contains(m.Text, s) {
+				got = m
+				return true
+			}
+		}
+		return false
+	})
+	return got
+}
+
+// row returns the screen line of the container named name, or "".
+func (d *driver) row(name string) string {
+	for _, l := range strings.Split(d.screen, "\n") {
+		if !strings.HasPrefix(l, "  ") && !strings.HasPrefix(l, "▸ ") {
+			continue // not a table row
+		}
+		f := strings.Fields(strings.TrimPrefix(l, "▸"))
+		for _, x := range f {
+			if x == name {
+				return l
+			}
+		}
+	}
+	return ""
+}
+
+// fakeService is an in-memory Service for the tab's own logic (no engine).
+type fakeService struct {
+	mu      sync.Mutex
+	list    []docker.Container
+	health  docker.Health
+	subs    map[chan struct{}]bool
+	watches map[string]int
+	cfg     docker.Config
+	logs    string
+	logOpen int
+	logDone chan struct{}
+}
+
+func newFake(list ...docker.Container) *fakeService {
+	return &fakeService{list: list, health: docker.Health{OK: true}, subs: map[chan struct{}]bool{},
+		watches: map[string]int{}, cfg: docker.DefaultConfig()}
+}
+
+func (f *fakeService) set(list []docker.Container, h docker.Health) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.list, f.health = list, h
+	for ch := range f.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (f *fakeService) Snapshot(id backend.Identity, opts docker.ListOptions) ([]docker.Container, docker.Health) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []docker.Container
+	for _, c := range f.list {
+		if c.Owner == id.User || id.IsTA() && opts.AllUsers {
+			out = append(out, c)
+		}
+	}
+	return out, f.health
+}
+
+func (f *fakeService) Subscribe() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	f.mu.Lock()
+	f.subs[ch] = true
+	f.mu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			f.mu.Lock()
+			delete(f.subs, ch)
+			close(ch)
+			f.mu.Unlock()
+		})
+	}
+}
+
+func (f *fakeService) subscribers() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.subs)
+}
+
+func (f *fakeService) WatchStats(id string) func() {
+	f.mu.Lock()
+	f.watches[id]++
+	f.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.watches[id]--; f.watches[id] == 0 {
+				delete(f.watches, id)
+			}
+		})
+	}
+}
+
+func (f *fakeService) watched() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range f.watches {
+		out[k] = v
+	}
+	return out
+}
+
+func (f *fakeService) Config() docker.Config { return f.cfg }
+
+var errFake = errors.New("not in the fake")
+
+func (f *fakeService) Run(context.Context, backend.Identity, docker.RunSpec) (docker.Container, error) {
+	return docker.Container{}, errFake
+}
+func (f *fakeService) Start(context.Context, backend.Identity, string) error        { return errFake }
+func (f *fakeService) Stop(context.Context, backend.Identity, string) error         { return errFake }
+func (f *fakeService) Restart(context.Context, backend.Identity, string) error      { return errFake }
+func (f *fakeService) Remove(context.Context, backend.Identity, string, bool) error { return errFake }
+func (f *fakeService) Inspect(context.Context, backend.Identity, string) (docker.Details, error) {
+	return docker.Details{}, errFake
+}
+
+// Logs serves the fake's text, then blocks like a followed stream until closed.
+func (f *fakeService) Logs(ctx context.Context, _ backend.Identity, _ string, _ docker.LogOptions) (io.ReadCloser, error) {
+	pr, pw := io.Pipe()
+	f.mu.Lock()
+	f.logOpen++
+	text := f.logs
+	f.mu.Unlock()
+	go func() {
+		_, _ = io.WriteString(pw, text)
+		<-ctx.Done()
+		_ = pw.CloseWithError(ctx.Err())
+		f.mu.Lock()
+		f.logOpen--
+		f.mu.Unlock()
+	}()
+	return pr, nil
+}
+
+func (f *fakeService) openLogs() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.logOpen
+}

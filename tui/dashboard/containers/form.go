@@ -1,0 +1,349 @@
+package containers
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"charm.land/bubbles/v2/textinput"
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
+	units "github.com/docker/go-units"
+
+	"whalemountain/backend/docker"
+	"whalemountain/tui/dashboard"
+	"whalemountain/tui/format"
+	"whalemountain/tui/termsafe"
+)
+
+// The new-container form: image, name, command, CPUs, memory, each checked as it is typed.
+
+type field int
+
+const (
+	fImage field = iota
+	fName
+	fCommand
+	fCPUs
+	fMemory
+	numFields
+)
+
+var fieldLabels = [numFields]string{"image", "name", "command", "CPUs", "memory"}
+
+// formLabelW is the width of the field labels.
+const formLabelW = 10
+
+// minMemory is the smallest memory limit the engine accepts.
+const minMemory = 6 << 20
+
+// form is the state of the new-container form.
+type form struct {
+	inputs     [numFields]textinput.Model
+	focus      field
+	touched    [numFields]bool
+	errs       [numFields]string
+	submitting bool
+	limits     formLimits
+}
+
+// formLimits are the defaults and the per-container quota the form checks against.
+type formLimits struct {
+	defaultCPUs float64
+	defaultMem  int64
+	maxCPUs     float64
+	maxMem      int64
+}
+
+func newForm(lim formLimits) *form {
+	f := &form{limits: lim}
+	placeholders := [numFields]string{
+		fImage:   "e.g. ubuntu:24.04",
+		fName:    "optional: made from the image",
+		fCommand: "optional: the image's own",
+		fCPUs:    fmt.Sprintf("%s (at most %s)", format.CPUs(lim.defaultCPUs), format.CPUs(lim.maxCPUs)),
+		fMemory:  fmt.Sprintf("%s (at most %s)", format.Bytes(lim.defaultMem), format.Bytes(lim.maxMem)),
+	}
+	for i := range f.inputs {
+		in := textinput.New()
+		in.Prompt = ""
+		in.Placeholder = placeholders[i]
+		in.CharLimit = 256
+		if i == int(fCommand) {
+			in.CharLimit = 4096
+		}
+		s := in.Styles()
+		s.Cursor.Blink = false // no timer per open form
+		in.SetStyles(s)
+		f.inputs[i] = in
+	}
+	f.inputs[fImage].Focus()
+	return f
+}
+
+// resize fits the inputs into a body width cells wide.
+func (f *form) resize(width int) {
+	for i := range f.inputs {
+		f.inputs[i].SetWidth(max(4, width-formLabelW-4))
+	}
+}
+
+// formResult is what a key did to the form.
+type formResult int
+
+const (
+	formKeep formResult = iota
+	formSubmit
+	formCancel
+)
+
+// key handles one key press.
+func (f *form) key(msg tea.KeyPressMsg) (formResult, tea.Cmd) {
+	if f.submitting {
+		return formKeep, nil // one creation at a time; esc waits too
+	}
+	switch msg.String() {
+	case "esc":
+		return formCancel, nil
+	case "tab", "down":
+		f.move(1)
+		return formKeep, nil
+	case "shift+tab", "up":
+		f.move(-1)
+		return formKeep, nil
+	case "enter":
+		for i := range f.touched {
+			f.touched[i] = true
+		}
+		f.validate()
+		for i, e := range f.errs {
+			if e != "" {
+				f.setFocus(field(i))
+				return formKeep, nil
+			}
+		}
+		f.submitting = true
+		return formSubmit, nil
+	}
+	before := f.inputs[f.focus].Value()
+	var cmd tea.Cmd
+	f.inputs[f.focus], cmd = f.inputs[f.focus].Update(msg)
+	if f.inputs[f.focus].Value() != before {
+		f.touched[f.focus] = true
+	}
+	f.validate()
+	return formKeep, cmd
+}
+
+func (f *form) move(d int) {
+	f.touched[f.focus] = f.touched[f.focus] || f.inputs[f.focus].Value() != ""
+	f.setFocus(field((int(f.focus) + d + int(numFields)) % int(numFields)))
+	f.validate()
+}
+
+func (f *form) setFocus(to field) {
+	f.inputs[f.focus].Blur()
+	f.focus = to
+	f.inputs[to].Focus()
+}
+
+// validate checks every field; errors show for fields the user has touched.
+func (f *form) validate() {
+	_, errs := f.parse()
+	for i := range errs {
+		if !f.touched[i] {
+			errs[i] = ""
+		}
+	}
+	f.errs = errs
+}
+
+// spec is the RunSpec of a valid form.
+func (f *form) spec() (docker.RunSpec, bool) {
+	s, errs := f.parse()
+	for _, e := range errs {
+		if e != "" {
+			return docker.RunSpec{}, false
+		}
+	}
+	return s, true
+}
+
+// parse turns the fields into a RunSpec and one error per field ("" when fine).
+func (f *form) parse() (docker.RunSpec, [numFields]string) {
+	var errs [numFields]string
+	var spec docker.RunSpec
+	val := func(i field) string { return strings.TrimSpace(f.inputs[i].Value()) }
+
+	if v := val(fImage); v == "" {
+		errs[fImage] = "an image is required, e.g. ubuntu:24.04"
+	} else if img, err := docker.ParseImage(v); err != nil {
+		errs[fImage] = err.Error()
+	} else {
+		spec.Image = img
+	}
+	if v := val(fName); v != "" {
+		if err := docker.ValidateName(v); err != nil {
+			errs[fName] = err.Error()
+		} else {
+			spec.Name = v
+		}
+	}
+	if v := val(fCommand); v != "" {
+		cmd, err := splitCommand(v)
+		if err != nil {
+			errs[fCommand] = err.Error()
+		} else {
+			spec.Cmd = cmd
+		}
+	}
+	if v := val(fCPUs); v != "" {
+		c, err := parseCPUs(v, f.limits.maxCPUs)
+		if err != nil {
+			errs[fCPUs] = err.Error()
+		} else {
+			spec.CPUs = c
+		}
+	}
+	if v := val(fMemory); v != "" {
+		m, err := parseMemory(v, f.limits.maxMem)
+		if err != nil {
+			errs[fMemory] = err.Error()
+		} else {
+			spec.Memory = m
+		}
+	}
+	return spec, errs
+}
+
+// parseCPUs reads a CPU limit such as "2" or "0.5", at most maxCPUs.
+func parseCPUs(s string, maxCPUs float64) (float64, error) {
+	c, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(c) || math.IsInf(c, 0) {
+		return 0, fmt.Errorf("CPUs %q is not a number such as 0.5 or 2", s)
+	}
+	if c < 0.01 {
+		return 0, fmt.Errorf("CPUs must be at least 0.01")
+	}
+	if maxCPUs > 0 && c > maxCPUs {
+		return 0, fmt.Errorf("at most %s CPUs per container (quota)", format.CPUs(maxCPUs))
+	}
+	return c, nil
+}
+
+// parseMemory reads a memory limit such as "512m" or "2g", at least 6 MiB and at most maxMem.
+func parseMemory(s string, maxMem int64) (int64, error) {
+	m, err := units.RAMInBytes(s)
+	if err != nil || m <= 0 {
+		return 0, fmt.Errorf("memory %q is not a size such as 512m or 2g", s)
+	}
+	if m < minMemory {
+		return 0, fmt.Errorf("memory must be at least %s", format.Bytes(minMemory))
+	}
+	if maxMem > 0 && m > maxMem {
+		return 0, fmt.Errorf("at most %s memory per container (quota)", format.Bytes(maxMem))
+	}
+	return m, nil
+}
+
+// splitCommand splits a command line the way a shell would split words: spaces separate,
+// '...' keeps everything, "..." keeps everything but \" and \\, a backslash outside quotes
+// keeps the next character. Nothing is expanded.
+func splitCommand(s string) ([]string, error) {
+	var (
+		args  []string
+		cur   strings.Builder
+		inArg bool
+		quote rune
+		esc   bool
+	)
+	for _, r := range s {
+		switch {
+		case esc:
+			if quote == '"' && r != '"' && r != '\\' {
+				cur.WriteRune('\\')
+			}
+			cur.WriteRune(r)
+			esc = false
+		case quote == '\'':
+			if r == '\'' {
+				quote = 0
+			} else {
+				cur.WriteRune(r)
+			}
+		case quote == '"':
+			switch r {
+			case '"':
+				quote = 0
+			case '\\':
+				esc = true
+			default:
+				cur.WriteRune(r)
+			}
+		case r == '\\':
+			esc, inArg = true, true
+		case r == '\'' || r == '"':
+			quote, inArg = r, true
+		case r == ' ' || r == '\t':
+			if inArg {
+				args = append(args, cur.String())
+				cur.Reset()
+				inArg = false
+			}
+		default:
+			cur.WriteRune(r)
+			inArg = true
+		}
+	}
+	if quote != 0 {
+		return nil, fmt.Errorf("command has an unterminated %c quote", quote)
+	}
+	if esc {
+		return nil, errors.New("command ends with a lone backslash")
+	}
+	if inArg {
+		args = append(args, cur.String())
+	}
+	return args, nil
+}
+
+// renderForm draws the form: one line per field with its error (if any) on the line
+// below, then the quota line and, while creating, a note.
+func renderForm(st dashboard.Styles, f *form, quotaLine string, width int) []string {
+	lines := []string{ruleLine(st, "New container", width)}
+	const labelW = formLabelW
+	for i := range f.inputs {
+		label := fmt.Sprintf("  %-*s", labelW, fieldLabels[i])
+		if field(i) == f.focus {
+			label = fmt.Sprintf("▸ %-*s", labelW, fieldLabels[i])
+			label = st.Key.Render(label)
+		} else {
+			label = st.KeyDesc.Render(label)
+		}
+		lines = append(lines, ansi.Truncate(label+f.inputs[i].View(), width, "…"))
+		if e := f.errs[i]; e != "" {
+			msg := strings.Repeat(" ", labelW+2) + "✗ " + termsafe.Line(e)
+			lines = append(lines, st.Failed.Render(ansi.Truncate(msg, width, "…")))
+		}
+	}
+	lines = append(lines, "")
+	if quotaLine != "" {
+		lines = append(lines, st.Dim.Render(ansi.Truncate("  "+quotaLine, width, "…")))
+	}
+	if f.submitting {
+		lines = append(lines, st.Status.Render(ansi.Truncate("  creating and starting…", width, "…")))
+	}
+	return lines
+}
+
+// quotaText is the user's quota line: "quota: 2 of 5 containers, 1 of 3 running · up to 2
+// CPUs and 4.0 GiB each".
+func quotaText(q docker.Quota, have, running int) string {
+	if q.MaxContainers <= 0 {
+		return fmt.Sprintf("you have %d containers, %d running", have, running)
+	}
+	return fmt.Sprintf("quota: %d of %d containers, %d of %d running · up to %s CPUs and %s each",
+		have, q.MaxContainers, running, q.MaxRunning, format.CPUs(q.MaxCPUs), format.Bytes(q.MaxMemory))
+}
