@@ -92,9 +92,79 @@ func (c *Config) loadFile(path string) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		return fmt.Errorf("config %s: %s", path, explainYAML(data, err))
 	}
 	return nil
+}
+
+var yamlLineRE = regexp.MustCompile(`line (\d+): (.*)`)
+
+// explainYAML turns a decoding error into lines that name the field, e.g.
+// "limits.login_grace (line 2): cannot unmarshal !!str `banana` into time.Duration".
+func explainYAML(data []byte, err error) string {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return strings.TrimPrefix(err.Error(), "yaml: ")
+	}
+	var root yaml.Node
+	_ = yaml.Unmarshal(data, &root)
+	var out []string
+	for _, e := range te.Errors {
+		m := yamlLineRE.FindStringSubmatch(e)
+		if m == nil {
+			out = append(out, e)
+			continue
+		}
+		line, _ := strconv.Atoi(m[1])
+		msg := m[2]
+		if f := strings.TrimPrefix(msg, "field "); f != msg {
+			// "field tokn not found in type main.GitLabConfig"
+			name := strings.Fields(f)[0]
+			msg = "unknown field " + name
+		}
+		if key := keyAtLine(&root, line, ""); key != "" {
+			out = append(out, fmt.Sprintf("%s (line %d): %s", key, line, msg))
+		} else {
+			out = append(out, fmt.Sprintf("line %d: %s", line, msg))
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// keyAtLine finds the dotted path of the mapping key on the given line.
+func keyAtLine(n *yaml.Node, line int, prefix string) string {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if k := keyAtLine(c, line, prefix); k != "" {
+				return k
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			path := k.Value
+			if prefix != "" {
+				path = prefix + "." + k.Value
+			}
+			if k.Line == line {
+				return path
+			}
+			if r := keyAtLine(v, line, path); r != "" {
+				return r
+			}
+		}
+	case yaml.SequenceNode:
+		for _, c := range n.Content {
+			if c.Line == line && c.Kind == yaml.ScalarNode {
+				return prefix
+			}
+			if r := keyAtLine(c, line, prefix); r != "" {
+				return r
+			}
+		}
+	}
+	return ""
 }
 
 // applyEnv applies WM_* environment overrides.
@@ -175,8 +245,13 @@ func (c *Config) validate() error {
 		if g.TAMinAccess < 10 || g.TAMinAccess > 50 {
 			return bad("gitlab.ta_min_access_level", "%d is not a GitLab access level (10 guest .. 50 owner)", g.TAMinAccess)
 		}
-		if g.CacheTTL <= 0 || g.StaleFor < 0 || g.RequestTimeout <= 0 {
-			return bad("gitlab", "cache_ttl and request_timeout must be positive, stale_for not negative")
+		switch {
+		case g.CacheTTL <= 0:
+			return bad("gitlab.cache_ttl", "must be positive")
+		case g.StaleFor < 0:
+			return bad("gitlab.stale_for", "must not be negative")
+		case g.RequestTimeout <= 0:
+			return bad("gitlab.request_timeout", "must be positive")
 		}
 	} else if c.GitLab.TAGroup != "" {
 		return bad("gitlab.ta_group", "set, but gitlab.url is empty")
@@ -227,9 +302,15 @@ func (c *Config) loadToken() error {
 }
 
 func parseLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
 	}
-	return l, nil
+	return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
 }

@@ -45,12 +45,13 @@ type ByteSize int64
 
 // UnmarshalYAML reads "4g" and friends.
 func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	// A *yaml.TypeError joins the decoder's own, so the field gets named.
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: a size such as 512m or 4g is needed", n.Line)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: a size such as 512m or 4g is needed", n.Line)}}
 	}
 	v, err := units.RAMInBytes(strings.TrimSpace(n.Value))
 	if err != nil || v < 0 {
-		return fmt.Errorf("line %d: %q is not a size such as 512m or 4g", n.Line, n.Value)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not a size such as 512m or 4g", n.Line, n.Value)}}
 	}
 	*b = ByteSize(v)
 	return nil

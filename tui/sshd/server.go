@@ -80,14 +80,44 @@ type Server struct {
 	wg       sync.WaitGroup
 }
 
-// connState follows one connection through authentication.
+// connState follows one connection: authentication, then its sessions and idle time.
 type connState struct {
 	mu       sync.Mutex
 	user     string
 	attempts int
 	reason   string // why the last key was refused
+	lastKey  string // fingerprint of the last key refused
 	lastErr  error
 	accepted bool
+	sessions map[*session]struct{}
+
+	conn *activityConn
+}
+
+// activityConn records when the connection last carried traffic either way.
+type activityConn struct {
+	net.Conn
+	last atomic.Int64 // unix nanoseconds
+}
+
+func (c *activityConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.last.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+func (c *activityConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.last.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+func (c *activityConn) idleFor() time.Duration {
+	return time.Since(time.Unix(0, c.last.Load()))
 }
 
 type ctxKey struct{ name string }
@@ -114,7 +144,6 @@ func New(cfg Config, auth Authenticator, auditLog *audit.Log, deps cli.Deps, log
 		wish.WithAddress(cfg.Listen),
 		wish.WithVersion("WhaleMountain"),
 		wish.WithPublicKeyAuth(s.publicKey),
-		wish.WithIdleTimeout(cfg.IdleTimeout),
 		wish.WithMiddleware(s.chain()...),
 		func(srv *ssh.Server) error {
 			srv.HostSigners = nil
@@ -197,24 +226,79 @@ func (s *Server) onConn(ctx ssh.Context, c net.Conn) net.Conn {
 		c.Close()
 		return nil
 	}
-	st := &connState{}
+	ac := &activityConn{Conn: c}
+	ac.last.Store(time.Now().UnixNano())
+	st := &connState{conn: ac, sessions: map[*session]struct{}{}}
 	ctx.SetValue(connKey, st)
 	s.conns.Store(c.RemoteAddr().String(), st)
-	return c
+	go s.watchIdle(ctx, st)
+	return ac
+}
+
+// watchIdle closes a connection that carried no traffic for the idle timeout. Dashboards on
+// it are ended first, so the user's terminal is restored and told why.
+func (s *Server) watchIdle(ctx ssh.Context, st *connState) {
+	period := min(s.cfg.IdleTimeout/4, 30*time.Second)
+	period = max(period, 50*time.Millisecond)
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if st.conn.idleFor() < s.cfg.IdleTimeout {
+			continue
+		}
+		st.mu.Lock()
+		open := make([]*session, 0, len(st.sessions))
+		for se := range st.sessions {
+			open = append(open, se)
+		}
+		st.mu.Unlock()
+		s.log.Info("closing idle connection", "user", st.user, "idle", s.cfg.IdleTimeout)
+		for _, se := range open {
+			se.idleClose(s.cfg.IdleTimeout)
+		}
+		deadline := time.Now().Add(2 * time.Second)
+		for time.Now().Before(deadline) {
+			st.mu.Lock()
+			n := len(st.sessions)
+			st.mu.Unlock()
+			if n == 0 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		st.conn.Close()
+		return
+	}
 }
 
 // publicKey answers whether key may log in as the requested user. It may be asked about keys
 // the client only offers; the session re-checks the key actually used.
 func (s *Server) publicKey(ctx ssh.Context, key ssh.PublicKey) bool {
 	st, _ := ctx.Value(connKey).(*connState)
+	if st == nil {
+		return false
+	}
+	st.mu.Lock()
+	st.attempts++
+	over := st.attempts > s.cfg.MaxAuthTries
+	st.mu.Unlock()
+	if over {
+		// Every key offered counts, whichever the client would sign with.
+		return false
+	}
 	id, err := s.auth.Check(ctx, ctx.User(), key, remoteIP(ctx.RemoteAddr()))
-	if st != nil {
+	{
 		st.mu.Lock()
 		st.user = ctx.User()
-		st.attempts++
 		if err != nil {
 			st.reason = err.Error()
 			st.lastErr = err
+			st.lastKey = gossh.FingerprintSHA256(key)
 		} else {
 			st.accepted = true
 		}
@@ -237,9 +321,12 @@ func (s *Server) onConnFailed(c net.Conn, err error) {
 	}
 	st := v.(*connState)
 	st.mu.Lock()
-	user, attempts, reason, lastErr := st.user, st.attempts, st.reason, st.lastErr
+	user, attempts, reason, lastErr, lastKey := st.user, st.attempts, st.reason, st.lastErr, st.lastKey
 	st.mu.Unlock()
 	ip := remoteIP(c.RemoteAddr())
+	if attempts > s.cfg.MaxAuthTries {
+		reason = fmt.Sprintf("too many keys offered (limit %d); last refusal: %s", s.cfg.MaxAuthTries, reason)
+	}
 	if reason == "" {
 		reason = "no usable key offered"
 		if attempts == 0 && user == "" {
@@ -250,7 +337,7 @@ func (s *Server) onConnFailed(c net.Conn, err error) {
 		s.auth.RecordRefusal(ip, lastErr)
 	}
 	s.log.Info("login refused", "user", user, "remote", ip, "reason", reason)
-	_ = s.audit.Record(audit.Entry{User: user, Source: ip, Action: "login", Result: audit.Refused, Reason: reason})
+	_ = s.audit.Record(audit.Entry{User: user, Source: ip, Key: lastKey, Action: "login", Result: audit.Refused, Reason: reason})
 }
 
 func (s *Server) onConnClose(c net.Conn) { s.conns.Delete(c.RemoteAddr().String()) }
@@ -393,6 +480,16 @@ func (s *Server) identify(_ ssh.Handler) ssh.Handler {
 			return
 		}
 		defer s.release(se)
+		if st, ok := sess.Context().Value(connKey).(*connState); ok {
+			st.mu.Lock()
+			st.sessions[se] = struct{}{}
+			st.mu.Unlock()
+			defer func() {
+				st.mu.Lock()
+				delete(st.sessions, se)
+				st.mu.Unlock()
+			}()
+		}
 		_ = s.audit.Action(id, "login", sessionKind(sess), audit.Accepted, "")
 		s.log.Info("session", "user", id.User, "role", id.Role, "remote", ip, "key", id.KeyFingerprint,
 			"source", id.KeySource, "kind", sessionKind(sess))

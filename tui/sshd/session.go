@@ -24,7 +24,8 @@ type session struct {
 	id   backend.Identity
 
 	mu   sync.Mutex
-	prog *tea.Program // the dashboard while it runs
+	prog *tea.Program  // the dashboard while it runs
+	idle time.Duration // set when the connection was closed for idleness
 }
 
 func newSession(s *Server, sess ssh.Session, id backend.Identity) *session {
@@ -106,7 +107,11 @@ func (se *session) dashboard(pty ssh.Pty, winch <-chan ssh.Window) int {
 	})
 	se.mu.Lock()
 	se.prog = nil
+	idle := se.idle
 	se.mu.Unlock()
+	if idle > 0 {
+		_, _ = fmt.Fprintf(sess, "whalemountain: no activity for %s; closing.\r\n", idle)
+	}
 	if err != nil && sess.Context().Err() == nil {
 		se.srv.log.Warn("dashboard ended with an error", "user", se.id.User, "err", err)
 		return 1
@@ -145,6 +150,20 @@ func (se *session) notifyShutdown(grace time.Duration) {
 		return
 	}
 	_, _ = fmt.Fprintf(se.sess.Stderr(), "\r\nwhalemountain: %s\r\n", line)
+}
+
+// idleClose ends the session's dashboard because the connection was idle, and says so once
+// the terminal is restored.
+func (se *session) idleClose(after time.Duration) {
+	se.mu.Lock()
+	se.idle = after
+	p := se.prog
+	se.mu.Unlock()
+	if p != nil {
+		p.Quit()
+		return
+	}
+	_, _ = fmt.Fprintf(se.sess.Stderr(), "\r\nwhalemountain: no activity for %s; closing.\r\n", after)
 }
 
 // quit ends a running dashboard so the user's terminal is restored before the connection
