@@ -14,18 +14,19 @@ import (
 // DockerConfig is the `docker:` section: the container policy. Its defaults are
 // backend/docker's safe ones; none of it can be lifted per container.
 type DockerConfig struct {
-	Enabled            bool          `yaml:"enabled"`
-	Host               string        `yaml:"host"`
-	NamePrefix         string        `yaml:"name_prefix"`
-	Capabilities       []string      `yaml:"capabilities"`
-	AllowNewPrivileges bool          `yaml:"allow_new_privileges"`
-	PidsLimit          int64         `yaml:"pids_limit"`
-	Init               bool          `yaml:"init"`
-	StopTimeout        time.Duration `yaml:"stop_timeout"`
-	DefaultCPUs        float64       `yaml:"default_cpus"`
-	DefaultMemory      ByteSize      `yaml:"default_memory"`
-	HomeHostPath       string        `yaml:"home_host_path"`
-	HomeTarget         string        `yaml:"home_target"`
+	Enabled            bool              `yaml:"enabled"`
+	Host               string            `yaml:"host"`
+	NamePrefix         string            `yaml:"name_prefix"`
+	Labels             map[string]string `yaml:"labels"`
+	Capabilities       []string          `yaml:"capabilities"`
+	AllowNewPrivileges bool              `yaml:"allow_new_privileges"`
+	PidsLimit          int64             `yaml:"pids_limit"`
+	Init               bool              `yaml:"init"`
+	StopTimeout        time.Duration     `yaml:"stop_timeout"`
+	DefaultCPUs        float64           `yaml:"default_cpus"`
+	DefaultMemory      ByteSize          `yaml:"default_memory"`
+	HomeHostPath       string            `yaml:"home_host_path"`
+	HomeTarget         string            `yaml:"home_target"`
 	Quotas             struct {
 		Student QuotaConfig `yaml:"student"`
 		TA      QuotaConfig `yaml:"ta"`
@@ -63,6 +64,7 @@ func defaultDockerConfig() DockerConfig {
 		Enabled:            true,
 		Host:               d.Host,
 		NamePrefix:         d.NamePrefix,
+		Labels:             d.Labels,
 		Capabilities:       d.Capabilities,
 		AllowNewPrivileges: d.AllowNewPrivileges,
 		PidsLimit:          d.PidsLimit,
@@ -91,6 +93,7 @@ func (c DockerConfig) backend() (docker.Config, error) {
 	d := docker.DefaultConfig()
 	d.Host = c.Host
 	d.NamePrefix = c.NamePrefix
+	d.Labels = c.Labels
 	d.Capabilities = c.Capabilities
 	d.AllowNewPrivileges = c.AllowNewPrivileges
 	d.PidsLimit = c.PidsLimit
