@@ -82,6 +82,14 @@ type (
 type confirmation struct {
 	c     docker.Container
 	force bool
+	shell bool // start the container, then open a shell in it (instead of removing it)
+}
+
+// startedForShellMsg: a container started so that a shell can open in it.
+type startedForShellMsg struct {
+	tab *Tab
+	c   docker.Container
+	err error
 }
 
 // Tab is the Containers tab. Create it with New; call Close when the program has ended.
@@ -154,8 +162,17 @@ func New(svc Service, id backend.Identity, styles dashboard.Styles, now func() t
 	}
 }
 
-// SetShell installs what `s` does; without it `s` says the shell is coming.
+// SetShell installs what `s` does; without it `s` says the shell is not available.
 func (t *Tab) SetShell(fn ShellFunc) { t.shell = fn }
+
+// Select moves the selection to the container ref ("owner/name") as soon as it is listed.
+func (t *Tab) Select(ref string) {
+	t.goTo = ref
+	t.refilter()
+}
+
+// Selected is the ref ("owner/name") of the selected container, if any.
+func (t *Tab) Selected() string { return t.selRef }
 
 // Close releases the subscription, the stats watch and the log stream, and cancels calls
 // in flight. Call it once the program has ended; it is safe to call more than once.
@@ -271,6 +288,14 @@ func (t *Tab) Update(msg tea.Msg) (dashboard.Tab, tea.Cmd) {
 			return t, nil
 		}
 		return t, t.actionDone(msg)
+	case startedForShellMsg:
+		if msg.tab != t || t.ctx.Err() != nil {
+			return t, nil
+		}
+		if msg.err != nil {
+			return t, errorStatus(msg.err)
+		}
+		return t, t.shell(msg.c)
 	case runMsg:
 		if msg.tab != t {
 			return t, nil
@@ -509,10 +534,14 @@ func (t *Tab) tableKey(msg tea.KeyPressMsg) tea.Cmd {
 		t.detailsOpen = true
 		return t.inspect(c)
 	case key.Matches(msg, k.Shell):
-		if t.shell != nil {
-			return t.shell(c)
+		if t.shell == nil {
+			return status("shell: not available on this server", false)
 		}
-		return status("shell: coming soon", false)
+		if c.State != "running" {
+			t.confirm = &confirmation{c: c, shell: true}
+			return nil
+		}
+		return t.shell(c)
 	case key.Matches(msg, k.Logs):
 		return t.openLogs(c, false)
 	case key.Matches(msg, k.StartStop):
@@ -557,6 +586,17 @@ func (t *Tab) filterKey(msg tea.KeyPressMsg) tea.Cmd {
 func (t *Tab) confirmKey(msg tea.KeyPressMsg) tea.Cmd {
 	q := t.confirm
 	t.confirm = nil
+	if q.shell {
+		if !key.Matches(msg, t.keys.Yes) {
+			return status(t.shownName(q.c)+" left "+termsafe.Line(q.c.State), false)
+		}
+		ref, parent := refOf(q.c), t.ctx
+		return func() tea.Msg {
+			ctx, cancel := context.WithTimeout(parent, actionTimeout)
+			defer cancel()
+			return startedForShellMsg{tab: t, c: q.c, err: t.svc.Start(ctx, t.id, ref)}
+		}
+	}
 	if !key.Matches(msg, t.keys.Yes) {
 		return status("kept "+t.shownName(q.c), false)
 	}
@@ -818,7 +858,10 @@ func (t *Tab) tableLines(width, height int) []string {
 	}
 	if q := t.confirm; q != nil {
 		text := "remove " + t.shownName(q.c) + "? y/N"
-		if q.force {
+		switch {
+		case q.shell:
+			text = t.shownName(q.c) + " is " + termsafe.Line(q.c.State) + ": start it and open a shell? y/N"
+		case q.force:
 			text = t.shownName(q.c) + " is " + termsafe.Line(q.c.State) + ": stop and remove it? y/N"
 		}
 		bottom = append(bottom, t.st.Failed.Bold(true).Render(cut(" "+text)))

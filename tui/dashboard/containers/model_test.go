@@ -245,11 +245,43 @@ func TestConfirmNamesTheContainer(t *testing.T) {
 	}
 }
 
-func TestShellIsReserved(t *testing.T) {
+func TestShellKey(t *testing.T) {
 	tab := New(newFake(threeOfAlice()...), alice, testStyles(), fixedNow)
 	d := newDriver(t, tab)
 	d.press("s")
-	d.waitStatus("shell: coming soon")
+	d.waitStatus("shell: not available on this server")
+
+	opened := make(chan string, 4)
+	tab = New(newFake(threeOfAlice()...), alice, testStyles(), fixedNow)
+	tab.SetShell(func(c docker.Container) tea.Cmd {
+		opened <- c.Name + ":" + c.State
+		return nil
+	})
+	d = newDriver(t, tab)
+	d.press("s") // a1 runs: straight in
+	if got := <-opened; got != "a1:running" {
+		t.Fatalf("shell opened for %q", got)
+	}
+	d.press("G", "s") // a3 exited: asks first
+	if !strings.Contains(d.screen, "a3 is exited: start it and open a shell? y/N") {
+		t.Fatalf("no question for a stopped container:\n%s", d.screen)
+	}
+	d.press("n")
+	select {
+	case got := <-opened:
+		t.Fatalf("n opened a shell in %q", got)
+	default:
+	}
+	// y starts it first; when the start fails, no shell opens and the error is shown.
+	d.press("s", "y")
+	if m := d.waitStatus("not in the fake"); !m.Err {
+		t.Errorf("start failure not marked as an error: %+v", m)
+	}
+	select {
+	case got := <-opened:
+		t.Fatalf("a shell opened in %q although the start failed", got)
+	default:
+	}
 }
 
 func TestLogViewerWithoutEngine(t *testing.T) {
