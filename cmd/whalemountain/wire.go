@@ -75,6 +75,7 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 		closers = append(closers, func() { svc.Close() })
 		deps.Containers = svc
 		deps.Docker = svc
+		deps.Exec = svc
 		logger.Info("containers on the Docker Engine", "host", firstNonEmpty(dc.Host, "default socket"),
 			"home", firstNonEmpty(dc.HomeHostPath, "per-user volume "+dc.NamePrefix+"-home-<user>"), "mounted_at", dc.HomeTarget)
 	} else {

@@ -37,11 +37,13 @@ type Env struct {
 	Prefix   string // how users invoke commands, e.g. "ssh -p 2222 host"
 	Version  string
 	Deps     Deps
+	Terminal *Terminal // nil without a PTY
 }
 
 // Deps are the backends commands may use; a nil field means that part is not configured.
 type Deps struct {
 	Containers Containers
+	Exec       Executor
 	// Docker is the same service, for the dashboard's live view.
 	Docker *docker.Service
 }
@@ -68,6 +70,11 @@ func Run(env Env, args []string) int {
 	err := root.ExecuteContext(env.Ctx)
 	if err == nil {
 		return ExitOK
+	}
+	var code exitCode
+	if errors.As(err, &code) {
+		// A process's own exit status, passed through as it is.
+		return int(code)
 	}
 	fmt.Fprintln(env.Stderr, "error: "+termsafe.Line(err.Error()))
 	var ue usageError
@@ -99,6 +106,7 @@ func newRoot(env Env) *cobra.Command {
 		versionCmd(env),
 	)
 	root.AddCommand(containerCmds(env)...)
+	root.AddCommand(shellCmds(env)...)
 	return root
 }
 

@@ -70,6 +70,17 @@ func (m *Model) Leaving() bool { return m.leaving }
 // Active is the index of the active tab.
 func (m *Model) Active() int { return m.active }
 
+// SetActive makes tab i active (before the program runs, e.g. when coming back from a shell).
+func (m *Model) SetActive(i int) {
+	if i >= 0 && i < len(m.tabs) {
+		m.active = i
+	}
+}
+
+// HandOff marks the model as leaving so that the terminal can go to someone else (a shell):
+// from now on no input is consumed by the dashboard. The caller also returns tea.Quit.
+func (m *Model) HandOff() { m.leaving = true }
+
 // Init starts every tab.
 func (m *Model) Init() tea.Cmd {
 	cmds := make([]tea.Cmd, 0, len(m.tabs))

@@ -398,3 +398,7 @@ func (s *Stream) Close() error {
 	<-s.done
 	return nil
 }
+
+// Unread gives bytes the stream's reader could not deliver back to the front of the input,
+// for the next consumer.
+func (s *Stream) Unread(p []byte) { s.rt.unread(p) }

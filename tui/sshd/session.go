@@ -11,6 +11,8 @@ import (
 	"github.com/charmbracelet/colorprofile"
 
 	"whalemountain/backend"
+	"whalemountain/backend/docker"
+	"whalemountain/tui/bridge"
 	"whalemountain/tui/cli"
 	"whalemountain/tui/dashboard"
 	"whalemountain/tui/dashboard/containers"
@@ -45,15 +47,46 @@ func (se *session) run() int {
 	if len(args) == 0 && hasPty {
 		return se.dashboard(pty, winch)
 	}
-	if winch != nil {
+	var stdout, stderr io.Writer = sess, sess.Stderr()
+	var term *cli.Terminal
+	if hasPty {
+		// A terminal wants CRLF line ends, except what a process in a container writes.
+		stdout, stderr = ssh.NewPtyWriter(sess), ssh.NewPtyWriter(sess.Stderr())
+		term = &cli.Terminal{
+			Term:  pty.Term,
+			Size:  input.Size{Width: pty.Window.Width, Height: pty.Window.Height},
+			Sizes: latestSizes(winch),
+			In:    sess,
+			Out:   sess,
+		}
+	} else if winch != nil {
 		go drain(winch)
 	}
-	var stdout, stderr io.Writer = sess, sess.Stderr()
-	if hasPty {
-		// A terminal wants CRLF line ends.
-		stdout, stderr = ssh.NewPtyWriter(sess), ssh.NewPtyWriter(sess.Stderr())
-	}
-	return cli.Run(se.cliEnv(stdout, stderr), args)
+	env := se.cliEnv(stdout, stderr)
+	env.Terminal = term
+	return cli.Run(env, args)
+}
+
+// latestSizes turns the session's window changes into sizes, keeping only the newest when
+// nobody is reading, so the SSH request loop never blocks.
+func latestSizes(winch <-chan ssh.Window) <-chan input.Size {
+	out := make(chan input.Size, 1)
+	go func() {
+		defer close(out)
+		for w := range winch {
+			s := input.Size{Width: w.Width, Height: w.Height}
+			select {
+			case out <- s:
+			default:
+				select {
+				case <-out:
+				default:
+				}
+				out <- s
+			}
+		}
+	}()
+	return out
 }
 
 func (se *session) cliEnv(stdout, stderr io.Writer) cli.Env {
@@ -86,10 +119,53 @@ func (se *session) dashboard(pty ssh.Pty, winch <-chan ssh.Window) int {
 	}()
 	envs := append(sess.Environ(), "TERM="+pty.Term)
 	styles := dashboard.DefaultStyles()
-	tabs, closeTabs := se.tabs(styles)
+	var back returnPoint
+	for {
+		shellIn, code := se.dashboardOnce(rt, envs, styles, back)
+		if shellIn == nil || code != 0 || sess.Context().Err() != nil {
+			return code
+		}
+		back = se.shell(rt, pty.Term, *shellIn)
+		if sess.Context().Err() != nil {
+			return 0
+		}
+	}
+}
+
+// returnPoint is where the dashboard comes back to after a shell: same tab, same row, and
+// a line about how the shell ended.
+type returnPoint struct {
+	active   int
+	selected string
+	status   dashboard.StatusMsg
+}
+
+// dashboardOnce runs the dashboard until the user quits (nil) or asks for a shell in a
+// container (that container).
+func (se *session) dashboardOnce(rt *input.Router, envs []string, styles dashboard.Styles, back returnPoint) (*docker.Container, int) {
+	sess := se.sess
+	var model *dashboard.Model
+	var shellIn *docker.Container
+	tabs, ctr, closeTabs := se.tabs(styles)
 	defer closeTabs() // after the program has ended
-	model := dashboard.New(dashboard.Info{Server: se.srv.cfg.ServerName, User: se.id.User, Role: string(se.id.Role)},
+	model = dashboard.New(dashboard.Info{Server: se.srv.cfg.ServerName, User: se.id.User, Role: string(se.id.Role)},
 		styles, tabs...)
+	model.SetActive(back.active)
+	if back.status.Text != "" {
+		model.Update(back.status)
+	}
+	if ctr != nil {
+		if back.selected != "" {
+			ctr.Select(back.selected)
+		}
+		if se.srv.deps.Exec != nil {
+			ctr.SetShell(func(c docker.Container) tea.Cmd {
+				shellIn = &c
+				model.HandOff()
+				return tea.Quit
+			})
+		}
+	}
 	_, err := rt.ProgramRun(func(opts ...tea.ProgramOption) *tea.Program {
 		opts = append(opts,
 			tea.WithContext(sess.Context()),
@@ -111,24 +187,55 @@ func (se *session) dashboard(pty ssh.Pty, winch <-chan ssh.Window) int {
 	se.mu.Unlock()
 	if idle > 0 {
 		_, _ = fmt.Fprintf(sess, "whalemountain: no activity for %s; closing.\r\n", idle)
+		return nil, 0
 	}
 	if err != nil && sess.Context().Err() == nil {
 		se.srv.log.Warn("dashboard ended with an error", "user", se.id.User, "err", err)
-		return 1
+		return nil, 1
 	}
-	return 0
+	return shellIn, 0
 }
 
-// tabs builds the session's tabs and the func that releases what they hold.
-func (se *session) tabs(st dashboard.Styles) ([]dashboard.Tab, func()) {
+// shell runs a terminal in container c on the session's raw input stream, then says where to
+// come back to.
+func (se *session) shell(rt *input.Router, term string, c docker.Container) returnPoint {
+	back := returnPoint{active: 0, selected: c.Ref()}
+	ref := c.Name
+	if c.Owner != se.id.User {
+		ref = c.Ref()
+	}
+	size := rt.Size()
+	ex, err := se.srv.deps.Exec.Exec(se.sess.Context(), se.id, ref, backend.ExecSpec{
+		TTY: true, Term: term, Width: size.Width, Height: size.Height,
+	})
+	if err != nil {
+		back.status = dashboard.StatusMsg{Text: "shell in " + ref + ": " + err.Error(), Err: true}
+		return back
+	}
+	stream := rt.Stream()
+	defer stream.Close()
+	res, err := bridge.Run(se.sess.Context(), ex, bridge.Terminal{In: stream, Out: se.sess, Sizes: stream.Sizes()})
+	switch {
+	case err != nil:
+		back.status = dashboard.StatusMsg{Text: "shell in " + ref + ": " + err.Error(), Err: true}
+	default:
+		back.status = dashboard.StatusMsg{Text: fmt.Sprintf("shell in %s ended (exit %d)", ref, res.ExitCode)}
+	}
+	return back
+}
+
+// tabs builds the session's tabs (and returns the containers tab, when there is one) and the
+// func that releases what they hold.
+func (se *session) tabs(st dashboard.Styles) ([]dashboard.Tab, *containers.Tab, func()) {
 	notice := func(name, line string) dashboard.Tab {
 		return dashboard.Notice{Name: name, Line: line, Styles: st}
 	}
 	closeAll := func() {}
+	var ctrTab *containers.Tab
 	ctr := notice("Containers", "Containers are off on this server (docker.enabled: false).")
 	if d := se.srv.deps.Docker; d != nil {
-		t := containers.New(d, se.id, st, time.Now)
-		ctr, closeAll = t, t.Close
+		ctrTab = containers.New(d, se.id, st, time.Now)
+		ctr, closeAll = ctrTab, ctrTab.Close
 	}
 	return []dashboard.Tab{
 		ctr,
@@ -136,7 +243,7 @@ func (se *session) tabs(st dashboard.Styles) ([]dashboard.Tab, func()) {
 		notice("GPUs", "GPU monitoring is not available on this server yet."),
 		notice("Pods", "Kubernetes pods are not available on this server yet."),
 		notice("Runner", "GitLab CI runners are not available on this server yet."),
-	}, closeAll
+	}, ctrTab, closeAll
 }
 
 // notifyShutdown tells the user, in one line, that the server is stopping.

@@ -1,0 +1,150 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"whalemountain/backend"
+	"whalemountain/tui/bridge"
+	"whalemountain/tui/input"
+	"whalemountain/tui/termsafe"
+)
+
+// Executor runs processes in a user's containers (backend/docker).
+type Executor interface {
+	Exec(ctx context.Context, id backend.Identity, ref string, spec backend.ExecSpec) (backend.Execution, error)
+	Attach(ctx context.Context, id backend.Identity, ref string, width, height int) (backend.Execution, error)
+}
+
+// Terminal is the session's terminal, for commands that need one; Env.Terminal is nil when
+// the client asked for no PTY.
+type Terminal struct {
+	Term  string
+	Size  input.Size
+	Sizes <-chan input.Size // every window change
+	In    io.Reader         // raw keystrokes
+	Out   io.Writer         // raw output, no newline translation
+}
+
+// exitCode carries a process's exit status to the SSH session.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func shellCmds(env Env) []*cobra.Command {
+	need := func(c *cobra.Command, _ []string) error {
+		if env.Deps.Exec == nil {
+			return errNoDocker
+		}
+		return nil
+	}
+	cmds := []*cobra.Command{shellCmd(env), execCmd(env), attachCmd(env)}
+	for _, c := range cmds {
+		c.PreRunE = need
+	}
+	return cmds
+}
+
+func notRunning(err error, name string, env Env) error {
+	if errors.Is(err, backend.ErrNotRunning) {
+		return fmt.Errorf("%s is not running; start it with '%s start %s'", termsafe.Line(name), env.Prefix, termsafe.Line(name))
+	}
+	return failure(err)
+}
+
+func shellCmd(env Env) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "shell NAME [CMD...]",
+		Short: "A terminal in your container (needs ssh -t)",
+		Long: "Open a terminal in your running container: bash if it has one, else sh, or CMD.\n" +
+			"Needs a terminal: ssh -t. The exit status is the shell's.",
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef("shell needs a container NAME")
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			term := env.Terminal
+			if term == nil {
+				return usagef("shell needs a terminal: add -t (%s)", "ssh -t "+env.Prefix[len("ssh "):]+" shell "+termsafe.Line(args[0]))
+			}
+			ex, err := env.Deps.Exec.Exec(env.Ctx, env.Identity, args[0], backend.ExecSpec{
+				Cmd: args[1:], TTY: true, Term: term.Term, Width: term.Size.Width, Height: term.Size.Height,
+			})
+			if err != nil {
+				return notRunning(err, args[0], env)
+			}
+			res, err := bridge.Run(env.Ctx, ex, bridge.Terminal{In: term.In, Out: term.Out, Sizes: term.Sizes})
+			if err != nil {
+				return err
+			}
+			return statusOf(res.ExitCode)
+		},
+	}
+	c.Flags().SetInterspersed(false)
+	return c
+}
+
+func execCmd(env Env) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "exec NAME -- CMD...",
+		Short: "Run a command in your container, for scripts (stdin, stdout, stderr, exit status)",
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) < 2 {
+				return usagef("exec needs a NAME and a command: exec NAME -- CMD...")
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			ex, err := env.Deps.Exec.Exec(env.Ctx, env.Identity, args[0], backend.ExecSpec{Cmd: args[1:]})
+			if err != nil {
+				return notRunning(err, args[0], env)
+			}
+			res, err := bridge.Run(env.Ctx, ex, bridge.Terminal{In: env.Stdin, Out: env.Stdout, ErrOut: env.Stderr})
+			if err != nil {
+				return err
+			}
+			return statusOf(res.ExitCode)
+		},
+	}
+	return c
+}
+
+func attachCmd(env Env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "attach NAME",
+		Short: "Attach to your container's main process (ctrl-p ctrl-q detaches)",
+		Args:  exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			term := env.Terminal
+			if term == nil {
+				return usagef("attach needs a terminal: add -t")
+			}
+			ex, err := env.Deps.Exec.Attach(env.Ctx, env.Identity, args[0], term.Size.Width, term.Size.Height)
+			if err != nil {
+				return notRunning(err, args[0], env)
+			}
+			res, err := bridge.Run(env.Ctx, ex, bridge.Terminal{In: term.In, Out: term.Out, Sizes: term.Sizes, Detach: bridge.DetachKeys})
+			if err != nil {
+				return err
+			}
+			if res.Detached {
+				fmt.Fprintf(term.Out, "\r\ndetached from %s; it keeps running\r\n", termsafe.Line(args[0]))
+				return nil
+			}
+			return statusOf(res.ExitCode)
+		},
+	}
+}
+
+func statusOf(code int) error {
+	if code == 0 {
+		return nil
+	}
+	return exitCode(code)
+}
