@@ -158,9 +158,13 @@ func New(cfg Config, auth Authenticator, auditLog *audit.Log, deps cli.Deps, log
 			srv.ServerConfigCallback = func(ssh.Context) *gossh.ServerConfig {
 				return &gossh.ServerConfig{MaxAuthTries: cfg.MaxAuthTries}
 			}
-			// Everything not explicitly allowed is refused: no remote forwarding, no agent,
-			// no X11; local forwarding arrives with its own policy.
-			srv.LocalPortForwardingCallback = func(ssh.Context, string, uint32) bool { return false }
+			// Everything not explicitly allowed is refused: no remote forwarding, no agent
+			// channel is ever opened, no X11. Local forwarding (ssh -L) reaches only the
+			// user's own running containers (forward.go).
+			srv.ChannelHandlers = map[string]ssh.ChannelHandler{
+				"session":      ssh.DefaultSessionHandler,
+				"direct-tcpip": s.directTCPIP,
+			}
 			srv.ReversePortForwardingCallback = func(ssh.Context, string, uint32) bool { return false }
 			return nil
 		},
