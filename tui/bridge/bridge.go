@@ -23,6 +23,10 @@ type Terminal struct {
 	// Detach, when set, is a key sequence (ctrl-p ctrl-q) that leaves the process running
 	// and ends the bridge.
 	Detach []byte
+	// StopInput, when set, makes a pending In.Read return (the router's stream Close). Run
+	// then waits until input reading has stopped, so every byte typed after the process
+	// ended is still there for the next reader.
+	StopInput func()
 }
 
 // Unreader is implemented by inputs that can take back bytes nobody consumed (the session's
@@ -47,7 +51,18 @@ func Run(ctx context.Context, ex backend.Execution, term Terminal) (Result, erro
 
 	detached := make(chan struct{})
 	var detachOnce sync.Once
-	go pumpInput(ctx, ex, term, func() { detachOnce.Do(func() { close(detached) }) })
+	pumped := make(chan struct{})
+	go func() {
+		defer close(pumped)
+		pumpInput(ctx, ex, term, func() { detachOnce.Do(func() { close(detached) }) })
+	}()
+	if term.StopInput != nil {
+		defer func() {
+			_ = ex.Close()
+			term.StopInput()
+			<-pumped
+		}()
+	}
 
 	var outputs sync.WaitGroup
 	copyOut := func(w io.Writer, r io.Reader) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -71,7 +72,8 @@ func shellCmd(env Env) *cobra.Command {
 		RunE: func(c *cobra.Command, args []string) error {
 			term := env.Terminal
 			if term == nil {
-				return usagef("shell needs a terminal: add -t (%s)", "ssh -t "+env.Prefix[len("ssh "):]+" shell "+termsafe.Line(args[0]))
+				rest, _ := strings.CutPrefix(env.Prefix, "ssh ")
+				return usagef("shell needs a terminal: add -t (ssh -t %s shell %s)", rest, termsafe.Line(args[0]))
 			}
 			ex, err := env.Deps.Exec.Exec(env.Ctx, env.Identity, args[0], backend.ExecSpec{
 				Cmd: args[1:], TTY: true, Term: term.Term, Width: term.Size.Width, Height: term.Size.Height,
