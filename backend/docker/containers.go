@@ -347,7 +347,7 @@ func (s *Service) localImage(ctx context.Context, image string) (client.ImageIns
 			}
 		}
 	}
-	return res, errorf(ErrInvalid, "image %s not found on this server", image)
+	return res, errorf(ErrNoImage, "image %s not found on this server", image)
 }
 
 // onlyShell reports whether an image command would just be an interactive shell (or nothing).

@@ -23,6 +23,8 @@ var (
 	ErrQuota = errors.New("quota exceeded")
 	// ErrConflict: the container's state or name does not allow it.
 	ErrConflict = errors.New("conflict")
+	// ErrNoImage: the image is not on this server.
+	ErrNoImage = errors.New("no such image")
 	// ErrUnavailable: Docker could not be reached.
 	ErrUnavailable = errors.New("docker unreachable")
 )

@@ -43,6 +43,10 @@ type ctrServer struct {
 	labels map[string]string // the labels the server puts on (and selects) its objects
 }
 
+// containerPrefix is a name prefix of this test process's own: test runs sharing an engine
+// never meet on a container, volume or network name.
+func containerPrefix(tag string) string { return "c" + dockertest.RunID()[8:] + tag }
+
 // startContainerServer starts a server whose engine names start with prefix and whose
 // objects carry this run's label and one of the server's own. They are removed after the
 // server has stopped.
@@ -273,9 +277,21 @@ func wantOneLineError(t *testing.T, what string, r sshResult, substr string) {
 // TestE2EContainers drives containers through `ssh host CMD ...` and the dashboard. One
 // busybox image serves every subtest; each subtest has its own server, name prefix and
 // labels.
+//
+// It does not run in parallel with the other tests of the package: servers configured
+// without docker.labels manage every container on the engine, so theirs would show (and
+// keep redrawing) alice's containers made here, which defeats their idle timeout.
 func TestE2EContainers(t *testing.T) {
-	t.Parallel()
 	cli := dockertest.Client(t)
+	// Whatever of this run is left when the subtests are done goes, the image included.
+	// Nothing else of the package runs meanwhile (see above), so nothing else is hit.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
+		defer cancel()
+		if err := dockertest.Cleanup(ctx, cli, dockertest.RunID()); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
 	defer cancel()
 	// Held by this test, so it lives until every parallel subtest below has ended.
@@ -312,7 +328,7 @@ func TestE2EContainers(t *testing.T) {
 }
 
 func testStudentFlow(t *testing.T, cli *client.Client, img string) {
-	s := startContainerServer(t, cli, img, "e2ea", ctrOptions{})
+	s := startContainerServer(t, cli, img, containerPrefix("a"), ctrOptions{})
 	alice := newKey(t, "alice")
 	s.addKey(t, "alice", alice)
 
@@ -405,7 +421,7 @@ func testStudentFlow(t *testing.T, cli *client.Client, img string) {
 func testLogsFollow(t *testing.T, cli *client.Client, img string) {
 	// One session per user: while the follow holds it, nothing else of alice's gets in, so
 	// a later command that does proves the server ended the follow.
-	s := startContainerServer(t, cli, img, "e2ef", ctrOptions{Top: "limits:\n  max_sessions_per_user: 1\n"})
+	s := startContainerServer(t, cli, img, containerPrefix("f"), ctrOptions{Top: "limits:\n  max_sessions_per_user: 1\n"})
 	alice := newKey(t, "alice")
 	s.addKey(t, "alice", alice)
 	s.mustRun(t, alice, "alice", "run", "--name", "ticker", img, "sh", "-c", "while :; do echo tick; sleep 1; done")
@@ -465,7 +481,7 @@ func testLogsFollow(t *testing.T, cli *client.Client, img string) {
 }
 
 func testIsolation(t *testing.T, cli *client.Client, img string) {
-	s := startContainerServer(t, cli, img, "e2ei", ctrOptions{Top: "tas: [tanaka]\n"})
+	s := startContainerServer(t, cli, img, containerPrefix("i"), ctrOptions{Top: "tas: [tanaka]\n"})
 	alice, bob, tanaka := newKey(t, "alice"), newKey(t, "bob"), newKey(t, "tanaka")
 	s.addKey(t, "alice", alice)
 	s.addKey(t, "bob", bob)
@@ -545,7 +561,7 @@ func testIsolation(t *testing.T, cli *client.Client, img string) {
 }
 
 func testBadInput(t *testing.T, cli *client.Client, img string) {
-	s := startContainerServer(t, cli, img, "e2eb", ctrOptions{})
+	s := startContainerServer(t, cli, img, containerPrefix("b"), ctrOptions{})
 	alice := newKey(t, "alice")
 	s.addKey(t, "alice", alice)
 
@@ -588,7 +604,7 @@ func testBadInput(t *testing.T, cli *client.Client, img string) {
 }
 
 func testQuota(t *testing.T, cli *client.Client, img string) {
-	s := startContainerServer(t, cli, img, "e2eq", ctrOptions{
+	s := startContainerServer(t, cli, img, containerPrefix("q"), ctrOptions{
 		Docker: "  quotas:\n    student:\n      max_containers: 2\n      max_running: 2\n",
 	})
 	alice := newKey(t, "alice")
@@ -607,7 +623,7 @@ func testQuota(t *testing.T, cli *client.Client, img string) {
 }
 
 func testHardening(t *testing.T, cli *client.Client, img string) {
-	s := startContainerServer(t, cli, img, "e2eh", ctrOptions{})
+	s := startContainerServer(t, cli, img, containerPrefix("h"), ctrOptions{})
 	alice := newKey(t, "alice")
 	s.addKey(t, "alice", alice)
 	s.mustRun(t, alice, "alice", "run", "--name", "hard", img)
@@ -654,7 +670,7 @@ func testHardening(t *testing.T, cli *client.Client, img string) {
 }
 
 func testDashboardLive(t *testing.T, cli *client.Client, img string) {
-	s := startContainerServer(t, cli, img, "e2ed", ctrOptions{})
+	s := startContainerServer(t, cli, img, containerPrefix("d"), ctrOptions{})
 	alice := newKey(t, "alice")
 	s.addKey(t, "alice", alice)
 	s.mustRun(t, alice, "alice", "run", "--name", "live", img)

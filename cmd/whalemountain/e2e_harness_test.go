@@ -156,6 +156,11 @@ func launchServer(t *testing.T, opts serverOptions) *server {
 		exited:  make(chan struct{}),
 	}
 	args := []string{"serve", "--listen", s.Addr, "--data-dir", dataDir}
+	if !strings.Contains(opts.Config, "docker:") {
+		// A server that is not about containers must not take over those of other tests
+		// on the shared engine (their changes would count as its activity, too).
+		opts.Config += "docker:\n  enabled: false\n"
+	}
 	if opts.Config != "" {
 		cfg := filepath.Join(t.TempDir(), "whalemountain.yaml")
 		if err := os.WriteFile(cfg, []byte(opts.Config), 0o600); err != nil {
