@@ -1,0 +1,643 @@
+package docker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/distribution/reference"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
+	"whalemountain/backend"
+)
+
+// ImagePolicy says which images users may pull. Patterns are globs over an image reference:
+// '*' matches within one path component, '**' across components, '?' one character. A
+// pattern matches a reference when it matches its normalised form
+// ("docker.io/library/ubuntu:24.04"), its familiar form ("ubuntu:24.04"), or either without
+// the tag ("ubuntu" allows every tag of ubuntu). Deny wins over Allow; an empty Allow allows
+// everything not denied.
+type ImagePolicy struct {
+	Allow []string `yaml:"allow" json:"allow,omitempty"`
+	Deny  []string `yaml:"deny" json:"deny,omitempty"`
+	// RegistryNamespace is the registry host (and optional path) under which every user has a
+	// namespace of their own, "<RegistryNamespace>/<user>/...": students may remove tags
+	// there, and nowhere else. Empty: students remove no tags at all.
+	RegistryNamespace string `yaml:"registry_namespace" json:"registry_namespace,omitempty"`
+}
+
+// Validate checks every pattern and the namespace; the error names the bad one.
+func (p ImagePolicy) Validate() error {
+	_, err := p.compile()
+	return err
+}
+
+type compiledPolicy struct {
+	allow, deny []*regexp.Regexp
+	ns          string
+}
+
+func (p ImagePolicy) compile() (compiledPolicy, error) {
+	var c compiledPolicy
+	for _, l := range []struct {
+		field string
+		in    []string
+		out   *[]*regexp.Regexp
+	}{{"allow", p.Allow, &c.allow}, {"deny", p.Deny, &c.deny}} {
+		for _, pat := range l.in {
+			re, err := globRE(pat)
+			if err != nil {
+				return c, fmt.Errorf("images.%s: %w", l.field, err)
+			}
+			*l.out = append(*l.out, re)
+		}
+	}
+	ns := strings.TrimSuffix(p.RegistryNamespace, "/")
+	if ns != "" {
+		// The namespace must be a registry host (with a dot or port, or localhost) and path.
+		named, err := reference.ParseNormalizedNamed(ns + "/u/x")
+		if err != nil || reference.Domain(named) == "docker.io" || !strings.HasPrefix(named.Name(), ns+"/") {
+			return c, fmt.Errorf("images.registry_namespace: %q is not a registry host such as registry.example.org", p.RegistryNamespace)
+		}
+	}
+	c.ns = ns
+	return c, nil
+}
+
+var globCharsRE = regexp.MustCompile(`^[a-zA-Z0-9._:/@*?-]{1,255}$`)
+
+// globRE turns a policy glob into an anchored regular expression.
+func globRE(pat string) (*regexp.Regexp, error) {
+	if !globCharsRE.MatchString(pat) {
+		return nil, fmt.Errorf("invalid pattern %s: use image reference characters and * ** ?", shown(pat))
+	}
+	var b strings.Builder
+	b.WriteString("^")
+	for i := 0; i < len(pat); i++ {
+		switch {
+		case strings.HasPrefix(pat[i:], "**"):
+			b.WriteString(".*")
+			i++
+		case pat[i] == '*':
+			b.WriteString("[^/]*")
+		case pat[i] == '?':
+			b.WriteString("[^/]")
+		default:
+			b.WriteString(regexp.QuoteMeta(pat[i : i+1]))
+		}
+	}
+	b.WriteString("$")
+	return regexp.Compile(b.String())
+}
+
+// allows reports whether the policy lets named be pulled.
+func (c compiledPolicy) allows(named reference.Named) bool {
+	forms := refForms(named)
+	match := func(res []*regexp.Regexp) bool {
+		for _, re := range res {
+			for _, f := range forms {
+				if re.MatchString(f) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	if match(c.deny) {
+		return false
+	}
+	return len(c.allow) == 0 || match(c.allow)
+}
+
+// refForms are the strings a policy pattern is matched against.
+func refForms(named reference.Named) []string {
+	full := reference.TagNameOnly(named)
+	return []string{full.String(), reference.FamiliarString(full), named.Name(), reference.FamiliarName(named)}
+}
+
+// Allows reports whether the policy lets ref be pulled; false for a bad reference or policy.
+// The services decide; this is for display and checks at the edge.
+func (p ImagePolicy) Allows(ref string) bool {
+	c, err := p.compile()
+	if err != nil {
+		return false
+	}
+	named, err := parseImageRef(ref)
+	return err == nil && c.allows(named)
+}
+
+// MayRemove reports whether the ownership rule lets id remove the tag ref (in-use aside):
+// TAs any tag, students only tags under "<RegistryNamespace>/<user>/".
+func (p ImagePolicy) MayRemove(id backend.Identity, ref string) bool {
+	named, err := parseImageRef(ref)
+	if err != nil || !id.Valid() {
+		return false
+	}
+	if _, ok := named.(reference.Digested); ok {
+		return false
+	}
+	return mayRemoveTag(id, p.RegistryNamespace, reference.TagNameOnly(named))
+}
+
+// mayRemoveTag is the ownership rule for removing a tag: TAs any tag, students only tags in
+// their own namespace "<ns>/<user>/...", and none when there is no namespace.
+func mayRemoveTag(id backend.Identity, ns string, named reference.Named) bool {
+	if id.IsTA() {
+		return true
+	}
+	ns = strings.TrimSuffix(ns, "/")
+	if ns == "" || id.User == "" {
+		return false
+	}
+	return strings.HasPrefix(named.Name(), ns+"/"+id.User+"/")
+}
+
+// Image is one image on the engine as users see it.
+type Image struct {
+	Tags       []string  `json:"tags"` // familiar "repo:tag" forms; empty when untagged
+	ID         string    `json:"id"`   // short: 12 hex digits
+	Size       int64     `json:"size"` // bytes
+	Created    time.Time `json:"created"`
+	InUseByYou bool      `json:"in_use_by_you"` // one of the caller's containers uses it
+}
+
+// PullProgress is one step of a pull: a layer (ID) changing state, or a line about the whole
+// image (ID empty: "Pulling from library/ubuntu", "Digest: sha256:...").
+type PullProgress struct {
+	ID      string `json:"id,omitempty"`
+	Status  string `json:"status"`
+	Current int64  `json:"current,omitempty"` // bytes done, while downloading or extracting
+	Total   int64  `json:"total,omitempty"`
+}
+
+// ImageService lists, pulls and removes images on the Service's engine under a policy.
+// It is safe for concurrent use.
+type ImageService struct {
+	svc    *Service
+	policy compiledPolicy
+
+	mu      sync.Mutex
+	flights map[string]*pullFlight // by normalised reference
+}
+
+// NewImageService puts policy over svc's images; a bad pattern is an error.
+func NewImageService(svc *Service, policy ImagePolicy) (*ImageService, error) {
+	cp, err := policy.compile()
+	if err != nil {
+		return nil, err
+	}
+	return &ImageService{svc: svc, policy: cp, flights: map[string]*pullFlight{}}, nil
+}
+
+func shortID(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	if len(id) > 12 {
+		id = id[:12]
+	}
+	return id
+}
+
+// familiarRef is ref in its familiar form, or ref as typed when it does not parse.
+func familiarRef(ref string) string {
+	if n, err := reference.ParseNormalizedNamed(ref); err == nil {
+		return reference.FamiliarString(reference.TagNameOnly(n))
+	}
+	return ref
+}
+
+// Images lists every image on the engine; InUseByYou looks only at the caller's containers.
+func (is *ImageService) Images(ctx context.Context, id backend.Identity) ([]Image, error) {
+	if err := checkIdentity(id); err != nil {
+		return nil, err
+	}
+	ie, err := is.svc.imageAPI()
+	if err != nil {
+		return nil, err
+	}
+	res, err := ie.ImageList(ctx, client.ImageListOptions{})
+	if err != nil {
+		return nil, engineErr("list images", err)
+	}
+	mine, err := is.svc.ownContainers(ctx, id.User)
+	if err != nil {
+		return nil, err
+	}
+	usedIDs, usedRefs := map[string]bool{}, map[string]bool{}
+	for _, c := range mine {
+		usedIDs[c.ImageID] = true
+		usedRefs[familiarRef(c.Image)] = true
+	}
+	out := make([]Image, 0, len(res.Items))
+	for _, sum := range res.Items {
+		img := Image{ID: shortID(sum.ID), Size: sum.Size, Created: time.Unix(sum.Created, 0).UTC(), InUseByYou: usedIDs[sum.ID]}
+		for _, t := range sum.RepoTags {
+			if t == "" || t == "<none>:<none>" {
+				continue
+			}
+			f := familiarRef(t)
+			img.Tags = append(img.Tags, f)
+			if usedRefs[f] {
+				img.InUseByYou = true
+			}
+		}
+		slices.Sort(img.Tags)
+		out = append(out, img)
+	}
+	slices.SortFunc(out, func(a, b Image) int {
+		ka, kb := "\xff"+a.ID, "\xff"+b.ID // untagged last
+		if len(a.Tags) > 0 {
+			ka = a.Tags[0]
+		}
+		if len(b.Tags) > 0 {
+			kb = b.Tags[0]
+		}
+		return strings.Compare(ka, kb)
+	})
+	return out, nil
+}
+
+// parseImageRef parses what a user typed as an image reference.
+func parseImageRef(ref string) (reference.Named, error) {
+	if ref == "" {
+		return nil, errorf(ErrInvalid, "no image given")
+	}
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil || len(ref) > 255 {
+		return nil, errorf(ErrInvalid, "invalid image reference %s", shown(ref))
+	}
+	return named, nil
+}
+
+// pullFlight is one pull in progress that callers of the same reference join.
+type pullFlight struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+
+	mu        sync.Mutex
+	subs      map[*pullSub]bool
+	waiting   int                     // callers still waiting; at 0 the pull is abandoned
+	abandoned bool                    // waiting reached 0: nobody may join any more
+	last      map[string]PullProgress // last state per layer, replayed to those who join
+	order     []string
+}
+
+func (f *pullFlight) emit(p PullProgress) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, seen := f.last[p.ID]; !seen {
+		f.order = append(f.order, p.ID)
+	}
+	f.last[p.ID] = p
+	for sub := range f.subs {
+		sub.push(p)
+	}
+}
+
+// join adds a caller, and a subscriber for fn (nil: none) that first gets the current state
+// of every layer.
+func (f *pullFlight) join(fn func(PullProgress)) (sub *pullSub, leave func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.waiting++
+	if fn != nil {
+		sub = newPullSub(fn)
+		for _, id := range f.order {
+			sub.push(f.last[id])
+		}
+		f.subs[sub] = true
+	}
+	return sub, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		delete(f.subs, sub)
+		f.waiting--
+		if f.waiting == 0 {
+			f.abandoned = true
+			f.cancel()
+		}
+	}
+}
+
+// pullSub hands a flight's progress to one caller from a goroutine of its own, so a slow
+// reader holds up nobody else. While it lags, byte counts of one layer step are folded into
+// the latest, so what waits for it stays small.
+type pullSub struct {
+	fn    func(PullProgress)
+	mu    sync.Mutex
+	queue []PullProgress
+	wake  chan struct{} // capacity 1
+	stop  chan struct{} // closed: deliver what is queued, then end
+	quit  chan struct{} // closed: end now
+	ended chan struct{}
+}
+
+func newPullSub(fn func(PullProgress)) *pullSub {
+	s := &pullSub{fn: fn, wake: make(chan struct{}, 1), stop: make(chan struct{}), quit: make(chan struct{}), ended: make(chan struct{})}
+	go s.run()
+	return s
+}
+
+func (s *pullSub) push(p PullProgress) {
+	s.mu.Lock()
+	folded := false
+	for i := len(s.queue) - 1; i >= 0; i-- {
+		if s.queue[i].ID == p.ID {
+			if s.queue[i].Status == p.Status {
+				s.queue[i], folded = p, true
+			}
+			break
+		}
+	}
+	if !folded {
+		s.queue = append(s.queue, p)
+	}
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *pullSub) deliver() {
+	s.mu.Lock()
+	q := s.queue
+	s.queue = nil
+	s.mu.Unlock()
+	for _, p := range q {
+		select {
+		case <-s.quit:
+			return
+		default:
+		}
+		s.fn(p)
+	}
+}
+
+func (s *pullSub) run() {
+	defer close(s.ended)
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-s.wake:
+			s.deliver()
+		case <-s.stop:
+			s.deliver()
+			return
+		}
+	}
+}
+
+// finish delivers what is queued and waits for it, unless ctx ends first.
+func (s *pullSub) finish(ctx context.Context) {
+	if s == nil {
+		return
+	}
+	close(s.stop)
+	select {
+	case <-s.ended:
+	case <-ctx.Done():
+		close(s.quit)
+	}
+}
+
+// abort ends delivery at once; fn may still be running when it returns.
+func (s *pullSub) abort() {
+	if s != nil {
+		close(s.quit)
+	}
+}
+
+// Pull fetches ref from its registry, if the policy allows it, calling progress (which may
+// be nil) for each step, from another goroutine, one call at a time. Callers pulling the same
+// reference at the same time share one pull and all see its progress (a late one first gets
+// each layer's state so far); the pull is abandoned when every caller's ctx has ended. When
+// Pull returns because the pull ended, every step has been delivered; when it returns
+// because ctx ended, a call of progress may still be under way. Each caller's pull is
+// audited as "pull".
+func (is *ImageService) Pull(ctx context.Context, id backend.Identity, ref string, progress func(PullProgress)) error {
+	err := is.pull(ctx, id, ref, progress)
+	is.svc.record(id, "pull", shown(familiarRef(ref)), err)
+	return err
+}
+
+func (is *ImageService) pull(ctx context.Context, id backend.Identity, ref string, progress func(PullProgress)) error {
+	if err := checkIdentity(id); err != nil {
+		return err
+	}
+	named, err := parseImageRef(ref)
+	if err != nil {
+		return err
+	}
+	full := reference.TagNameOnly(named)
+	familiar := reference.FamiliarString(full)
+	if !is.policy.allows(named) {
+		return errorf(ErrPermission, "image %s is not allowed on this server", familiar)
+	}
+	ie, err := is.svc.imageAPI()
+	if err != nil {
+		return err
+	}
+
+	key := full.String()
+	is.mu.Lock()
+	f, ok := is.flights[key]
+	if ok {
+		f.mu.Lock()
+		ok = !f.abandoned
+		f.mu.Unlock()
+	}
+	if !ok {
+		pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		f = &pullFlight{cancel: cancel, done: make(chan struct{}), subs: map[*pullSub]bool{}, last: map[string]PullProgress{}}
+		is.flights[key] = f
+		go func() {
+			f.err = pullOnce(pctx, ie, key, familiar, f.emit)
+			is.mu.Lock()
+			if is.flights[key] == f {
+				delete(is.flights, key)
+			}
+			is.mu.Unlock()
+			cancel()
+			close(f.done)
+		}()
+	}
+	sub, leave := f.join(progress)
+	is.mu.Unlock()
+	defer leave()
+
+	select {
+	case <-f.done:
+		sub.finish(ctx) // every step reaches the caller before Pull returns
+		return f.err
+	case <-ctx.Done():
+		sub.abort()
+		return fmt.Errorf("pull %s: %w", familiar, ctx.Err())
+	}
+}
+
+// pullOnce asks the engine to pull ref and follows its progress stream to the end.
+func pullOnce(ctx context.Context, ie imageEngine, ref, familiar string, emit func(PullProgress)) error {
+	resp, err := ie.ImagePull(ctx, ref, client.ImagePullOptions{})
+	if err != nil {
+		return pullErr(familiar, err)
+	}
+	defer resp.Close()
+	if err := DecodePullStream(resp, emit); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("pull %s: %w", familiar, ctx.Err())
+		}
+		return pullErr(familiar, err)
+	}
+	return nil
+}
+
+// pullErr words a failed pull in one line.
+func pullErr(familiar string, err error) error {
+	var se *streamError
+	if !errors.As(err, &se) && cerrdefs.IsNotFound(err) {
+		return &wrapped{kind: ErrNoImage, msg: "pull " + familiar + ": " + oneLine(err.Error()), err: err}
+	}
+	if e := engineErr("pull "+familiar, err); errors.Is(e, ErrUnavailable) {
+		return e
+	}
+	return &wrapped{msg: "pull " + familiar + ": " + oneLine(err.Error()), err: err}
+}
+
+// oneLine keeps the first line of s, without surrounding space, at most 300 bytes.
+func oneLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	s = strings.TrimSpace(s)
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}
+
+// streamError is an error the engine reported inside a progress stream.
+type streamError struct{ msg string }
+
+func (e *streamError) Error() string { return e.msg }
+
+// pullMessage is one message of the engine's JSON progress stream (the jsonmessage format).
+type pullMessage struct {
+	Status         string `json:"status"`
+	ID             string `json:"id"`
+	ProgressDetail *struct {
+		Current int64 `json:"current"`
+		Total   int64 `json:"total"`
+	} `json:"progressDetail"`
+	ErrorDetail *struct {
+		Message string `json:"message"`
+	} `json:"errorDetail"`
+	Error string `json:"error"`
+}
+
+// DecodePullStream reads a pull's JSON message stream from r to its end, calling emit for
+// every progress message. An error message in the stream ends it with that error; a stream
+// cut short is an error too.
+func DecodePullStream(r io.Reader, emit func(PullProgress)) error {
+	dec := json.NewDecoder(r)
+	for {
+		var m pullMessage
+		if err := dec.Decode(&m); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return fmt.Errorf("progress stream cut short")
+			}
+			return fmt.Errorf("unreadable progress stream: %w", err)
+		}
+		if m.ErrorDetail != nil && m.ErrorDetail.Message != "" {
+			return &streamError{msg: m.ErrorDetail.Message}
+		}
+		if m.Error != "" {
+			return &streamError{msg: m.Error}
+		}
+		if m.Status == "" {
+			continue
+		}
+		p := PullProgress{ID: m.ID, Status: m.Status}
+		if m.ProgressDetail != nil {
+			p.Current, p.Total = m.ProgressDetail.Current, m.ProgressDetail.Total
+		}
+		if emit != nil {
+			emit(p)
+		}
+	}
+}
+
+// RemoveImage removes one tag (never by ID or digest, never forced; other tags of the image
+// stay). A tag that a container, anyone's, was made from is refused, and so is the last tag
+// of an image any container uses; students may remove only tags in their own namespace.
+// Audited as "rmi".
+func (is *ImageService) RemoveImage(ctx context.Context, id backend.Identity, ref string) error {
+	err := is.removeImage(ctx, id, ref)
+	is.svc.record(id, "rmi", shown(familiarRef(ref)), err)
+	return err
+}
+
+func (is *ImageService) removeImage(ctx context.Context, id backend.Identity, ref string) error {
+	if err := checkIdentity(id); err != nil {
+		return err
+	}
+	named, err := parseImageRef(ref)
+	if err != nil {
+		return err
+	}
+	if _, ok := named.(reference.Digested); ok {
+		return errorf(ErrInvalid, "remove a tag, not a digest: %s", shown(ref))
+	}
+	full := reference.TagNameOnly(named)
+	familiar := reference.FamiliarString(full)
+	ie, err := is.svc.imageAPI()
+	if err != nil {
+		return err
+	}
+	img, err := is.svc.localImage(ctx, familiar)
+	if err != nil {
+		return err
+	}
+	inUse, err := is.tagInUse(ctx, ie, familiar, img.ID, len(img.RepoTags) <= 1)
+	if err != nil {
+		return err
+	}
+	if inUse {
+		return errorf(ErrConflict, "image %s is in use by a container", familiar)
+	}
+	if !mayRemoveTag(id, is.policy.ns, full) {
+		return errorf(ErrPermission, "image %s is not yours to remove", familiar)
+	}
+	_, err = ie.ImageRemove(ctx, full.String(), client.ImageRemoveOptions{})
+	switch {
+	case err == nil:
+		return nil
+	case cerrdefs.IsConflict(err):
+		return errorf(ErrConflict, "image %s is in use by a container", familiar)
+	case cerrdefs.IsNotFound(err):
+		return errorf(ErrNoImage, "image %s not found on this server", familiar)
+	}
+	return engineErr("remove image "+familiar, err)
+}
+
+// tagInUse reports whether any container (of any user, managed or not) was made from the tag,
+// or, when it is the image's last tag, uses the image at all.
+func (is *ImageService) tagInUse(ctx context.Context, ie imageEngine, familiar, imageID string, lastTag bool) (bool, error) {
+	res, err := ie.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: client.Filters{}.Add("ancestor", imageID)})
+	if err != nil {
+		return false, engineErr("list containers", err)
+	}
+	return slices.ContainsFunc(res.Items, func(c container.Summary) bool {
+		return familiarRef(c.Image) == familiar || (lastTag && c.ImageID == imageID)
+	}), nil
+}
