@@ -25,6 +25,9 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrNoImage: the image is not on this server.
 	ErrNoImage = errors.New("no such image")
+	// ErrUnsupported: the operation cannot be done where the path lives (deleting a file in a
+	// container, for instance).
+	ErrUnsupported = errors.New("not supported")
 	// ErrUnavailable: Docker could not be reached.
 	ErrUnavailable = errors.New("docker unreachable")
 )
