@@ -31,7 +31,15 @@ type engine interface {
 	NetworkCreate(ctx context.Context, name string, options client.NetworkCreateOptions) (client.NetworkCreateResult, error)
 	VolumeCreate(ctx context.Context, options client.VolumeCreateOptions) (client.VolumeCreateResult, error)
 	execEngine
+	archiveEngine
 	Close() error
+}
+
+// archiveEngine is the part of the Docker SDK that reads and writes files in containers
+// through tar streams (files.go); ContainerStatPath is in execEngine.
+type archiveEngine interface {
+	CopyFromContainer(ctx context.Context, id string, options client.CopyFromContainerOptions) (client.CopyFromContainerResult, error)
+	CopyToContainer(ctx context.Context, id string, options client.CopyToContainerOptions) (client.CopyToContainerResult, error)
 }
 
 // execEngine is the part of the Docker SDK that runs processes in containers and attaches

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
 
 	"whalemountain/backend"
@@ -237,6 +238,11 @@ func (s *Service) stream(ctx context.Context) error {
 		case m, ok := <-ev.Messages:
 			if !ok {
 				return broken(errors.New("event stream closed"))
+			}
+			if m.Action == events.ActionArchivePath || m.Action == events.ActionExtractToDir {
+				// File transfers change nothing the snapshot shows; looking would wait for
+				// the engine's lock on the container, held while the transfer runs.
+				continue
 			}
 			s.live.mu.Lock()
 			s.live.dirty[m.Actor.ID] = true

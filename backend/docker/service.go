@@ -80,7 +80,7 @@ func (s *Service) record(id backend.Identity, action, target string, err error) 
 	result, reason := audit.OK, ""
 	if err != nil {
 		result, reason = audit.Failed, err.Error()
-		for _, k := range []error{ErrNotFound, ErrPermission, ErrInvalid, ErrQuota, ErrConflict} {
+		for _, k := range []error{ErrNotFound, ErrPermission, ErrInvalid, ErrQuota, ErrConflict, ErrUnsupported, ErrNoImage} {
 			if errors.Is(err, k) {
 				result = audit.Refused
 			}

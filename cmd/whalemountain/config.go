@@ -14,21 +14,24 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"whalemountain/backend/docker"
 )
 
 // Config is the whole server configuration: embedded defaults, then the YAML file, then
 // environment variables, then flags.
 type Config struct {
-	Listen     string       `yaml:"listen"`
-	DataDir    string       `yaml:"data_dir"`
-	ServerName string       `yaml:"server_name"`
-	LogLevel   string       `yaml:"log_level"`
-	HostKeys   HostKeys     `yaml:"host_keys"`
-	KeysDir    string       `yaml:"keys_dir"`
-	TAs        []string     `yaml:"tas"`
-	GitLab     GitLabConfig `yaml:"gitlab"`
-	Limits     Limits       `yaml:"limits"`
-	Docker     DockerConfig `yaml:"docker"`
+	Listen     string             `yaml:"listen"`
+	DataDir    string             `yaml:"data_dir"`
+	ServerName string             `yaml:"server_name"`
+	LogLevel   string             `yaml:"log_level"`
+	HostKeys   HostKeys           `yaml:"host_keys"`
+	KeysDir    string             `yaml:"keys_dir"`
+	TAs        []string           `yaml:"tas"`
+	GitLab     GitLabConfig       `yaml:"gitlab"`
+	Limits     Limits             `yaml:"limits"`
+	Docker     DockerConfig       `yaml:"docker"`
+	Images     docker.ImagePolicy `yaml:"images"`
 }
 
 // HostKeys says which host keys to serve.
@@ -275,6 +278,9 @@ func (c *Config) validate() error {
 		if _, err := c.Docker.backend(); err != nil {
 			return err
 		}
+	}
+	if err := c.Images.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
 	return nil
 }

@@ -4,10 +4,16 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
+	"whalemountain/backend"
 	"whalemountain/backend/audit"
 	"whalemountain/backend/docker"
+	"whalemountain/backend/gpu"
 	"whalemountain/tui/cli"
+	"whalemountain/tui/files"
 
 	"whalemountain/backend/gitlab"
 	"whalemountain/sshauth"
@@ -74,13 +80,41 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 		}
 		closers = append(closers, func() { svc.Close() })
 		deps.Containers = svc
+		images, err := docker.NewImageService(svc, cfg.Images)
+		if err != nil {
+			svc.Close()
+			return deps, closeAll, fmt.Errorf("images: %w", err)
+		}
+		deps.Images = images
 		deps.Docker = svc
 		deps.Exec = svc
+		deps.Files = svc
+		deps.FilesOptions = files.Options{TempDir: filepath.Join(cfg.DataDir, "spool")}
 		logger.Info("containers on the Docker Engine", "host", firstNonEmpty(dc.Host, "default socket"),
 			"home", firstNonEmpty(dc.HomeHostPath, "per-user volume "+dc.NamePrefix+"-home-<user>"), "mounted_at", dc.HomeTarget)
 	} else {
 		logger.Info("containers are off (docker.enabled: false)")
 	}
+
+	// GPU use is attributed to containers through the live snapshot (no API call).
+	var gpuOwners gpu.Owners
+	if deps.Docker != nil {
+		svc := deps.Docker
+		server := backend.Identity{User: "whalemountain", Role: backend.RoleTA}
+		gpuOwners = gpu.OwnersFunc(func(id string) (string, string, bool) {
+			cs, _ := svc.Snapshot(server, docker.ListOptions{All: true, AllUsers: true})
+			for _, c := range cs {
+				if c.ID == id {
+					return c.Owner, c.Name, true
+				}
+			}
+			return "", "", false
+		})
+	}
+	sampler := gpu.New(nvml.New(), gpuOwners, gpu.Options{Logger: logger})
+	sampler.Start(ctx)
+	closers = append(closers, sampler.Close)
+	deps.GPUs = sampler
 	return deps, closeAll, nil
 }
 

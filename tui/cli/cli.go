@@ -16,6 +16,7 @@ import (
 
 	"whalemountain/backend"
 	"whalemountain/backend/docker"
+	"whalemountain/tui/files"
 	"whalemountain/tui/termsafe"
 )
 
@@ -44,8 +45,16 @@ type Env struct {
 type Deps struct {
 	Containers Containers
 	Exec       Executor
+	// Images lists, pulls and removes images under the server's image policy.
+	Images Images
+	// GPUs is the server's GPU sampler; nil when GPU monitoring is off.
+	GPUs GPUs
 	// Docker is the same service, for the dashboard's live view.
 	Docker *docker.Service
+	// Files is the same service again, for the file tree served over sftp and scp;
+	// FilesOptions say where transfers are spooled.
+	Files        files.Backend
+	FilesOptions files.Options
 }
 
 // usageError marks an error as bad usage (exit status 2).
@@ -106,7 +115,9 @@ func newRoot(env Env) *cobra.Command {
 		versionCmd(env),
 	)
 	root.AddCommand(containerCmds(env)...)
+	root.AddCommand(imageCmds(env, env.Deps.Images)...)
 	root.AddCommand(shellCmds(env)...)
+	root.AddCommand(gpusCmd(env, env.Deps.GPUs))
 	return root
 }
 

@@ -94,7 +94,8 @@ type connState struct {
 	conn *activityConn
 }
 
-// activityConn records when the connection last carried traffic either way.
+// activityConn records when the client last sent anything (keys, keepalives): what the
+// server writes (a live dashboard redrawing) does not keep a forgotten session open.
 type activityConn struct {
 	net.Conn
 	last atomic.Int64 // unix nanoseconds
@@ -102,14 +103,6 @@ type activityConn struct {
 
 func (c *activityConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.last.Store(time.Now().UnixNano())
-	}
-	return n, err
-}
-
-func (c *activityConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
 	if n > 0 {
 		c.last.Store(time.Now().UnixNano())
 	}
@@ -166,6 +159,12 @@ func New(cfg Config, auth Authenticator, auditLog *audit.Log, deps cli.Deps, log
 				"direct-tcpip": s.directTCPIP,
 			}
 			srv.ReversePortForwardingCallback = func(ssh.Context, string, uint32) bool { return false }
+			// A subsystem the server does not list is refused before any handler runs; sftp
+			// (and scp, which speaks it) goes through the same chain as every session.
+			srv.SubsystemHandlers = map[string]ssh.SubsystemHandler{}
+			if deps.Files != nil {
+				srv.SubsystemHandlers["sftp"] = ssh.SubsystemHandler(srv.Handler)
+			}
 			return nil
 		},
 	)
@@ -239,7 +238,7 @@ func (s *Server) onConn(ctx ssh.Context, c net.Conn) net.Conn {
 	return ac
 }
 
-// watchIdle closes a connection that carried no traffic for the idle timeout. Dashboards on
+// watchIdle closes a connection whose client sent nothing for the idle timeout. Dashboards on
 // it are ended first, so the user's terminal is restored and told why.
 func (s *Server) watchIdle(ctx ssh.Context, st *connState) {
 	period := min(s.cfg.IdleTimeout/4, 30*time.Second)

@@ -16,6 +16,7 @@ import (
 	"whalemountain/tui/cli"
 	"whalemountain/tui/dashboard"
 	"whalemountain/tui/dashboard/containers"
+	"whalemountain/tui/files"
 	"whalemountain/tui/input"
 )
 
@@ -38,6 +39,9 @@ func newSession(s *Server, sess ssh.Session, id backend.Identity) *session {
 func (se *session) run() int {
 	sess := se.sess
 	if sub := sess.Subsystem(); sub != "" {
+		if sub == "sftp" && se.srv.deps.Files != nil {
+			return se.sftp()
+		}
 		fmt.Fprintf(sess.Stderr(), "subsystem %q is not available on this server\n", sub)
 		return 1
 	}
@@ -65,6 +69,16 @@ func (se *session) run() int {
 	env := se.cliEnv(stdout, stderr)
 	env.Terminal = term
 	return cli.Run(env, args)
+}
+
+// sftp serves the file tree (sftp, scp) until the client ends the session.
+func (se *session) sftp() int {
+	d := se.srv.deps
+	if err := files.Subsystem(se.sess.Context(), se.sess, d.Files, se.id, se.srv.log, d.FilesOptions); err != nil {
+		se.srv.log.Warn("sftp session ended with an error", "user", se.id.User, "err", err)
+		return 1
+	}
+	return 0
 }
 
 // latestSizes turns the session's window changes into sizes, keeping only the newest when
@@ -214,7 +228,9 @@ func (se *session) shell(rt *input.Router, term string, c docker.Container) retu
 	}
 	stream := rt.Stream()
 	defer stream.Close()
-	res, err := bridge.Run(se.sess.Context(), ex, bridge.Terminal{In: stream, Out: se.sess, Sizes: stream.Sizes()})
+	res, err := bridge.Run(se.sess.Context(), ex, bridge.Terminal{
+		In: stream, Out: se.sess, Sizes: stream.Sizes(), StopInput: func() { stream.Close() },
+	})
 	switch {
 	case err != nil:
 		back.status = dashboard.StatusMsg{Text: "shell in " + ref + ": " + err.Error(), Err: true}

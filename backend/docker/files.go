@@ -1,0 +1,889 @@
+package docker
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/client"
+
+	"whalemountain/backend"
+)
+
+// Files: paths in a user's own containers and in their persistent home, for file transfer.
+//
+// Containers are reached through the engine's archive API only (stat, a tar stream out, a
+// tar stream in), so it works for running and stopped containers alike and starts no
+// process. Every path is resolved by the engine inside the container's own root: a symlink
+// in a container can lead anywhere in that container, never to the host.
+//
+// The home is reached in one of two ways, after the configuration:
+//   - HomeHostPath set: straight from the host directory, through an os.Root opened on it,
+//     so no name, "..", or symlink can lead outside it (symlinks must be relative and stay
+//     inside; an absolute one is refused by os.Root).
+//   - the default per-user volume: through one of the user's containers that mounts it at
+//     HomeTarget (every container made here does), with the archive API at
+//     HomeTarget/<path>. A user with no container gets an error saying to run one: no
+//     helper container is ever made for this. A symlink whose target the engine resolves
+//     to outside the home is treated as missing.
+//
+// What the archive API cannot do, files in containers (and a home in a volume) cannot
+// either: deleting and renaming are refused with ErrUnsupported (a shell in the container
+// does them); making directories and writing files are tar streams with one entry; the mode
+// and time of an existing directory are changed by writing its entry again, those of an
+// existing file are not (upload it again instead). A home on the host supports all of these
+// through os.Root.
+//
+// The engine holds a container's lock while an archive stream of it is open: a stat, an
+// inspect, a stop of that container (and the live snapshot's look at it) wait until the
+// stream is read to its end or closed. Callers read ReadFile's stream promptly (to a spool,
+// not at the pace of a network client) and close it.
+
+// File transfer limits.
+const (
+	maxPathLen     = 4096     // bytes in one path
+	maxListEntries = 10000    // direct children ListDir returns
+	maxListHeaders = 100000   // tar headers ListDir reads before giving up
+	maxListSkip    = 64 << 20 // bytes of file content ListDir reads past before giving up
+)
+
+// Place is where a path lives: one of the caller's own containers, by the name they gave
+// it, or their persistent home. Other users' containers are never a place, not even for TAs.
+type Place struct {
+	Container string // the container's name; empty for the home
+}
+
+// Home is the caller's persistent home.
+var Home = Place{}
+
+// InContainer is the caller's container of that name.
+func InContainer(name string) Place { return Place{Container: name} }
+
+// IsHome reports whether p is the home.
+func (p Place) IsHome() bool { return p.Container == "" }
+
+// FileInfo describes one file, directory or symlink.
+type FileInfo struct {
+	Name    string // base name; "/" for the top of a place
+	Size    int64
+	Mode    fs.FileMode // type and permission bits
+	ModTime time.Time
+	UID     int // as the container (or host) numbers them; 0 when not known
+	GID     int
+	// LinkTarget is, for a symlink, the path it leads to in the same place; empty when it
+	// leads outside the place or is not known.
+	LinkTarget string
+}
+
+// IsDir reports whether the entry is a directory.
+func (fi FileInfo) IsDir() bool { return fi.Mode.IsDir() }
+
+// FileAttrs are the attributes SetFileAttrs changes; nil fields stay as they are.
+type FileAttrs struct {
+	Mode    *fs.FileMode // permission bits only
+	ModTime *time.Time
+	Size    *int64 // truncate or extend
+}
+
+// spot is a resolved Place: the home on the host (root), or a container with the place's
+// top inside it (base: "" for a container's own tree, the home's mount point for a home
+// reached through a container).
+type spot struct {
+	owner string
+	name  string // the container's name; "" for the home
+	root  *os.Root
+	cid   string
+	base  string
+}
+
+func (sp *spot) close() {
+	if sp != nil && sp.root != nil {
+		_ = sp.root.Close()
+	}
+}
+
+// where is how the path is named in errors: "box:/etc/hostname", "~/notes.txt".
+func (sp *spot) where(p string) string { return whereIn(Place{Container: sp.name}, p) }
+
+func whereIn(place Place, p string) string {
+	if place.IsHome() {
+		return "~" + strings.TrimSuffix(p, "/")
+	}
+	return place.Container + ":" + p
+}
+
+// auditFile is the audit target for a path: "alice/box:/tmp/x" or "alice:~/x".
+func auditFile(id backend.Identity, place Place, p string) string {
+	if place.IsHome() {
+		return id.User + ":" + shown(whereIn(place, p))
+	}
+	return id.User + "/" + shown(whereIn(place, p))
+}
+
+// enginePath is p as the engine names it in the container.
+func (sp *spot) enginePath(p string) string {
+	if sp.base == "" {
+		return p
+	}
+	if p == "/" {
+		return sp.base
+	}
+	return sp.base + p
+}
+
+// fromEngine turns an engine path back into a path of the place; false when it lies
+// outside the place.
+func (sp *spot) fromEngine(ep string) (string, bool) {
+	if ep == "" || ep[0] != '/' {
+		return "", false
+	}
+	ep = path.Clean(ep)
+	if sp.base == "" {
+		return ep, true
+	}
+	if ep == sp.base {
+		return "/", true
+	}
+	if rest, ok := strings.CutPrefix(ep, sp.base+"/"); ok {
+		return "/" + rest, true
+	}
+	return "", false
+}
+
+// rel is p as os.Root names it.
+func rel(p string) string {
+	if p == "/" {
+		return "."
+	}
+	return p[1:]
+}
+
+func noSuchFile(where string) error {
+	return errorf(ErrNotFound, "no such file: %s", shown(where))
+}
+
+// checkPath accepts absolute, clean paths without NUL; anything else does not exist.
+func checkPath(place Place, p string) error {
+	if p == "" || p[0] != '/' || len(p) > maxPathLen || strings.ContainsRune(p, 0) || path.Clean(p) != p {
+		return noSuchFile(whereIn(place, p))
+	}
+	return nil
+}
+
+// open resolves place for id.
+func (s *Service) open(ctx context.Context, id backend.Identity, place Place) (*spot, error) {
+	if err := checkIdentity(id); err != nil {
+		return nil, err
+	}
+	if !place.IsHome() {
+		// A plain name: "owner/name" and engine names never reach a container here.
+		if !nameRE.MatchString(place.Container) {
+			return nil, notFound(place.Container)
+		}
+		t, err := s.find(ctx, id, place.Container)
+		if err != nil {
+			return nil, err
+		}
+		return &spot{owner: t.owner, name: t.name, cid: t.ID}, nil
+	}
+	if s.cfg.HomeHostPath != "" {
+		m, err := s.ensureHome(ctx, id.User)
+		if err != nil {
+			return nil, err
+		}
+		root, err := os.OpenRoot(m.Source)
+		if err != nil {
+			return nil, fmt.Errorf("open the home of %s: %w", id.User, err)
+		}
+		return &spot{owner: id.User, root: root}, nil
+	}
+	mine, err := s.ownContainers(ctx, id.User)
+	if err != nil {
+		return nil, err
+	}
+	target, vol := expand(s.cfg.HomeTarget, id.User), s.cfg.volumeName(id.User)
+	var pick *container.Summary
+	for i, c := range mine {
+		if !slices.ContainsFunc(c.Mounts, func(m container.MountPoint) bool {
+			return m.Type == mount.TypeVolume && m.Name == vol && m.Destination == target
+		}) {
+			continue
+		}
+		// The same one every time: running ones first, then by name.
+		if pick == nil || betterHomeCarrier(c, *pick) {
+			pick = &mine[i]
+		}
+	}
+	if pick == nil {
+		return nil, errorf(ErrConflict, "your home is reached through one of your containers and you have none; run one first")
+	}
+	return &spot{owner: id.User, cid: pick.ID, base: target}, nil
+}
+
+func betterHomeCarrier(a, b container.Summary) bool {
+	ar, br := a.State == container.StateRunning, b.State == container.StateRunning
+	if ar != br {
+		return ar
+	}
+	return a.Labels[LabelName] < b.Labels[LabelName]
+}
+
+// archiveErr words an archive API error for path p.
+func (sp *spot) archiveErr(what, p string, err error) error {
+	switch {
+	case cerrdefs.IsNotFound(err):
+		return noSuchFile(sp.where(p))
+	case cerrdefs.IsPermissionDenied(err):
+		return errorf(ErrPermission, "%s %s: permission denied", what, shown(sp.where(p)))
+	case cerrdefs.IsInvalidArgument(err), cerrdefs.IsConflict(err):
+		return errorf(ErrConflict, "%s %s: %s", what, shown(sp.where(p)), firstLine(err.Error()))
+	}
+	return engineErr(what+" "+shown(sp.where(p)), err)
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+// hostErr words an error from the home on the host for path p. Nothing in it names the
+// host directory.
+func hostErr(what, where string, err error) error {
+	var errno syscall.Errno
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.As(err, &errno) && errno == syscall.ELOOP,
+		strings.Contains(err.Error(), "path escapes"):
+		return noSuchFile(where)
+	case errors.As(err, &errno) && (errno == syscall.ENOTEMPTY || errno == syscall.EISDIR ||
+		errno == syscall.ENOTDIR || errno == syscall.EBUSY || errno == syscall.EINVAL || errno == syscall.EXDEV):
+		return errorf(ErrConflict, "%s %s: %s", what, shown(where), errno.Error())
+	case errors.Is(err, fs.ErrExist):
+		return errorf(ErrConflict, "%s %s: already exists", what, shown(where))
+	case errors.Is(err, fs.ErrPermission):
+		return errorf(ErrPermission, "%s %s: permission denied", what, shown(where))
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Errorf("%s %s: %w", what, shown(where), err)
+}
+
+// hostInfo turns an os.FileInfo of the home into a FileInfo.
+func hostInfo(root *os.Root, p string, fi fs.FileInfo) FileInfo {
+	out := FileInfo{Name: path.Base(p), Size: fi.Size(), Mode: fi.Mode(), ModTime: fi.ModTime()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		out.UID, out.GID = int(st.Uid), int(st.Gid)
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		if raw, err := root.Readlink(rel(p)); err == nil {
+			out.LinkTarget = relativeLink(path.Dir(p), raw)
+		}
+	}
+	return out
+}
+
+// relativeLink is where a link with target raw in directory dir leads, when raw is
+// relative and stays inside the place; else "".
+func relativeLink(dir, raw string) string {
+	if raw == "" || raw[0] == '/' {
+		return ""
+	}
+	j := path.Join(strings.TrimPrefix(dir, "/"), raw)
+	if j == ".." || strings.HasPrefix(j, "../") {
+		return ""
+	}
+	if j == "." {
+		return "/"
+	}
+	return "/" + j
+}
+
+// engineStat stats p without following a final symlink.
+func (s *Service) engineStat(ctx context.Context, sp *spot, p string) (FileInfo, error) {
+	res, err := s.api.ContainerStatPath(ctx, sp.cid, client.ContainerStatPathOptions{Path: sp.enginePath(p)})
+	if err != nil {
+		return FileInfo{}, sp.archiveErr("stat", p, err)
+	}
+	st := res.Stat
+	fi := FileInfo{Name: path.Base(p), Size: st.Size, Mode: st.Mode, ModTime: st.Mtime}
+	if st.Mode&fs.ModeSymlink != 0 {
+		fi.LinkTarget, _ = sp.fromEngine(st.LinkTarget)
+	}
+	return fi, nil
+}
+
+// follow resolves a final symlink (the engine resolves the whole chain at once) and returns
+// the path and what is there.
+func (s *Service) follow(ctx context.Context, sp *spot, p string, fi FileInfo) (string, FileInfo, error) {
+	if fi.Mode&fs.ModeSymlink == 0 {
+		return p, fi, nil
+	}
+	if fi.LinkTarget == "" {
+		return p, fi, noSuchFile(sp.where(p))
+	}
+	to := fi.LinkTarget
+	got, err := s.engineStat(ctx, sp, to)
+	if err != nil {
+		return p, fi, noSuchFile(sp.where(p))
+	}
+	if got.Mode&fs.ModeSymlink != 0 {
+		return p, fi, noSuchFile(sp.where(p))
+	}
+	got.Name = fi.Name
+	return to, got, nil
+}
+
+// statFollow stats p, following a final symlink.
+func (s *Service) statFollow(ctx context.Context, sp *spot, p string) (string, FileInfo, error) {
+	fi, err := s.engineStat(ctx, sp, p)
+	if err != nil {
+		return p, fi, err
+	}
+	return s.follow(ctx, sp, p, fi)
+}
+
+// StatPath describes the path p of place, without following a final symlink (LinkTarget
+// says where one leads).
+func (s *Service) StatPath(ctx context.Context, id backend.Identity, place Place, p string) (FileInfo, error) {
+	if err := checkPath(place, p); err != nil {
+		return FileInfo{}, err
+	}
+	sp, err := s.open(ctx, id, place)
+	if err != nil {
+		return FileInfo{}, err
+	}
+	defer sp.close()
+	var fi FileInfo
+	if sp.root != nil {
+		st, err := sp.root.Lstat(rel(p))
+		if err != nil {
+			return FileInfo{}, hostErr("stat", sp.where(p), err)
+		}
+		fi = hostInfo(sp.root, p, st)
+	} else if fi, err = s.engineStat(ctx, sp, p); err != nil {
+		return FileInfo{}, err
+	}
+	if p == "/" {
+		fi.Name = "/"
+	}
+	return fi, nil
+}
+
+// fileReader is a file's content out of a tar stream; Close ends the stream.
+type fileReader struct {
+	io.Reader
+	body io.Closer
+}
+
+func (f *fileReader) Close() error { return f.body.Close() }
+
+// ReadFile opens the file at p of place (following a final symlink) and streams its content;
+// nothing is held in memory beyond the stream's buffers. For a container the stream holds the
+// container's lock in the engine: read it promptly and Close it. A home on the host gives an
+// *os.File, which is also an io.ReaderAt.
+func (s *Service) ReadFile(ctx context.Context, id backend.Identity, place Place, p string) (io.ReadCloser, FileInfo, error) {
+	if err := checkPath(place, p); err != nil {
+		return nil, FileInfo{}, err
+	}
+	sp, err := s.open(ctx, id, place)
+	if err != nil {
+		return nil, FileInfo{}, err
+	}
+	defer sp.close()
+	if sp.root != nil {
+		f, err := sp.root.Open(rel(p))
+		if err != nil {
+			return nil, FileInfo{}, hostErr("read", sp.where(p), err)
+		}
+		st, err := f.Stat()
+		if err == nil && !st.Mode().IsRegular() {
+			err = notRegular(sp.where(p), st.Mode())
+		}
+		if err != nil {
+			f.Close()
+			return nil, FileInfo{}, err
+		}
+		fi := hostInfo(sp.root, p, st)
+		return f, fi, nil
+	}
+	at, fi, err := s.statFollow(ctx, sp, p)
+	if err != nil {
+		return nil, FileInfo{}, err
+	}
+	if !fi.Mode.IsRegular() {
+		return nil, FileInfo{}, notRegular(sp.where(p), fi.Mode)
+	}
+	res, err := s.api.CopyFromContainer(ctx, sp.cid, client.CopyFromContainerOptions{SourcePath: sp.enginePath(at)})
+	if err != nil {
+		return nil, FileInfo{}, sp.archiveErr("read", p, err)
+	}
+	tr := tar.NewReader(res.Content)
+	hdr, err := tr.Next()
+	if err != nil || hdr.Typeflag != tar.TypeReg {
+		res.Content.Close()
+		if err == nil {
+			err = notRegular(sp.where(p), hdr.FileInfo().Mode())
+		} else {
+			err = fmt.Errorf("read %s: %w", shown(sp.where(p)), err)
+		}
+		return nil, FileInfo{}, err
+	}
+	fi = FileInfo{Name: fi.Name, Size: hdr.Size, Mode: hdr.FileInfo().Mode(), ModTime: hdr.ModTime, UID: hdr.Uid, GID: hdr.Gid}
+	return &fileReader{Reader: tr, body: res.Content}, fi, nil
+}
+
+func notRegular(where string, mode fs.FileMode) error {
+	if mode.IsDir() {
+		return errorf(ErrInvalid, "%s is a directory", shown(where))
+	}
+	return errorf(ErrInvalid, "%s is not a regular file", shown(where))
+}
+
+// ListDir lists the directory at p of place (following a final symlink), sorted by name. In
+// a container the listing comes from a tar stream of the directory, read only as far as
+// needed; truncated is true when it stopped early because the directory holds more than
+// maxListEntries entries, or more than maxListHeaders or maxListSkip bytes below it before
+// its last entry.
+func (s *Service) ListDir(ctx context.Context, id backend.Identity, place Place, p string) (entries []FileInfo, truncated bool, err error) {
+	if err := checkPath(place, p); err != nil {
+		return nil, false, err
+	}
+	sp, err := s.open(ctx, id, place)
+	if err != nil {
+		return nil, false, err
+	}
+	defer sp.close()
+	if sp.root != nil {
+		return listHost(sp, p)
+	}
+	at, fi, err := s.statFollow(ctx, sp, p)
+	if err != nil {
+		return nil, false, err
+	}
+	if !fi.IsDir() {
+		return nil, false, errorf(ErrInvalid, "%s is not a directory", shown(sp.where(p)))
+	}
+	ep := sp.enginePath(at)
+	res, err := s.api.CopyFromContainer(ctx, sp.cid, client.CopyFromContainerOptions{SourcePath: strings.TrimSuffix(ep, "/") + "/."})
+	if err != nil {
+		return nil, false, sp.archiveErr("list", p, err)
+	}
+	defer res.Content.Close()
+	tr := tar.NewReader(res.Content)
+	var skipped int64
+	for headers := 0; ; headers++ {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("list %s: %w", shown(sp.where(p)), err)
+		}
+		name := strings.TrimSuffix(strings.TrimPrefix(hdr.Name, "./"), "/")
+		if name != "" && name != "." && !strings.Contains(name, "/") {
+			if len(entries) == maxListEntries {
+				return sortInfos(entries), true, nil
+			}
+			e := FileInfo{Name: name, Size: hdr.Size, Mode: hdr.FileInfo().Mode(), ModTime: hdr.ModTime, UID: hdr.Uid, GID: hdr.Gid}
+			if hdr.Typeflag == tar.TypeSymlink {
+				target := hdr.Linkname
+				if !strings.HasPrefix(target, "/") {
+					target = path.Join(ep, target)
+				}
+				e.LinkTarget, _ = sp.fromEngine(target)
+			}
+			entries = append(entries, e)
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			skipped += hdr.Size
+		}
+		if headers >= maxListHeaders || skipped > maxListSkip {
+			return sortInfos(entries), true, nil
+		}
+	}
+	return sortInfos(entries), false, nil
+}
+
+func listHost(sp *spot, p string) ([]FileInfo, bool, error) {
+	f, err := sp.root.Open(rel(p))
+	if err != nil {
+		return nil, false, hostErr("list", sp.where(p), err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, false, hostErr("list", sp.where(p), err)
+	}
+	if !st.IsDir() {
+		return nil, false, errorf(ErrInvalid, "%s is not a directory", shown(sp.where(p)))
+	}
+	des, err := f.ReadDir(maxListEntries + 1)
+	if err != nil && err != io.EOF {
+		return nil, false, hostErr("list", sp.where(p), err)
+	}
+	truncated := len(des) > maxListEntries
+	if truncated {
+		des = des[:maxListEntries]
+	}
+	out := make([]FileInfo, 0, len(des))
+	for _, de := range des {
+		info, err := de.Info()
+		if err != nil {
+			continue // gone meanwhile
+		}
+		out = append(out, hostInfo(sp.root, path.Join(p, de.Name()), info))
+	}
+	return sortInfos(out), truncated, nil
+}
+
+func sortInfos(fis []FileInfo) []FileInfo {
+	slices.SortFunc(fis, func(a, b FileInfo) int { return strings.Compare(a.Name, b.Name) })
+	return fis
+}
+
+// WriteFile puts a file of exactly size bytes read from r at p of place, replacing a file
+// that is there, with the permission bits of mode and modification time mtime (zero: now).
+// The parent directory must exist. In a container the content is streamed in as a one-entry
+// tar; a file that is replaced keeps its owner. It is audited as "put".
+func (s *Service) WriteFile(ctx context.Context, id backend.Identity, place Place, p string, r io.Reader, size int64, mode fs.FileMode, mtime time.Time) error {
+	err := s.writeFile(ctx, id, place, p, r, size, mode, mtime)
+	s.record(id, "put", auditFile(id, place, p), err)
+	return err
+}
+
+func (s *Service) writeFile(ctx context.Context, id backend.Identity, place Place, p string, r io.Reader, size int64, mode fs.FileMode, mtime time.Time) error {
+	if err := checkPath(place, p); err != nil {
+		return err
+	}
+	if p == "/" {
+		return errorf(ErrInvalid, "%s is a directory", shown(whereIn(place, p)))
+	}
+	if size < 0 {
+		return errorf(ErrInvalid, "invalid size %d", size)
+	}
+	if mtime.IsZero() {
+		mtime = time.Now()
+	}
+	sp, err := s.open(ctx, id, place)
+	if err != nil {
+		return err
+	}
+	defer sp.close()
+	if sp.root != nil {
+		return writeHost(sp, p, r, size, mode, mtime)
+	}
+	dir, err := s.parentDir(ctx, sp, p)
+	if err != nil {
+		return err
+	}
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: path.Base(p), Mode: int64(mode.Perm()), Size: size, ModTime: mtime}
+	switch fi, err := s.engineStat(ctx, sp, p); {
+	case err == nil && fi.IsDir():
+		return errorf(ErrConflict, "%s is a directory", shown(sp.where(p)))
+	case err == nil && fi.Mode.IsRegular():
+		// Replaced, it keeps its owner.
+		if old, err := s.firstHeader(ctx, sp, p); err == nil {
+			hdr.Uid, hdr.Gid = old.Uid, old.Gid
+		}
+	case err != nil && !errors.Is(err, ErrNotFound):
+		return err
+	}
+	return s.putEntry(ctx, sp, dir, p, hdr, r)
+}
+
+// parentDir checks that p's parent is a directory (following a symlink) and returns it.
+func (s *Service) parentDir(ctx context.Context, sp *spot, p string) (string, error) {
+	parent := path.Dir(p)
+	at, fi, err := s.statFollow(ctx, sp, parent)
+	if err != nil {
+		return "", err
+	}
+	if !fi.IsDir() {
+		return "", errorf(ErrInvalid, "%s is not a directory", shown(sp.where(parent)))
+	}
+	return at, nil
+}
+
+// firstHeader is the tar header of the entry at p (without its content).
+func (s *Service) firstHeader(ctx context.Context, sp *spot, p string) (*tar.Header, error) {
+	res, err := s.api.CopyFromContainer(ctx, sp.cid, client.CopyFromContainerOptions{SourcePath: sp.enginePath(p)})
+	if err != nil {
+		return nil, sp.archiveErr("stat", p, err)
+	}
+	defer res.Content.Close()
+	return tar.NewReader(res.Content).Next()
+}
+
+// putEntry streams a one-entry tar (hdr, then exactly hdr.Size bytes of body) into the
+// directory dir of the container; p names the entry in errors.
+func (s *Service) putEntry(ctx context.Context, sp *spot, dir, p string, hdr *tar.Header, body io.Reader) error {
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		tw := tar.NewWriter(pw)
+		err := tw.WriteHeader(hdr)
+		if err == nil && hdr.Size > 0 {
+			var n int64
+			n, err = io.CopyN(tw, body, hdr.Size)
+			if err == io.EOF {
+				err = fmt.Errorf("content ended after %d of %d bytes", n, hdr.Size)
+			}
+		}
+		if err == nil {
+			err = tw.Close()
+		}
+		_ = pw.CloseWithError(err)
+		done <- err
+	}()
+	_, err := s.api.CopyToContainer(ctx, sp.cid, client.CopyToContainerOptions{
+		DestinationPath: sp.enginePath(dir),
+		Content:         pr,
+	})
+	_ = pr.CloseWithError(errors.New("upload ended"))
+	werr := <-done
+	if err != nil {
+		return sp.archiveErr("write", p, err)
+	}
+	if werr != nil {
+		return fmt.Errorf("write %s: %w", shown(sp.where(p)), werr)
+	}
+	return nil
+}
+
+// writeHost writes a file of the home on the host: into a new file beside it first, renamed
+// over the old one when complete, so a failed upload leaves the old file as it was.
+func writeHost(sp *spot, p string, r io.Reader, size int64, mode fs.FileMode, mtime time.Time) error {
+	where := sp.where(p)
+	if st, err := sp.root.Lstat(rel(p)); err == nil && st.IsDir() {
+		return errorf(ErrConflict, "%s is a directory", shown(where))
+	}
+	if st, err := sp.root.Stat(rel(path.Dir(p))); err != nil || !st.IsDir() {
+		if err != nil {
+			return hostErr("write", sp.where(path.Dir(p)), err)
+		}
+		return errorf(ErrInvalid, "%s is not a directory", shown(sp.where(path.Dir(p))))
+	}
+	tmp := path.Join(path.Dir(rel(p)), ".wm-upload-"+randomSuffix(12))
+	f, err := sp.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return hostErr("write", where, err)
+	}
+	n, err := io.CopyN(f, r, size)
+	if err == io.EOF {
+		err = fmt.Errorf("content ended after %d of %d bytes", n, size)
+	}
+	if err == nil {
+		err = f.Chmod(mode.Perm())
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = sp.root.Chtimes(tmp, time.Time{}, mtime)
+	}
+	if err == nil {
+		err = sp.root.Rename(tmp, rel(p))
+	}
+	if err != nil {
+		_ = sp.root.Remove(tmp)
+		return hostErr("write", where, err)
+	}
+	return nil
+}
+
+// MakeDir makes the directory p of place with the permission bits of mode. It is audited as
+// "mkdir".
+func (s *Service) MakeDir(ctx context.Context, id backend.Identity, place Place, p string, mode fs.FileMode) error {
+	err := s.makeDir(ctx, id, place, p, mode)
+	s.record(id, "mkdir", auditFile(id, place, p), err)
+	return err
+}
+
+func (s *Service) makeDir(ctx context.Context, id backend.Identity, place Place, p string, mode fs.FileMode) error {
+	if err := checkPath(place, p); err != nil {
+		return err
+	}
+	sp, err := s.open(ctx, id, place)
+	if err != nil {
+		return err
+	}
+	defer sp.close()
+	if p == "/" {
+		return errorf(ErrConflict, "%s: already exists", shown(sp.where(p)))
+	}
+	if sp.root != nil {
+		if err := sp.root.Mkdir(rel(p), mode.Perm()); err != nil {
+			return hostErr("mkdir", sp.where(p), err)
+		}
+		return nil
+	}
+	dir, err := s.parentDir(ctx, sp, p)
+	if err != nil {
+		return err
+	}
+	if _, err := s.engineStat(ctx, sp, p); err == nil {
+		return errorf(ErrConflict, "mkdir %s: already exists", shown(sp.where(p)))
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	hdr := &tar.Header{Typeflag: tar.TypeDir, Name: path.Base(p) + "/", Mode: int64(mode.Perm()), ModTime: time.Now()}
+	return s.putEntry(ctx, sp, dir, p, hdr, nil)
+}
+
+// RemovePath removes the file or empty directory p of the home on the host. Elsewhere (in a
+// container, a home in a volume) it is ErrUnsupported. It is audited as "delete".
+func (s *Service) RemovePath(ctx context.Context, id backend.Identity, place Place, p string) error {
+	err := s.hostOnly(ctx, id, place, p, "delete", func(sp *spot) error {
+		if p == "/" {
+			return errorf(ErrInvalid, "%s cannot be removed", shown(sp.where(p)))
+		}
+		if err := sp.root.Remove(rel(p)); err != nil {
+			return hostErr("delete", sp.where(p), err)
+		}
+		return nil
+	})
+	s.record(id, "delete", auditFile(id, place, p), err)
+	return err
+}
+
+// RenamePath renames from to to, both in place, in the home on the host. Elsewhere it is
+// ErrUnsupported. It is audited as "rename".
+func (s *Service) RenamePath(ctx context.Context, id backend.Identity, place Place, from, to string) error {
+	err := checkPath(place, to)
+	if err == nil {
+		err = s.hostOnly(ctx, id, place, from, "rename", func(sp *spot) error {
+			if from == "/" || to == "/" {
+				return errorf(ErrInvalid, "%s cannot be renamed", shown(sp.where("/")))
+			}
+			if err := sp.root.Rename(rel(from), rel(to)); err != nil {
+				return hostErr("rename", sp.where(from), err)
+			}
+			return nil
+		})
+	}
+	s.record(id, "rename", auditFile(id, place, from)+" -> "+shown(whereIn(place, to)), err)
+	return err
+}
+
+// hostOnly runs do on the home on the host, and refuses where the archive API would be
+// needed.
+func (s *Service) hostOnly(ctx context.Context, id backend.Identity, place Place, p, what string, do func(*spot) error) error {
+	if err := checkPath(place, p); err != nil {
+		return err
+	}
+	sp, err := s.open(ctx, id, place)
+	if err != nil {
+		return err
+	}
+	defer sp.close()
+	if sp.root == nil {
+		if place.IsHome() {
+			return errorf(ErrUnsupported, "%s in your home is not supported here; use a shell in one of your containers", what)
+		}
+		return errorf(ErrUnsupported, "%s in a container is not supported here; use a shell in %s (exec %s -- ...)",
+			what, place.Container, place.Container)
+	}
+	return do(sp)
+}
+
+// SetFileAttrs changes the mode, modification time or size of p of place, following a final
+// symlink. In a container (and a home in a volume) only a directory's mode and time can be
+// changed, by writing its entry again with the same owner; anything else there is
+// ErrUnsupported. It is audited as "setattr".
+func (s *Service) SetFileAttrs(ctx context.Context, id backend.Identity, place Place, p string, attrs FileAttrs) error {
+	err := s.setFileAttrs(ctx, id, place, p, attrs)
+	s.record(id, "setattr", auditFile(id, place, p), err)
+	return err
+}
+
+func (s *Service) setFileAttrs(ctx context.Context, id backend.Identity, place Place, p string, attrs FileAttrs) error {
+	if err := checkPath(place, p); err != nil {
+		return err
+	}
+	sp, err := s.open(ctx, id, place)
+	if err != nil {
+		return err
+	}
+	defer sp.close()
+	if sp.root != nil {
+		return setHostAttrs(sp, p, attrs)
+	}
+	at, fi, err := s.statFollow(ctx, sp, p)
+	if err != nil {
+		return err
+	}
+	if attrs.Size != nil && *attrs.Size != fi.Size {
+		return errorf(ErrUnsupported, "changing the size of %s is not supported in a container", shown(sp.where(p)))
+	}
+	mode, mtime := fi.Mode.Perm(), fi.ModTime
+	if attrs.Mode != nil {
+		mode = attrs.Mode.Perm()
+	}
+	if attrs.ModTime != nil {
+		mtime = *attrs.ModTime
+	}
+	if mode == fi.Mode.Perm() && mtime.Unix() == fi.ModTime.Unix() {
+		return nil
+	}
+	if at == "/" {
+		return errorf(ErrUnsupported, "changing %s is not supported", shown(sp.where(p)))
+	}
+	dir := path.Dir(at)
+	switch {
+	case fi.IsDir():
+		hdr, err := s.firstHeader(ctx, sp, at)
+		if err != nil {
+			return fmt.Errorf("setattr %s: %w", shown(sp.where(p)), err)
+		}
+		hdr = &tar.Header{Typeflag: tar.TypeDir, Name: path.Base(at) + "/", Uid: hdr.Uid, Gid: hdr.Gid,
+			Mode: hdr.Mode&^0o777 | int64(mode), ModTime: mtime}
+		return s.putEntry(ctx, sp, dir, p, hdr, nil)
+	case fi.Mode.IsRegular():
+		// Writing the entry again would need its content streamed out and back in at once,
+		// and the engine serialises archive calls on one container: refused instead.
+		return errorf(ErrUnsupported, "changing the mode or time of %s is not supported in a container; upload it again (sftp put -p, scp -p)",
+			shown(sp.where(p)))
+	}
+	return errorf(ErrUnsupported, "changing %s is not supported: not a file or directory", shown(sp.where(p)))
+}
+
+func setHostAttrs(sp *spot, p string, attrs FileAttrs) error {
+	where := sp.where(p)
+	if attrs.Size != nil {
+		f, err := sp.root.OpenFile(rel(p), os.O_WRONLY, 0)
+		if err != nil {
+			return hostErr("truncate", where, err)
+		}
+		err = f.Truncate(*attrs.Size)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return hostErr("truncate", where, err)
+		}
+	}
+	if attrs.Mode != nil {
+		if err := sp.root.Chmod(rel(p), attrs.Mode.Perm()); err != nil {
+			return hostErr("chmod", where, err)
+		}
+	}
+	if attrs.ModTime != nil {
+		if err := sp.root.Chtimes(rel(p), time.Time{}, *attrs.ModTime); err != nil {
+			return hostErr("touch", where, err)
+		}
+	}
+	return nil
+}

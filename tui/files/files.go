@@ -1,0 +1,868 @@
+// Package files is the virtual tree users see over sftp and scp (modern scp speaks SFTP):
+//
+//	/                         containers, home
+//	/containers               the user's own containers, one directory each (TAs too: own only)
+//	/containers/NAME/PATH     PATH inside the container NAME, running or stopped
+//	/home/PATH                the user's persistent home (where a session starts)
+//
+// It turns SFTP requests into calls on a Backend (backend/docker's Service) that carry the
+// session's Identity; authorisation is the backend's. Anything that is not the user's own
+// (another user's container, an engine name, "..", a NUL) is "no such file".
+//
+// Transfers go through a spool: an unlinked temporary file in Options.TempDir. An upload is
+// written there as the client sends it (in any order) and streamed into the container or
+// home when the client closes the file, so a broken connection never leaves half a file
+// behind. A download from a container is copied from the engine's tar stream to the spool at
+// disk speed while the client reads it from there: the engine holds the container's lock as
+// long as its stream is open, so it is never left open at the pace of a network client. A
+// home on the host is read straight from the file.
+//
+// What the archive API cannot do in a container (or in a home in a volume) is refused with
+// "operation unsupported" and a line saying what to do instead: delete, rename, links, the
+// mode or time of an existing file. mkdir, put (with mode and time, `put -p`/`scp -p`), get,
+// ls and stat work everywhere; a home on the host supports every operation.
+package files
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pkg/sftp"
+
+	"whalemountain/backend"
+	"whalemountain/backend/docker"
+	"whalemountain/tui/termsafe"
+)
+
+// Backend is what the tree needs from the container service (docker.Service).
+type Backend interface {
+	List(ctx context.Context, id backend.Identity, opts docker.ListOptions) ([]docker.Container, error)
+	StatPath(ctx context.Context, id backend.Identity, place docker.Place, p string) (docker.FileInfo, error)
+	ReadFile(ctx context.Context, id backend.Identity, place docker.Place, p string) (io.ReadCloser, docker.FileInfo, error)
+	WriteFile(ctx context.Context, id backend.Identity, place docker.Place, p string, r io.Reader, size int64, mode fs.FileMode, mtime time.Time) error
+	ListDir(ctx context.Context, id backend.Identity, place docker.Place, p string) ([]docker.FileInfo, bool, error)
+	MakeDir(ctx context.Context, id backend.Identity, place docker.Place, p string, mode fs.FileMode) error
+	RemovePath(ctx context.Context, id backend.Identity, place docker.Place, p string) error
+	RenamePath(ctx context.Context, id backend.Identity, place docker.Place, from, to string) error
+	SetFileAttrs(ctx context.Context, id backend.Identity, place docker.Place, p string, attrs docker.FileAttrs) error
+}
+
+var _ Backend = (*docker.Service)(nil)
+
+// Defaults for Options.
+const (
+	DefaultMaxFileSize = 4 << 30 // bytes
+	DefaultMaxOpen     = 16      // files open at once in one session
+)
+
+// StartDirectory is where a session starts: relative paths (`scp f host:`) land in the home.
+const StartDirectory = "/home"
+
+// Options tune the spool.
+type Options struct {
+	// TempDir holds the spool files (created 0700 when missing; each file is unlinked as soon
+	// as it is made). Empty: os.TempDir().
+	TempDir string
+	// MaxFileSize is the largest file moved in either direction through the spool; 0 means
+	// DefaultMaxFileSize.
+	MaxFileSize int64
+	// MaxOpen bounds the files one session has open at once; 0 means DefaultMaxOpen.
+	MaxOpen int
+}
+
+func (o *Options) defaults() {
+	if o.TempDir == "" {
+		o.TempDir = os.TempDir()
+	}
+	if o.MaxFileSize <= 0 {
+		o.MaxFileSize = DefaultMaxFileSize
+	}
+	if o.MaxOpen <= 0 {
+		o.MaxOpen = DefaultMaxOpen
+	}
+}
+
+// Subsystem serves SFTP on ch for id until the client ends the session or ctx ends.
+func Subsystem(ctx context.Context, ch io.ReadWriteCloser, b Backend, id backend.Identity, logger *slog.Logger, opts Options) error {
+	srv := sftp.NewRequestServer(ch, Handler(ctx, b, id, logger, opts), sftp.WithStartDirectory(StartDirectory))
+	stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
+	defer stop()
+	err := srv.Serve()
+	if err == nil || errors.Is(err, io.EOF) || ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// Handler is the tree for one session of id as request-server handlers. Every call to the
+// backend runs under ctx (the session's): it ends when the session does.
+func Handler(ctx context.Context, b Backend, id backend.Identity, logger *slog.Logger, opts Options) sftp.Handlers {
+	opts.defaults()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	h := &handler{ctx: ctx, b: b, id: id, log: logger.With("user", id.User), opts: opts,
+		started: time.Now(), uploads: map[string]*upload{}}
+	return sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h}
+}
+
+type handler struct {
+	ctx     context.Context
+	b       Backend
+	id      backend.Identity
+	log     *slog.Logger
+	opts    Options
+	started time.Time // the time shown for the tree's own directories
+
+	mu      sync.Mutex
+	open    int                // spools open now
+	uploads map[string]*upload // by virtual path, until closed
+}
+
+var (
+	_ sftp.FileReader           = (*handler)(nil)
+	_ sftp.FileWriter           = (*handler)(nil)
+	_ sftp.PosixRenameFileCmder = (*handler)(nil)
+	_ sftp.LstatFileLister      = (*handler)(nil)
+	_ sftp.ReadlinkFileLister   = (*handler)(nil)
+)
+
+// --- the tree ---
+
+// node kinds.
+const (
+	nodeRoot       = iota // /
+	nodeContainers        // /containers
+	nodePlace             // a path in a container or the home
+)
+
+// node is a virtual path resolved.
+type node struct {
+	kind  int
+	place docker.Place
+	path  string // in place, absolute and clean
+}
+
+// prefix is the virtual path of the place's top.
+func (n node) prefix() string {
+	if n.place.IsHome() {
+		return "/home"
+	}
+	return "/containers/" + n.place.Container
+}
+
+// virtual is the virtual path of a path of the same place.
+func (n node) virtual(p string) string {
+	if p == "/" {
+		return n.prefix()
+	}
+	return n.prefix() + p
+}
+
+// resolve maps a virtual path to a node. Anything malformed, and any container name that
+// is not a valid name, is no such file.
+func resolve(p string) (node, error) {
+	if p == "" || p[0] != '/' || strings.ContainsRune(p, 0) || path.Clean(p) != p {
+		return node{}, sftp.ErrSSHFxNoSuchFile
+	}
+	if p == "/" {
+		return node{kind: nodeRoot}, nil
+	}
+	first, rest, _ := strings.Cut(p[1:], "/")
+	switch first {
+	case "home":
+		return node{kind: nodePlace, place: docker.Home, path: "/" + rest}, nil
+	case "containers":
+		if rest == "" {
+			return node{kind: nodeContainers}, nil
+		}
+		name, inside, _ := strings.Cut(rest, "/")
+		if docker.ValidateName(name) != nil {
+			return node{}, sftp.ErrSSHFxNoSuchFile
+		}
+		return node{kind: nodePlace, place: docker.InContainer(name), path: "/" + inside}, nil
+	}
+	return node{}, sftp.ErrSSHFxNoSuchFile
+}
+
+// --- errors ---
+
+// status is an SFTP status with a message of ours.
+type status struct {
+	code error // one of sftp.ErrSSHFx*
+	msg  string
+}
+
+func (e *status) Error() string { return e.msg }
+func (e *status) Unwrap() error { return e.code }
+
+func fail(code error, format string, a ...any) error {
+	return &status{code: code, msg: termsafe.Line(fmt.Sprintf(format, a...))}
+}
+
+// fxErr turns a backend error into what the client is told: missing and not-yours are both
+// "no such file"; the rest keep their one line.
+func (h *handler) fxErr(op, p string, err error) error {
+	var st *status
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &st):
+		return err
+	case errors.Is(err, docker.ErrNotFound):
+		return sftp.ErrSSHFxNoSuchFile
+	case errors.Is(err, docker.ErrPermission):
+		return sftp.ErrSSHFxPermissionDenied
+	case errors.Is(err, docker.ErrUnsupported):
+		return fail(sftp.ErrSSHFxOpUnsupported, "%s", err.Error())
+	case errors.Is(err, docker.ErrInvalid), errors.Is(err, docker.ErrConflict), errors.Is(err, docker.ErrQuota):
+		return fail(sftp.ErrSSHFxFailure, "%s", err.Error())
+	case errors.Is(err, context.Canceled):
+		return sftp.ErrSSHFxConnectionLost
+	}
+	h.log.Warn("file transfer failed", "op", op, "path", termsafe.Line(p), "err", err)
+	return fail(sftp.ErrSSHFxFailure, "%s", err.Error())
+}
+
+// --- listing and stat ---
+
+// info is one entry as the client sees it.
+type info struct {
+	name     string
+	size     int64
+	mode     fs.FileMode
+	mtime    time.Time
+	uid, gid uint32
+}
+
+func (i *info) Name() string       { return i.name }
+func (i *info) Size() int64        { return i.size }
+func (i *info) Mode() fs.FileMode  { return i.mode }
+func (i *info) ModTime() time.Time { return i.mtime }
+func (i *info) IsDir() bool        { return i.mode.IsDir() }
+func (i *info) Sys() any           { return nil }
+func (i *info) Uid() uint32        { return i.uid }
+func (i *info) Gid() uint32        { return i.gid }
+
+var _ sftp.FileInfoUidGid = (*info)(nil)
+
+func fromBackend(fi docker.FileInfo) *info {
+	return &info{name: fi.Name, size: fi.Size, mode: fi.Mode, mtime: fi.ModTime, uid: uint32(fi.UID), gid: uint32(fi.GID)}
+}
+
+func (h *handler) dirInfo(name string, mtime time.Time) *info {
+	if mtime.IsZero() {
+		mtime = h.started
+	}
+	return &info{name: name, mode: fs.ModeDir | 0o755, mtime: mtime}
+}
+
+// lister serves a fixed list.
+type lister []fs.FileInfo
+
+func (l lister) ListAt(out []fs.FileInfo, off int64) (int, error) {
+	if off >= int64(len(l)) {
+		return 0, io.EOF
+	}
+	n := copy(out, l[off:])
+	if n < len(out) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// Filelist lists directories (List) and answers Stat, following a final symlink.
+func (h *handler) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
+	switch r.Method {
+	case "List":
+		return h.list(r.Filepath)
+	case "Stat":
+		fi, err := h.stat(r.Filepath, true)
+		if err != nil {
+			return nil, err
+		}
+		return lister{fi}, nil
+	case "Readlink":
+		return nil, sftp.ErrSSHFxOpUnsupported
+	}
+	return nil, sftp.ErrSSHFxOpUnsupported
+}
+
+// Lstat answers without following a final symlink.
+func (h *handler) Lstat(r *sftp.Request) (sftp.ListerAt, error) {
+	fi, err := h.stat(r.Filepath, false)
+	if err != nil {
+		return nil, err
+	}
+	return lister{fi}, nil
+}
+
+// Readlink gives the virtual path a symlink leads to, when that is in the same place.
+func (h *handler) Readlink(p string) (string, error) {
+	n, err := resolve(p)
+	if err != nil {
+		return "", err
+	}
+	if n.kind != nodePlace {
+		return "", fail(sftp.ErrSSHFxFailure, "%s is not a symbolic link", p)
+	}
+	fi, err := h.b.StatPath(h.ctx, h.id, n.place, n.path)
+	if err != nil {
+		return "", h.fxErr("readlink", p, err)
+	}
+	if fi.Mode&fs.ModeSymlink == 0 {
+		return "", fail(sftp.ErrSSHFxFailure, "%s is not a symbolic link", p)
+	}
+	if fi.LinkTarget == "" {
+		return "", sftp.ErrSSHFxNoSuchFile
+	}
+	return n.virtual(fi.LinkTarget), nil
+}
+
+func (h *handler) stat(p string, follow bool) (fs.FileInfo, error) {
+	n, err := resolve(p)
+	if err != nil {
+		return nil, err
+	}
+	switch n.kind {
+	case nodeRoot:
+		return h.dirInfo("/", time.Time{}), nil
+	case nodeContainers:
+		return h.dirInfo("containers", time.Time{}), nil
+	}
+	if u := h.pending(p); u != nil {
+		return u.info(), nil
+	}
+	fi, err := h.b.StatPath(h.ctx, h.id, n.place, n.path)
+	if err != nil {
+		return nil, h.fxErr("stat", p, err)
+	}
+	if follow && fi.Mode&fs.ModeSymlink != 0 {
+		if fi.LinkTarget == "" {
+			return nil, sftp.ErrSSHFxNoSuchFile
+		}
+		to, err := h.b.StatPath(h.ctx, h.id, n.place, fi.LinkTarget)
+		if err != nil {
+			return nil, h.fxErr("stat", p, err)
+		}
+		to.Name = fi.Name
+		fi = to
+	}
+	out := fromBackend(fi)
+	if n.path == "/" {
+		out.name = path.Base(n.prefix())
+	}
+	return out, nil
+}
+
+func (h *handler) list(p string) (sftp.ListerAt, error) {
+	n, err := resolve(p)
+	if err != nil {
+		return nil, err
+	}
+	switch n.kind {
+	case nodeRoot:
+		return lister{h.dirInfo("containers", time.Time{}), h.dirInfo("home", time.Time{})}, nil
+	case nodeContainers:
+		cs, err := h.b.List(h.ctx, h.id, docker.ListOptions{All: true})
+		if err != nil {
+			return nil, h.fxErr("list", p, err)
+		}
+		out := make(lister, 0, len(cs))
+		for _, c := range cs {
+			if c.Owner != h.id.User {
+				continue // display filter only: the backend already answered for this user
+			}
+			out = append(out, h.dirInfo(c.Name, c.Created))
+		}
+		return out, nil
+	}
+	fis, truncated, err := h.b.ListDir(h.ctx, h.id, n.place, n.path)
+	if err != nil {
+		return nil, h.fxErr("list", p, err)
+	}
+	if truncated {
+		h.log.Info("directory listing cut short", "path", termsafe.Line(p), "entries", len(fis))
+	}
+	out := make(lister, 0, len(fis))
+	for _, fi := range fis {
+		out = append(out, fromBackend(fi))
+	}
+	return out, nil
+}
+
+// --- reading ---
+
+// Fileread opens a file for reading: straight from the home on the host, through a spool
+// for everything the engine streams.
+func (h *handler) Fileread(r *sftp.Request) (io.ReaderAt, error) {
+	n, err := resolve(r.Filepath)
+	if err != nil {
+		return nil, err
+	}
+	if n.kind != nodePlace {
+		return nil, fail(sftp.ErrSSHFxFailure, "%s is a directory", r.Filepath)
+	}
+	if err := h.acquire(); err != nil {
+		return nil, err
+	}
+	rc, fi, err := h.b.ReadFile(h.ctx, h.id, n.place, n.path)
+	if err != nil {
+		h.release()
+		return nil, h.fxErr("get", r.Filepath, err)
+	}
+	if ra, ok := rc.(io.ReaderAt); ok {
+		return &directReader{ReaderAt: ra, c: rc, release: h.release}, nil
+	}
+	if fi.Size > h.opts.MaxFileSize {
+		rc.Close()
+		h.release()
+		return nil, fail(sftp.ErrSSHFxFailure, "%s is too large to transfer here (%d bytes, at most %d)", r.Filepath, fi.Size, h.opts.MaxFileSize)
+	}
+	sp, err := newSpool(h.opts.TempDir, rc, fi.Size, h.release)
+	if err != nil {
+		rc.Close()
+		h.release()
+		h.log.Warn("file transfer failed", "op", "spool", "err", err)
+		return nil, fail(sftp.ErrSSHFxFailure, "the server cannot spool the file now")
+	}
+	return sp, nil
+}
+
+func (h *handler) acquire() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.open >= h.opts.MaxOpen {
+		return fail(sftp.ErrSSHFxFailure, "too many files open at once (at most %d)", h.opts.MaxOpen)
+	}
+	h.open++
+	return nil
+}
+
+func (h *handler) release() {
+	h.mu.Lock()
+	h.open--
+	h.mu.Unlock()
+}
+
+// directReader is a file of the home on the host.
+type directReader struct {
+	io.ReaderAt
+	c       io.Closer
+	once    sync.Once
+	release func()
+}
+
+func (d *directReader) Close() error {
+	err := d.c.Close()
+	d.once.Do(d.release)
+	return err
+}
+
+// spool copies a stream into an unlinked temporary file as fast as it comes, and serves
+// reads at any offset from there, waiting for the bytes that have not arrived yet.
+type spool struct {
+	f       *os.File
+	src     io.ReadCloser
+	size    int64
+	release func()
+
+	mu     sync.Mutex
+	cond   *sync.Cond
+	have   int64
+	done   bool
+	err    error // why the copy stopped early
+	closed bool
+	copied chan struct{}
+}
+
+func newSpool(dir string, src io.ReadCloser, size int64, release func()) (*spool, error) {
+	f, err := tempFile(dir, "download-")
+	if err != nil {
+		return nil, err
+	}
+	s := &spool{f: f, src: src, size: size, release: release, copied: make(chan struct{})}
+	s.cond = sync.NewCond(&s.mu)
+	go s.fill()
+	return s, nil
+}
+
+func (s *spool) fill() {
+	defer close(s.copied)
+	buf := make([]byte, 256<<10)
+	var err error
+	for {
+		var n int
+		n, err = s.src.Read(buf)
+		if n > 0 {
+			if _, werr := s.f.WriteAt(buf[:n], s.have); werr != nil {
+				err = werr
+				break
+			}
+			s.mu.Lock()
+			s.have += int64(n)
+			s.cond.Broadcast()
+			s.mu.Unlock()
+		}
+		if err != nil {
+			break
+		}
+	}
+	_ = s.src.Close() // releases the engine's lock on the container
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done = true
+	if err != io.EOF {
+		s.err = err
+	} else if s.have != s.size {
+		s.err = fmt.Errorf("stream ended after %d of %d bytes", s.have, s.size)
+	}
+	s.cond.Broadcast()
+}
+
+func (s *spool) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("negative offset")
+	}
+	if off >= s.size {
+		return 0, io.EOF
+	}
+	want := min(off+int64(len(p)), s.size)
+	s.mu.Lock()
+	for s.have < want && !s.done && !s.closed {
+		s.cond.Wait()
+	}
+	have, done, err, closed := s.have, s.done, s.err, s.closed
+	s.mu.Unlock()
+	switch {
+	case closed:
+		return 0, os.ErrClosed
+	case have < want && done:
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, err
+	}
+	n, rerr := s.f.ReadAt(p[:want-off], off)
+	if rerr == nil && n < len(p) {
+		rerr = io.EOF
+	}
+	return n, rerr
+}
+
+func (s *spool) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	_ = s.src.Close()
+	<-s.copied
+	err := s.f.Close()
+	s.release()
+	return err
+}
+
+// tempFile makes an unlinked temporary file in dir.
+func tempFile(dir, prefix string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(dir, prefix+"*")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// --- writing ---
+
+// upload is a file being written: kept in a spool until the client closes it, then put in
+// one go.
+type upload struct {
+	h     *handler
+	vpath string
+	n     node
+	f     *os.File
+	max   int64
+
+	mu     sync.Mutex
+	size   int64
+	mode   fs.FileMode
+	mtime  time.Time
+	failed error
+	closed bool
+}
+
+// Filewrite opens a file for writing. Files are written whole: appending and writing into
+// the middle of an existing file (resuming) are refused.
+func (h *handler) Filewrite(r *sftp.Request) (io.WriterAt, error) {
+	n, err := resolve(r.Filepath)
+	if err != nil {
+		return nil, err
+	}
+	if n.kind != nodePlace || n.path == "/" {
+		return nil, sftp.ErrSSHFxPermissionDenied
+	}
+	flags := r.Pflags()
+	if flags.Append {
+		return nil, fail(sftp.ErrSSHFxOpUnsupported, "appending is not supported here: files are written whole")
+	}
+	mode := fs.FileMode(0o644)
+	if r.AttrFlags().Permissions {
+		mode = r.Attributes().FileMode().Perm()
+	}
+	// What is there, and the directory it goes in, are checked now rather than after the
+	// whole file has been sent.
+	switch fi, err := h.b.StatPath(h.ctx, h.id, n.place, n.path); {
+	case err == nil && fi.IsDir():
+		return nil, fail(sftp.ErrSSHFxFailure, "%s is a directory", r.Filepath)
+	case err == nil && !flags.Trunc && fi.Size > 0 && fi.Mode.IsRegular():
+		return nil, fail(sftp.ErrSSHFxOpUnsupported, "writing into an existing file is not supported here: files are written whole")
+	case err != nil && !errors.Is(err, docker.ErrNotFound):
+		return nil, h.fxErr("put", r.Filepath, err)
+	case err != nil:
+		if !flags.Creat {
+			return nil, sftp.ErrSSHFxNoSuchFile
+		}
+		parent, perr := h.b.StatPath(h.ctx, h.id, n.place, path.Dir(n.path))
+		if perr != nil {
+			return nil, h.fxErr("put", r.Filepath, perr)
+		}
+		if !parent.IsDir() && parent.Mode&fs.ModeSymlink == 0 {
+			return nil, fail(sftp.ErrSSHFxFailure, "%s is not a directory", path.Dir(r.Filepath))
+		}
+	}
+	if err := h.acquire(); err != nil {
+		return nil, err
+	}
+	f, err := tempFile(h.opts.TempDir, "upload-")
+	if err != nil {
+		h.release()
+		h.log.Warn("file transfer failed", "op", "spool", "err", err)
+		return nil, fail(sftp.ErrSSHFxFailure, "the server cannot take the file now")
+	}
+	u := &upload{h: h, vpath: r.Filepath, n: n, f: f, max: h.opts.MaxFileSize, mode: mode}
+	h.mu.Lock()
+	h.uploads[r.Filepath] = u
+	h.mu.Unlock()
+	return u, nil
+}
+
+func (h *handler) pending(p string) *upload {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.uploads[p]
+}
+
+func (u *upload) WriteAt(p []byte, off int64) (int, error) {
+	end := off + int64(len(p))
+	if off < 0 || end > u.max {
+		return 0, fail(sftp.ErrSSHFxFailure, "file too large to transfer here (at most %d bytes)", u.max)
+	}
+	n, err := u.f.WriteAt(p, off)
+	u.mu.Lock()
+	u.size = max(u.size, off+int64(n))
+	if err != nil && u.failed == nil {
+		u.failed = err
+	}
+	u.mu.Unlock()
+	if err != nil {
+		u.h.log.Warn("file transfer failed", "op", "spool", "err", err)
+		return n, fail(sftp.ErrSSHFxFailure, "the server cannot take the file now")
+	}
+	return n, nil
+}
+
+// TransferError is told when the connection broke with the file open: it is then dropped.
+func (u *upload) TransferError(err error) {
+	u.mu.Lock()
+	if u.failed == nil {
+		u.failed = err
+	}
+	u.mu.Unlock()
+}
+
+// setAttrs applies a setstat to the file before it is put.
+func (u *upload) setAttrs(flags sftp.FileAttrFlags, st *sftp.FileStat) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if flags.Permissions {
+		u.mode = st.FileMode().Perm()
+	}
+	if flags.Acmodtime {
+		u.mtime = st.ModTime()
+	}
+	if flags.Size {
+		size := int64(st.Size)
+		if size < 0 || size > u.max {
+			return fail(sftp.ErrSSHFxFailure, "file too large to transfer here (at most %d bytes)", u.max)
+		}
+		if err := u.f.Truncate(size); err != nil {
+			return fail(sftp.ErrSSHFxFailure, "the server cannot take the file now")
+		}
+		u.size = size
+	}
+	return nil
+}
+
+func (u *upload) info() *info {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	mtime := u.mtime
+	if mtime.IsZero() {
+		mtime = time.Now()
+	}
+	return &info{name: path.Base(u.vpath), size: u.size, mode: u.mode, mtime: mtime}
+}
+
+// Close puts the file where it belongs, unless the transfer broke.
+func (u *upload) Close() error {
+	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		return nil
+	}
+	u.closed = true
+	size, mode, mtime, failed := u.size, u.mode, u.mtime, u.failed
+	u.mu.Unlock()
+	h := u.h
+	h.mu.Lock()
+	if h.uploads[u.vpath] == u {
+		delete(h.uploads, u.vpath)
+	}
+	h.mu.Unlock()
+	defer h.release()
+	defer u.f.Close()
+	if failed != nil {
+		return fail(sftp.ErrSSHFxFailure, "upload of %s failed; nothing was written", u.vpath)
+	}
+	err := h.b.WriteFile(h.ctx, h.id, u.n.place, u.n.path, io.NewSectionReader(u.f, 0, size), size, mode, mtime)
+	return h.fxErr("put", u.vpath, err)
+}
+
+// --- commands ---
+
+// Filecmd runs setstat, mkdir, rmdir, remove, rename; links are refused.
+func (h *handler) Filecmd(r *sftp.Request) error {
+	n, err := resolve(r.Filepath)
+	if r.Method == "Symlink" || r.Method == "Link" {
+		return fail(sftp.ErrSSHFxOpUnsupported, "links cannot be made here")
+	}
+	if err != nil {
+		return err
+	}
+	if n.kind != nodePlace {
+		if r.Method == "Setstat" {
+			return nil // the tree's own directories: nothing to change, nothing to complain about
+		}
+		return sftp.ErrSSHFxPermissionDenied
+	}
+	if n.path == "/" && r.Method != "Setstat" {
+		// The top of a container or of the home: made and removed elsewhere.
+		if r.Method == "Mkdir" && !n.place.IsHome() {
+			return fail(sftp.ErrSSHFxPermissionDenied, "containers are made with the run command, not mkdir")
+		}
+		return sftp.ErrSSHFxPermissionDenied
+	}
+	switch r.Method {
+	case "Setstat":
+		return h.setstat(r, n)
+	case "Mkdir":
+		mode := fs.FileMode(0o755)
+		if r.AttrFlags().Permissions {
+			mode = r.Attributes().FileMode().Perm()
+		}
+		return h.fxErr("mkdir", r.Filepath, h.b.MakeDir(h.ctx, h.id, n.place, n.path, mode))
+	case "Remove", "Rmdir":
+		// rmdir removes directories only, rm everything else.
+		if fi, err := h.b.StatPath(h.ctx, h.id, n.place, n.path); err == nil && fi.IsDir() != (r.Method == "Rmdir") {
+			if fi.IsDir() {
+				return fail(sftp.ErrSSHFxFailure, "%s is a directory", r.Filepath)
+			}
+			return fail(sftp.ErrSSHFxFailure, "%s is not a directory", r.Filepath)
+		}
+		return h.fxErr("delete", r.Filepath, h.b.RemovePath(h.ctx, h.id, n.place, n.path))
+	case "Rename":
+		return h.rename(r, n, false)
+	}
+	return sftp.ErrSSHFxOpUnsupported
+}
+
+// PosixRename renames, replacing what is at the target (the home on the host only).
+func (h *handler) PosixRename(r *sftp.Request) error {
+	n, err := resolve(r.Filepath)
+	if err != nil {
+		return err
+	}
+	if n.kind != nodePlace {
+		return sftp.ErrSSHFxPermissionDenied
+	}
+	return h.rename(r, n, true)
+}
+
+// rename renames within one place; unless posix, an existing target is not replaced.
+func (h *handler) rename(r *sftp.Request, from node, posix bool) error {
+	to, err := resolve(r.Target)
+	if err != nil {
+		return err
+	}
+	if to.kind != nodePlace || from.path == "/" || to.path == "/" {
+		return sftp.ErrSSHFxPermissionDenied
+	}
+	if to.place != from.place {
+		return fail(sftp.ErrSSHFxOpUnsupported, "renaming between containers, or between a container and the home, is not supported")
+	}
+	if !posix {
+		switch _, err := h.b.StatPath(h.ctx, h.id, to.place, to.path); {
+		case err == nil:
+			return fail(sftp.ErrSSHFxFailure, "%s already exists", r.Target)
+		case !errors.Is(err, docker.ErrNotFound):
+			return h.fxErr("rename", r.Target, err)
+		}
+	}
+	return h.fxErr("rename", r.Filepath, h.b.RenamePath(h.ctx, h.id, from.place, from.path, to.path))
+}
+
+func (h *handler) setstat(r *sftp.Request, n node) error {
+	flags, st := r.AttrFlags(), r.Attributes()
+	if u := h.pending(r.Filepath); u != nil {
+		return u.setAttrs(flags, st)
+	}
+	var attrs docker.FileAttrs
+	if flags.Permissions {
+		m := st.FileMode().Perm()
+		attrs.Mode = &m
+	}
+	if flags.Acmodtime {
+		t := st.ModTime()
+		attrs.ModTime = &t
+	}
+	if flags.Size {
+		size := int64(st.Size)
+		attrs.Size = &size
+	}
+	if flags.UidGid && attrs.Mode == nil && attrs.ModTime == nil && attrs.Size == nil {
+		return fail(sftp.ErrSSHFxOpUnsupported, "changing owners is not supported here")
+	}
+	if attrs.Mode == nil && attrs.ModTime == nil && attrs.Size == nil {
+		return nil
+	}
+	return h.fxErr("setstat", r.Filepath, h.b.SetFileAttrs(h.ctx, h.id, n.place, n.path, attrs))
+}
