@@ -296,6 +296,8 @@ func TestExecCloseEndsProcess(t *testing.T) {
 			t.Parallel()
 			r := newRig(t)
 			box := r.run(alice, docker.RunSpec{Name: "box"})
+			// The keep-alive forks its sleep a moment after the start: count it in.
+			r.untilTop(box, "the keep-alive to settle", running("sleep 3600"))
 			before := r.processes(box)
 			ex := r.exec(alice, "box", tc.spec)
 			go io.Copy(io.Discard, ex.Stdout())

@@ -321,7 +321,11 @@ func testShellFromDashboard(t *testing.T, cli *client.Client, img string) {
 func testShellClientGone(t *testing.T, cli *client.Client, img string) {
 	s, alice := shellServer(t, cli, img, "g", "box")
 	box := s.engineContainer(t, "alice", "box")
-	before := containerTop(t, cli, box.ID)
+	// The keep-alive forks its sleep a moment after the start: count it in.
+	before, ok := waitTop(t, cli, box.ID, pollTimeout, func(ps []topProcess) bool { return topHas(ps, "sleep 3600") })
+	if !ok {
+		t.Fatalf("the keep-alive never settled: %+v", before)
+	}
 
 	tm := s.openTerminal(t, alice, "alice", 80, 24, "shell", "box")
 	tm.waitText(shellPrompt)

@@ -74,7 +74,7 @@ func TestSessionsReleaseEverything(t *testing.T) {
 		round()
 	}
 	waitFor(t, func() bool { return sleeping(t, svc, id) == 0 }, "no sleep left in the container")
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for runtime.NumGoroutine() > base+2 {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
