@@ -16,6 +16,7 @@ import (
 	"whalemountain/tui/cli"
 	"whalemountain/tui/dashboard"
 	"whalemountain/tui/dashboard/containers"
+	"whalemountain/tui/dashboard/gpus"
 	"whalemountain/tui/files"
 	"whalemountain/tui/input"
 )
@@ -253,10 +254,14 @@ func (se *session) tabs(st dashboard.Styles) ([]dashboard.Tab, *containers.Tab, 
 		ctrTab = containers.New(d, se.id, st, time.Now)
 		ctr, closeAll = ctrTab, ctrTab.Close
 	}
+	src, _ := se.srv.deps.GPUs.(gpus.Source) // nil when GPUs are off: the tab says so
+	gpuTab := gpus.New(src, se.id, st)
+	closeCtr := closeAll
+	closeAll = func() { closeCtr(); gpuTab.Close() }
 	return []dashboard.Tab{
 		ctr,
 		notice("Images", "Images are not available on this server yet."),
-		notice("GPUs", "GPU monitoring is not available on this server yet."),
+		gpuTab,
 		notice("Pods", "Kubernetes pods are not available on this server yet."),
 		notice("Runner", "GitLab CI runners are not available on this server yet."),
 	}, ctrTab, closeAll

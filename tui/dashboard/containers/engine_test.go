@@ -161,6 +161,7 @@ func TestEngineStudentSeesOwnTASeesAll(t *testing.T) {
 	// A TA acts on someone else's container by owner/name.
 	td.press("/")
 	td.typeText("b1")
+	td.waitFor("the filter to leave only b1", func() bool { return td.row("a1") == "" && td.row("b1") != "" })
 	td.press("enter", "S")
 	td.waitFor("b1 exited", func() bool { return strings.Contains(td.row("b1"), "exited") })
 	td.waitStatus("bob/b1: stopped")
