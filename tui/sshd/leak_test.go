@@ -38,7 +38,7 @@ func TestSessionsReleaseEverything(t *testing.T) {
 	round := func() {
 		// A dashboard, left by closing the connection.
 		c, scr := openDashboard(t, addr, "leaky", signer)
-		waitFor(t, func() bool { return scr.contains("box") }, "dashboard lists box")
+		waitFor(t, func() bool { return scr.contains("WhaleMountain") }, "dashboard drawn")
 		c.Close()
 		// An exec that runs to its end.
 		c = dial()
