@@ -25,6 +25,7 @@ type Quota struct {
 	MaxRunning    int     // containers running at once
 	MaxCPUs       float64 // CPUs per container
 	MaxMemory     int64   // bytes of memory per container
+	MaxGPUs       int     // GPUs per container (0: none)
 }
 
 // Config is the container policy. The zero value is not usable: start from DefaultConfig,
@@ -66,6 +67,10 @@ type Config struct {
 	// {user}; it is also the working directory and $HOME.
 	HomeTarget string
 
+	// GPUPolicy is GPUExclusive ("exclusive", a GPU belongs to at most one running
+	// container; empty means the same) or GPUShared ("shared").
+	GPUPolicy string
+
 	// Student and TA are the per-role quotas.
 	Student Quota
 	TA      Quota
@@ -95,8 +100,9 @@ func DefaultConfig() Config {
 		// DefaultMemory must fit the student quota below.
 		DefaultMemory: 2 * gib,
 		HomeTarget:    "/home/{user}",
-		Student:       Quota{MaxContainers: 5, MaxRunning: 3, MaxCPUs: 2, MaxMemory: 4 * gib},
-		TA:            Quota{MaxContainers: 20, MaxRunning: 10, MaxCPUs: 8, MaxMemory: 16 * gib},
+		GPUPolicy:     GPUExclusive,
+		Student:       Quota{MaxContainers: 5, MaxRunning: 3, MaxCPUs: 2, MaxMemory: 4 * gib, MaxGPUs: 1},
+		TA:            Quota{MaxContainers: 20, MaxRunning: 10, MaxCPUs: 8, MaxMemory: 16 * gib, MaxGPUs: 4},
 	}
 }
 
@@ -161,6 +167,9 @@ func (c Config) Validate() error {
 	if err := checkTemplate(c.HomeTarget); err != nil {
 		return bad("HomeTarget", "%v", err)
 	}
+	if c.GPUPolicy != "" && c.GPUPolicy != GPUExclusive && c.GPUPolicy != GPUShared {
+		return bad("GPUPolicy", "must be %q or %q (got %q)", GPUExclusive, GPUShared, c.GPUPolicy)
+	}
 	for _, q := range []struct {
 		field string
 		q     Quota
@@ -172,6 +181,8 @@ func (c Config) Validate() error {
 			return bad(q.field+".MaxRunning", "must be between 1 and MaxContainers (got %d)", q.q.MaxRunning)
 		case !(q.q.MaxCPUs > 0):
 			return bad(q.field+".MaxCPUs", "must be positive (got %g)", q.q.MaxCPUs)
+		case q.q.MaxGPUs < 0:
+			return bad(q.field+".MaxGPUs", "must not be negative (got %d)", q.q.MaxGPUs)
 		case q.q.MaxMemory < minMemory:
 			return bad(q.field+".MaxMemory", "must be at least %s (got %d)", formatBytes(minMemory), q.q.MaxMemory)
 		case c.DefaultCPUs > q.q.MaxCPUs:

@@ -39,6 +39,7 @@ type RunSpec struct {
 	Env    []string // KEY=value
 	CPUs   float64  // 0: Config.DefaultCPUs
 	Memory int64    // bytes; 0: Config.DefaultMemory
+	GPUs   string   // "": none; "N": any N GPUs; "0,2": those GPU indices
 }
 
 // LogOptions selects which logs Logs returns.
@@ -200,6 +201,19 @@ func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec) (
 			formatBytes(q.MaxMemory), roleWord(id.Role), formatBytes(mem))
 	}
 
+	gpuCount, gpuIndices, err := ParseGPUs(spec.GPUs)
+	if err != nil {
+		return Container{}, err
+	}
+	nGPUs := gpuCount + len(gpuIndices)
+	var inv []GPUInfo
+	if nGPUs > 0 {
+		inv = s.gpuInventory()
+	}
+	if err := checkGPURequest(nGPUs, inv, q, roleWord(id.Role)); err != nil {
+		return Container{}, err
+	}
+
 	lock := s.userLock(id.User)
 	lock.Lock()
 	defer lock.Unlock()
@@ -293,13 +307,36 @@ func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec) (
 			s.cfg.networkName(id.User): {NetworkID: netID, Aliases: []string{spec.Name}},
 		}},
 	}
+	if nGPUs > 0 {
+		// The choice, the create and the start happen as one for the whole server, so two
+		// runs never take the same free GPU.
+		s.gpuAlloc.Lock()
+		defer s.gpuAlloc.Unlock()
+		taken, err := s.takenGPUs(ctx)
+		if err != nil {
+			return Container{}, err
+		}
+		chosen, err := ChooseGPUs(inv, taken, gpuCount, gpuIndices, s.cfg.GPUPolicy)
+		if err != nil {
+			return Container{}, err
+		}
+		req, uuids := gpuDeviceRequest(chosen)
+		opts.HostConfig.Resources.DeviceRequests = []container.DeviceRequest{req}
+		opts.Config.Labels[LabelGPUs] = uuids
+	}
 	created, err := s.create(ctx, opts, s.cfg.containerName(id.User, spec.Name))
 	if err != nil {
+		if e := noNvidiaRuntime(err); e != nil {
+			return Container{}, e
+		}
 		return Container{}, err
 	}
 	if _, err := s.api.ContainerStart(ctx, created, client.ContainerStartOptions{}); err != nil {
 		// A container that cannot start (say, its command does not exist) is not left behind.
 		_, _ = s.api.ContainerRemove(context.WithoutCancel(ctx), created, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+		if e := noNvidiaRuntime(err); e != nil {
+			return Container{}, e
+		}
 		return Container{}, engineErr("start container "+spec.Name, err)
 	}
 	ins, err := s.api.ContainerInspect(ctx, created, client.ContainerInspectOptions{})

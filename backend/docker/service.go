@@ -28,6 +28,10 @@ type Service struct {
 	locksMu sync.Mutex
 	locks   map[string]*sync.Mutex // per user: quota check and create happen as one
 
+	gpuMu    sync.Mutex   // guards gpuInv
+	gpuInv   GPUInventory // nil: no GPUs
+	gpuAlloc sync.Mutex   // server-wide: GPU choice and create happen as one
+
 	live live
 }
 

@@ -32,6 +32,8 @@ type Config struct {
 	Limits     Limits             `yaml:"limits"`
 	Docker     DockerConfig       `yaml:"docker"`
 	Images     docker.ImagePolicy `yaml:"images"`
+	// MetricsAddr is where the Prometheus endpoint listens (plain HTTP); empty turns it off.
+	MetricsAddr string `yaml:"metrics_addr"`
 }
 
 // HostKeys says which host keys to serve.
@@ -173,12 +175,13 @@ func keyAtLine(n *yaml.Node, line int, prefix string) string {
 // applyEnv applies WM_* environment overrides.
 func (c *Config) applyEnv(getenv func(string) string) error {
 	str := map[string]*string{
-		"WM_LISTEN":      &c.Listen,
-		"WM_DATA_DIR":    &c.DataDir,
-		"WM_SERVER_NAME": &c.ServerName,
-		"WM_LOG_LEVEL":   &c.LogLevel,
-		"WM_KEYS_DIR":    &c.KeysDir,
-		"WM_GITLAB_URL":  &c.GitLab.URL,
+		"WM_LISTEN":       &c.Listen,
+		"WM_DATA_DIR":     &c.DataDir,
+		"WM_SERVER_NAME":  &c.ServerName,
+		"WM_LOG_LEVEL":    &c.LogLevel,
+		"WM_KEYS_DIR":     &c.KeysDir,
+		"WM_GITLAB_URL":   &c.GitLab.URL,
+		"WM_METRICS_ADDR": &c.MetricsAddr,
 	}
 	for k, p := range str {
 		if v := getenv(k); v != "" {
@@ -229,6 +232,13 @@ func (c *Config) validate() error {
 		return bad("listen", "%q is not host:port (%v)", c.Listen, err)
 	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return bad("listen", "port %q is not a number from 0 to 65535", port)
+	}
+	if c.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return bad("metrics_addr", "%q is not host:port (%v)", c.MetricsAddr, err)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			return bad("metrics_addr", "port %q is not a number from 0 to 65535", port)
+		}
 	}
 	if strings.TrimSpace(c.DataDir) == "" {
 		return bad("data_dir", "must not be empty")

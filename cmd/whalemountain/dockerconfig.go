@@ -27,6 +27,7 @@ type DockerConfig struct {
 	DefaultMemory      ByteSize          `yaml:"default_memory"`
 	HomeHostPath       string            `yaml:"home_host_path"`
 	HomeTarget         string            `yaml:"home_target"`
+	GPUPolicy          string            `yaml:"gpu_policy"`
 	Quotas             struct {
 		Student QuotaConfig `yaml:"student"`
 		TA      QuotaConfig `yaml:"ta"`
@@ -39,6 +40,7 @@ type QuotaConfig struct {
 	MaxRunning    int      `yaml:"max_running"`
 	MaxCPUs       float64  `yaml:"max_cpus"`
 	MaxMemory     ByteSize `yaml:"max_memory"`
+	MaxGPUs       int      `yaml:"max_gpus"`
 }
 
 // ByteSize is a size in bytes written as "512m", "4g" or a plain number.
@@ -74,6 +76,7 @@ func defaultDockerConfig() DockerConfig {
 		DefaultMemory:      ByteSize(d.DefaultMemory),
 		HomeHostPath:       d.HomeHostPath,
 		HomeTarget:         d.HomeTarget,
+		GPUPolicy:          d.GPUPolicy,
 	}
 	c.Quotas.Student = quotaConfig(d.Student)
 	c.Quotas.TA = quotaConfig(d.TA)
@@ -81,11 +84,11 @@ func defaultDockerConfig() DockerConfig {
 }
 
 func quotaConfig(q docker.Quota) QuotaConfig {
-	return QuotaConfig{MaxContainers: q.MaxContainers, MaxRunning: q.MaxRunning, MaxCPUs: q.MaxCPUs, MaxMemory: ByteSize(q.MaxMemory)}
+	return QuotaConfig{MaxContainers: q.MaxContainers, MaxRunning: q.MaxRunning, MaxCPUs: q.MaxCPUs, MaxMemory: ByteSize(q.MaxMemory), MaxGPUs: q.MaxGPUs}
 }
 
 func (q QuotaConfig) quota() docker.Quota {
-	return docker.Quota{MaxContainers: q.MaxContainers, MaxRunning: q.MaxRunning, MaxCPUs: q.MaxCPUs, MaxMemory: int64(q.MaxMemory)}
+	return docker.Quota{MaxContainers: q.MaxContainers, MaxRunning: q.MaxRunning, MaxCPUs: q.MaxCPUs, MaxMemory: int64(q.MaxMemory), MaxGPUs: q.MaxGPUs}
 }
 
 // backend converts the section into backend/docker's Config and validates it.
@@ -103,6 +106,7 @@ func (c DockerConfig) backend() (docker.Config, error) {
 	d.DefaultMemory = int64(c.DefaultMemory)
 	d.HomeHostPath = c.HomeHostPath
 	d.HomeTarget = c.HomeTarget
+	d.GPUPolicy = c.GPUPolicy
 	d.Student = c.Quotas.Student.quota()
 	d.TA = c.Quotas.TA.quota()
 	if err := d.Validate(); err != nil {

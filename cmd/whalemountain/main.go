@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"whalemountain/backend/audit"
+	"whalemountain/backend/metrics"
 	"whalemountain/hostkeys"
 	"whalemountain/tui/sshd"
 )
@@ -30,11 +31,12 @@ func main() {
 }
 
 const usage = `Usage:
-  whalemountain [serve] [--listen ADDR] [--data-dir DIR] [--config FILE]
+  whalemountain [serve] [--listen ADDR] [--data-dir DIR] [--config FILE] [--metrics-addr ADDR]
   whalemountain version
 
 Environment: WM_LISTEN, WM_DATA_DIR, WM_CONFIG, WM_SERVER_NAME, WM_LOG_LEVEL, WM_KEYS_DIR,
-WM_TAS, WM_GITLAB_URL, WM_GITLAB_TOKEN, WM_GITLAB_TA_GROUP, WM_DOCKER (on/off), WM_DOCKER_HOST.
+WM_TAS, WM_GITLAB_URL, WM_GITLAB_TOKEN, WM_GITLAB_TA_GROUP, WM_DOCKER (on/off), WM_DOCKER_HOST,
+WM_METRICS_ADDR.
 `
 
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -59,6 +61,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	listen := fs.String("listen", "", "address to listen on (default :2222)")
 	dataDir := fs.String("data-dir", "", "data directory (default ./data)")
 	configFile := fs.String("config", "", "YAML configuration file")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics over plain HTTP on this address (default off)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -87,6 +90,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	if *dataDir != "" {
 		cfg.DataDir = *dataDir
+	}
+	if *metricsAddr != "" {
+		cfg.MetricsAddr = *metricsAddr
 	}
 	if err := cfg.validate(); err != nil {
 		fmt.Fprintln(stderr, "whalemountain:", err)
@@ -176,6 +182,30 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	l, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+
+	// The metrics endpoint starts once the SSH server exists (it counts its sessions) and
+	// stops with ctx; failing to listen is fatal, like the SSH port.
+	if cfg.MetricsAddr != "" {
+		src := metrics.Sources{Sessions: srv}
+		if deps.GPUs != nil {
+			src.GPUs = deps.GPUs
+		}
+		if deps.Docker != nil {
+			src.Containers = deps.Docker
+		}
+		ml, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("metrics: listen on %s: %w", cfg.MetricsAddr, err)
+		}
+		reg := metrics.NewRegistry(src)
+		go func() {
+			if err := metrics.ServeListener(ctx, ml, reg); err != nil {
+				logger.Error("metrics endpoint stopped", "err", err)
+			}
+		}()
+		logger.Info("metrics on http://" + ml.Addr().String() + "/metrics")
 	}
 
 	greet(logger, cfg, l.Addr(), signers, keysDir, authDesc, srv.Prefix())

@@ -115,6 +115,28 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 	sampler.Start(ctx)
 	closers = append(closers, sampler.Close)
 	deps.GPUs = sampler
+	// GPU allocation (docker run --gpus) chooses among the GPUs NVML sees; a reading NVML
+	// could not take counts as fully busy, so idle GPUs known to be idle are chosen first.
+	if ok, _ := sampler.Available(); ok && deps.Docker != nil {
+		deps.Docker.SetGPUs(docker.GPUInventoryFunc(func() []docker.GPUInfo {
+			st := sampler.Snapshot()
+			out := make([]docker.GPUInfo, 0, len(st.GPUs))
+			for _, g := range st.GPUs {
+				if g.UUID == "" {
+					continue // cannot be asked for by UUID
+				}
+				info := docker.GPUInfo{Index: g.Index, UUID: g.UUID, Util: 100, UsedMemory: ^uint64(0)}
+				if g.Util != nil && *g.Util >= 0 {
+					info.Util = uint32(*g.Util)
+				}
+				if g.MemUsed != nil && *g.MemUsed >= 0 {
+					info.UsedMemory = uint64(*g.MemUsed)
+				}
+				out = append(out, info)
+			}
+			return out
+		}))
+	}
 	return deps, closeAll, nil
 }
 

@@ -136,12 +136,12 @@ func containerRow(c docker.Container, now time.Time) []string {
 
 func runCmd(env Env) *cobra.Command {
 	var (
-		name, memory string
-		cpus         float64
-		envs         []string
+		name, memory, gpus string
+		cpus               float64
+		envs               []string
 	)
 	c := &cobra.Command{
-		Use:   "run [--name N] [--cpus X] [--memory M] [-e K=V]... IMAGE [CMD...]",
+		Use:   "run [--name N] [--cpus X] [--memory M] [--gpus N|0,2] [-e K=V]... IMAGE [CMD...]",
 		Short: "Create and start a container",
 		Long: "Create and start a container from an image on this server. Your persistent home is\n" +
 			"mounted in it; without CMD it runs the image's command, or stays up for `shell`.",
@@ -152,7 +152,7 @@ func runCmd(env Env) *cobra.Command {
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			spec := docker.RunSpec{Name: name, Image: args[0], Cmd: args[1:], Env: envs, CPUs: cpus}
+			spec := docker.RunSpec{Name: name, Image: args[0], Cmd: args[1:], Env: envs, CPUs: cpus, GPUs: gpus}
 			if memory != "" {
 				m, err := units.RAMInBytes(memory)
 				if err != nil || m <= 0 {
@@ -175,6 +175,7 @@ func runCmd(env Env) *cobra.Command {
 	c.Flags().StringVar(&name, "name", "", "container name (letters, digits, -; default: from the image)")
 	c.Flags().Float64Var(&cpus, "cpus", 0, "CPU limit, e.g. 2 or 0.5")
 	c.Flags().StringVar(&memory, "memory", "", "memory limit, e.g. 512m, 4g")
+	c.Flags().StringVar(&gpus, "gpus", "", "GPUs: a count (1) or GPU indices (0,2)")
 	c.Flags().StringArrayVarP(&envs, "env", "e", nil, "environment variable K=V (repeatable)")
 	return c
 }

@@ -18,7 +18,8 @@ import (
 	"whalemountain/tui/termsafe"
 )
 
-// The new-container form: image, name, command, CPUs, memory, each checked as it is typed.
+// The new-container form: image, name, command, CPUs, memory, GPUs, each checked as it is
+// typed.
 
 type field int
 
@@ -28,10 +29,11 @@ const (
 	fCommand
 	fCPUs
 	fMemory
+	fGPUs
 	numFields
 )
 
-var fieldLabels = [numFields]string{"image", "name", "command", "CPUs", "memory"}
+var fieldLabels = [numFields]string{"image", "name", "command", "CPUs", "memory", "GPUs"}
 
 // formLabelW is the width of the field labels.
 const formLabelW = 10
@@ -65,6 +67,7 @@ func newForm(lim formLimits) *form {
 		fCommand: "optional: the image's own",
 		fCPUs:    fmt.Sprintf("%s (at most %s)", format.CPUs(lim.defaultCPUs), format.CPUs(lim.maxCPUs)),
 		fMemory:  fmt.Sprintf("%s (at most %s)", format.Bytes(lim.defaultMem), format.Bytes(lim.maxMem)),
+		fGPUs:    "optional: a count (1) or GPU indices (0,2)",
 	}
 	for i := range f.inputs {
 		in := textinput.New()
@@ -213,6 +216,13 @@ func (f *form) parse() (docker.RunSpec, [numFields]string) {
 			errs[fMemory] = err.Error()
 		} else {
 			spec.Memory = m
+		}
+	}
+	if v := val(fGPUs); v != "" {
+		if _, _, err := docker.ParseGPUs(v); err != nil {
+			errs[fGPUs] = err.Error()
+		} else {
+			spec.GPUs = v
 		}
 	}
 	return spec, errs

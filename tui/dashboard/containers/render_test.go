@@ -416,3 +416,26 @@ func TestLogRing(t *testing.T) {
 		t.Errorf("a long line without newline is broken once it passes the limit: %d lines", len(lines))
 	}
 }
+
+func TestFormGPUsField(t *testing.T) {
+	cases := []struct {
+		in      string
+		want    string
+		wantErr bool
+	}{
+		{"", "", false},
+		{"1", "1", false},
+		{"0,2", "0,2", false},
+		{"all", "", true},
+		{"0,0", "", true},
+	}
+	for _, c := range cases {
+		f := newForm(formLimits{defaultCPUs: 1, maxCPUs: 2, defaultMem: 1 << 30, maxMem: 4 << 30})
+		f.inputs[fImage].SetValue("busybox")
+		f.inputs[fGPUs].SetValue(c.in)
+		spec, errs := f.parse()
+		if (errs[fGPUs] != "") != c.wantErr || spec.GPUs != c.want {
+			t.Errorf("GPUs %q: spec %q, error %q", c.in, spec.GPUs, errs[fGPUs])
+		}
+	}
+}
