@@ -499,11 +499,36 @@ func (s *Service) ensureNetwork(ctx context.Context, user string) (string, error
 func (s *Service) Start(ctx context.Context, id backend.Identity, ref string) error {
 	t, err := s.startCheck(ctx, id, ref)
 	if err == nil {
-		_, err = s.api.ContainerStart(ctx, t.ID, client.ContainerStartOptions{})
-		err = engineErr("start container "+t.typed, err)
+		err = s.startHoldingGPUs(ctx, t)
 	}
 	s.record(id, "start", auditTarget(t, ref), err)
 	return err
+}
+
+// startHoldingGPUs starts a container; one that was given GPUs gets them back only when,
+// under the exclusive policy, no other running container holds them meanwhile.
+func (s *Service) startHoldingGPUs(ctx context.Context, t found) error {
+	held := t.summary.Labels[LabelGPUs]
+	if held != "" {
+		s.gpuAlloc.Lock()
+		defer s.gpuAlloc.Unlock()
+		if s.cfg.GPUPolicy != GPUShared && t.State != string(container.StateRunning) {
+			taken, err := s.takenGPUs(ctx)
+			if err != nil {
+				return err
+			}
+			for u := range strings.SplitSeq(held, ",") {
+				if taken[strings.TrimSpace(u)] {
+					return errorf(ErrConflict, "GPU %s of %s is in use by another container; remove %s and run a new one", shown(u), shown(t.typed), shown(t.typed))
+				}
+			}
+		}
+	}
+	_, err := s.api.ContainerStart(ctx, t.ID, client.ContainerStartOptions{})
+	if nerr := noNvidiaRuntime(err); nerr != nil {
+		return nerr
+	}
+	return engineErr("start container "+t.typed, err)
 }
 
 // startCheck resolves ref and, for the owner's own stopped container, checks the running

@@ -3,6 +3,7 @@ package docker_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -299,9 +300,13 @@ func TestGPURunOnEngineWithoutNvidia(t *testing.T) {
 	if n, _, _ := r.count(); n != 1 {
 		t.Fatalf("%d containers, want only the stopped holder", n)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(seen) == 1 { // the engine creates before it refuses: every run was seen
+	func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seen) != 1 { // the engine refused the create: no start was seen
+			return
+		}
+		// The engine creates before it refuses: every run was seen.
 		if len(beforeStart) != 3 {
 			t.Fatalf("%d starts, want 3", len(beforeStart))
 		}
@@ -314,5 +319,34 @@ func TestGPURunOnEngineWithoutNvidia(t *testing.T) {
 				t.Errorf("run %d: device IDs %v, want %s", i+2, ids, want)
 			}
 		}
+	}()
+
+	// Starting the stopped holder again while another container holds its GPU is refused
+	// under the exclusive policy; once that one is gone, it starts.
+	otherLabels := maps.Clone(labels)
+	otherLabels[docker.LabelName] = "other"
+	other, err := r.cli.ContainerCreate(r.ctx, client.ContainerCreateOptions{
+		Name:   cfg.NamePrefix + "-bob-other",
+		Config: &container.Config{Image: r.img, Cmd: []string{"sleep", "600"}, Labels: otherLabels},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = r.cli.ContainerRemove(t.Context(), other.ID, client.ContainerRemoveOptions{Force: true})
+	})
+	if _, err := r.cli.ContainerStart(r.ctx, other.ID, client.ContainerStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	bob := backend.Identity{User: "bob", Role: backend.RoleStudent}
+	if err := r.svc.Start(r.ctx, bob, "holder"); err == nil ||
+		err.Error() != "GPU GPU-2222 of holder is in use by another container; remove holder and run a new one" {
+		t.Fatalf("start while its GPU is held: %v", err)
+	}
+	if _, err := r.cli.ContainerRemove(r.ctx, other.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.svc.Start(r.ctx, bob, "holder"); err != nil {
+		t.Fatalf("start once the GPU is free: %v", err)
 	}
 }
