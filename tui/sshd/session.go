@@ -17,6 +17,7 @@ import (
 	"whalemountain/tui/dashboard"
 	"whalemountain/tui/dashboard/containers"
 	"whalemountain/tui/dashboard/gpus"
+	"whalemountain/tui/dashboard/images"
 	"whalemountain/tui/files"
 	"whalemountain/tui/input"
 )
@@ -258,9 +259,16 @@ func (se *session) tabs(st dashboard.Styles) ([]dashboard.Tab, *containers.Tab, 
 	gpuTab := gpus.New(src, se.id, st)
 	closeCtr := closeAll
 	closeAll = func() { closeCtr(); gpuTab.Close() }
+	img := notice("Images", "Images are off on this server (docker.enabled: false).")
+	if se.srv.deps.Images != nil {
+		imgTab := images.New(se.srv.deps.Images, se.id, st)
+		img = imgTab
+		closeRest := closeAll
+		closeAll = func() { closeRest(); imgTab.Close() }
+	}
 	return []dashboard.Tab{
 		ctr,
-		notice("Images", "Images are not available on this server yet."),
+		img,
 		gpuTab,
 		notice("Pods", "Kubernetes pods are not available on this server yet."),
 		notice("Runner", "GitLab CI runners are not available on this server yet."),

@@ -1,0 +1,499 @@
+// Package images is the dashboard's Images tab: the images on the server (one row per tag),
+// pulling an image with live per-layer progress, and removing a tag after a y/N question.
+//
+// The backend applies the pull policy and the removal rules; the tab only shows the result.
+// Every string from outside is neutralised before display.
+package images
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"charm.land/bubbles/v2/key"
+	"charm.land/bubbles/v2/textinput"
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
+
+	"whalemountain/backend"
+	"whalemountain/backend/docker"
+	"whalemountain/tui/dashboard"
+	"whalemountain/tui/format"
+	"whalemountain/tui/termsafe"
+)
+
+// Service is what the tab needs from backend/docker; *docker.ImageService and cli.Images
+// satisfy it.
+type Service interface {
+	Images(ctx context.Context, id backend.Identity) ([]docker.Image, error)
+	Pull(ctx context.Context, id backend.Identity, ref string, progress func(docker.PullProgress)) error
+	RemoveImage(ctx context.Context, id backend.Identity, ref string) error
+}
+
+var _ Service = (*docker.ImageService)(nil)
+
+const (
+	loadTimeout   = 30 * time.Second
+	removeTimeout = 2 * time.Minute
+	// redraw is the least time between two progress redraws (at most ~10 a second).
+	redraw = 100 * time.Millisecond
+)
+
+// Messages carry the tab they belong to, so that another tab's replies are ignored.
+type (
+	loadedMsg struct {
+		tab  *Tab
+		list []docker.Image
+		err  error
+	}
+	pullTickMsg struct {
+		tab *Tab
+		seq int
+	}
+	pullDoneMsg struct {
+		tab   *Tab
+		seq   int
+		shown string
+		err   error
+	}
+	removedMsg struct {
+		tab   *Tab
+		shown string
+		err   error
+	}
+)
+
+// row is one line of the table: one tag of an image, or the image itself when untagged.
+type row struct {
+	ref   string // what RemoveImage gets: the tag, or the ID when untagged
+	shown string // neutralised IMAGE column
+	img   docker.Image
+}
+
+// pull is the one pull in flight; the goroutine writes layers under mu.
+type pull struct {
+	seq   int
+	shown string
+	mu    sync.Mutex
+	order []string
+	layer map[string]docker.PullProgress
+	line  string // the latest status about the whole image
+}
+
+func (p *pull) step(s docker.PullProgress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s.ID == "" {
+		p.line = s.Status
+		return
+	}
+	if _, ok := p.layer[s.ID]; !ok {
+		p.order = append(p.order, s.ID)
+	}
+	p.layer[s.ID] = s
+}
+
+// snapshot copies the progress for drawing.
+func (p *pull) snapshot() (line string, layers []docker.PullProgress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, id := range p.order {
+		layers = append(layers, p.layer[id])
+	}
+	return p.line, layers
+}
+
+// Tab is the Images tab. Create it with New; call Close when the program has ended.
+type Tab struct {
+	svc Service
+	id  backend.Identity
+	st  dashboard.Styles
+	now func() time.Time
+
+	up, down, pullKey, remove, reload, yes key.Binding
+
+	ctx       context.Context
+	cancel    context.CancelFunc
+	closeOnce sync.Once
+	started   bool
+
+	rows    []row
+	sel     int
+	loading bool
+	loadErr error
+
+	prompting bool
+	input     textinput.Model
+	confirm   *row
+
+	seq     int
+	pulling *pull
+	// shown by View: copied from pulling on each tick
+	pullLine   string
+	pullLayers []docker.PullProgress
+}
+
+var _ dashboard.Tab = (*Tab)(nil)
+
+// New builds the tab for one user. svc may be nil (images not configured): the tab says so.
+func New(svc Service, id backend.Identity, styles dashboard.Styles) *Tab {
+	b := func(keys []string, help, desc string) key.Binding {
+		return key.NewBinding(key.WithKeys(keys...), key.WithHelp(help, desc))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	in := textinput.New()
+	in.Prompt = "pull: "
+	in.Placeholder = "image, e.g. ubuntu:24.04"
+	in.CharLimit = 255
+	s := in.Styles()
+	s.Cursor.Blink = false
+	in.SetStyles(s)
+	return &Tab{
+		svc: svc, id: id, st: styles, now: time.Now, ctx: ctx, cancel: cancel, input: in,
+		up:      b([]string{"k", "up"}, "k/↑", "up"),
+		down:    b([]string{"j", "down"}, "j/↓", "down"),
+		pullKey: b([]string{"p"}, "p", "pull"),
+		remove:  b([]string{"d"}, "d", "remove"),
+		reload:  b([]string{"R"}, "R", "reload"),
+		yes:     b([]string{"y", "Y"}, "y", "yes"),
+	}
+}
+
+// Close cancels the pull and the calls in flight. It is safe to call more than once.
+func (t *Tab) Close() { t.closeOnce.Do(t.cancel) }
+
+// Title is the tab's name.
+func (t *Tab) Title() string { return "Images" }
+
+// Capturing reports whether the prompt or the question takes the keys.
+func (t *Tab) Capturing() bool { return t.prompting || t.confirm != nil }
+
+// Keys are the bindings for the footer and the help.
+func (t *Tab) Keys() []key.Binding {
+	switch {
+	case t.prompting:
+		return []key.Binding{
+			key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "pull")),
+			key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "cancel")),
+		}
+	case t.confirm != nil:
+		return []key.Binding{t.yes, key.NewBinding(key.WithKeys("n"), key.WithHelp("n", "no"))}
+	}
+	return []key.Binding{t.up, t.down, t.pullKey, t.remove, t.reload}
+}
+
+// Init loads the list.
+func (t *Tab) Init() tea.Cmd {
+	if t.started || t.svc == nil || t.ctx.Err() != nil {
+		return nil
+	}
+	t.started = true
+	return t.load()
+}
+
+// load lists the images in a command.
+func (t *Tab) load() tea.Cmd {
+	if t.svc == nil || t.ctx.Err() != nil {
+		return nil
+	}
+	t.loading = true
+	parent := t.ctx
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(parent, loadTimeout)
+		defer cancel()
+		list, err := t.svc.Images(ctx, t.id)
+		return loadedMsg{tab: t, list: list, err: err}
+	}
+}
+
+func status(text string, isErr bool) tea.Cmd {
+	return func() tea.Msg { return dashboard.StatusMsg{Text: text, Err: isErr} }
+}
+
+func errorStatus(err error) tea.Cmd { return status(termsafe.Line(err.Error()), true) }
+
+// Update handles the tab's messages and keys.
+func (t *Tab) Update(msg tea.Msg) (dashboard.Tab, tea.Cmd) {
+	switch msg := msg.(type) {
+	case loadedMsg:
+		if msg.tab != t || t.ctx.Err() != nil {
+			return t, nil
+		}
+		t.loading = false
+		t.loadErr = msg.err
+		if msg.err == nil {
+			t.setRows(msg.list)
+		}
+		return t, nil
+	case pullTickMsg:
+		p := t.pulling
+		if msg.tab != t || p == nil || p.seq != msg.seq || t.ctx.Err() != nil {
+			return t, nil
+		}
+		t.pullLine, t.pullLayers = p.snapshot()
+		return t, t.tick(p.seq)
+	case pullDoneMsg:
+		if msg.tab != t || t.ctx.Err() != nil {
+			return t, nil
+		}
+		if t.pulling != nil && t.pulling.seq == msg.seq {
+			t.pulling, t.pullLine, t.pullLayers = nil, "", nil
+		}
+		if msg.err != nil {
+			return t, tea.Batch(errorStatus(msg.err), t.load())
+		}
+		return t, tea.Batch(status("pulled "+msg.shown, false), t.load())
+	case removedMsg:
+		if msg.tab != t || t.ctx.Err() != nil {
+			return t, nil
+		}
+		if msg.err != nil {
+			return t, tea.Batch(errorStatus(msg.err), t.load())
+		}
+		return t, tea.Batch(status("removed "+msg.shown, false), t.load())
+	case tea.PasteMsg:
+		if t.prompting {
+			var cmd tea.Cmd
+			t.input, cmd = t.input.Update(tea.PasteMsg{Content: termsafe.Line(msg.Content)})
+			return t, cmd
+		}
+	case tea.KeyPressMsg:
+		return t, t.key(msg)
+	}
+	return t, nil
+}
+
+// setRows makes one row per tag and keeps the selection on the same ref where it can.
+func (t *Tab) setRows(list []docker.Image) {
+	var was string
+	if t.sel < len(t.rows) {
+		was = t.rows[t.sel].ref
+	}
+	t.rows = t.rows[:0]
+	for _, im := range list {
+		if len(im.Tags) == 0 {
+			t.rows = append(t.rows, row{ref: im.ID, shown: "<none>", img: im})
+			continue
+		}
+		for _, tag := range im.Tags {
+			t.rows = append(t.rows, row{ref: tag, shown: termsafe.Line(tag), img: im})
+		}
+	}
+	for i, r := range t.rows {
+		if r.ref == was {
+			t.sel = i
+		}
+	}
+	t.sel = max(0, min(t.sel, len(t.rows)-1))
+}
+
+func (t *Tab) key(msg tea.KeyPressMsg) tea.Cmd {
+	switch {
+	case t.confirm != nil:
+		r := *t.confirm
+		t.confirm = nil
+		if !key.Matches(msg, t.yes) {
+			return status("kept "+r.shown, false)
+		}
+		return t.removeCmd(r)
+	case t.prompting:
+		return t.promptKey(msg)
+	}
+	if t.svc == nil {
+		return nil
+	}
+	switch {
+	case key.Matches(msg, t.up):
+		t.sel = max(0, t.sel-1)
+	case key.Matches(msg, t.down):
+		t.sel = max(0, min(t.sel+1, len(t.rows)-1))
+	case key.Matches(msg, t.reload):
+		return t.load()
+	case key.Matches(msg, t.pullKey):
+		if t.pulling != nil {
+			return status("already pulling "+t.pulling.shown, false)
+		}
+		t.prompting = true
+		t.input.SetValue("")
+		return t.input.Focus()
+	case key.Matches(msg, t.remove):
+		if t.sel < len(t.rows) {
+			r := t.rows[t.sel]
+			t.confirm = &r
+		}
+	}
+	return nil
+}
+
+func (t *Tab) promptKey(msg tea.KeyPressMsg) tea.Cmd {
+	switch msg.String() {
+	case "esc":
+		t.prompting = false
+		t.input.Blur()
+		return nil
+	case "enter":
+		t.prompting = false
+		t.input.Blur()
+		ref := strings.TrimSpace(t.input.Value())
+		if ref == "" {
+			return nil
+		}
+		return t.startPull(ref)
+	}
+	var cmd tea.Cmd
+	t.input, cmd = t.input.Update(msg)
+	return cmd
+}
+
+// startPull runs the pull in a command (its own goroutine) under the tab's context, which
+// only Close cancels; progress is redrawn on a tick, at most every redraw.
+func (t *Tab) startPull(ref string) tea.Cmd {
+	if t.ctx.Err() != nil {
+		return nil
+	}
+	shown := ref
+	if n, err := docker.ParseImage(ref); err == nil {
+		shown = n
+	}
+	t.seq++
+	p := &pull{seq: t.seq, shown: termsafe.Line(shown), layer: map[string]docker.PullProgress{}}
+	t.pulling, t.pullLine, t.pullLayers = p, "", nil
+	ctx, svc, id := t.ctx, t.svc, t.id
+	run := func() tea.Msg {
+		err := svc.Pull(ctx, id, ref, p.step)
+		return pullDoneMsg{tab: t, seq: p.seq, shown: p.shown, err: err}
+	}
+	return tea.Batch(run, t.tick(p.seq), status("pulling "+p.shown+"…", false))
+}
+
+func (t *Tab) tick(seq int) tea.Cmd {
+	return tea.Tick(redraw, func(time.Time) tea.Msg { return pullTickMsg{tab: t, seq: seq} })
+}
+
+func (t *Tab) removeCmd(r row) tea.Cmd {
+	if t.ctx.Err() != nil {
+		return nil
+	}
+	parent := t.ctx
+	return tea.Batch(status("removing "+r.shown+"…", false), func() tea.Msg {
+		ctx, cancel := context.WithTimeout(parent, removeTimeout)
+		defer cancel()
+		return removedMsg{tab: t, shown: r.shown, err: t.svc.RemoveImage(ctx, t.id, r.ref)}
+	})
+}
+
+// View draws the table, then the pull's progress, then the prompt or the question.
+func (t *Tab) View(width, height int) string {
+	if width <= 0 || height <= 0 {
+		return ""
+	}
+	cut := func(s string) string { return ansi.Truncate(s, width, "…") }
+	if t.svc == nil {
+		return t.st.Notice.Render(cut(" Images are not available on this server (no Docker Engine configured)."))
+	}
+	var bottom []string
+	if t.pulling != nil {
+		bottom = append(bottom, "")
+		bottom = append(bottom, progressLines(t.st, t.pulling.shown, t.pullLine, t.pullLayers, width)...)
+	}
+	switch {
+	case t.prompting:
+		t.input.SetWidth(max(1, width-len(t.input.Prompt)-3))
+		bottom = append(bottom, cut(" "+t.input.View()))
+	case t.confirm != nil:
+		bottom = append(bottom, t.st.Failed.Bold(true).Render(cut(" remove "+t.confirm.shown+"? y/N")))
+	}
+	// The table keeps its header and two rows; the progress gives way (keeping its end).
+	room := height - len(bottom)
+	if room < 3 && len(bottom) > 0 {
+		keep := max(0, min(len(bottom), height-3))
+		bottom = bottom[len(bottom)-keep:]
+		room = height - len(bottom)
+	}
+	var middle []string
+	switch {
+	case t.loadErr != nil && len(t.rows) == 0:
+		middle = []string{t.st.Failed.Render(cut(" " + termsafe.Line(t.loadErr.Error())))}
+	case len(t.rows) == 0 && t.loading:
+		middle = []string{t.st.Notice.Render(cut("  Loading images…"))}
+	case len(t.rows) == 0:
+		middle = []string{t.st.Notice.Render(cut("  No images yet. Press p to pull one."))}
+	default:
+		middle = t.table(width, room)
+	}
+	out := append(middle, bottom...)
+	if len(out) > height {
+		out = out[:height]
+	}
+	return strings.Join(out, "\n")
+}
+
+// table renders the header and the rows that fit in height, scrolled to the selection.
+func (t *Tab) table(width, height int) []string {
+	if height <= 0 {
+		return nil
+	}
+	const idW, createdW, sizeW, usedW = 12, 10, 9, 11
+	imgW := max(8, width-2-8-idW-createdW-sizeW-usedW)
+	cell := func(s string, w int) string {
+		s = ansi.Truncate(s, w, "…")
+		return s + strings.Repeat(" ", max(0, w-ansi.StringWidth(s)))
+	}
+	line := func(img, id, created, size, used string) string {
+		return "  " + cell(img, imgW) + "  " + cell(id, idW) + "  " + cell(created, createdW) + "  " +
+			cell(size, sizeW) + "  " + ansi.Truncate(used, usedW, "…")
+	}
+	cut := func(s string) string { return ansi.Truncate(s, width, "…") }
+	out := []string{t.st.ColumnHead.Render(cut(line("IMAGE", "ID", "CREATED", "SIZE", "USED BY YOU")))}
+	n := height - 1
+	first := 0
+	if t.sel >= n && n > 0 {
+		first = t.sel - n + 1
+	}
+	now := t.now()
+	for i := first; i < len(t.rows) && i < first+n; i++ {
+		r := t.rows[i]
+		created := "–"
+		if !r.img.Created.IsZero() {
+			created = format.Age(now.Sub(r.img.Created)) + " ago"
+		}
+		used := "–"
+		if r.img.InUseByYou {
+			used = "yes"
+		}
+		l := cut(line(r.shown, termsafe.Line(r.img.ID), created, format.Bytes(r.img.Size), used))
+		if i == t.sel {
+			l = t.st.Selected.Render(l + strings.Repeat(" ", max(0, width-ansi.StringWidth(l))))
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// progressLines are the pull's title and one line per layer: id, status, bar, current/total.
+func progressLines(st dashboard.Styles, shown, line string, layers []docker.PullProgress, width int) []string {
+	cut := func(s string) string { return ansi.Truncate(s, width, "…") }
+	title := " pulling " + shown
+	if line != "" {
+		title += ": " + termsafe.Line(line)
+	}
+	out := []string{st.Header.Render(cut(title))}
+	const barW = 20
+	for _, l := range layers {
+		id := termsafe.Line(l.ID)
+		if len(id) > 12 {
+			id = id[:12]
+		}
+		s := fmt.Sprintf("  %-12s %-16s", id, ansi.Truncate(termsafe.Line(l.Status), 16, "…"))
+		if l.Total > 0 {
+			cur := max(0, min(l.Current, l.Total))
+			fill := int(cur * barW / l.Total)
+			s += " [" + strings.Repeat("█", fill) + strings.Repeat("░", barW-fill) + "] " +
+				format.Bytes(cur) + "/" + format.Bytes(l.Total)
+		}
+		out = append(out, cut(s))
+	}
+	return out
+}
