@@ -1,0 +1,80 @@
+package sif
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+	"github.com/sylabs/sif/v2/pkg/sif"
+
+	"whalemountain/backend/docker/dockertest"
+)
+
+// TestBuildFromEngine exports a created busybox container from the real engine
+// and builds a SIF from the stream.
+func TestBuildFromEngine(t *testing.T) {
+	if CheckTools("") != nil {
+		t.Skip("tar2sqfs not installed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cli := dockertest.Client(t)
+	ref := dockertest.BusyboxImage(ctx, t, cli)
+	ins, err := cli.ImageInspect(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg ImageConfig
+	if c := ins.Config; c != nil {
+		cfg = ImageConfig{Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, Labels: c.Labels}
+	}
+	cr, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: &container.Config{Image: ref, Labels: map[string]string{dockertest.LabelRun: dockertest.RunID()}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = cli.ContainerRemove(context.Background(), cr.ID, client.ContainerRemoveOptions{Force: true})
+	})
+	exp, err := cli.ContainerExport(ctx, cr.ID, client.ContainerExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exp.Close()
+	out := filepath.Join(t.TempDir(), "busybox.sif")
+	if err := Build(ctx, exp, cfg, "amd64", out, Options{Source: ref}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := sif.LoadContainerFromPath(out, sif.OptLoadWithFlag(os.O_RDONLY))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.UnloadContainer()
+	part, err := f.GetDescriptor(sif.WithPartitionType(sif.PartPrimSys))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sq := filepath.Join(t.TempDir(), "p.sqfs")
+	data, _ := part.GetData()
+	if err := os.WriteFile(sq, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exec.LookPath("rdsquashfs"); err != nil {
+		return
+	}
+	rs, err := exec.Command("rdsquashfs", "-c", "/.singularity.d/runscript", sq).Output()
+	if err != nil || !strings.Contains(string(rs), "exec sh") {
+		t.Errorf("runscript: %q %v", rs, err)
+	}
+	ls, err := exec.Command("rdsquashfs", "-l", "/bin", sq).Output()
+	if err != nil || !strings.Contains(string(ls), "busybox") {
+		t.Errorf("bin: %s %v", ls, err)
+	}
+}
