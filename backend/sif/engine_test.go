@@ -20,7 +20,7 @@ import (
 // and builds a SIF from the stream.
 func TestBuildFromEngine(t *testing.T) {
 	if CheckTools("") != nil {
-		t.Skip("tar2sqfs not installed")
+		t.Fatal("tar2sqfs not installed: apt-get install squashfs-tools-ng")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -177,11 +177,11 @@ func TestCheckToolsMissing(t *testing.T) {
 
 func TestBuildReal(t *testing.T) {
 	if CheckTools("") != nil {
-		t.Skip("tar2sqfs not installed")
+		t.Fatal("tar2sqfs not installed: apt-get install squashfs-tools-ng")
 	}
 	for _, tool := range []string{"rdsquashfs"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
+			t.Fatalf("%s not installed: apt-get install squashfs-tools-ng", tool)
 		}
 	}
 	bb, err := os.ReadFile("/bin/busybox")
