@@ -45,6 +45,14 @@ type StatusMsg struct {
 	Err  bool
 }
 
+// Status is a command that sets the status line.
+func Status(text string, isErr bool) tea.Cmd {
+	return func() tea.Msg { return StatusMsg{Text: text, Err: isErr} }
+}
+
+// ErrorStatus is a command that shows err in the status line as one clean error line.
+func ErrorStatus(err error) tea.Cmd { return Status(termsafe.Line(err.Error()), true) }
+
 // Model is the root of the dashboard.
 type Model struct {
 	info    Info

@@ -293,7 +293,7 @@ func (t *Tab) Update(msg tea.Msg) (dashboard.Tab, tea.Cmd) {
 			return t, nil
 		}
 		if msg.err != nil {
-			return t, errorStatus(msg.err)
+			return t, dashboard.ErrorStatus(msg.err)
 		}
 		return t, t.shell(msg.c)
 	case runMsg:
@@ -447,16 +447,6 @@ func (t *Tab) reconcileWatch() {
 	}
 }
 
-// status is a command that sets the status line.
-func status(text string, isErr bool) tea.Cmd {
-	return func() tea.Msg { return dashboard.StatusMsg{Text: text, Err: isErr} }
-}
-
-// errorStatus is one clean line for an error.
-func errorStatus(err error) tea.Cmd {
-	return status(termsafe.Line(err.Error()), true)
-}
-
 // shownName is how the tab names a container to its viewer: "box" for one's own,
 // "bob/box" for someone else's; neutralised.
 func (t *Tab) shownName(c docker.Container) string {
@@ -535,7 +525,7 @@ func (t *Tab) tableKey(msg tea.KeyPressMsg) tea.Cmd {
 		return t.inspect(c)
 	case key.Matches(msg, k.Shell):
 		if t.shell == nil {
-			return status("shell: not available on this server", false)
+			return dashboard.Status("shell: not available on this server", false)
 		}
 		if c.State != "running" {
 			t.confirm = &confirmation{c: c, shell: true}
@@ -588,7 +578,7 @@ func (t *Tab) confirmKey(msg tea.KeyPressMsg) tea.Cmd {
 	t.confirm = nil
 	if q.shell {
 		if !key.Matches(msg, t.keys.Yes) {
-			return status(t.shownName(q.c)+" left "+termsafe.Line(q.c.State), false)
+			return dashboard.Status(t.shownName(q.c)+" left "+termsafe.Line(q.c.State), false)
 		}
 		ref, parent := refOf(q.c), t.ctx
 		return func() tea.Msg {
@@ -598,7 +588,7 @@ func (t *Tab) confirmKey(msg tea.KeyPressMsg) tea.Cmd {
 		}
 	}
 	if !key.Matches(msg, t.keys.Yes) {
-		return status("kept "+t.shownName(q.c), false)
+		return dashboard.Status("kept "+t.shownName(q.c), false)
 	}
 	force := q.force
 	return t.action(q.c, "remove", "removing…", func(ctx context.Context, ref string) error {
@@ -610,7 +600,7 @@ func (t *Tab) confirmKey(msg tea.KeyPressMsg) tea.Cmd {
 func (t *Tab) action(c docker.Container, verb, busy string, do func(ctx context.Context, ref string) error) tea.Cmd {
 	ref := refOf(c)
 	if t.busy[ref] != "" {
-		return status(t.shownName(c)+" is busy: "+t.busy[ref], false)
+		return dashboard.Status(t.shownName(c)+" is busy: "+t.busy[ref], false)
 	}
 	t.busy[ref] = busy
 	shown, parent := t.shownName(c), t.ctx
@@ -630,9 +620,9 @@ func (t *Tab) actionDone(msg actionMsg) tea.Cmd {
 		return nil
 	}
 	if msg.err != nil {
-		return errorStatus(msg.err)
+		return dashboard.ErrorStatus(msg.err)
 	}
-	return status(msg.shown+": "+pastTense[msg.verb], false)
+	return dashboard.Status(msg.shown+": "+pastTense[msg.verb], false)
 }
 
 // inspect opens the details of c: one Inspect call, in a command.
@@ -714,12 +704,12 @@ func (t *Tab) runDone(msg runMsg) tea.Cmd {
 		if t.form != nil {
 			t.form.submitting = false
 		}
-		return errorStatus(msg.err)
+		return dashboard.ErrorStatus(msg.err)
 	}
 	t.form = nil
 	t.goTo = refOf(msg.c)
 	t.reload()
-	return tea.Batch(status(t.shownName(msg.c)+": created and started", false), t.afterSelect())
+	return tea.Batch(dashboard.Status(t.shownName(msg.c)+": created and started", false), t.afterSelect())
 }
 
 // openLogs starts the log viewer on c, ending any stream that was open.

@@ -208,12 +208,6 @@ func (t *Tab) load() tea.Cmd {
 	}
 }
 
-func status(text string, isErr bool) tea.Cmd {
-	return func() tea.Msg { return dashboard.StatusMsg{Text: text, Err: isErr} }
-}
-
-func errorStatus(err error) tea.Cmd { return status(termsafe.Line(err.Error()), true) }
-
 // Update handles the tab's messages and keys.
 func (t *Tab) Update(msg tea.Msg) (dashboard.Tab, tea.Cmd) {
 	switch msg := msg.(type) {
@@ -242,17 +236,17 @@ func (t *Tab) Update(msg tea.Msg) (dashboard.Tab, tea.Cmd) {
 			t.pulling, t.pullLine, t.pullLayers = nil, "", nil
 		}
 		if msg.err != nil {
-			return t, tea.Batch(errorStatus(msg.err), t.load())
+			return t, tea.Batch(dashboard.ErrorStatus(msg.err), t.load())
 		}
-		return t, tea.Batch(status("pulled "+msg.shown, false), t.load())
+		return t, tea.Batch(dashboard.Status("pulled "+msg.shown, false), t.load())
 	case removedMsg:
 		if msg.tab != t || t.ctx.Err() != nil {
 			return t, nil
 		}
 		if msg.err != nil {
-			return t, tea.Batch(errorStatus(msg.err), t.load())
+			return t, tea.Batch(dashboard.ErrorStatus(msg.err), t.load())
 		}
-		return t, tea.Batch(status("removed "+msg.shown, false), t.load())
+		return t, tea.Batch(dashboard.Status("removed "+msg.shown, false), t.load())
 	case tea.PasteMsg:
 		if t.prompting {
 			var cmd tea.Cmd
@@ -295,7 +289,7 @@ func (t *Tab) key(msg tea.KeyPressMsg) tea.Cmd {
 		r := *t.confirm
 		t.confirm = nil
 		if !key.Matches(msg, t.yes) {
-			return status("kept "+r.shown, false)
+			return dashboard.Status("kept "+r.shown, false)
 		}
 		return t.removeCmd(r)
 	case t.prompting:
@@ -313,7 +307,7 @@ func (t *Tab) key(msg tea.KeyPressMsg) tea.Cmd {
 		return t.load()
 	case key.Matches(msg, t.pullKey):
 		if t.pulling != nil {
-			return status("already pulling "+t.pulling.shown, false)
+			return dashboard.Status("already pulling "+t.pulling.shown, false)
 		}
 		t.prompting = true
 		t.input.SetValue("")
@@ -365,7 +359,7 @@ func (t *Tab) startPull(ref string) tea.Cmd {
 		err := svc.Pull(ctx, id, ref, p.step)
 		return pullDoneMsg{tab: t, seq: p.seq, shown: p.shown, err: err}
 	}
-	return tea.Batch(run, t.tick(p.seq), status("pulling "+p.shown+"…", false))
+	return tea.Batch(run, t.tick(p.seq), dashboard.Status("pulling "+p.shown+"…", false))
 }
 
 func (t *Tab) tick(seq int) tea.Cmd {
@@ -377,7 +371,7 @@ func (t *Tab) removeCmd(r row) tea.Cmd {
 		return nil
 	}
 	parent := t.ctx
-	return tea.Batch(status("removing "+r.shown+"…", false), func() tea.Msg {
+	return tea.Batch(dashboard.Status("removing "+r.shown+"…", false), func() tea.Msg {
 		ctx, cancel := context.WithTimeout(parent, removeTimeout)
 		defer cancel()
 		return removedMsg{tab: t, shown: r.shown, err: t.svc.RemoveImage(ctx, t.id, r.ref)}
