@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/client"
 
 	"whalemountain/backend"
@@ -179,23 +181,72 @@ type PullProgress struct {
 	Total   int64  `json:"total,omitempty"`
 }
 
+// RegistryCredential lets the server pull private images from one registry, such as the
+// department GitLab's, with a deploy or registry token. It is handed to the engine with
+// each pull from that registry and never shown to users (String leaves the password out).
+type RegistryCredential struct {
+	Registry string // host[:port], "registry.example.org"
+	Username string
+	Password string
+}
+
+// String names the credential without its password.
+func (c RegistryCredential) String() string {
+	return c.Username + "@" + c.Registry
+}
+
+// GoString is String, so %#v does not print the password either.
+func (c RegistryCredential) GoString() string { return c.String() }
+
+var registryHostRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]*[a-z0-9])?(:[0-9]{1,5})?$`)
+
+// encodeCredentials checks creds and returns the X-Registry-Auth value for each registry.
+func encodeCredentials(creds []RegistryCredential) (map[string]string, error) {
+	out := map[string]string{}
+	for i, c := range creds {
+		host := strings.ToLower(c.Registry)
+		switch {
+		case !registryHostRE.MatchString(host) || (!strings.ContainsAny(host, ".:") && host != "localhost"):
+			return nil, fmt.Errorf("images.registry_auth[%d].registry: %s is not a registry host such as registry.example.org", i, shown(c.Registry))
+		case c.Username == "":
+			return nil, fmt.Errorf("images.registry_auth[%d].username: empty", i)
+		case c.Password == "":
+			return nil, fmt.Errorf("images.registry_auth[%d]: no token for %s", i, host)
+		case out[host] != "":
+			return nil, fmt.Errorf("images.registry_auth[%d].registry: %s is given twice", i, host)
+		}
+		js, err := json.Marshal(registry.AuthConfig{Username: c.Username, Password: c.Password, ServerAddress: host})
+		if err != nil {
+			return nil, err
+		}
+		out[host] = base64.URLEncoding.EncodeToString(js)
+	}
+	return out, nil
+}
+
 // ImageService lists, pulls and removes images on the Service's engine under a policy.
 // It is safe for concurrent use.
 type ImageService struct {
 	svc    *Service
 	policy compiledPolicy
+	auth   map[string]string // registry host -> X-Registry-Auth
 
 	mu      sync.Mutex
 	flights map[string]*pullFlight // by normalised reference
 }
 
-// NewImageService puts policy over svc's images; a bad pattern is an error.
-func NewImageService(svc *Service, policy ImagePolicy) (*ImageService, error) {
+// NewImageService puts policy over svc's images, pulling from the registries in creds with
+// those credentials; a bad pattern or credential is an error.
+func NewImageService(svc *Service, policy ImagePolicy, creds []RegistryCredential) (*ImageService, error) {
 	cp, err := policy.compile()
 	if err != nil {
 		return nil, err
 	}
-	return &ImageService{svc: svc, policy: cp, flights: map[string]*pullFlight{}}, nil
+	auth, err := encodeCredentials(creds)
+	if err != nil {
+		return nil, err
+	}
+	return &ImageService{svc: svc, policy: cp, auth: auth, flights: map[string]*pullFlight{}}, nil
 }
 
 func shortID(id string) string {
@@ -462,7 +513,7 @@ func (is *ImageService) pull(ctx context.Context, id backend.Identity, ref strin
 		f = &pullFlight{cancel: cancel, done: make(chan struct{}), subs: map[*pullSub]bool{}, last: map[string]PullProgress{}}
 		is.flights[key] = f
 		go func() {
-			f.err = pullOnce(pctx, ie, key, familiar, f.emit)
+			f.err = pullOnce(pctx, ie, key, familiar, is.auth[reference.Domain(named)], f.emit)
 			is.mu.Lock()
 			if is.flights[key] == f {
 				delete(is.flights, key)
@@ -487,8 +538,8 @@ func (is *ImageService) pull(ctx context.Context, id backend.Identity, ref strin
 }
 
 // pullOnce asks the engine to pull ref and follows its progress stream to the end.
-func pullOnce(ctx context.Context, ie imageEngine, ref, familiar string, emit func(PullProgress)) error {
-	resp, err := ie.ImagePull(ctx, ref, client.ImagePullOptions{})
+func pullOnce(ctx context.Context, ie imageEngine, ref, familiar, auth string, emit func(PullProgress)) error {
+	resp, err := ie.ImagePull(ctx, ref, client.ImagePullOptions{RegistryAuth: auth})
 	if err != nil {
 		return pullErr(familiar, err)
 	}

@@ -2,6 +2,8 @@ package docker_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/client"
 
 	"whalemountain/backend"
@@ -151,7 +154,7 @@ func TestImagePolicyValidate(t *testing.T) {
 	if err := (docker.ImagePolicy{Allow: []string{"**"}, RegistryNamespace: "registry.ie.example/"}).Validate(); err != nil {
 		t.Error(err)
 	}
-	if _, err := docker.NewImageService(nil, docker.ImagePolicy{Allow: []string{"a b"}}); err == nil {
+	if _, err := docker.NewImageService(nil, docker.ImagePolicy{Allow: []string{"a b"}}, nil); err == nil {
 		t.Error("NewImageService took a bad pattern")
 	}
 }
@@ -199,6 +202,7 @@ type pullEngine struct {
 	started chan string // fromImage:tag of each pull, as it starts
 	release chan struct{}
 	body    string
+	auth    sync.Map // "fromImage:tag" -> the X-Registry-Auth header it came with
 }
 
 func newPullEngine(t *testing.T, body string) *pullEngine {
@@ -210,7 +214,9 @@ func newPullEngine(t *testing.T, body string) *pullEngine {
 			fmt.Fprint(w, "OK")
 		case strings.HasSuffix(r.URL.Path, "/images/create") && r.Method == http.MethodPost:
 			e.pulls.Add(1)
-			e.started <- r.URL.Query().Get("fromImage") + ":" + r.URL.Query().Get("tag")
+			ref := r.URL.Query().Get("fromImage") + ":" + r.URL.Query().Get("tag")
+			e.auth.Store(ref, r.Header.Get("X-Registry-Auth"))
+			e.started <- ref
 			w.Header().Set("Content-Type", "application/json")
 			lines := strings.SplitAfter(e.body, "\n")
 			fmt.Fprint(w, lines[0]) // the first message at once, the rest on release
@@ -229,7 +235,7 @@ func newPullEngine(t *testing.T, body string) *pullEngine {
 	return e
 }
 
-func (e *pullEngine) service(t *testing.T, p docker.ImagePolicy) *docker.ImageService {
+func (e *pullEngine) service(t *testing.T, p docker.ImagePolicy, creds ...docker.RegistryCredential) *docker.ImageService {
 	cfg := docker.DefaultConfig()
 	cfg.Host = "tcp://" + strings.TrimPrefix(e.srv.URL, "http://")
 	svc, err := docker.New(cfg, nil)
@@ -237,7 +243,7 @@ func (e *pullEngine) service(t *testing.T, p docker.ImagePolicy) *docker.ImageSe
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = svc.Close() })
-	is, err := docker.NewImageService(svc, p)
+	is, err := docker.NewImageService(svc, p, creds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,7 +392,7 @@ const testNS = "registry.ie.example"
 
 func imageRig(t *testing.T) (*rig, *docker.ImageService) {
 	r := newRig(t)
-	is, err := docker.NewImageService(r.svc, docker.ImagePolicy{RegistryNamespace: testNS, Deny: []string{"forbidden/**"}})
+	is, err := docker.NewImageService(r.svc, docker.ImagePolicy{RegistryNamespace: testNS, Deny: []string{"forbidden/**"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -557,5 +563,64 @@ func TestPullSlowReaderHoldsUpNobody(t *testing.T) {
 	}
 	if n := e.pulls.Load(); n > 2 {
 		t.Errorf("%d pulls", n)
+	}
+}
+
+// TestPullWithRegistryCredentials: a pull from a registry the server has a token for carries
+// it to the engine; pulls from anywhere else carry nothing; the token shows up in no error.
+func TestPullWithRegistryCredentials(t *testing.T) {
+	const token = "glpat-s3cr3t-deploy-token"
+	e := newPullEngine(t, readSample(t, "manifest-unknown.jsonl"))
+	close(e.release)
+	is := e.service(t, docker.ImagePolicy{}, docker.RegistryCredential{Registry: "Registry.IE.example", Username: "wm-deploy", Password: token})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, ref := range []string{"registry.ie.example/alice/ml:1", "busybox", "registry.ie.example.evil.org/x:1"} {
+		err := is.Pull(ctx, alice, ref, nil)
+		if err == nil || strings.Contains(err.Error(), token) {
+			t.Errorf("pull %s: %v", ref, err)
+		}
+		<-e.started
+	}
+	header := func(ref string) string {
+		v, _ := e.auth.Load(ref)
+		s, _ := v.(string)
+		return s
+	}
+	raw, err := base64.URLEncoding.DecodeString(header("registry.ie.example/alice/ml:1"))
+	if err != nil {
+		t.Fatalf("X-Registry-Auth: %v", err)
+	}
+	var got registry.AuthConfig
+	if err := json.Unmarshal(raw, &got); err != nil || got.Username != "wm-deploy" || got.Password != token || got.ServerAddress != "registry.ie.example" {
+		t.Errorf("credentials sent: %+v %v", got, err)
+	}
+	for _, ref := range []string{"docker.io/library/busybox:latest", "busybox:latest", "registry.ie.example.evil.org/x:1"} {
+		if h := header(ref); h != "" {
+			t.Errorf("pull of %s carried credentials %q", ref, h)
+		}
+	}
+	cred := docker.RegistryCredential{Registry: "r.example", Username: "u", Password: token}
+	if s := fmt.Sprintf("%v %+v %#v %s", cred, cred, cred, cred); strings.Contains(s, token) {
+		t.Errorf("formatting shows the token: %s", s)
+	}
+}
+
+func TestRegistryCredentialsChecked(t *testing.T) {
+	for _, c := range []docker.RegistryCredential{
+		{Registry: "https://registry.example.org", Username: "u", Password: "p"},
+		{Registry: "registry.example.org/path", Username: "u", Password: "p"},
+		{Registry: "library", Username: "u", Password: "p"},
+		{Registry: "registry.example.org", Password: "p"},
+		{Registry: "registry.example.org", Username: "u"},
+	} {
+		_, err := docker.NewImageService(nil, docker.ImagePolicy{}, []docker.RegistryCredential{c})
+		if err == nil || !strings.Contains(err.Error(), "images.registry_auth[0]") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v", c, err)
+		}
+	}
+	twice := []docker.RegistryCredential{{Registry: "r.example", Username: "u", Password: "p"}, {Registry: "R.example", Username: "v", Password: "q"}}
+	if _, err := docker.NewImageService(nil, docker.ImagePolicy{}, twice); err == nil || !strings.Contains(err.Error(), "given twice") {
+		t.Errorf("duplicate registry: %v", err)
 	}
 }

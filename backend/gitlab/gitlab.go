@@ -1,5 +1,6 @@
 // Package gitlab is the room that talks to the department GitLab: which SSH keys a user has
 // registered, whether the account may log in, and what level of access they hold in a group.
+// It also lists the container registry repositories of a user's own projects.
 // It is a thin layer over gitlab.com/gitlab-org/api/client-go that turns GitLab's answers into
 // the few facts the rest of the server needs, and keeps "GitLab said no" (ErrNoSuchUser,
 // ErrBlocked) apart from "GitLab could not be asked" (IsUnavailable).

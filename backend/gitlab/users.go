@@ -3,7 +3,6 @@ package gitlab
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	gl "gitlab.com/gitlab-org/api/client-go"
@@ -38,20 +37,9 @@ func (c *Client) UserKeys(ctx context.Context, username string) (User, []Key, er
 	ctx, cancel := c.call(ctx)
 	defer cancel()
 
-	users, _, err := c.api.Users.ListUsers(&gl.ListUsersOptions{Username: gl.Ptr(username)}, gl.WithContext(ctx))
+	found, err := c.lookUpUser(ctx, username)
 	if err != nil {
-		return User{}, nil, fmt.Errorf("gitlab: look up user %q: %w", username, err)
-	}
-	var found *gl.User
-	for _, u := range users {
-		// GitLab matches user names without regard to case.
-		if u != nil && strings.EqualFold(u.Username, username) {
-			found = u
-			break
-		}
-	}
-	if found == nil {
-		return User{}, nil, fmt.Errorf("gitlab: look up user %q: %w", username, ErrNoSuchUser)
+		return User{}, nil, fmt.Errorf("gitlab: user %q: %w", username, err)
 	}
 	user := User{ID: found.ID, Username: found.Username, Name: found.Name, State: found.State, Locked: found.Locked}
 	if user.State != "active" || user.Locked {

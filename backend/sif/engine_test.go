@@ -1,4 +1,4 @@
-package sif
+package sif_test
 
 import (
 	"context"
@@ -14,12 +14,13 @@ import (
 	"github.com/sylabs/sif/v2/pkg/sif"
 
 	"whalemountain/backend/docker/dockertest"
+	wmsif "whalemountain/backend/sif"
 )
 
 // TestBuildFromEngine exports a created busybox container from the real engine
 // and builds a SIF from the stream.
 func TestBuildFromEngine(t *testing.T) {
-	if CheckTools("") != nil {
+	if wmsif.CheckTools("") != nil {
 		t.Fatal("tar2sqfs not installed: apt-get install squashfs-tools-ng")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -30,9 +31,9 @@ func TestBuildFromEngine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cfg ImageConfig
+	var cfg wmsif.ImageConfig
 	if c := ins.Config; c != nil {
-		cfg = ImageConfig{Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, Labels: c.Labels}
+		cfg = wmsif.ImageConfig{Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, Labels: c.Labels}
 	}
 	cr, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Config: &container.Config{Image: ref, Labels: map[string]string{dockertest.LabelRun: dockertest.RunID()}},
@@ -49,7 +50,7 @@ func TestBuildFromEngine(t *testing.T) {
 	}
 	defer exp.Close()
 	out := filepath.Join(t.TempDir(), "busybox.sif")
-	if err := Build(ctx, exp, cfg, "amd64", out, Options{Source: ref}); err != nil {
+	if err := wmsif.Build(ctx, exp, cfg, "amd64", out, wmsif.Options{Source: ref}); err != nil {
 		t.Fatal(err)
 	}
 	f, err := sif.LoadContainerFromPath(out, sif.OptLoadWithFlag(os.O_RDONLY))
@@ -67,7 +68,7 @@ func TestBuildFromEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := exec.LookPath("rdsquashfs"); err != nil {
-		return
+		t.Fatal("rdsquashfs not installed: apt-get install squashfs-tools-ng")
 	}
 	rs, err := exec.Command("rdsquashfs", "-c", "/.singularity.d/runscript", sq).Output()
 	if err != nil || !strings.Contains(string(rs), "exec sh") {

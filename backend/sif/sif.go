@@ -42,6 +42,9 @@ type Options struct {
 	Tar2sqfs string
 	// Source names the image in the definition text (default "image").
 	Source string
+	// Squashed, when set, is called once the whole filesystem is in the squashfs image,
+	// before the SIF is written.
+	Squashed func()
 }
 
 func (o Options) tar2sqfs() string {
@@ -85,6 +88,9 @@ func Build(ctx context.Context, rootfs io.Reader, cfg ImageConfig, arch, outPath
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if opts.Squashed != nil {
+		opts.Squashed()
 	}
 
 	tmpOut := outPath + ".partial"

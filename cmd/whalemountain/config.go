@@ -21,17 +21,17 @@ import (
 // Config is the whole server configuration: embedded defaults, then the YAML file, then
 // environment variables, then flags.
 type Config struct {
-	Listen     string             `yaml:"listen"`
-	DataDir    string             `yaml:"data_dir"`
-	ServerName string             `yaml:"server_name"`
-	LogLevel   string             `yaml:"log_level"`
-	HostKeys   HostKeys           `yaml:"host_keys"`
-	KeysDir    string             `yaml:"keys_dir"`
-	TAs        []string           `yaml:"tas"`
-	GitLab     GitLabConfig       `yaml:"gitlab"`
-	Limits     Limits             `yaml:"limits"`
-	Docker     DockerConfig       `yaml:"docker"`
-	Images     docker.ImagePolicy `yaml:"images"`
+	Listen     string       `yaml:"listen"`
+	DataDir    string       `yaml:"data_dir"`
+	ServerName string       `yaml:"server_name"`
+	LogLevel   string       `yaml:"log_level"`
+	HostKeys   HostKeys     `yaml:"host_keys"`
+	KeysDir    string       `yaml:"keys_dir"`
+	TAs        []string     `yaml:"tas"`
+	GitLab     GitLabConfig `yaml:"gitlab"`
+	Limits     Limits       `yaml:"limits"`
+	Docker     DockerConfig `yaml:"docker"`
+	Images     ImagesConfig `yaml:"images"`
 	// MetricsAddr is where the Prometheus endpoint listens (plain HTTP); empty turns it off.
 	MetricsAddr string `yaml:"metrics_addr"`
 }
@@ -52,6 +52,40 @@ type GitLabConfig struct {
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 
 	token string // from WM_GITLAB_TOKEN or TokenFile, never from the YAML itself
+}
+
+// ImagesConfig is the images section: who may pull what (the policy's fields sit directly
+// under images:), credentials for private registries, and SIF export.
+type ImagesConfig struct {
+	docker.ImagePolicy `yaml:",inline"`
+	RegistryAuth       []RegistryAuth `yaml:"registry_auth"`
+	SIF                SIFConfig      `yaml:"sif"`
+}
+
+// RegistryAuth is a deploy or registry token the server pulls with from one registry. The
+// token is read from TokenFile (mode 0600), never written in the YAML itself.
+type RegistryAuth struct {
+	Registry  string `yaml:"registry"`
+	Username  string `yaml:"username"`
+	TokenFile string `yaml:"token_file"`
+
+	token string
+}
+
+// SIFConfig tunes SIF export.
+type SIFConfig struct {
+	Quota     ByteSize `yaml:"quota"`      // bytes of SIF files per user
+	MaxBuilds int      `yaml:"max_builds"` // builds at once on the server
+	Tar2sqfs  string   `yaml:"tar2sqfs"`   // the tar2sqfs binary; empty: from PATH
+}
+
+// credentials are the registry credentials with their tokens (after loadToken).
+func (ic ImagesConfig) credentials() []docker.RegistryCredential {
+	out := make([]docker.RegistryCredential, 0, len(ic.RegistryAuth))
+	for _, r := range ic.RegistryAuth {
+		out = append(out, docker.RegistryCredential{Registry: r.Registry, Username: r.Username, Password: r.token})
+	}
+	return out
 }
 
 // Limits protect the door.
@@ -85,6 +119,7 @@ func defaultConfig() Config {
 			ShutdownGrace:      10 * time.Second,
 		},
 		Docker: defaultDockerConfig(),
+		Images: ImagesConfig{SIF: SIFConfig{Quota: docker.DefaultSIFQuota, MaxBuilds: docker.DefaultSIFBuilds}},
 	}
 }
 
@@ -292,29 +327,76 @@ func (c *Config) validate() error {
 	if err := c.Images.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
+	for i, r := range c.Images.RegistryAuth {
+		field := fmt.Sprintf("images.registry_auth[%d]", i)
+		switch {
+		case r.Registry == "":
+			return bad(field+".registry", "must not be empty")
+		case r.Username == "":
+			return bad(field+".username", "must not be empty")
+		case r.TokenFile == "":
+			return bad(field+".token_file", "must name a file holding the token (chmod 600)")
+		}
+	}
+	// Hosts and duplicates are checked by the image service, with placeholder tokens.
+	creds := c.Images.credentials()
+	for i := range creds {
+		creds[i].Password = "x"
+	}
+	if _, err := docker.NewImageService(nil, c.Images.ImagePolicy, creds); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	switch s := c.Images.SIF; {
+	case s.Quota < 0:
+		return bad("images.sif.quota", "must not be negative")
+	case s.MaxBuilds < 0:
+		return bad("images.sif.max_builds", "must not be negative")
+	}
 	return nil
 }
 
 // loadToken reads the GitLab token from token_file unless the environment gave one. The file
 // must not be readable by group or others.
+// The registry tokens of images.registry_auth are read the same way.
 func (c *Config) loadToken() error {
+	for i := range c.Images.RegistryAuth {
+		r := &c.Images.RegistryAuth[i]
+		tok, err := readSecret(fmt.Sprintf("images.registry_auth[%d].token_file", i), r.TokenFile)
+		if err != nil {
+			return err
+		}
+		if tok == "" {
+			return fmt.Errorf("config: images.registry_auth[%d].token_file: %s is empty", i, r.TokenFile)
+		}
+		r.token = tok
+	}
 	g := &c.GitLab
 	if g.URL == "" || g.token != "" || g.TokenFile == "" {
 		return nil
 	}
-	st, err := os.Stat(g.TokenFile)
+	tok, err := readSecret("gitlab.token_file", g.TokenFile)
 	if err != nil {
-		return fmt.Errorf("config: gitlab.token_file: %w", err)
+		return err
+	}
+	g.token = tok
+	return nil
+}
+
+// readSecret reads a token from path, which must be readable by its owner only; field names
+// the setting in errors.
+func readSecret(field, path string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("config: %s: %w", field, err)
 	}
 	if st.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("config: gitlab.token_file: %s has permissions %04o; it must be readable by its owner only (chmod 600)", g.TokenFile, st.Mode().Perm())
+		return "", fmt.Errorf("config: %s: %s has permissions %04o; it must be readable by its owner only (chmod 600)", field, path, st.Mode().Perm())
 	}
-	b, err := os.ReadFile(g.TokenFile)
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("config: gitlab.token_file: %w", err)
+		return "", fmt.Errorf("config: %s: %w", field, err)
 	}
-	g.token = strings.TrimSpace(string(b))
-	return nil
+	return strings.TrimSpace(string(b)), nil
 }
 
 func parseLevel(s string) (slog.Level, error) {

@@ -489,3 +489,68 @@ func TestRunSubcommands(t *testing.T) {
 		}
 	})
 }
+
+func TestImagesSection(t *testing.T) {
+	token := writeFile(t, "registry-token", "glpat-deploy\n", 0o600)
+	path := writeFile(t, "wm.yaml", `images:
+  allow: ["ubuntu", "registry.ie.example/**"]
+  registry_namespace: registry.ie.example
+  registry_auth:
+    - registry: registry.ie.example
+      username: wm-deploy
+      token_file: `+token+`
+  sif:
+    quota: 5g
+    max_builds: 3
+`, 0o600)
+	c := defaultConfig()
+	if err := c.loadFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.loadToken(); err != nil {
+		t.Fatal(err)
+	}
+	im := c.Images
+	if len(im.Allow) != 2 || im.RegistryNamespace != "registry.ie.example" || im.SIF.Quota != 5<<30 || im.SIF.MaxBuilds != 3 {
+		t.Errorf("images: %+v", im)
+	}
+	creds := im.credentials()
+	if len(creds) != 1 || creds[0].Registry != "registry.ie.example" || creds[0].Username != "wm-deploy" || creds[0].Password != "glpat-deploy" {
+		t.Errorf("credentials %v", creds)
+	}
+	if d := defaultConfig().Images.SIF; d.Quota <= 0 || d.MaxBuilds <= 0 {
+		t.Errorf("default SIF settings %+v", d)
+	}
+
+	for _, tt := range []struct {
+		name, yaml, want string
+	}{
+		{"token in the yaml", "images:\n  registry_auth:\n    - registry: r.example\n      username: u\n      token: abc\n", "unknown field token"},
+		{"no registry", "images:\n  registry_auth:\n    - username: u\n      token_file: /x\n", "images.registry_auth[0].registry"},
+		{"no token file", "images:\n  registry_auth:\n    - registry: r.example\n      username: u\n", "images.registry_auth[0].token_file"},
+		{"url as registry", "images:\n  registry_auth:\n    - registry: https://r.example\n      username: u\n      token_file: /x\n", "images.registry_auth[0].registry"},
+		{"negative quota", "images:\n  sif:\n    quota: -1\n", "images.sif.quota"},
+		{"sif typo", "images:\n  sif:\n    qouta: 1g\n", "images.sif.qouta"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := defaultConfig()
+			err := c.loadFile(writeFile(t, "wm.yaml", tt.yaml, 0o600))
+			if err == nil {
+				err = c.validate()
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v, want one naming %s", err, tt.want)
+			}
+		})
+	}
+
+	open := writeFile(t, "registry-token", "glpat-deploy\n", 0o644)
+	c = defaultConfig()
+	c.Images.RegistryAuth = []RegistryAuth{{Registry: "r.example", Username: "u", TokenFile: open}}
+	if err := c.loadToken(); err == nil || !strings.Contains(err.Error(), "images.registry_auth[0].token_file") || !strings.Contains(err.Error(), "chmod 600") {
+		t.Errorf("0644 token file: %v", err)
+	}
+}

@@ -80,20 +80,45 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 		}
 		closers = append(closers, func() { svc.Close() })
 		deps.Containers = svc
-		images, err := docker.NewImageService(svc, cfg.Images)
+		images, err := docker.NewImageService(svc, cfg.Images.ImagePolicy, cfg.Images.credentials())
 		if err != nil {
 			svc.Close()
 			return deps, closeAll, fmt.Errorf("images: %w", err)
 		}
 		deps.Images = images
+		for _, r := range cfg.Images.RegistryAuth {
+			logger.Info("pulls from a private registry use the server's token", "registry", r.Registry, "username", r.Username)
+		}
+		sifs, err := docker.NewSIFService(svc, docker.SIFOptions{Dir: filepath.Join(cfg.DataDir, "sif"),
+			Quota: int64(cfg.Images.SIF.Quota), MaxBuilds: cfg.Images.SIF.MaxBuilds, Tar2sqfs: cfg.Images.SIF.Tar2sqfs})
+		if err != nil {
+			svc.Close()
+			return deps, closeAll, fmt.Errorf("images: %w", err)
+		}
+		if err := sifs.ToolsError(); err != nil {
+			logger.Warn("SIF export is off until tar2sqfs is installed", "err", err)
+		}
+		if err := sifs.Sweep(ctx); err != nil {
+			logger.Warn("could not clear what an interrupted SIF build left", "err", err)
+		}
+		deps.SIFs = sifs
 		deps.Docker = svc
 		deps.Exec = svc
 		deps.Files = svc
-		deps.FilesOptions = files.Options{TempDir: filepath.Join(cfg.DataDir, "spool")}
+		deps.FilesOptions = files.Options{TempDir: filepath.Join(cfg.DataDir, "spool"), SIF: sifs}
 		logger.Info("containers on the Docker Engine", "host", firstNonEmpty(dc.Host, "default socket"),
 			"home", firstNonEmpty(dc.HomeHostPath, "per-user volume "+dc.NamePrefix+"-home-<user>"), "mounted_at", dc.HomeTarget)
 	} else {
 		logger.Info("containers are off (docker.enabled: false)")
+	}
+
+	// The "My registry" view asks GitLab for the user's own registry repositories.
+	if g := cfg.GitLab; g.URL != "" {
+		gl, err := gitlab.New(g.URL, g.token, gitlab.WithTimeout(g.RequestTimeout))
+		if err != nil {
+			return deps, closeAll, fmt.Errorf("config: gitlab.url: %w", err)
+		}
+		deps.Registry = gl
 	}
 
 	// GPU use is attributed to containers through the live snapshot (no API call).

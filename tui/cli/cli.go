@@ -47,6 +47,10 @@ type Deps struct {
 	Exec       Executor
 	// Images lists, pulls and removes images under the server's image policy.
 	Images Images
+	// SIFs converts images into SIF files and keeps each user's; nil when images are off.
+	SIFs SIFs
+	// Registry lists users' own GitLab container registries; nil without GitLab.
+	Registry Registry
 	// GPUs is the server's GPU sampler; nil when GPU monitoring is off.
 	GPUs GPUs
 	// Docker is the same service, for the dashboard's live view.
@@ -116,6 +120,8 @@ func newRoot(env Env) *cobra.Command {
 	)
 	root.AddCommand(containerCmds(env)...)
 	root.AddCommand(imageCmds(env, env.Deps.Images)...)
+	root.AddCommand(sifCmd(env, env.Deps.SIFs))
+	root.AddCommand(registryCmd(env, env.Deps.Registry))
 	root.AddCommand(shellCmds(env)...)
 	root.AddCommand(gpusCmd(env, env.Deps.GPUs))
 	return root

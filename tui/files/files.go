@@ -1,9 +1,10 @@
 // Package files is the virtual tree users see over sftp and scp (modern scp speaks SFTP):
 //
-//	/                         containers, home
+//	/                         containers, home, sif
 //	/containers               the user's own containers, one directory each (TAs too: own only)
 //	/containers/NAME/PATH     PATH inside the container NAME, running or stopped
 //	/home/PATH                the user's persistent home (where a session starts)
+//	/sif/NAME.sif             the user's SIF files, read-only (made with the sif command)
 //
 // It turns SFTP requests into calls on a Backend (backend/docker's Service) that carry the
 // session's Identity; authorisation is the backend's. Anything that is not the user's own
@@ -58,6 +59,14 @@ type Backend interface {
 
 var _ Backend = (*docker.Service)(nil)
 
+// SIFStore is what the read-only /sif directory needs (docker.SIFService).
+type SIFStore interface {
+	List(ctx context.Context, id backend.Identity) ([]docker.SIFFile, error)
+	Open(ctx context.Context, id backend.Identity, name string) (*os.File, docker.SIFFile, error)
+}
+
+var _ SIFStore = (*docker.SIFService)(nil)
+
 // Defaults for Options.
 const (
 	DefaultMaxFileSize = 4 << 30 // bytes
@@ -77,6 +86,8 @@ type Options struct {
 	MaxFileSize int64
 	// MaxOpen bounds the files one session has open at once; 0 means DefaultMaxOpen.
 	MaxOpen int
+	// SIF serves the user's SIF files as the read-only /sif; nil: there is no /sif.
+	SIF SIFStore
 }
 
 func (o *Options) defaults() {
@@ -143,13 +154,15 @@ const (
 	nodeRoot       = iota // /
 	nodeContainers        // /containers
 	nodePlace             // a path in a container or the home
+	nodeSIFDir            // /sif
+	nodeSIF               // /sif/NAME
 )
 
 // node is a virtual path resolved.
 type node struct {
 	kind  int
 	place docker.Place
-	path  string // in place, absolute and clean
+	path  string // in place, absolute and clean; the file name for nodeSIF
 }
 
 // prefix is the virtual path of the place's top.
@@ -190,9 +203,29 @@ func resolve(p string) (node, error) {
 			return node{}, sftp.ErrSSHFxNoSuchFile
 		}
 		return node{kind: nodePlace, place: docker.InContainer(name), path: "/" + inside}, nil
+	case "sif":
+		if rest == "" {
+			return node{kind: nodeSIFDir}, nil
+		}
+		if strings.Contains(rest, "/") || docker.ValidSIFName(rest) != nil {
+			return node{}, sftp.ErrSSHFxNoSuchFile
+		}
+		return node{kind: nodeSIF, path: rest}, nil
 	}
 	return node{}, sftp.ErrSSHFxNoSuchFile
 }
+
+// resolve maps p to a node of this session's tree (no /sif without a SIF store).
+func (h *handler) resolve(p string) (node, error) {
+	n, err := resolve(p)
+	if err == nil && (n.kind == nodeSIFDir || n.kind == nodeSIF) && h.opts.SIF == nil {
+		return node{}, sftp.ErrSSHFxNoSuchFile
+	}
+	return n, err
+}
+
+// errSIFReadOnly is the answer to any change under /sif.
+var errSIFReadOnly = fail(sftp.ErrSSHFxPermissionDenied, "/sif is read-only: SIF files are made with the sif command and removed with sif rm")
 
 // --- errors ---
 
@@ -259,6 +292,11 @@ func fromBackend(fi docker.FileInfo) *info {
 	return &info{name: fi.Name, size: fi.Size, mode: fi.Mode, mtime: fi.ModTime, uid: uint32(fi.UID), gid: uint32(fi.GID)}
 }
 
+// sifInfo is a SIF file as listed: read-only.
+func sifInfo(sf docker.SIFFile) *info {
+	return &info{name: sf.Name, size: sf.Size, mode: 0o444, mtime: sf.Created}
+}
+
 func (h *handler) dirInfo(name string, mtime time.Time) *info {
 	if mtime.IsZero() {
 		mtime = h.started
@@ -308,7 +346,7 @@ func (h *handler) Lstat(r *sftp.Request) (sftp.ListerAt, error) {
 
 // Readlink gives the virtual path a symlink leads to, when that is in the same place.
 func (h *handler) Readlink(p string) (string, error) {
-	n, err := resolve(p)
+	n, err := h.resolve(p)
 	if err != nil {
 		return "", err
 	}
@@ -329,7 +367,7 @@ func (h *handler) Readlink(p string) (string, error) {
 }
 
 func (h *handler) stat(p string, follow bool) (fs.FileInfo, error) {
-	n, err := resolve(p)
+	n, err := h.resolve(p)
 	if err != nil {
 		return nil, err
 	}
@@ -338,6 +376,15 @@ func (h *handler) stat(p string, follow bool) (fs.FileInfo, error) {
 		return h.dirInfo("/", time.Time{}), nil
 	case nodeContainers:
 		return h.dirInfo("containers", time.Time{}), nil
+	case nodeSIFDir:
+		return h.dirInfo("sif", time.Time{}), nil
+	case nodeSIF:
+		f, sf, err := h.opts.SIF.Open(h.ctx, h.id, n.path)
+		if err != nil {
+			return nil, h.fxErr("stat", p, err)
+		}
+		f.Close()
+		return sifInfo(sf), nil
 	}
 	if u := h.pending(p); u != nil {
 		return u.info(), nil
@@ -365,13 +412,29 @@ func (h *handler) stat(p string, follow bool) (fs.FileInfo, error) {
 }
 
 func (h *handler) list(p string) (sftp.ListerAt, error) {
-	n, err := resolve(p)
+	n, err := h.resolve(p)
 	if err != nil {
 		return nil, err
 	}
 	switch n.kind {
 	case nodeRoot:
-		return lister{h.dirInfo("containers", time.Time{}), h.dirInfo("home", time.Time{})}, nil
+		root := lister{h.dirInfo("containers", time.Time{}), h.dirInfo("home", time.Time{})}
+		if h.opts.SIF != nil {
+			root = append(root, h.dirInfo("sif", time.Time{}))
+		}
+		return root, nil
+	case nodeSIFDir:
+		sifs, err := h.opts.SIF.List(h.ctx, h.id)
+		if err != nil {
+			return nil, h.fxErr("list", p, err)
+		}
+		out := make(lister, 0, len(sifs))
+		for _, sf := range sifs {
+			out = append(out, sifInfo(sf))
+		}
+		return out, nil
+	case nodeSIF:
+		return nil, fail(sftp.ErrSSHFxFailure, "%s is not a directory", p)
 	case nodeContainers:
 		cs, err := h.b.List(h.ctx, h.id, docker.ListOptions{All: true})
 		if err != nil {
@@ -405,9 +468,12 @@ func (h *handler) list(p string) (sftp.ListerAt, error) {
 // Fileread opens a file for reading: straight from the home on the host, through a spool
 // for everything the engine streams.
 func (h *handler) Fileread(r *sftp.Request) (io.ReaderAt, error) {
-	n, err := resolve(r.Filepath)
+	n, err := h.resolve(r.Filepath)
 	if err != nil {
 		return nil, err
+	}
+	if n.kind == nodeSIF {
+		return h.readSIF(r.Filepath, n.path)
 	}
 	if n.kind != nodePlace {
 		return nil, fail(sftp.ErrSSHFxFailure, "%s is a directory", r.Filepath)
@@ -436,6 +502,19 @@ func (h *handler) Fileread(r *sftp.Request) (io.ReaderAt, error) {
 		return nil, fail(sftp.ErrSSHFxFailure, "the server cannot spool the file now")
 	}
 	return sp, nil
+}
+
+// readSIF opens one of the user's SIF files: read straight from the file.
+func (h *handler) readSIF(vpath, name string) (io.ReaderAt, error) {
+	if err := h.acquire(); err != nil {
+		return nil, err
+	}
+	f, _, err := h.opts.SIF.Open(h.ctx, h.id, name)
+	if err != nil {
+		h.release()
+		return nil, h.fxErr("get", vpath, err)
+	}
+	return &directReader{ReaderAt: f, c: f, release: h.release}, nil
 }
 
 func (h *handler) acquire() error {
@@ -613,9 +692,12 @@ type upload struct {
 // Filewrite opens a file for writing. Files are written whole: appending and writing into
 // the middle of an existing file (resuming) are refused.
 func (h *handler) Filewrite(r *sftp.Request) (io.WriterAt, error) {
-	n, err := resolve(r.Filepath)
+	n, err := h.resolve(r.Filepath)
 	if err != nil {
 		return nil, err
+	}
+	if n.kind == nodeSIF || n.kind == nodeSIFDir {
+		return nil, errSIFReadOnly
 	}
 	if n.kind != nodePlace || n.path == "/" {
 		return nil, sftp.ErrSSHFxPermissionDenied
@@ -761,7 +843,7 @@ func (u *upload) Close() error {
 
 // Filecmd runs setstat, mkdir, rmdir, remove, rename; links are refused.
 func (h *handler) Filecmd(r *sftp.Request) error {
-	n, err := resolve(r.Filepath)
+	n, err := h.resolve(r.Filepath)
 	if r.Method == "Symlink" || r.Method == "Link" {
 		return fail(sftp.ErrSSHFxOpUnsupported, "links cannot be made here")
 	}
@@ -769,8 +851,11 @@ func (h *handler) Filecmd(r *sftp.Request) error {
 		return err
 	}
 	if n.kind != nodePlace {
-		if r.Method == "Setstat" {
+		switch {
+		case r.Method == "Setstat" && n.kind != nodeSIF:
 			return nil // the tree's own directories: nothing to change, nothing to complain about
+		case n.kind == nodeSIF || n.kind == nodeSIFDir:
+			return errSIFReadOnly
 		}
 		return sftp.ErrSSHFxPermissionDenied
 	}
@@ -807,7 +892,7 @@ func (h *handler) Filecmd(r *sftp.Request) error {
 
 // PosixRename renames, replacing what is at the target (the home on the host only).
 func (h *handler) PosixRename(r *sftp.Request) error {
-	n, err := resolve(r.Filepath)
+	n, err := h.resolve(r.Filepath)
 	if err != nil {
 		return err
 	}
@@ -819,7 +904,7 @@ func (h *handler) PosixRename(r *sftp.Request) error {
 
 // rename renames within one place; unless posix, an existing target is not replaced.
 func (h *handler) rename(r *sftp.Request, from node, posix bool) error {
-	to, err := resolve(r.Target)
+	to, err := h.resolve(r.Target)
 	if err != nil {
 		return err
 	}

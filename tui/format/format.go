@@ -78,3 +78,26 @@ func CPUs(c float64) string {
 	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
 	return s
 }
+
+// SCPDownload is the scp command that downloads remotePath from the server users reach with
+// sshPrefix ("ssh -p 2222 host" or "ssh host") into the current directory.
+func SCPDownload(sshPrefix, remotePath string) string {
+	f := strings.Fields(sshPrefix)
+	if len(f) == 0 || f[0] != "ssh" {
+		return "scp " + remotePath + " ."
+	}
+	var port, host string
+	for i := 1; i < len(f); i++ {
+		if f[i] == "-p" && i+1 < len(f) {
+			port = f[i+1]
+			i++
+			continue
+		}
+		host = f[i]
+	}
+	cmd := "scp "
+	if port != "" {
+		cmd += "-P " + port + " "
+	}
+	return cmd + host + ":" + remotePath + " ."
+}

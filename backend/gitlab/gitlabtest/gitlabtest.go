@@ -1,7 +1,8 @@
 // Package gitlabtest is a local stand-in for a GitLab instance: an HTTP server answering the
 // handful of /api/v4 endpoints WhaleMountain uses, with GitLab's JSON shapes, error bodies,
-// token check and pagination headers. Tests and demo programs fill it with users, keys and
-// group memberships, and can take it down to see how callers cope with an outage.
+// token check and pagination headers. Tests and demo programs fill it with users, keys,
+// group memberships, personal projects and their container registries, and can take it
+// down to see how callers cope with an outage.
 package gitlabtest
 
 import (
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +20,10 @@ import (
 
 // Version is what GET /api/v4/version reports.
 const Version = "17.11.0"
+
+// DefaultRegistryHost is the container registry host a Server reports unless
+// WithRegistryHost says otherwise.
+const DefaultRegistryHost = "registry.test"
 
 // Key is an SSH key on a stand-in user.
 type Key struct {
@@ -38,14 +44,17 @@ type User struct {
 
 // Server is a running stand-in. It is safe for concurrent use.
 type Server struct {
-	srv   *httptest.Server
-	token string
+	srv          *httptest.Server
+	token        string
+	registryHost string
 
 	mu       sync.Mutex
 	users    []*user // index i holds the user with ID i+1
 	groups   map[string]*group
-	groupIDs []*group // index i holds the group with ID i+1
+	groupIDs []*group   // index i holds the group with ID i+1
+	projects []*project // index i holds the project with ID i+1
 	keyID    int64
+	repoID   int64
 	down     bool
 	requests int
 }
@@ -61,6 +70,22 @@ type storedKey struct {
 	id      int64
 	created time.Time
 	Key
+}
+
+type project struct {
+	id       int64
+	owner    *user
+	path     string
+	registry bool // container registry enabled
+	repos    []*registryRepo
+	created  time.Time
+}
+
+type registryRepo struct {
+	id      int64
+	name    string
+	tags    []string
+	created time.Time
 }
 
 type group struct {
@@ -81,15 +106,25 @@ type Option func(*Server)
 // "Authorization: Bearer"), answering 401 otherwise.
 func WithToken(token string) Option { return func(s *Server) { s.token = token } }
 
+// WithRegistryHost sets the container registry host ("registry.example.org", with a port
+// if any) that registry locations start with. Empty means DefaultRegistryHost.
+func WithRegistryHost(host string) Option { return func(s *Server) { s.registryHost = host } }
+
 // New starts a stand-in on a local port. Close it when done.
 func New(opts ...Option) *Server {
 	s := &Server{groups: map[string]*group{}}
 	for _, o := range opts {
 		o(s)
 	}
+	if s.registryHost == "" {
+		s.registryHost = DefaultRegistryHost
+	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
 }
+
+// RegistryHost is the container registry host that registry locations start with.
+func (s *Server) RegistryHost() string { return s.registryHost }
 
 // URL is the server's root, e.g. "http://127.0.0.1:41234"; the API is under /api/v4.
 func (s *Server) URL() string { return s.srv.URL }
@@ -150,6 +185,44 @@ func (s *Server) SetMember(group string, userID int64, level int) {
 	g.members[userID] = member{level: level, created: time.Now().UTC().Truncate(time.Millisecond)}
 }
 
+// AddProject adds a project at path (e.g. "proj") in the personal namespace of the user
+// with ID owner, with its container registry enabled or disabled, and returns the project's
+// ID. It panics when owner is unknown or already has a project at path.
+func (s *Server) AddProject(owner int64, path string, registryEnabled bool) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.userByID(owner)
+	if u == nil {
+		panic(fmt.Sprintf("gitlabtest: AddProject: no user with ID %d", owner))
+	}
+	for _, p := range s.projects {
+		if p.owner == u && strings.EqualFold(p.path, path) {
+			panic(fmt.Sprintf("gitlabtest: AddProject: %s/%s exists", u.u.Username, path))
+		}
+	}
+	p := &project{id: int64(len(s.projects) + 1), owner: u, path: path, registry: registryEnabled,
+		created: time.Now().UTC().Truncate(time.Millisecond)}
+	s.projects = append(s.projects, p)
+	return p.id
+}
+
+// AddRegistryRepository adds a repository to the container registry of the project with
+// ID projectID and returns its ID: name "" is the project's own image ("alice/proj"), a
+// name such as "img" an image below it ("alice/proj/img"). Tags are listed in the order
+// given. It panics when the project is unknown.
+func (s *Server) AddRegistryRepository(projectID int64, name string, tags ...string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.projectByID(projectID)
+	if p == nil {
+		panic(fmt.Sprintf("gitlabtest: AddRegistryRepository: no project with ID %d", projectID))
+	}
+	s.repoID++
+	p.repos = append(p.repos, &registryRepo{id: s.repoID, name: name, tags: slices.Clone(tags),
+		created: time.Now().UTC().Truncate(time.Millisecond)})
+	return s.repoID
+}
+
 // GroupID returns the numeric ID of group, creating the group when new.
 func (s *Server) GroupID(group string) int64 {
 	s.mu.Lock()
@@ -179,6 +252,42 @@ func (s *Server) userByID(id int64) *user {
 	}
 	return s.users[id-1]
 }
+
+// userByIDOrName finds a user by numeric ID or, failing that, by username (any case).
+func (s *Server) userByIDOrName(idOrName string) *user {
+	if id, err := strconv.ParseInt(idOrName, 10, 64); err == nil {
+		return s.userByID(id)
+	}
+	for _, u := range s.users {
+		if strings.EqualFold(u.u.Username, idOrName) {
+			return u
+		}
+	}
+	return nil
+}
+
+func (s *Server) projectByID(id int64) *project {
+	if id < 1 || id > int64(len(s.projects)) {
+		return nil
+	}
+	return s.projects[id-1]
+}
+
+// projectByIDOrPath finds a project by numeric ID or by path with namespace
+// ("alice/proj", any case), as GitLab's :id accepts both.
+func (s *Server) projectByIDOrPath(idOrPath string) *project {
+	if id, err := strconv.ParseInt(idOrPath, 10, 64); err == nil {
+		return s.projectByID(id)
+	}
+	for _, p := range s.projects {
+		if strings.EqualFold(p.pathWithNamespace(), idOrPath) {
+			return p
+		}
+	}
+	return nil
+}
+
+func (p *project) pathWithNamespace() string { return p.owner.u.Username + "/" + p.path }
 
 func (s *Server) groupByPath(path string, create bool) *group {
 	key := strings.ToLower(strings.Trim(path, "/"))
@@ -234,6 +343,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.listUsers(w, r)
 	case len(seg) == 3 && seg[0] == "users" && seg[2] == "keys":
 		s.listKeys(w, r, seg[1])
+	case len(seg) == 3 && seg[0] == "users" && seg[2] == "projects":
+		s.listUserProjects(w, r, seg[1])
+	case len(seg) == 4 && seg[0] == "projects" && seg[2] == "registry" && seg[3] == "repositories":
+		s.listRegistryRepositories(w, r, seg[1])
+	case len(seg) == 6 && seg[0] == "projects" && seg[2] == "registry" && seg[3] == "repositories" && seg[5] == "tags":
+		s.listRegistryTags(w, r, seg[1], seg[4])
 	case len(seg) == 5 && seg[0] == "groups" && seg[2] == "members" && seg[3] == "all":
 		s.groupMember(w, seg[1], seg[4])
 	default:
@@ -263,16 +378,7 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
 
 // listKeys is GET /users/:id_or_username/keys.
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, idOrName string) {
-	var u *user
-	if id, err := strconv.ParseInt(idOrName, 10, 64); err == nil {
-		u = s.userByID(id)
-	} else {
-		for _, c := range s.users {
-			if strings.EqualFold(c.u.Username, idOrName) {
-				u = c
-			}
-		}
-	}
+	u := s.userByIDOrName(idOrName)
 	if u == nil {
 		writeError(w, http.StatusNotFound, "404 User Not Found")
 		return
@@ -335,6 +441,176 @@ func (s *Server) groupMember(w http.ResponseWriter, gid, uid string) {
 	body["expires_at"] = nil
 	body["membership_state"] = "active"
 	writeJSON(w, http.StatusOK, body)
+}
+
+// listUserProjects is GET /users/:id_or_username/projects: the projects in the user's
+// personal namespace, newest first (GitLab's default order, created_at descending).
+func (s *Server) listUserProjects(w http.ResponseWriter, r *http.Request, idOrName string) {
+	u := s.userByIDOrName(idOrName)
+	if u == nil {
+		writeError(w, http.StatusNotFound, "404 User Not Found")
+		return
+	}
+	simple, _ := strconv.ParseBool(r.URL.Query().Get("simple"))
+	out := []any{}
+	for i := len(s.projects) - 1; i >= 0; i-- {
+		if p := s.projects[i]; p.owner == u {
+			out = append(out, s.projectJSON(p, simple))
+		}
+	}
+	writePage(w, r, out)
+}
+
+// listRegistryRepositories is GET /projects/:id/registry/repositories[?tags=true&tags_count=true].
+func (s *Server) listRegistryRepositories(w http.ResponseWriter, r *http.Request, pid string) {
+	p := s.registryProject(w, pid)
+	if p == nil {
+		return
+	}
+	q := r.URL.Query()
+	withTags, _ := strconv.ParseBool(q.Get("tags"))
+	withCount, _ := strconv.ParseBool(q.Get("tags_count"))
+	out := make([]any, 0, len(p.repos))
+	for _, rr := range p.repos {
+		m := s.registryRepoJSON(p, rr)
+		if withTags {
+			tags := make([]any, 0, len(rr.tags))
+			for _, t := range rr.tags {
+				tags = append(tags, s.registryTagJSON(p, rr, t))
+			}
+			m["tags"] = tags
+		}
+		if withCount {
+			m["tags_count"] = len(rr.tags)
+		}
+		out = append(out, m)
+	}
+	writePage(w, r, out)
+}
+
+// listRegistryTags is GET /projects/:id/registry/repositories/:repository_id/tags.
+func (s *Server) listRegistryTags(w http.ResponseWriter, r *http.Request, pid, rid string) {
+	p := s.registryProject(w, pid)
+	if p == nil {
+		return
+	}
+	id, err := strconv.ParseInt(rid, 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "400 Bad request - repository_id is invalid")
+		return
+	}
+	i := slices.IndexFunc(p.repos, func(rr *registryRepo) bool { return rr.id == id })
+	if i < 0 {
+		writeError(w, http.StatusNotFound, "404 Not found")
+		return
+	}
+	rr := p.repos[i]
+	out := make([]any, 0, len(rr.tags))
+	for _, t := range rr.tags {
+		out = append(out, s.registryTagJSON(p, rr, t))
+	}
+	writePage(w, r, out)
+}
+
+// registryProject finds the project whose registry a request asks for, answering 404 when
+// there is none and 403 when its registry is disabled.
+func (s *Server) registryProject(w http.ResponseWriter, pid string) *project {
+	p := s.projectByIDOrPath(pid)
+	if p == nil {
+		writeError(w, http.StatusNotFound, "404 Project Not Found")
+		return nil
+	}
+	if !p.registry {
+		writeError(w, http.StatusForbidden, "403 Forbidden")
+		return nil
+	}
+	return p
+}
+
+// projectJSON is a project as GET /users/:id/projects shows it: with simple=true GitLab's
+// basic fields only, otherwise also visibility, owner and container registry settings.
+func (s *Server) projectJSON(p *project, simple bool) map[string]any {
+	u := p.owner
+	full := p.pathWithNamespace()
+	web := s.srv.URL + "/" + full
+	host := strings.TrimPrefix(s.srv.URL, "http://")
+	m := map[string]any{
+		"id":                  p.id,
+		"description":         nil,
+		"name":                p.path,
+		"name_with_namespace": u.u.Name + " / " + p.path,
+		"path":                p.path,
+		"path_with_namespace": full,
+		"created_at":          p.created.Format(time.RFC3339Nano),
+		"default_branch":      "main",
+		"tag_list":            []string{},
+		"topics":              []string{},
+		"ssh_url_to_repo":     "git@" + host + ":" + full + ".git",
+		"http_url_to_repo":    web + ".git",
+		"web_url":             web,
+		"readme_url":          nil,
+		"forks_count":         0,
+		"avatar_url":          nil,
+		"star_count":          0,
+		"last_activity_at":    p.created.Format(time.RFC3339Nano),
+		// A personal namespace; its ID is the owner's user ID here.
+		"namespace": map[string]any{
+			"id":         u.id,
+			"name":       u.u.Name,
+			"path":       u.u.Username,
+			"kind":       "user",
+			"full_path":  u.u.Username,
+			"parent_id":  nil,
+			"avatar_url": "",
+			"web_url":    s.srv.URL + "/" + u.u.Username,
+		},
+	}
+	if simple {
+		return m
+	}
+	access := "enabled"
+	if !p.registry {
+		access = "disabled"
+	}
+	m["visibility"] = "private"
+	m["owner"] = s.userJSON(u)
+	m["container_registry_enabled"] = p.registry
+	m["container_registry_access_level"] = access
+	m["container_registry_image_prefix"] = s.registryHost + "/" + strings.ToLower(full)
+	return m
+}
+
+// registryRepoPath is the repository's path in the registry: the project's path with
+// namespace, lower case as registry paths are, then "/name" unless name is empty.
+func registryRepoPath(p *project, rr *registryRepo) string {
+	path := strings.ToLower(p.pathWithNamespace())
+	if rr.name != "" {
+		path += "/" + rr.name
+	}
+	return path
+}
+
+func (s *Server) registryRepoJSON(p *project, rr *registryRepo) map[string]any {
+	path := registryRepoPath(p, rr)
+	return map[string]any{
+		"id":                        rr.id,
+		"name":                      rr.name,
+		"path":                      path,
+		"project_id":                p.id,
+		"location":                  s.registryHost + "/" + path,
+		"created_at":                rr.created.Format(time.RFC3339Nano),
+		"cleanup_policy_started_at": nil,
+		"status":                    nil,
+	}
+}
+
+func (s *Server) registryTagJSON(p *project, rr *registryRepo, tag string) map[string]any {
+	path := registryRepoPath(p, rr) + ":" + tag
+	return map[string]any{
+		"name":     tag,
+		"path":     path,
+		"location": s.registryHost + "/" + path,
+	}
 }
 
 func (s *Server) userJSON(u *user) map[string]any {

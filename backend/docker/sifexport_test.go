@@ -1,0 +1,375 @@
+package docker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/distribution/reference"
+	"github.com/moby/moby/client"
+	"github.com/sylabs/sif/v2/pkg/sif"
+
+	"whalemountain/backend"
+	"whalemountain/backend/docker"
+	"whalemountain/backend/docker/dockertest"
+)
+
+func TestSIFName(t *testing.T) {
+	cases := map[string]string{
+		"ubuntu":                             "ubuntu_latest.sif",
+		"ubuntu:24.04":                       "ubuntu_24.04.sif",
+		"docker.io/library/python:3.12-slim": "python_3.12-slim.sif",
+		"registry.example.org/alice/proj/img:1.0":    "alice_proj_img_1.0.sif",
+		"localhost:5000/x/y":                         "x_y_latest.sif",
+		"busybox@sha256:" + strings.Repeat("ab", 32): "busybox_abababababab.sif",
+	}
+	for in, want := range cases {
+		named, err := reference.ParseNormalizedNamed(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := docker.SIFName(named)
+		if got != want {
+			t.Errorf("SIFName(%s) = %s, want %s", in, got, want)
+		}
+		if err := docker.ValidSIFName(got); err != nil {
+			t.Errorf("%s: %v", got, err)
+		}
+	}
+	long, _ := reference.ParseNormalizedNamed("example.org/" + strings.Repeat("abcdefghij/", 20) + "z:1")
+	if err := docker.ValidSIFName(docker.SIFName(long)); err != nil {
+		t.Errorf("long name: %v", err)
+	}
+	for _, bad := range []string{"", "x", "x.tar", "../x.sif", "a/b.sif", ".x.sif", "x\x00.sif", "-x.sif", "x y.sif"} {
+		if err := docker.ValidSIFName(bad); !errors.Is(err, docker.ErrInvalid) {
+			t.Errorf("ValidSIFName(%q) = %v", bad, err)
+		}
+	}
+}
+
+// checkSIF reads a SIF file back with the SIF library and squashfs-tools-ng.
+func checkSIF(t *testing.T, path, source string) {
+	t.Helper()
+	f, err := sif.LoadContainerFromPath(path, sif.OptLoadWithFlag(os.O_RDONLY))
+	if err != nil {
+		t.Fatalf("load SIF: %v", err)
+	}
+	defer f.UnloadContainer()
+	def, err := f.GetDescriptor(sif.WithDataType(sif.DataDeffile))
+	if err != nil {
+		t.Fatalf("definition: %v", err)
+	}
+	if d, _ := def.GetData(); !strings.Contains(string(d), "from: "+source) {
+		t.Errorf("definition %q does not name %s", d, source)
+	}
+	if js, err := f.GetDescriptor(sif.WithDataType(sif.DataGenericJSON)); err != nil || js.Name() != "oci-config.json" {
+		t.Errorf("oci-config.json descriptor: %v", err)
+	}
+	part, err := f.GetDescriptor(sif.WithPartitionType(sif.PartPrimSys))
+	if err != nil {
+		t.Fatalf("primary partition: %v", err)
+	}
+	fs, _, arch, err := part.PartitionMetadata()
+	if err != nil || fs != sif.FsSquash || arch != "amd64" {
+		t.Errorf("partition: fs %v arch %q %v", fs, arch, err)
+	}
+	data, err := part.GetData()
+	if err != nil || len(data) < 4 || string(data[:4]) != "hsqs" {
+		t.Fatalf("no squashfs magic at the partition offset")
+	}
+	sq := filepath.Join(t.TempDir(), "p.sqfs")
+	if err := os.WriteFile(sq, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for dir, want := range map[string]string{"/bin": "busybox", "/.singularity.d": "runscript"} {
+		out, err := exec.Command("rdsquashfs", "-l", dir, sq).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), want) {
+			t.Errorf("rdsquashfs -l %s: %v\n%s", dir, err, out)
+		}
+	}
+}
+
+// exportContainers lists the SIF export containers this service's labels select.
+func exportContainers(t *testing.T, cli *client.Client, cfg docker.Config) int {
+	t.Helper()
+	f := client.Filters{}.Add("label", docker.LabelSIFExport)
+	for k, v := range cfg.Labels {
+		f = f.Add("label", k+"="+v)
+	}
+	res, err := cli.ContainerList(context.Background(), client.ContainerListOptions{All: true, Filters: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(res.Items)
+}
+
+func TestSIFBuildListRemove(t *testing.T) {
+	for _, tool := range []string{"tar2sqfs", "rdsquashfs"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not installed: apt-get install squashfs-tools-ng", tool)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cli := dockertest.Client(t)
+	svc := dockertest.NewService(t)
+	img := dockertest.BusyboxImage(ctx, t, cli)
+	dir := t.TempDir()
+	ss, err := docker.NewSIFService(svc, docker.SIFOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ss.ToolsError() != nil {
+		t.Fatal(ss.ToolsError())
+	}
+	alice := backend.Identity{User: "alice", Role: backend.RoleStudent}
+	bob := backend.Identity{User: "bob", Role: backend.RoleStudent}
+	named, _ := reference.ParseNormalizedNamed(img)
+	name := docker.SIFName(named)
+
+	var phases []string
+	var last docker.SIFProgress
+	f, cached, err := ss.Build(ctx, alice, img, func(p docker.SIFProgress) {
+		if len(phases) == 0 || phases[len(phases)-1] != p.Phase {
+			phases = append(phases, p.Phase)
+		}
+		last = p
+	})
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	if cached || f.Name != name || f.Size <= 0 || f.Image != img || len(f.ImageID) != 12 {
+		t.Errorf("result %+v cached %v, want %s built", f, cached, name)
+	}
+	if strings.Join(phases, ",") != "exporting,writing" || last.Done <= 0 || last.Total <= 0 {
+		t.Errorf("progress phases %v, last %+v", phases, last)
+	}
+	stored := filepath.Join(dir, "alice", name)
+	checkSIF(t, stored, img)
+	if fi, err := os.Stat(stored); err != nil || fi.Size() != f.Size {
+		t.Errorf("stored file: %v %v", fi, err)
+	}
+	if n := exportContainers(t, cli, svc.Config()); n != 0 {
+		t.Errorf("%d export containers left", n)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "alice", ".building")); len(ents) != 0 {
+		t.Errorf("unfinished files left: %v", ents)
+	}
+
+	// Again: the same image ID is not built twice, for alice or for bob.
+	builds := 0
+	f2, cached, err := ss.Build(ctx, alice, img, func(docker.SIFProgress) { builds++ })
+	if err != nil || !cached || f2.Name != name || builds != 0 {
+		t.Errorf("second build: %+v cached %v err %v progress calls %d", f2, cached, err, builds)
+	}
+	fb, cached, err := ss.Build(ctx, bob, img, func(docker.SIFProgress) { builds++ })
+	if err != nil || !cached || builds != 0 || fb.Size != f.Size {
+		t.Errorf("bob's build: %+v cached %v err %v progress calls %d", fb, cached, err, builds)
+	}
+
+	for _, id := range []backend.Identity{alice, bob} {
+		list, err := ss.List(ctx, id)
+		if err != nil || len(list) != 1 || list[0].Name != name || list[0].Image != img || list[0].Size != f.Size {
+			t.Errorf("%s: list %+v %v", id.User, list, err)
+		}
+	}
+	if list, err := ss.List(ctx, backend.Identity{User: "carol", Role: backend.RoleStudent}); err != nil || len(list) != 0 {
+		t.Errorf("carol sees %+v %v", list, err)
+	}
+
+	// Someone else's file is out of reach by any name.
+	for _, n := range []string{"../bob/" + name, "bob/" + name, "..", ".meta", filepath.Join(dir, "bob", name)} {
+		if _, _, err := ss.Open(ctx, backend.Identity{User: "carol", Role: backend.RoleStudent}, n); !errors.Is(err, docker.ErrNotFound) {
+			t.Errorf("carol opens %q: %v", n, err)
+		}
+	}
+	if _, _, err := ss.Open(ctx, backend.Identity{User: "carol", Role: backend.RoleStudent}, name); !errors.Is(err, docker.ErrNotFound) {
+		t.Errorf("carol opens %s: %v", name, err)
+	}
+	if err := ss.Remove(ctx, backend.Identity{User: "carol", Role: backend.RoleStudent}, name); !errors.Is(err, docker.ErrNotFound) {
+		t.Errorf("carol removes %s: %v", name, err)
+	}
+
+	// alice removes hers; bob's stays.
+	if err := ss.Remove(ctx, alice, name); err != nil {
+		t.Fatal(err)
+	}
+	if err := ss.Remove(ctx, alice, name); !errors.Is(err, docker.ErrNotFound) {
+		t.Errorf("second remove: %v", err)
+	}
+	if list, _ := ss.List(ctx, alice); len(list) != 0 {
+		t.Errorf("alice still has %+v", list)
+	}
+	rf, _, err := ss.Open(ctx, bob, name)
+	if err != nil {
+		t.Fatalf("bob's file after alice removed hers: %v", err)
+	}
+	rf.Close()
+
+	// Bad input changes nothing.
+	for _, ref := range []string{"", "UPPER:case", "no-such-image:1", shortIDOf(t, cli, img)} {
+		_, _, err := ss.Build(ctx, alice, ref, nil)
+		if err == nil || (!errors.Is(err, docker.ErrInvalid) && !errors.Is(err, docker.ErrNoImage)) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("build %q: %v", ref, err)
+		}
+	}
+	if list, _ := ss.List(ctx, alice); len(list) != 0 {
+		t.Errorf("alice has %+v after bad builds", list)
+	}
+}
+
+func shortIDOf(t *testing.T, cli *client.Client, ref string) string {
+	t.Helper()
+	ins, err := cli.ImageInspect(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimPrefix(ins.ID, "sha256:")[:12]
+}
+
+func TestSIFQuotaAndTools(t *testing.T) {
+	if _, err := exec.LookPath("tar2sqfs"); err != nil {
+		t.Fatal("tar2sqfs not installed: apt-get install squashfs-tools-ng")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cli := dockertest.Client(t)
+	svc := dockertest.NewService(t)
+	img := dockertest.BusyboxImage(ctx, t, cli)
+	alice := backend.Identity{User: "alice", Role: backend.RoleStudent}
+
+	dir := t.TempDir()
+	ss, err := docker.NewSIFService(svc, docker.SIFOptions{Dir: dir, Quota: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = ss.Build(ctx, alice, img, nil)
+	if !errors.Is(err, docker.ErrQuota) || !strings.Contains(err.Error(), "over your SIF quota") {
+		t.Fatalf("build over quota: %v", err)
+	}
+	if list, _ := ss.List(ctx, alice); len(list) != 0 {
+		t.Errorf("files kept over quota: %+v", list)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "alice", ".building")); len(ents) != 0 {
+		t.Errorf("unfinished files left: %v", ents)
+	}
+	if n := exportContainers(t, cli, svc.Config()); n != 0 {
+		t.Errorf("%d export containers left", n)
+	}
+	// A user already at the quota is refused before anything is built.
+	if err := os.WriteFile(filepath.Join(dir, "alice", "old.sif"), make([]byte, 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	_, _, err = ss.Build(ctx, alice, img, func(docker.SIFProgress) { calls++ })
+	if !errors.Is(err, docker.ErrQuota) || !strings.Contains(err.Error(), "SIF quota reached") || calls != 0 {
+		t.Errorf("build at quota: %v (progress calls %d)", err, calls)
+	}
+
+	noTools, err := docker.NewSIFService(svc, docker.SIFOptions{Dir: t.TempDir(), Tar2sqfs: "/nonexistent/tar2sqfs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if noTools.ToolsError() == nil {
+		t.Fatal("no error for a missing tar2sqfs")
+	}
+	_, _, err = noTools.Build(ctx, alice, img, nil)
+	if !errors.Is(err, docker.ErrUnsupported) || !strings.Contains(err.Error(), "apt-get install squashfs-tools-ng") {
+		t.Errorf("build without tar2sqfs: %v", err)
+	}
+}
+
+// TestSIFBuildLimits holds builds in a gated tar2sqfs to see one build per user and the
+// server-wide limit at work.
+func TestSIFBuildLimits(t *testing.T) {
+	real, err := exec.LookPath("tar2sqfs")
+	if err != nil {
+		t.Fatal("tar2sqfs not installed: apt-get install squashfs-tools-ng")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cli := dockertest.Client(t)
+	svc := dockertest.NewService(t)
+	img := dockertest.BusyboxImage(ctx, t, cli)
+	tmp := t.TempDir()
+	gate, started := filepath.Join(tmp, "open"), filepath.Join(tmp, "started")
+	script := filepath.Join(tmp, "tar2sqfs")
+	if err := os.WriteFile(script, []byte(fmt.Sprintf("#!/bin/sh\ntouch %s\nwhile [ ! -e %s ]; do sleep 0.05; done\nexec %s \"$@\"\n", started, gate, real)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := docker.NewSIFService(svc, docker.SIFOptions{Dir: filepath.Join(tmp, "sif"), MaxBuilds: 1, Tar2sqfs: script})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := backend.Identity{User: "alice", Role: backend.RoleStudent}
+	bob := backend.Identity{User: "bob", Role: backend.RoleStudent}
+
+	var wg sync.WaitGroup
+	var aliceErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_, _, aliceErr = ss.Build(ctx, alice, img, nil)
+	}()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(started); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first build never reached tar2sqfs")
+		}
+	}
+	// alice again while hers runs: refused at once.
+	if _, _, err := ss.Build(ctx, alice, img, nil); !errors.Is(err, docker.ErrConflict) || !strings.Contains(err.Error(), "already running") {
+		t.Errorf("second build of alice: %v", err)
+	}
+	// bob waits for the only slot; giving up while queued leaves nothing.
+	queued := make(chan docker.SIFProgress, 16)
+	qctx, qcancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := ss.Build(qctx, bob, img, func(p docker.SIFProgress) { queued <- p })
+		done <- err
+	}()
+	select {
+	case p := <-queued:
+		if p.Phase != "queued" || p.Position != 1 {
+			t.Errorf("bob's first progress %+v, want queued first", p)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("bob was not queued")
+	}
+	qcancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("bob's cancelled build: %v", err)
+	}
+	// bob queues again, and runs once alice's build ends.
+	go func() {
+		f, _, err := ss.Build(ctx, bob, img, nil)
+		if err == nil && f.Size == 0 {
+			err = errors.New("empty file")
+		}
+		done <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if aliceErr != nil {
+		t.Fatalf("alice's build: %v", aliceErr)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("bob's build: %v", err)
+	}
+	if n := exportContainers(t, cli, svc.Config()); n != 0 {
+		t.Errorf("%d export containers left", n)
+	}
+}
