@@ -172,3 +172,15 @@ func (c *Client) lookUpUser(ctx context.Context, username string) (*gl.User, err
 	}
 	return nil, ErrNoSuchUser
 }
+
+// UserError words a failed registry listing in one line for the user who asked: no GitLab
+// account, GitLab unreachable, or what GitLab said.
+func UserError(err error) error {
+	switch {
+	case errors.Is(err, ErrNoSuchUser):
+		return errors.New("GitLab has no user by your name, so there is no registry to show")
+	case IsUnavailable(err):
+		return errors.New("GitLab cannot be reached now; try again later")
+	}
+	return fmt.Errorf("could not list your registry: %w", err)
+}

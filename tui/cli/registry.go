@@ -23,17 +23,6 @@ var _ Registry = (*gitlab.Client)(nil)
 
 var errNoRegistry = errors.New("the registry view needs GitLab, which this server is not connected to")
 
-// RegistryError words a failed registry listing in one line for users.
-func RegistryError(err error) error {
-	switch {
-	case errors.Is(err, gitlab.ErrNoSuchUser):
-		return errors.New("GitLab has no user by your name, so no registry to show")
-	case gitlab.IsUnavailable(err):
-		return errors.New("GitLab cannot be reached now; try again later")
-	}
-	return fmt.Errorf("could not list your registry: %w", err)
-}
-
 func registryCmd(env Env, reg Registry) *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
@@ -51,7 +40,7 @@ func registryCmd(env Env, reg Registry) *cobra.Command {
 		RunE: func(c *cobra.Command, _ []string) error {
 			repos, err := reg.UserRegistry(env.Ctx, env.Identity.User)
 			if err != nil {
-				return RegistryError(err)
+				return gitlab.UserError(err)
 			}
 			if asJSON {
 				out := make([]registryRow, 0)

@@ -261,7 +261,7 @@ func (se *session) tabs(st dashboard.Styles) ([]dashboard.Tab, *containers.Tab, 
 	closeAll = func() { closeCtr(); gpuTab.Close() }
 	img := notice("Images", "Images are off on this server (docker.enabled: false).")
 	if se.srv.deps.Images != nil {
-		imgTab := images.New(se.srv.deps.Images, se.id, st)
+		imgTab := images.New(images.Deps{Images: se.srv.deps.Images, SIFs: se.srv.deps.SIFs, Registry: se.srv.deps.Registry, Prefix: se.srv.prefix}, se.id, st)
 		img = imgTab
 		closeRest := closeAll
 		closeAll = func() { closeRest(); imgTab.Close() }

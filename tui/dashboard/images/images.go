@@ -1,5 +1,7 @@
 // Package images is the dashboard's Images tab: the images on the server (one row per tag),
-// pulling an image with live per-layer progress, and removing a tag after a y/N question.
+// pulling an image with live per-layer progress, removing a tag after a y/N question,
+// converting an image into a SIF file to download (f), and the user's own GitLab container
+// registry (m), where one key pulls a tag.
 //
 // The backend applies the pull policy and the removal rules; the tab only shows the result.
 // Every string from outside is neutralised before display.
@@ -33,6 +35,16 @@ type Service interface {
 }
 
 var _ Service = (*docker.ImageService)(nil)
+
+// Deps are what the tab works with; only Images is required for a working tab.
+type Deps struct {
+	Images Service // nil: images are not configured, the tab says so
+	SIFs   SIFs    // nil: no f key
+	// Registry lists the user's own GitLab registry; nil: no m key.
+	Registry Registry
+	// Prefix is how users reach the server ("ssh -p 2222 host"), for the download hint.
+	Prefix string
+}
 
 const (
 	loadTimeout   = 30 * time.Second
@@ -107,12 +119,15 @@ func (p *pull) snapshot() (line string, layers []docker.PullProgress) {
 
 // Tab is the Images tab. Create it with New; call Close when the program has ended.
 type Tab struct {
-	svc Service
-	id  backend.Identity
-	st  dashboard.Styles
-	now func() time.Time
+	svc    Service
+	sifs   SIFs
+	reg    Registry
+	prefix string
+	id     backend.Identity
+	st     dashboard.Styles
+	now    func() time.Time
 
-	up, down, pullKey, remove, reload, yes key.Binding
+	up, down, pullKey, remove, reload, yes, sifKey, regKey, pullSel key.Binding
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -133,12 +148,17 @@ type Tab struct {
 	// shown by View: copied from pulling on each tick
 	pullLine   string
 	pullLayers []docker.PullProgress
+
+	building *sifBuild          // the SIF build in flight
+	sifShown docker.SIFProgress // its progress, copied on each tick
+
+	registry registryView
 }
 
 var _ dashboard.Tab = (*Tab)(nil)
 
-// New builds the tab for one user. svc may be nil (images not configured): the tab says so.
-func New(svc Service, id backend.Identity, styles dashboard.Styles) *Tab {
+// New builds the tab for one user.
+func New(deps Deps, id backend.Identity, styles dashboard.Styles) *Tab {
 	b := func(keys []string, help, desc string) key.Binding {
 		return key.NewBinding(key.WithKeys(keys...), key.WithHelp(help, desc))
 	}
@@ -151,13 +171,17 @@ func New(svc Service, id backend.Identity, styles dashboard.Styles) *Tab {
 	s.Cursor.Blink = false
 	in.SetStyles(s)
 	return &Tab{
-		svc: svc, id: id, st: styles, now: time.Now, ctx: ctx, cancel: cancel, input: in,
+		svc: deps.Images, sifs: deps.SIFs, reg: deps.Registry, prefix: deps.Prefix,
+		id: id, st: styles, now: time.Now, ctx: ctx, cancel: cancel, input: in,
 		up:      b([]string{"k", "up"}, "k/↑", "up"),
 		down:    b([]string{"j", "down"}, "j/↓", "down"),
 		pullKey: b([]string{"p"}, "p", "pull"),
 		remove:  b([]string{"d"}, "d", "remove"),
 		reload:  b([]string{"R"}, "R", "reload"),
 		yes:     b([]string{"y", "Y"}, "y", "yes"),
+		sifKey:  b([]string{"f"}, "f", "make SIF"),
+		regKey:  b([]string{"m"}, "m", "my registry"),
+		pullSel: b([]string{"p", "enter"}, "p/enter", "pull"),
 	}
 }
 
@@ -180,8 +204,18 @@ func (t *Tab) Keys() []key.Binding {
 		}
 	case t.confirm != nil:
 		return []key.Binding{t.yes, key.NewBinding(key.WithKeys("n"), key.WithHelp("n", "no"))}
+	case t.registry.on:
+		return []key.Binding{t.up, t.down, t.pullSel, t.reload,
+			key.NewBinding(key.WithKeys("m", "esc"), key.WithHelp("m/esc", "server images"))}
 	}
-	return []key.Binding{t.up, t.down, t.pullKey, t.remove, t.reload}
+	keys := []key.Binding{t.up, t.down, t.pullKey, t.remove, t.reload}
+	if t.sifs != nil {
+		keys = append(keys, t.sifKey)
+	}
+	if t.reg != nil {
+		keys = append(keys, t.regKey)
+	}
+	return keys
 }
 
 // Init loads the list.
@@ -247,6 +281,8 @@ func (t *Tab) Update(msg tea.Msg) (dashboard.Tab, tea.Cmd) {
 			return t, tea.Batch(dashboard.ErrorStatus(msg.err), t.load())
 		}
 		return t, tea.Batch(dashboard.Status("removed "+msg.shown, false), t.load())
+	case sifTickMsg, sifDoneMsg, registryMsg:
+		return t, t.updateExtra(msg)
 	case tea.PasteMsg:
 		if t.prompting {
 			var cmd tea.Cmd
@@ -298,7 +334,14 @@ func (t *Tab) key(msg tea.KeyPressMsg) tea.Cmd {
 	if t.svc == nil {
 		return nil
 	}
+	if t.registry.on {
+		return t.registryKey(msg)
+	}
 	switch {
+	case key.Matches(msg, t.sifKey) && t.sifs != nil:
+		return t.startSIF()
+	case key.Matches(msg, t.regKey) && t.reg != nil:
+		return t.openRegistry()
 	case key.Matches(msg, t.up):
 		t.sel = max(0, t.sel-1)
 	case key.Matches(msg, t.down):
@@ -392,6 +435,9 @@ func (t *Tab) View(width, height int) string {
 		bottom = append(bottom, "")
 		bottom = append(bottom, progressLines(t.st, t.pulling.shown, t.pullLine, t.pullLayers, width)...)
 	}
+	if t.building != nil {
+		bottom = append(bottom, "", sifLine(t.st, t.building.shown, t.sifShown, width))
+	}
 	switch {
 	case t.prompting:
 		t.input.SetWidth(max(1, width-len(t.input.Prompt)-3))
@@ -408,6 +454,8 @@ func (t *Tab) View(width, height int) string {
 	}
 	var middle []string
 	switch {
+	case t.registry.on:
+		middle = t.registryTable(width, room)
 	case t.loadErr != nil && len(t.rows) == 0:
 		middle = []string{t.st.Failed.Render(cut(" " + termsafe.Line(t.loadErr.Error())))}
 	case len(t.rows) == 0 && t.loading:

@@ -96,7 +96,7 @@ func drain(t *testing.T, tab *Tab, cmd tea.Cmd) []dashboard.StatusMsg {
 			queue = append(queue, msg...)
 		case dashboard.StatusMsg:
 			status = append(status, msg)
-		case pullTickMsg:
+		case pullTickMsg, sifTickMsg:
 			// redraw ticks are tested separately
 		case nil:
 		default:
@@ -126,7 +126,7 @@ func press(t *testing.T, tab *Tab, s string) []dashboard.StatusMsg {
 
 func newTab(t *testing.T, f *fakeService) *Tab {
 	t.Helper()
-	tab := New(f, me, dashboard.DefaultStyles())
+	tab := New(Deps{Images: f}, me, dashboard.DefaultStyles())
 	tab.now = func() time.Time { return created.Add(72 * time.Hour) }
 	t.Cleanup(tab.Close)
 	drain(t, tab, tab.Init())
@@ -349,7 +349,7 @@ func TestLoadErrorAndReload(t *testing.T) {
 
 func TestOtherTabsMessagesIgnored(t *testing.T) {
 	tab := newTab(t, &fakeService{list: sampleList()})
-	other := New(&fakeService{}, me, dashboard.DefaultStyles())
+	other := New(Deps{Images: &fakeService{}}, me, dashboard.DefaultStyles())
 	tab.Update(loadedMsg{tab: other, list: nil})
 	if len(tab.rows) != 4 {
 		t.Error("another tab's list replaced this one")
