@@ -52,11 +52,11 @@ func sifCmd(env Env, sifs SIFs) *cobra.Command {
 			if err != nil {
 				return failure(err)
 			}
-			how := "made"
+			how := "made (%s)"
 			if cached {
-				how = "ready (made before from the same image)"
+				how = "ready (%s, made before from the same image)"
 			}
-			fmt.Fprintf(env.Stdout, "%s %s (%s)\ndownload: %s\n", termsafe.Line(f.Name), how, format.Bytes(f.Size),
+			fmt.Fprintf(env.Stdout, "%s "+how+"\ndownload: %s\n", termsafe.Line(f.Name), format.Bytes(f.Size),
 				format.SCPDownload(env.Prefix, "/sif/"+termsafe.Line(f.Name)))
 			return nil
 		},

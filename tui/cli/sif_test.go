@@ -104,7 +104,7 @@ func TestSIFBuildOutput(t *testing.T) {
 
 	f = &fakeSIFs{result: docker.SIFFile{Name: "x_latest.sif", Size: 1024}, cached: true}
 	_, out, _ = runSIF(f, "sif", "x")
-	if !strings.Contains(out, "x_latest.sif ready (made before from the same image)") {
+	if !strings.Contains(out, "x_latest.sif ready (1.0 KiB, made before from the same image)") {
 		t.Errorf("cached: %q", out)
 	}
 }
