@@ -373,3 +373,74 @@ func TestSIFBuildLimits(t *testing.T) {
 		t.Errorf("%d export containers left", n)
 	}
 }
+
+// TestSIFBuildCancelled ends a build while tar2sqfs runs: nothing is left behind.
+func TestSIFBuildCancelled(t *testing.T) {
+	real, err := exec.LookPath("tar2sqfs")
+	if err != nil {
+		t.Fatal("tar2sqfs not installed: apt-get install squashfs-tools-ng")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cli := dockertest.Client(t)
+	svc := dockertest.NewService(t)
+	img := dockertest.BusyboxImage(ctx, t, cli)
+	tmp := t.TempDir()
+	started := filepath.Join(tmp, "started")
+	script := filepath.Join(tmp, "tar2sqfs")
+	// Runs the real tool on what it gets, then hangs as a very large image would.
+	body := fmt.Sprintf("#!/bin/sh\ntouch %s\n%s \"$@\"\nexec sleep 600\n", started, real)
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(tmp, "sif")
+	ss, err := docker.NewSIFService(svc, docker.SIFOptions{Dir: dir, Tar2sqfs: script})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := backend.Identity{User: "alice", Role: backend.RoleStudent}
+	bctx, bcancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := ss.Build(bctx, alice, img, nil)
+		done <- err
+	}()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(started); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the build never reached tar2sqfs")
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	bcancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled build: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Build did not return after its context ended")
+	}
+	if list, _ := ss.List(ctx, alice); len(list) != 0 {
+		t.Errorf("files after a cancelled build: %+v", list)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "alice", ".building")); len(ents) != 0 {
+		t.Errorf("unfinished files left: %v", ents)
+	}
+	if n := exportContainers(t, cli, svc.Config()); n != 0 {
+		t.Errorf("%d export containers left", n)
+	}
+	// The user may build again at once.
+	ok, err := docker.NewSIFService(svc, docker.SIFOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ok.Build(ctx, alice, img, nil); err != nil {
+		t.Errorf("build after the cancelled one: %v", err)
+	}
+	if _, _, err := ss.Build(ctx, alice, img, nil); err != nil {
+		t.Errorf("the first service refuses alice after her cancelled build: %v", err)
+	}
+}

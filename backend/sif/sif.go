@@ -113,6 +113,7 @@ func squash(ctx context.Context, rootfs io.Reader, cfg ImageConfig, bin, sqPath 
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	cmd.Stdout = &stderr
+	cmd.WaitDelay = 5 * time.Second // a child tar2sqfs left behind cannot hold Wait
 	if err := cmd.Start(); err != nil {
 		pr.Close()
 		return fmt.Errorf("sif: start %s: %w", bin, err)
