@@ -264,11 +264,42 @@ func generated(cfg ImageConfig) ([]genFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []genFile{
+	files := []genFile{
 		{".singularity.d/runscript", 0o755, []byte(Runscript(cfg.Entrypoint, cfg.Cmd))},
 		{".singularity.d/env/90-environment.sh", 0o755, []byte(EnvScript(cfg.Env))},
 		{".singularity.d/labels.json", 0o644, append(lj, '\n')},
-	}, nil
+	}
+	for _, a := range actionNames {
+		files = append(files, genFile{".singularity.d/actions/" + a, 0o755, []byte(ActionScript(a))})
+	}
+	return files, nil
+}
+
+// actionNames are the action scripts an image carries for runtimes that run them from the
+// image (older Singularity releases); newer ones bring their own.
+var actionNames = []string{"exec", "run", "shell", "start", "test"}
+
+// ActionScript is /.singularity.d/actions/<action>: load the image's environment, then do
+// what the action means.
+func ActionScript(action string) string {
+	var b strings.Builder
+	b.WriteString("#!/bin/sh\nfor f in /.singularity.d/env/*.sh; do\n  [ -f \"$f\" ] && . \"$f\"\ndone\n")
+	switch action {
+	case "exec":
+		b.WriteString("exec \"$@\"\n")
+	case "run":
+		b.WriteString("[ -x /.singularity.d/runscript ] && exec /.singularity.d/runscript \"$@\"\n" +
+			"echo \"no runscript in this image: running /bin/sh\" >&2\nexec /bin/sh \"$@\"\n")
+	case "shell":
+		b.WriteString("if [ -n \"${SINGULARITY_SHELL:-}\" ]; then exec \"$SINGULARITY_SHELL\" \"$@\"; fi\n" +
+			"[ -x /bin/bash ] && exec /bin/bash \"$@\"\nexec /bin/sh \"$@\"\n")
+	case "start":
+		b.WriteString("[ -x /.singularity.d/startscript ] && exec /.singularity.d/startscript \"$@\"\nexit 0\n")
+	case "test":
+		b.WriteString("[ -x /.singularity.d/test ] && exec /.singularity.d/test \"$@\"\n" +
+			"echo \"no test script in this image\" >&2\nexit 0\n")
+	}
+	return b.String()
 }
 
 var genDirs = []string{".singularity.d", ".singularity.d/env", ".singularity.d/actions", ".singularity.d/libs"}

@@ -166,6 +166,57 @@ func TestRewriteTar(t *testing.T) {
 	if _, ok := m[".singularity.d/env/"]; !ok {
 		t.Errorf("env dir missing: %v", m)
 	}
+	for _, a := range []string{"exec", "run", "shell", "start", "test"} {
+		if m[".singularity.d/actions/"+a] != ActionScript(a) {
+			t.Errorf("action %s: %q", a, m[".singularity.d/actions/"+a])
+		}
+	}
+}
+
+// TestActionScripts runs the action scripts with /bin/sh, with the image's paths moved under
+// a temporary root.
+func TestActionScripts(t *testing.T) {
+	root := t.TempDir()
+	sd := filepath.Join(root, ".singularity.d")
+	if err := os.MkdirAll(filepath.Join(sd, "env"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(p, body string) {
+		if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(sd, "env", "90-environment.sh"), EnvScript([]string{"GREETING=hello there"}))
+	write(filepath.Join(sd, "runscript"), "#!/bin/sh\necho \"run: $GREETING: $*\"\n")
+	run := func(action string, args ...string) string {
+		t.Helper()
+		script := strings.ReplaceAll(ActionScript(action), "/.singularity.d", sd)
+		p := filepath.Join(root, action)
+		write(p, script)
+		if err := exec.Command("/bin/sh", "-n", p).Run(); err != nil {
+			t.Fatalf("%s: syntax: %v", action, err)
+		}
+		out, err := exec.Command("/bin/sh", append([]string{p}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", action, err, out)
+		}
+		return string(out)
+	}
+	if got := run("run", "a", "b c"); got != "run: hello there: a b c\n" {
+		t.Errorf("run: %q", got)
+	}
+	if got := run("exec", "/bin/sh", "-c", "echo \"exec: $GREETING\""); got != "exec: hello there\n" {
+		t.Errorf("exec: %q", got)
+	}
+	if got := run("shell", "-c", "echo shell"); got != "shell\n" {
+		t.Errorf("shell: %q", got)
+	}
+	if got := run("start"); got != "" {
+		t.Errorf("start: %q", got)
+	}
+	if got := run("test"); !strings.Contains(got, "no test script") {
+		t.Errorf("test: %q", got)
+	}
 }
 
 func TestCheckToolsMissing(t *testing.T) {
