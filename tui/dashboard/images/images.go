@@ -127,7 +127,7 @@ type Tab struct {
 	st     dashboard.Styles
 	now    func() time.Time
 
-	up, down, pullKey, remove, reload, yes, sifKey, regKey, pullSel key.Binding
+	up, down, pullKey, remove, reload, yes, sifKey, regKey, pullSel, viewSIFs key.Binding
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -153,6 +153,7 @@ type Tab struct {
 	sifShown docker.SIFProgress // its progress, copied on each tick
 
 	registry registryView
+	sifList  sifView
 }
 
 var _ dashboard.Tab = (*Tab)(nil)
@@ -173,15 +174,16 @@ func New(deps Deps, id backend.Identity, styles dashboard.Styles) *Tab {
 	return &Tab{
 		svc: deps.Images, sifs: deps.SIFs, reg: deps.Registry, prefix: deps.Prefix,
 		id: id, st: styles, now: time.Now, ctx: ctx, cancel: cancel, input: in,
-		up:      b([]string{"k", "up"}, "k/↑", "up"),
-		down:    b([]string{"j", "down"}, "j/↓", "down"),
-		pullKey: b([]string{"p"}, "p", "pull"),
-		remove:  b([]string{"d"}, "d", "remove"),
-		reload:  b([]string{"R"}, "R", "reload"),
-		yes:     b([]string{"y", "Y"}, "y", "yes"),
-		sifKey:  b([]string{"f"}, "f", "make SIF"),
-		regKey:  b([]string{"m"}, "m", "my registry"),
-		pullSel: b([]string{"p", "enter"}, "p/enter", "pull"),
+		up:       b([]string{"k", "up"}, "k/↑", "up"),
+		down:     b([]string{"j", "down"}, "j/↓", "down"),
+		pullKey:  b([]string{"p"}, "p", "pull"),
+		remove:   b([]string{"d"}, "d", "remove"),
+		reload:   b([]string{"R"}, "R", "reload"),
+		yes:      b([]string{"y", "Y"}, "y", "yes"),
+		sifKey:   b([]string{"f"}, "f", "make SIF"),
+		regKey:   b([]string{"m"}, "m", "my registry"),
+		pullSel:  b([]string{"p", "enter"}, "p/enter", "pull"),
+		viewSIFs: b([]string{"v"}, "v", "my SIF files"),
 	}
 }
 
@@ -191,8 +193,8 @@ func (t *Tab) Close() { t.closeOnce.Do(t.cancel) }
 // Title is the tab's name.
 func (t *Tab) Title() string { return "Images" }
 
-// Capturing reports whether the prompt or the question takes the keys.
-func (t *Tab) Capturing() bool { return t.prompting || t.confirm != nil }
+// Capturing reports whether the prompt or a question takes the keys.
+func (t *Tab) Capturing() bool { return t.prompting || t.confirm != nil || t.sifList.confirm != "" }
 
 // Keys are the bindings for the footer and the help.
 func (t *Tab) Keys() []key.Binding {
@@ -204,13 +206,18 @@ func (t *Tab) Keys() []key.Binding {
 		}
 	case t.confirm != nil:
 		return []key.Binding{t.yes, key.NewBinding(key.WithKeys("n"), key.WithHelp("n", "no"))}
+	case t.sifList.confirm != "":
+		return []key.Binding{t.yes, key.NewBinding(key.WithKeys("n"), key.WithHelp("n", "no"))}
 	case t.registry.on:
 		return []key.Binding{t.up, t.down, t.pullSel, t.reload,
 			key.NewBinding(key.WithKeys("m", "esc"), key.WithHelp("m/esc", "server images"))}
+	case t.sifList.on:
+		return []key.Binding{t.up, t.down, t.remove, t.reload,
+			key.NewBinding(key.WithKeys("v", "esc"), key.WithHelp("v/esc", "server images"))}
 	}
 	keys := []key.Binding{t.up, t.down, t.pullKey, t.remove, t.reload}
 	if t.sifs != nil {
-		keys = append(keys, t.sifKey)
+		keys = append(keys, t.sifKey, t.viewSIFs)
 	}
 	if t.reg != nil {
 		keys = append(keys, t.regKey)
@@ -281,7 +288,7 @@ func (t *Tab) Update(msg tea.Msg) (dashboard.Tab, tea.Cmd) {
 			return t, tea.Batch(dashboard.ErrorStatus(msg.err), t.load())
 		}
 		return t, tea.Batch(dashboard.Status("removed "+msg.shown, false), t.load())
-	case sifTickMsg, sifDoneMsg, registryMsg:
+	case sifTickMsg, sifDoneMsg, registryMsg, sifListMsg, sifRemovedMsg:
 		return t, t.updateExtra(msg)
 	case tea.PasteMsg:
 		if t.prompting {
@@ -337,9 +344,15 @@ func (t *Tab) key(msg tea.KeyPressMsg) tea.Cmd {
 	if t.registry.on {
 		return t.registryKey(msg)
 	}
+	if t.sifList.on {
+		return t.sifListKey(msg)
+	}
 	switch {
 	case key.Matches(msg, t.sifKey) && t.sifs != nil:
 		return t.startSIF()
+	case key.Matches(msg, t.viewSIFs) && t.sifs != nil:
+		t.sifList.on = true
+		return t.loadSIFs()
 	case key.Matches(msg, t.regKey) && t.reg != nil:
 		return t.openRegistry()
 	case key.Matches(msg, t.up):
@@ -456,6 +469,8 @@ func (t *Tab) View(width, height int) string {
 	switch {
 	case t.registry.on:
 		middle = t.registryTable(width, room)
+	case t.sifList.on:
+		middle = t.sifTable(width, room)
 	case t.loadErr != nil && len(t.rows) == 0:
 		middle = []string{t.st.Failed.Render(cut(" " + termsafe.Line(t.loadErr.Error())))}
 	case len(t.rows) == 0 && t.loading:

@@ -19,9 +19,12 @@ import (
 	"whalemountain/tui/termsafe"
 )
 
-// SIFs makes SIF files of images (*docker.SIFService).
+// SIFs makes, lists and removes the user's SIF files (*docker.SIFService).
 type SIFs interface {
 	Build(ctx context.Context, id backend.Identity, ref string, progress func(docker.SIFProgress)) (docker.SIFFile, bool, error)
+	List(ctx context.Context, id backend.Identity) ([]docker.SIFFile, error)
+	Remove(ctx context.Context, id backend.Identity, name string) error
+	Quota() int64
 }
 
 // Registry lists a user's own GitLab container registry (*gitlab.Client).
@@ -52,7 +55,27 @@ type (
 		repos []gitlab.RegistryRepository
 		err   error
 	}
+	sifListMsg struct {
+		tab   *Tab
+		files []docker.SIFFile
+		err   error
+	}
+	sifRemovedMsg struct {
+		tab  *Tab
+		name string
+		err  error
+	}
 )
+
+// sifView is the "My SIF files" view.
+type sifView struct {
+	on      bool
+	loading bool
+	err     error
+	files   []docker.SIFFile
+	sel     int
+	confirm string // the file asked about, "" when no question is open
+}
 
 // sifBuild is the one SIF build in flight; the build writes its progress under mu.
 type sifBuild struct {
@@ -105,16 +128,20 @@ func (t *Tab) updateExtra(msg tea.Msg) tea.Cmd {
 		if t.building != nil && t.building.seq == msg.seq {
 			t.building, t.sifShown = nil, docker.SIFProgress{}
 		}
+		var reload tea.Cmd
+		if t.sifList.on {
+			reload = t.loadSIFs()
+		}
 		if msg.err != nil {
-			return dashboard.ErrorStatus(msg.err)
+			return tea.Batch(dashboard.ErrorStatus(msg.err), reload)
 		}
 		name := termsafe.Line(msg.file.Name)
 		how := "made"
 		if msg.cached {
 			how = "ready"
 		}
-		return dashboard.Status(fmt.Sprintf("%s %s (%s); download: %s", name, how, format.Bytes(msg.file.Size),
-			format.SCPDownload(t.prefix, "/sif/"+name)), false)
+		return tea.Batch(dashboard.Status(fmt.Sprintf("%s %s (%s); download: %s", name, how, format.Bytes(msg.file.Size),
+			format.SCPDownload(t.prefix, "/sif/"+name)), false), reload)
 	case registryMsg:
 		if msg.tab != t || t.ctx.Err() != nil {
 			return nil
@@ -134,8 +161,137 @@ func (t *Tab) updateExtra(msg tea.Msg) tea.Cmd {
 			}
 		}
 		r.sel = max(0, min(r.sel, len(r.rows)-1))
+	case sifListMsg:
+		if msg.tab != t || t.ctx.Err() != nil {
+			return nil
+		}
+		v := &t.sifList
+		v.loading, v.err = false, msg.err
+		if msg.err == nil {
+			v.files = msg.files
+			v.sel = max(0, min(v.sel, len(v.files)-1))
+		}
+	case sifRemovedMsg:
+		if msg.tab != t || t.ctx.Err() != nil {
+			return nil
+		}
+		if msg.err != nil {
+			return tea.Batch(dashboard.ErrorStatus(msg.err), t.loadSIFs())
+		}
+		return tea.Batch(dashboard.Status("removed "+termsafe.Line(msg.name), false), t.loadSIFs())
 	}
 	return nil
+}
+
+func (t *Tab) loadSIFs() tea.Cmd {
+	if t.ctx.Err() != nil {
+		return nil
+	}
+	t.sifList.loading = true
+	parent, sifs, id := t.ctx, t.sifs, t.id
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(parent, loadTimeout)
+		defer cancel()
+		files, err := sifs.List(ctx, id)
+		return sifListMsg{tab: t, files: files, err: err}
+	}
+}
+
+func (t *Tab) sifListKey(msg tea.KeyPressMsg) tea.Cmd {
+	v := &t.sifList
+	if v.confirm != "" {
+		name := v.confirm
+		v.confirm = ""
+		if !key.Matches(msg, t.yes) {
+			return dashboard.Status("kept "+termsafe.Line(name), false)
+		}
+		parent, sifs, id := t.ctx, t.sifs, t.id
+		return func() tea.Msg {
+			ctx, cancel := context.WithTimeout(parent, removeTimeout)
+			defer cancel()
+			return sifRemovedMsg{tab: t, name: name, err: sifs.Remove(ctx, id, name)}
+		}
+	}
+	switch {
+	case msg.String() == "esc" || key.Matches(msg, t.viewSIFs):
+		v.on = false
+	case key.Matches(msg, t.up):
+		v.sel = max(0, v.sel-1)
+	case key.Matches(msg, t.down):
+		v.sel = max(0, min(v.sel+1, len(v.files)-1))
+	case key.Matches(msg, t.reload):
+		return t.loadSIFs()
+	case key.Matches(msg, t.remove):
+		if v.sel < len(v.files) {
+			v.confirm = v.files[v.sel].Name
+		}
+	}
+	return nil
+}
+
+// sifTable renders the SIF files view in height lines: the files, then the quota used and
+// how to download the selected one.
+func (t *Tab) sifTable(width, height int) []string {
+	if height <= 0 {
+		return nil
+	}
+	cut := func(s string) string { return ansi.Truncate(s, width, "…") }
+	v := &t.sifList
+	title := t.st.Header.Render(cut(" My SIF files (v/esc: back to the server's images)"))
+	var used int64
+	for _, f := range v.files {
+		used += f.Size
+	}
+	var foot []string
+	switch {
+	case v.confirm != "":
+		foot = []string{t.st.Failed.Bold(true).Render(cut(" remove " + termsafe.Line(v.confirm) + "? y/N"))}
+	case v.sel < len(v.files):
+		foot = []string{t.st.Dim.Render(cut(fmt.Sprintf(" %s of %s used · download: %s", format.Bytes(used), format.Bytes(t.sifs.Quota()),
+			format.SCPDownload(t.prefix, "/sif/"+termsafe.Line(v.files[v.sel].Name)))))}
+	}
+	switch {
+	case v.err != nil:
+		return []string{title, t.st.Failed.Render(cut(" " + termsafe.Line(v.err.Error())))}
+	case len(v.files) == 0 && v.loading:
+		return []string{title, t.st.Notice.Render(cut("  Loading…"))}
+	case len(v.files) == 0:
+		return []string{title, t.st.Notice.Render(cut("  No SIF files yet. Press f on an image to make one."))}
+	}
+	const sizeW, createdW = 9, 10
+	nameW := max(8, (width-sizeW-createdW-8)/2)
+	imgW := max(8, width-2-nameW-sizeW-createdW-6)
+	cell := func(s string, w int) string {
+		s = ansi.Truncate(s, w, "…")
+		return s + strings.Repeat(" ", max(0, w-ansi.StringWidth(s)))
+	}
+	line := func(name, img, size, created string) string {
+		return "  " + cell(name, nameW) + "  " + cell(img, imgW) + "  " + cell(size, sizeW) + "  " + ansi.Truncate(created, createdW, "…")
+	}
+	out := []string{title, t.st.ColumnHead.Render(cut(line("NAME", "IMAGE", "SIZE", "CREATED")))}
+	n := height - 2 - len(foot)
+	first := 0
+	if v.sel >= n && n > 0 {
+		first = v.sel - n + 1
+	}
+	now := t.now()
+	for i := first; i < len(v.files) && i < first+n; i++ {
+		f := v.files[i]
+		created := "–"
+		if !f.Created.IsZero() {
+			created = format.Age(now.Sub(f.Created)) + " ago"
+		}
+		img := termsafe.Line(f.Image)
+		if img == "" {
+			img = "–"
+		}
+		l := cut(line(termsafe.Line(f.Name), img, format.Bytes(f.Size), created))
+		if i == v.sel {
+			l = t.st.Selected.Render(l + strings.Repeat(" ", max(0, width-ansi.StringWidth(l))))
+		}
+		out = append(out, l)
+	}
+	return append(out, foot...)
 }
 
 // startSIF makes a SIF of the selected tag in a command, under the tab's context: leaving

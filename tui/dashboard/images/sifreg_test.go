@@ -18,11 +18,35 @@ import (
 )
 
 type fakeSIFs struct {
-	built  []string
-	steps  []docker.SIFProgress
-	result docker.SIFFile
-	err    error
+	built   []string
+	steps   []docker.SIFProgress
+	result  docker.SIFFile
+	err     error
+	files   []docker.SIFFile
+	removed []string
+	rmErr   error
 }
+
+func (f *fakeSIFs) List(context.Context, backend.Identity) ([]docker.SIFFile, error) {
+	return f.files, nil
+}
+
+func (f *fakeSIFs) Remove(_ context.Context, _ backend.Identity, name string) error {
+	if f.rmErr != nil {
+		return f.rmErr
+	}
+	f.removed = append(f.removed, name)
+	var kept []docker.SIFFile
+	for _, x := range f.files {
+		if x.Name != name {
+			kept = append(kept, x)
+		}
+	}
+	f.files = kept
+	return nil
+}
+
+func (f *fakeSIFs) Quota() int64 { return 20 << 30 }
 
 func (f *fakeSIFs) Build(_ context.Context, _ backend.Identity, ref string, progress func(docker.SIFProgress)) (docker.SIFFile, bool, error) {
 	f.built = append(f.built, ref)
@@ -219,5 +243,59 @@ func TestRegistryView(t *testing.T) {
 	press(t, plainTab, "m")
 	if plainTab.registry.on || strings.Contains(keyHelp(plainTab), "m") {
 		t.Error("m without GitLab")
+	}
+}
+
+func TestSIFFilesView(t *testing.T) {
+	sifs := &fakeSIFs{files: []docker.SIFFile{
+		{Name: "ubuntu_24.04.sif", Size: 30 << 20, Image: "ubuntu:24.04", Created: created},
+		{Name: "x_1.sif", Size: 2 << 20, Image: "x:1\x1b[2J", Created: created},
+	}}
+	tab := newFullTab(t, Deps{Images: &fakeService{list: sampleList()}, SIFs: sifs, Prefix: "ssh -p 2222 gpu1"})
+	if !strings.Contains(keyHelp(tab), "v") {
+		t.Errorf("keys %q lack v", keyHelp(tab))
+	}
+	press(t, tab, "v")
+	v := tab.View(100, 20)
+	if strings.Contains(v, "\x1b[2J") {
+		t.Error("raw escape reached the view")
+	}
+	lines := strings.Split(plain(v), "\n")
+	if len(lines) != 5 || !strings.Contains(lines[0], "My SIF files") || !strings.Contains(lines[1], "NAME") ||
+		!strings.Contains(lines[2], "ubuntu_24.04.sif") || !strings.Contains(lines[2], "30 MiB") || !strings.Contains(lines[2], "3d ago") ||
+		!strings.Contains(lines[4], "32 MiB of 20 GiB used · download: scp -P 2222 gpu1:/sif/ubuntu_24.04.sif .") {
+		t.Fatalf("view:\n%s", strings.Join(lines, "\n"))
+	}
+	press(t, tab, "j")
+	press(t, tab, "d")
+	if !tab.Capturing() || !strings.Contains(plain(tab.View(100, 20)), "remove x_1.sif? y/N") {
+		t.Errorf("no question:\n%s", plain(tab.View(100, 20)))
+	}
+	st := press(t, tab, "n")
+	if len(sifs.removed) != 0 || len(st) != 1 || st[0].Text != "kept x_1.sif" {
+		t.Errorf("n: removed %v status %+v", sifs.removed, st)
+	}
+	press(t, tab, "d")
+	st = press(t, tab, "y")
+	if len(sifs.removed) != 1 || sifs.removed[0] != "x_1.sif" || len(st) != 1 || st[0].Text != "removed x_1.sif" {
+		t.Errorf("y: removed %v status %+v", sifs.removed, st)
+	}
+	if p := plain(tab.View(100, 20)); strings.Contains(p, "x_1.sif") {
+		t.Errorf("removed file still listed:\n%s", p)
+	}
+	sifs.rmErr = errors.New("no SIF file named ubuntu_24.04.sif")
+	press(t, tab, "d")
+	st = press(t, tab, "y")
+	if len(st) != 1 || !st[0].Err {
+		t.Errorf("error status %+v", st)
+	}
+	press(t, tab, "esc")
+	if tab.sifList.on || !strings.Contains(plain(tab.View(100, 20)), "USED BY YOU") {
+		t.Error("esc did not go back")
+	}
+	sifs.files = nil
+	press(t, tab, "v")
+	if p := plain(tab.View(100, 20)); !strings.Contains(p, "No SIF files yet") {
+		t.Errorf("empty view:\n%s", p)
 	}
 }
