@@ -207,9 +207,8 @@ func resolve(p string) (node, error) {
 		if rest == "" {
 			return node{kind: nodeSIFDir}, nil
 		}
-		if strings.Contains(rest, "/") || docker.ValidSIFName(rest) != nil {
-			return node{}, sftp.ErrSSHFxNoSuchFile
-		}
+		// Any name: reading a name that is no SIF file finds nothing, writing anything here
+		// is refused as read-only.
 		return node{kind: nodeSIF, path: rest}, nil
 	}
 	return node{}, sftp.ErrSSHFxNoSuchFile
@@ -434,6 +433,11 @@ func (h *handler) list(p string) (sftp.ListerAt, error) {
 		}
 		return out, nil
 	case nodeSIF:
+		f, _, err := h.opts.SIF.Open(h.ctx, h.id, n.path)
+		if err != nil {
+			return nil, h.fxErr("list", p, err)
+		}
+		f.Close()
 		return nil, fail(sftp.ErrSSHFxFailure, "%s is not a directory", p)
 	case nodeContainers:
 		cs, err := h.b.List(h.ctx, h.id, docker.ListOptions{All: true})
