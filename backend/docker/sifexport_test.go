@@ -289,22 +289,11 @@ func TestSIFQuotaAndTools(t *testing.T) {
 // TestSIFBuildLimits holds builds in a gated tar2sqfs to see one build per user and the
 // server-wide limit at work.
 func TestSIFBuildLimits(t *testing.T) {
-	real, err := exec.LookPath("tar2sqfs")
-	if err != nil {
-		t.Fatal("tar2sqfs not installed: apt-get install squashfs-tools-ng")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cli := dockertest.Client(t)
-	svc := dockertest.NewService(t)
-	img := dockertest.BusyboxImage(ctx, t, cli)
-	tmp := t.TempDir()
-	gate, started := filepath.Join(tmp, "open"), filepath.Join(tmp, "started")
-	script := filepath.Join(tmp, "tar2sqfs")
-	if err := os.WriteFile(script, []byte(fmt.Sprintf("#!/bin/sh\ntouch %s\nwhile [ ! -e %s ]; do sleep 0.05; done\nexec %s \"$@\"\n", started, gate, real)), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ss, err := docker.NewSIFService(svc, docker.SIFOptions{Dir: filepath.Join(tmp, "sif"), MaxBuilds: 1, Tar2sqfs: script})
+	h := newHeldTool(ctx, t, "while [ ! -e {gate} ]; do sleep 0.05; done\nexec {tool} \"$@\"")
+	cli, svc, img, gate := h.cli, h.svc, h.img, h.gate
+	ss, err := docker.NewSIFService(svc, docker.SIFOptions{Dir: filepath.Join(h.dir, "sif"), MaxBuilds: 1, Tar2sqfs: h.script})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,14 +307,7 @@ func TestSIFBuildLimits(t *testing.T) {
 		defer wg.Done()
 		_, _, aliceErr = ss.Build(ctx, alice, img, nil)
 	}()
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(started); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the first build never reached tar2sqfs")
-		}
-	}
+	h.waitStarted(t)
 	// alice again while hers runs: refused at once.
 	if _, _, err := ss.Build(ctx, alice, img, nil); !errors.Is(err, docker.ErrConflict) || !strings.Contains(err.Error(), "already running") {
 		t.Errorf("second build of alice: %v", err)
@@ -376,25 +358,13 @@ func TestSIFBuildLimits(t *testing.T) {
 
 // TestSIFBuildCancelled ends a build while tar2sqfs runs: nothing is left behind.
 func TestSIFBuildCancelled(t *testing.T) {
-	real, err := exec.LookPath("tar2sqfs")
-	if err != nil {
-		t.Fatal("tar2sqfs not installed: apt-get install squashfs-tools-ng")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cli := dockertest.Client(t)
-	svc := dockertest.NewService(t)
-	img := dockertest.BusyboxImage(ctx, t, cli)
-	tmp := t.TempDir()
-	started := filepath.Join(tmp, "started")
-	script := filepath.Join(tmp, "tar2sqfs")
-	// Runs the real tool on what it gets, then hangs as a very large image would.
-	body := fmt.Sprintf("#!/bin/sh\ntouch %s\n%s \"$@\"\nexec sleep 600\n", started, real)
-	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(tmp, "sif")
-	ss, err := docker.NewSIFService(svc, docker.SIFOptions{Dir: dir, Tar2sqfs: script})
+	// The real tool runs on what it gets, then hangs as a very large image would.
+	h := newHeldTool(ctx, t, "{tool} \"$@\"\nexec sleep 600")
+	cli, svc, img := h.cli, h.svc, h.img
+	dir := filepath.Join(h.dir, "sif")
+	ss, err := docker.NewSIFService(svc, docker.SIFOptions{Dir: dir, Tar2sqfs: h.script})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,14 +375,7 @@ func TestSIFBuildCancelled(t *testing.T) {
 		_, _, err := ss.Build(bctx, alice, img, nil)
 		done <- err
 	}()
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(started); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the build never reached tar2sqfs")
-		}
-	}
+	h.waitStarted(t)
 	time.Sleep(200 * time.Millisecond)
 	bcancel()
 	select {
@@ -442,5 +405,45 @@ func TestSIFBuildCancelled(t *testing.T) {
 	}
 	if _, _, err := ss.Build(ctx, alice, img, nil); err != nil {
 		t.Errorf("the first service refuses alice after her cancelled build: %v", err)
+	}
+}
+
+// heldTool is a tar2sqfs wrapper that marks when a build reaches it, then runs a script,
+// with a service and the test image to build from.
+type heldTool struct {
+	cli                        *client.Client
+	svc                        *docker.Service
+	img                        string
+	dir, script, started, gate string
+}
+
+// newHeldTool writes the wrapper: {tool} in body is the real tar2sqfs, {gate} a file the
+// test creates to let a waiting script go on.
+func newHeldTool(ctx context.Context, t *testing.T, body string) *heldTool {
+	t.Helper()
+	real, err := exec.LookPath("tar2sqfs")
+	if err != nil {
+		t.Fatal("tar2sqfs not installed: apt-get install squashfs-tools-ng")
+	}
+	h := &heldTool{cli: dockertest.Client(t), svc: dockertest.NewService(t), dir: t.TempDir()}
+	h.img = dockertest.BusyboxImage(ctx, t, h.cli)
+	h.script, h.started, h.gate = filepath.Join(h.dir, "tar2sqfs"), filepath.Join(h.dir, "started"), filepath.Join(h.dir, "open")
+	body = strings.NewReplacer("{tool}", real, "{gate}", h.gate).Replace(body)
+	if err := os.WriteFile(h.script, []byte(fmt.Sprintf("#!/bin/sh\ntouch %s\n%s\n", h.started, body)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// waitStarted waits until a build has reached the wrapper.
+func (h *heldTool) waitStarted(t *testing.T) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(h.started); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no build reached tar2sqfs")
+		}
 	}
 }

@@ -57,14 +57,7 @@ func (f *fakeImages) RemoveImage(_ context.Context, _ backend.Identity, ref stri
 // runImageCLI runs args with the image verbs over images, the way Run does.
 func runImageCLI(images Images, args ...string) (code int, stdout, stderr string) {
 	var out, errb bytes.Buffer
-	env := Env{
-		Ctx:      context.Background(),
-		Identity: backend.Identity{User: "alice", Role: backend.RoleStudent},
-		Stdin:    strings.NewReader(""),
-		Stdout:   &out,
-		Stderr:   &errb,
-		Prefix:   "ssh -p 2222 gpu1",
-	}
+	env := aliceEnv(&out, &errb)
 	root := newRoot(env)
 	for _, c := range root.Commands() {
 		if slices.Contains([]string{"images", "pull", "rmi"}, c.Name()) {
@@ -238,5 +231,17 @@ func TestImageVerbsWithoutDocker(t *testing.T) {
 		if code != 1 || !strings.Contains(errs, "images are not available") {
 			t.Errorf("%v: exit %d err %q", args, code, errs)
 		}
+	}
+}
+
+// aliceEnv is the Env of a command run by the student alice, writing to out and errb.
+func aliceEnv(out, errb *bytes.Buffer) Env {
+	return Env{
+		Ctx:      context.Background(),
+		Identity: backend.Identity{User: "alice", Role: backend.RoleStudent},
+		Stdin:    strings.NewReader(""),
+		Stdout:   out,
+		Stderr:   errb,
+		Prefix:   "ssh -p 2222 gpu1",
 	}
 }

@@ -51,14 +51,7 @@ func (f *fakeSIFs) Quota() int64 { return 10 << 30 }
 // runSIF runs args through Run with sifs as the SIF backend.
 func runSIF(sifs SIFs, args ...string) (code int, stdout, stderr string) {
 	var out, errb bytes.Buffer
-	env := Env{
-		Ctx:      context.Background(),
-		Identity: backend.Identity{User: "alice", Role: backend.RoleStudent},
-		Stdin:    strings.NewReader(""),
-		Stdout:   &out,
-		Stderr:   &errb,
-		Prefix:   "ssh -p 2222 gpu1",
-	}
+	env := aliceEnv(&out, &errb)
 	if sifs != nil {
 		env.Deps.SIFs = sifs
 	}

@@ -489,29 +489,11 @@ func (t *Tab) View(width, height int) string {
 
 // table renders the header and the rows that fit in height, scrolled to the selection.
 func (t *Tab) table(width, height int) []string {
-	if height <= 0 {
-		return nil
-	}
 	const idW, createdW, sizeW, usedW = 12, 10, 9, 11
-	imgW := max(8, width-2-8-idW-createdW-sizeW-usedW)
-	cell := func(s string, w int) string {
-		s = ansi.Truncate(s, w, "…")
-		return s + strings.Repeat(" ", max(0, w-ansi.StringWidth(s)))
-	}
-	line := func(img, id, created, size, used string) string {
-		return "  " + cell(img, imgW) + "  " + cell(id, idW) + "  " + cell(created, createdW) + "  " +
-			cell(size, sizeW) + "  " + ansi.Truncate(used, usedW, "…")
-	}
-	cut := func(s string) string { return ansi.Truncate(s, width, "…") }
-	out := []string{t.st.ColumnHead.Render(cut(line("IMAGE", "ID", "CREATED", "SIZE", "USED BY YOU")))}
-	n := height - 1
-	first := 0
-	if t.sel >= n && n > 0 {
-		first = t.sel - n + 1
-	}
+	widths := []int{max(8, width-2-8-idW-createdW-sizeW-usedW), idW, createdW, sizeW, usedW}
 	now := t.now()
-	for i := first; i < len(t.rows) && i < first+n; i++ {
-		r := t.rows[i]
+	rows := make([][]string, len(t.rows))
+	for i, r := range t.rows {
 		created := "–"
 		if !r.img.Created.IsZero() {
 			created = format.Age(now.Sub(r.img.Created)) + " ago"
@@ -520,8 +502,38 @@ func (t *Tab) table(width, height int) []string {
 		if r.img.InUseByYou {
 			used = "yes"
 		}
-		l := cut(line(r.shown, termsafe.Line(r.img.ID), created, format.Bytes(r.img.Size), used))
-		if i == t.sel {
+		rows[i] = []string{r.shown, termsafe.Line(r.img.ID), created, format.Bytes(r.img.Size), used}
+	}
+	return t.grid(width, height, t.sel, widths, []string{"IMAGE", "ID", "CREATED", "SIZE", "USED BY YOU"}, rows)
+}
+
+// grid draws a table in at most height lines: the header, then the rows that fit, scrolled
+// so that row sel shows, highlighted. Cells are cut to their column's width; the last
+// column is not padded. Cells must be neutralised already.
+func (t *Tab) grid(width, height, sel int, widths []int, head []string, rows [][]string) []string {
+	if height <= 0 {
+		return nil
+	}
+	line := func(cells []string) string {
+		var b strings.Builder
+		for i, c := range cells {
+			c = ansi.Truncate(c, widths[i], "…")
+			b.WriteString("  " + c)
+			if i < len(cells)-1 {
+				b.WriteString(strings.Repeat(" ", max(0, widths[i]-ansi.StringWidth(c))))
+			}
+		}
+		return ansi.Truncate(b.String(), width, "…")
+	}
+	out := []string{t.st.ColumnHead.Render(line(head))}
+	n := height - 1
+	first := 0
+	if sel >= n && n > 0 {
+		first = sel - n + 1
+	}
+	for i := first; i < len(rows) && i < first+n; i++ {
+		l := line(rows[i])
+		if i == sel {
 			l = t.st.Selected.Render(l + strings.Repeat(" ", max(0, width-ansi.StringWidth(l))))
 		}
 		out = append(out, l)

@@ -260,23 +260,10 @@ func (t *Tab) sifTable(width, height int) []string {
 	}
 	const sizeW, createdW = 9, 10
 	nameW := max(8, (width-sizeW-createdW-8)/2)
-	imgW := max(8, width-2-nameW-sizeW-createdW-6)
-	cell := func(s string, w int) string {
-		s = ansi.Truncate(s, w, "…")
-		return s + strings.Repeat(" ", max(0, w-ansi.StringWidth(s)))
-	}
-	line := func(name, img, size, created string) string {
-		return "  " + cell(name, nameW) + "  " + cell(img, imgW) + "  " + cell(size, sizeW) + "  " + ansi.Truncate(created, createdW, "…")
-	}
-	out := []string{title, t.st.ColumnHead.Render(cut(line("NAME", "IMAGE", "SIZE", "CREATED")))}
-	n := height - 2 - len(foot)
-	first := 0
-	if v.sel >= n && n > 0 {
-		first = v.sel - n + 1
-	}
+	widths := []int{nameW, max(8, width-2-nameW-sizeW-createdW-6), sizeW, createdW}
 	now := t.now()
-	for i := first; i < len(v.files) && i < first+n; i++ {
-		f := v.files[i]
+	rows := make([][]string, len(v.files))
+	for i, f := range v.files {
 		created := "–"
 		if !f.Created.IsZero() {
 			created = format.Age(now.Sub(f.Created)) + " ago"
@@ -285,12 +272,9 @@ func (t *Tab) sifTable(width, height int) []string {
 		if img == "" {
 			img = "–"
 		}
-		l := cut(line(termsafe.Line(f.Name), img, format.Bytes(f.Size), created))
-		if i == v.sel {
-			l = t.st.Selected.Render(l + strings.Repeat(" ", max(0, width-ansi.StringWidth(l))))
-		}
-		out = append(out, l)
+		rows[i] = []string{termsafe.Line(f.Name), img, format.Bytes(f.Size), created}
 	}
+	out := append([]string{title}, t.grid(width, height-1-len(foot), v.sel, widths, []string{"NAME", "IMAGE", "SIZE", "CREATED"}, rows)...)
 	return append(out, foot...)
 }
 
@@ -421,31 +405,15 @@ func (t *Tab) registryTable(width, height int) []string {
 	}
 	const tagW, onW = 16, 9
 	projW := max(8, min(28, (width-tagW-onW-8)/3))
-	locW := max(8, width-2-projW-tagW-onW-6)
-	cell := func(s string, w int) string {
-		s = ansi.Truncate(s, w, "…")
-		return s + strings.Repeat(" ", max(0, w-ansi.StringWidth(s)))
-	}
-	line := func(p, tag, loc, on string) string {
-		return "  " + cell(p, projW) + "  " + cell(tag, tagW) + "  " + cell(loc, locW) + "  " + ansi.Truncate(on, onW, "…")
-	}
-	out := []string{title, t.st.ColumnHead.Render(cut(line("PROJECT", "TAG", "LOCATION", "ON SERVER")))}
-	n := height - 2
-	first := 0
-	if r.sel >= n && n > 0 {
-		first = r.sel - n + 1
-	}
-	for i := first; i < len(r.rows) && i < first+n; i++ {
-		row := r.rows[i]
+	widths := []int{projW, tagW, max(8, width-2-projW-tagW-onW-6), onW}
+	rows := make([][]string, len(r.rows))
+	for i, row := range r.rows {
 		on := "–"
 		if t.onServer(row.ref) {
 			on = "yes"
 		}
-		l := cut(line(row.project, row.tag, row.location, on))
-		if i == r.sel {
-			l = t.st.Selected.Render(l + strings.Repeat(" ", max(0, width-ansi.StringWidth(l))))
-		}
-		out = append(out, l)
+		rows[i] = []string{row.project, row.tag, row.location, on}
 	}
+	out := append([]string{title}, t.grid(width, height-1, r.sel, widths, []string{"PROJECT", "TAG", "LOCATION", "ON SERVER"}, rows)...)
 	return out
 }
