@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -168,11 +169,21 @@ func ValidSIFName(name string) error {
 	return nil
 }
 
-// SIFName is the file name a SIF of named gets: the repository path without the registry
-// (and without Docker Hub's "library/"), '/' as '_', then the tag: "ubuntu_24.04.sif",
-// "alice_proj_img_1.0.sif"; a digest gives its first 12 hex digits instead of the tag.
+// SIFName is the file name a SIF of named gets: the last part of the repository path and
+// the tag, "ubuntu_24.04.sif", "ml_latest.sif" for registry.example.org/alice/ml; a digest
+// gives its first 12 hex digits instead of the tag. When the user already has a file by that
+// name made from another reference, SIFFullName is used instead.
 func SIFName(named reference.Named) string {
-	p := strings.TrimPrefix(reference.Path(named), "library/")
+	return sifName(path.Base(reference.Path(named)), named)
+}
+
+// SIFFullName is SIFName with the whole repository path (without the registry and Docker
+// Hub's "library/"), '/' as '_': "alice_proj_img_1.0.sif".
+func SIFFullName(named reference.Named) string {
+	return sifName(strings.TrimPrefix(reference.Path(named), "library/"), named)
+}
+
+func sifName(p string, named reference.Named) string {
 	suffix := "latest"
 	if d, ok := named.(reference.Digested); ok {
 		suffix = shortID(d.Digest().Encoded())
@@ -371,6 +382,9 @@ func (ss *SIFService) build(ctx context.Context, id backend.Identity, ref string
 		return SIFFile{}, false, err
 	}
 	name := SIFName(named)
+	if m, ok := ss.readMeta(id.User, name); ok && m.Image != typed {
+		name = SIFFullName(named) // the short name holds another image's file
+	}
 
 	// One build per user.
 	ss.mu.Lock()

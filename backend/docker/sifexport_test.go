@@ -22,29 +22,32 @@ import (
 )
 
 func TestSIFName(t *testing.T) {
-	cases := map[string]string{
-		"ubuntu":                             "ubuntu_latest.sif",
-		"ubuntu:24.04":                       "ubuntu_24.04.sif",
-		"docker.io/library/python:3.12-slim": "python_3.12-slim.sif",
-		"registry.example.org/alice/proj/img:1.0":    "alice_proj_img_1.0.sif",
-		"localhost:5000/x/y":                         "x_y_latest.sif",
-		"busybox@sha256:" + strings.Repeat("ab", 32): "busybox_abababababab.sif",
+	cases := map[string][2]string{ // short, full
+		"ubuntu":                             {"ubuntu_latest.sif", "ubuntu_latest.sif"},
+		"ubuntu:24.04":                       {"ubuntu_24.04.sif", "ubuntu_24.04.sif"},
+		"docker.io/library/python:3.12-slim": {"python_3.12-slim.sif", "python_3.12-slim.sif"},
+		"registry.example.org/alice/proj/img:1.0":    {"img_1.0.sif", "alice_proj_img_1.0.sif"},
+		"registry.ie.example/alice/ml:latest":        {"ml_latest.sif", "alice_ml_latest.sif"},
+		"localhost:5000/x/y":                         {"y_latest.sif", "x_y_latest.sif"},
+		"busybox@sha256:" + strings.Repeat("ab", 32): {"busybox_abababababab.sif", "busybox_abababababab.sif"},
 	}
 	for in, want := range cases {
 		named, err := reference.ParseNormalizedNamed(in)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := docker.SIFName(named)
+		got := [2]string{docker.SIFName(named), docker.SIFFullName(named)}
 		if got != want {
-			t.Errorf("SIFName(%s) = %s, want %s", in, got, want)
+			t.Errorf("SIFName, SIFFullName(%s) = %v, want %v", in, got, want)
 		}
-		if err := docker.ValidSIFName(got); err != nil {
-			t.Errorf("%s: %v", got, err)
+		for _, n := range got {
+			if err := docker.ValidSIFName(n); err != nil {
+				t.Errorf("%s: %v", n, err)
+			}
 		}
 	}
 	long, _ := reference.ParseNormalizedNamed("example.org/" + strings.Repeat("abcdefghij/", 20) + "z:1")
-	if err := docker.ValidSIFName(docker.SIFName(long)); err != nil {
+	if err := docker.ValidSIFName(docker.SIFFullName(long)); err != nil {
 		t.Errorf("long name: %v", err)
 	}
 	for _, bad := range []string{"", "x", "x.tar", "../x.sif", "a/b.sif", ".x.sif", "x\x00.sif", "-x.sif", "x y.sif"} {
@@ -212,6 +215,30 @@ func TestSIFBuildListRemove(t *testing.T) {
 		t.Fatalf("bob's file after alice removed hers: %v", err)
 	}
 	rf.Close()
+
+	// Another reference whose short name alice's file already has gets the full name; the
+	// same image ID is linked, not built again.
+	other := "wmtest/" + img
+	if _, err := cli.ImageTag(ctx, client.ImageTagOptions{Source: img, Target: other}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = cli.ImageRemove(context.Background(), other, client.ImageRemoveOptions{}) })
+	if _, _, err := ss.Build(ctx, alice, img, nil); err != nil {
+		t.Fatal(err)
+	}
+	otherNamed, _ := reference.ParseNormalizedNamed(other)
+	fo, cached, err := ss.Build(ctx, alice, other, nil)
+	if err != nil || fo.Name != docker.SIFFullName(otherNamed) || fo.Name == name || !cached || fo.Image != other {
+		t.Errorf("build of %s: %+v cached %v err %v, want %s", other, fo, cached, err, docker.SIFFullName(otherNamed))
+	}
+	if list, _ := ss.List(ctx, alice); len(list) != 2 {
+		t.Errorf("alice has %+v, want both files", list)
+	}
+	for _, n := range []string{name, fo.Name} {
+		if err := ss.Remove(ctx, alice, n); err != nil {
+			t.Errorf("remove %s: %v", n, err)
+		}
+	}
 
 	// Bad input changes nothing.
 	for _, ref := range []string{"", "UPPER:case", "no-such-image:1", shortIDOf(t, cli, img)} {
