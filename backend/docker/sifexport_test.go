@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/distribution/reference"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 	"github.com/sylabs/sif/v2/pkg/sif"
 
@@ -472,5 +473,68 @@ func (h *heldTool) waitStarted(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("no build reached tar2sqfs")
 		}
+	}
+}
+
+// TestSIFSweep: what a build interrupted by a crash left (its export container, its
+// unfinished file) goes at the next start; other containers stay.
+func TestSIFSweep(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cli := dockertest.Client(t)
+	svc := dockertest.NewService(t)
+	img := dockertest.BusyboxImage(ctx, t, cli)
+	cfg := svc.Config()
+	mk := func(labels map[string]string) string {
+		t.Helper()
+		res, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+			Config: &container.Config{Image: img, Labels: labels},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.ID
+	}
+	withExport := map[string]string{docker.LabelSIFExport: "alice"}
+	for k, v := range cfg.Labels {
+		withExport[k] = v
+	}
+	leftover := mk(withExport)
+	// Another server's export container (no labels of this service) is not this one's to clear.
+	foreign := mk(map[string]string{docker.LabelSIFExport: "alice", dockertest.LabelRun: dockertest.RunID()})
+	t.Cleanup(func() {
+		_, _ = cli.ContainerRemove(context.Background(), foreign, client.ContainerRemoveOptions{Force: true})
+	})
+
+	dir := t.TempDir()
+	unfinished := filepath.Join(dir, "alice", ".building", "x_1.sif.partial")
+	if err := os.MkdirAll(filepath.Dir(unfinished), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(unfinished, []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kept := filepath.Join(dir, "alice", "kept.sif")
+	if err := os.WriteFile(kept, []byte("whole"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := docker.NewSIFService(svc, docker.SIFOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ss.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.ContainerInspect(ctx, leftover, client.ContainerInspectOptions{}); err == nil {
+		t.Error("the leftover export container is still there")
+	}
+	if _, err := cli.ContainerInspect(ctx, foreign, client.ContainerInspectOptions{}); err != nil {
+		t.Errorf("another server's container was removed: %v", err)
+	}
+	if _, err := os.Stat(unfinished); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the unfinished file is still there: %v", err)
+	}
+	if _, err := os.Stat(kept); err != nil {
+		t.Errorf("a finished file went: %v", err)
 	}
 }
