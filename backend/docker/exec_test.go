@@ -338,6 +338,7 @@ func TestExecStreamEndLeavesNothing(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	box := r.run(alice, docker.RunSpec{Name: "box"})
+	r.untilTop(box, "the keep-alive to settle", running("sleep 3600"))
 	before := r.processes(box)
 	ex := r.exec(alice, "box", backend.ExecSpec{Cmd: []string{"sh"}, TTY: true})
 	out := watch(t, ex.Stdout())
