@@ -323,6 +323,7 @@ func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec) (
 		req, uuids := gpuDeviceRequest(chosen)
 		opts.HostConfig.Resources.DeviceRequests = []container.DeviceRequest{req}
 		opts.Config.Labels[LabelGPUs] = uuids
+		opts.Config.Labels[LabelGPUIndices] = indicesLabel(chosen)
 	}
 	created, err := s.create(ctx, opts, s.cfg.containerName(id.User, spec.Name))
 	if err != nil {

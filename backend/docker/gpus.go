@@ -14,6 +14,27 @@ import (
 // LabelGPUs records on a container the GPUs allocated to it: comma-separated UUIDs.
 const LabelGPUs = "whalemountain.gpus"
 
+// LabelGPUIndices records the same GPUs by their index at allocation ("0,2"), for display;
+// the UUIDs are what counts.
+const LabelGPUIndices = "whalemountain.gpu-indices"
+
+// gpusShown is a container's GPUs as users read them: "0,2" by index, or "2 GPUs" for a
+// container labelled with UUIDs only; "" for none.
+func gpusShown(labels map[string]string) string {
+	if v := labels[LabelGPUIndices]; v != "" {
+		return v
+	}
+	v := labels[LabelGPUs]
+	if v == "" {
+		return ""
+	}
+	n := strings.Count(v, ",") + 1
+	if n == 1 {
+		return "1 GPU"
+	}
+	return strconv.Itoa(n) + " GPUs"
+}
+
 // GPU policies (Config.GPUPolicy).
 const (
 	GPUExclusive = "exclusive" // a GPU belongs to at most one running container
@@ -174,6 +195,15 @@ func gpuDeviceRequest(gs []GPUInfo) (container.DeviceRequest, string) {
 		ids[i] = g.UUID
 	}
 	return container.DeviceRequest{Driver: "nvidia", DeviceIDs: ids, Capabilities: [][]string{{"gpu"}}}, strings.Join(ids, ",")
+}
+
+// indicesLabel is the value of LabelGPUIndices for gs.
+func indicesLabel(gs []GPUInfo) string {
+	idx := make([]string, len(gs))
+	for i, g := range gs {
+		idx[i] = strconv.Itoa(g.Index)
+	}
+	return strings.Join(idx, ",")
 }
 
 // noNvidiaRuntime maps the engine's refusal of GPU requests to one line for the user.

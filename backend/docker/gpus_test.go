@@ -248,6 +248,9 @@ func TestGPURunOnEngineWithoutNvidia(t *testing.T) {
 		if l := ins.Config.Labels[docker.LabelGPUs]; l != "GPU-2222" {
 			t.Fatalf("label %s = %q, want GPU-2222 (the less used GPU)", docker.LabelGPUs, l)
 		}
+		if l := ins.Config.Labels[docker.LabelGPUIndices]; l != "1" {
+			t.Fatalf("label %s = %q, want 1", docker.LabelGPUIndices, l)
+		}
 	default:
 		t.Fatalf("%d starts for one run", len(seen))
 	}
@@ -314,6 +317,9 @@ func TestGPURunOnEngineWithoutNvidia(t *testing.T) {
 			ins := beforeStart[i+1]
 			if l := ins.Config.Labels[docker.LabelGPUs]; l != want {
 				t.Errorf("run %d: label %q, want %q (in the order asked)", i+2, l, want)
+			}
+			if l, wantIdx := ins.Config.Labels[docker.LabelGPUIndices], []string{"0,1", "1,0"}[i]; l != wantIdx {
+				t.Errorf("run %d: indices label %q, want %q", i+2, l, wantIdx)
 			}
 			if ids := ins.HostConfig.DeviceRequests[0].DeviceIDs; strings.Join(ids, ",") != want {
 				t.Errorf("run %d: device IDs %v, want %s", i+2, ids, want)

@@ -104,6 +104,9 @@ type Container struct {
 	Created   time.Time `json:"created"`
 	StartedAt time.Time `json:"started_at,omitzero"`
 
+	// GPUs are the GPUs allocated to it as shown to users: "0,2" (indices), "" for none.
+	GPUs string `json:"gpus,omitempty"`
+
 	CPUs     float64 `json:"cpus,omitempty"`      // CPU limit
 	MemLimit int64   `json:"mem_limit,omitempty"` // memory limit, bytes
 
@@ -149,6 +152,7 @@ func fromSummary(sum container.Summary) Container {
 		Status:  sum.Status,
 		Created: time.Unix(sum.Created, 0).UTC(),
 		Labels:  maps.Clone(sum.Labels),
+		GPUs:    gpusShown(sum.Labels),
 	}
 	if m := exitedRE.FindStringSubmatch(sum.Status); m != nil {
 		c.ExitCode, _ = strconv.Atoi(m[1])
@@ -166,6 +170,7 @@ func applyInspect(c *Container, in container.InspectResponse) {
 			c.Labels = maps.Clone(in.Config.Labels)
 		}
 		c.Name, c.Owner = in.Config.Labels[LabelName], in.Config.Labels[LabelOwner]
+		c.GPUs = gpusShown(in.Config.Labels)
 		c.Image = in.Config.Image
 	}
 	if t := parseTime(in.Created); !t.IsZero() {

@@ -191,3 +191,24 @@ func TestShownNeutralisesEscapes(t *testing.T) {
 		t.Errorf("%q", got)
 	}
 }
+
+func TestGPUsShown(t *testing.T) {
+	for _, c := range []struct {
+		labels map[string]string
+		want   string
+	}{
+		{nil, ""},
+		{map[string]string{LabelGPUs: "GPU-a", LabelGPUIndices: "1"}, "1"},
+		{map[string]string{LabelGPUs: "GPU-a,GPU-b", LabelGPUIndices: "0,2"}, "0,2"},
+		{map[string]string{LabelGPUs: "GPU-a"}, "1 GPU"},
+		{map[string]string{LabelGPUs: "GPU-a,GPU-b"}, "2 GPUs"},
+	} {
+		if got := gpusShown(c.labels); got != c.want {
+			t.Errorf("gpusShown(%v) = %q, want %q", c.labels, got, c.want)
+		}
+	}
+	c := fromSummary(container.Summary{Labels: map[string]string{LabelName: "box", LabelOwner: "alice", LabelGPUs: "GPU-a", LabelGPUIndices: "3"}})
+	if c.GPUs != "3" {
+		t.Errorf("fromSummary: GPUs %q", c.GPUs)
+	}
+}

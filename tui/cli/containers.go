@@ -101,7 +101,7 @@ func taOnly(env Env, s string) string {
 // writeContainerTable prints containers as the ps table.
 func writeContainerTable(w io.Writer, list []docker.Container, owners bool, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	head := "NAME\tIMAGE\tSTATE\tUP\tCPU\tMEM"
+	head := "NAME\tIMAGE\tSTATE\tUP\tCPU\tMEM\tGPU"
 	if owners {
 		head = "OWNER\t" + head
 	}
@@ -116,7 +116,8 @@ func writeContainerTable(w io.Writer, list []docker.Container, owners bool, now 
 	tw.Flush()
 }
 
-// containerRow is one container as table cells: name, image, state, uptime, CPU, memory.
+// containerRow is one container as table cells: name, image, state, uptime, CPU, memory,
+// GPUs.
 func containerRow(c docker.Container, now time.Time) []string {
 	up, cpu, mem := "–", "–", "–"
 	if c.State == "running" {
@@ -131,7 +132,11 @@ func containerRow(c docker.Container, now time.Time) []string {
 			}
 		}
 	}
-	return []string{termsafe.Line(c.Name), termsafe.Line(c.Image), format.State(c.State, c.ExitCode), up, cpu, mem}
+	gpus := "–"
+	if c.GPUs != "" {
+		gpus = termsafe.Line(c.GPUs)
+	}
+	return []string{termsafe.Line(c.Name), termsafe.Line(c.Image), format.State(c.State, c.ExitCode), up, cpu, mem, gpus}
 }
 
 func runCmd(env Env) *cobra.Command {
@@ -166,6 +171,10 @@ func runCmd(env Env) *cobra.Command {
 			ct, err := env.Deps.Containers.Run(env.Ctx, env.Identity, spec)
 			if err != nil {
 				return failure(err)
+			}
+			if ct.GPUs != "" {
+				fmt.Fprintf(env.Stdout, "%s: created and started (GPU %s)\n", termsafe.Line(ct.Name), termsafe.Line(ct.GPUs))
+				return nil
 			}
 			fmt.Fprintf(env.Stdout, "%s: created and started\n", termsafe.Line(ct.Name))
 			return nil

@@ -32,6 +32,7 @@ const (
 	colUp
 	colCPU
 	colMem
+	colGPU
 )
 
 var baseColumns = []column{
@@ -41,6 +42,7 @@ var baseColumns = []column{
 	colUp:    {title: "UP", min: 2},
 	colCPU:   {title: "CPU", min: 3, right: true},
 	colMem:   {title: "MEM", min: 3},
+	colGPU:   {title: "GPU", min: 3},
 }
 
 var ownerColumn = column{title: "OWNER", min: 5}
@@ -60,7 +62,7 @@ func columns(owners bool) []column {
 }
 
 // rowCells is one container as plain, neutralised cells: [owner,] name, image, state, up, CPU,
-// memory. Usage shows only while it is sampled; a stopped container has none.
+// memory, GPUs. Usage shows only while it is sampled; a stopped container has none.
 func rowCells(c docker.Container, now time.Time, owners bool) []string {
 	up, cpu, mem := "–", "–", "–"
 	if c.State == "running" {
@@ -72,7 +74,11 @@ func rowCells(c docker.Container, now time.Time, owners bool) []string {
 			mem = memCell(c.MemUsage, c.MemLimit)
 		}
 	}
-	cells := []string{termsafe.Line(c.Name), termsafe.Line(c.Image), format.State(c.State, c.ExitCode), up, cpu, mem}
+	gpus := "–"
+	if c.GPUs != "" {
+		gpus = termsafe.Line(c.GPUs)
+	}
+	cells := []string{termsafe.Line(c.Name), termsafe.Line(c.Image), format.State(c.State, c.ExitCode), up, cpu, mem, gpus}
 	if owners {
 		cells = append([]string{termsafe.Line(c.Owner)}, cells...)
 	}
@@ -374,6 +380,9 @@ func renderDetails(st dashboard.Styles, dv detailsView, width int) []string {
 	first := []string{}
 	if d.Home != "" {
 		first = append(first, "home "+termsafe.Line(d.Home)+" (persistent)")
+	}
+	if c.GPUs != "" {
+		first = append(first, "GPU "+termsafe.Line(c.GPUs))
 	}
 	first = append(first, "limits "+limitsText(d.CPUs, d.MemLimit, d.PidsLimit))
 	lines = append(lines, cut("  "+strings.Join(first, " · ")))

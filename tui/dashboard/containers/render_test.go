@@ -27,6 +27,7 @@ func running(owner, name, image string, up time.Duration) docker.Container {
 func TestRowCells(t *testing.T) {
 	withStats := running("alice", "jupyter", "registry/alice/ml:latest", 2*time.Hour+13*time.Minute)
 	withStats.CPUPercent, withStats.MemUsage, withStats.MemLimit, withStats.StatsAt = 12.3, 3*gib+gib/10, 8*gib, t0
+	withStats.GPUs = "0"
 	small := running("alice", "thesis", "ubuntu:24.04", 5*24*time.Hour)
 	small.MemUsage, small.MemLimit, small.StatsAt = 210<<20, 2*gib, t0
 
@@ -37,19 +38,19 @@ func TestRowCells(t *testing.T) {
 		want   []string
 	}{
 		{"running with usage", withStats, false,
-			[]string{"jupyter", "registry/alice/ml:latest", "running", "2h13m", "12%", "3.1/8.0 GiB"}},
+			[]string{"jupyter", "registry/alice/ml:latest", "running", "2h13m", "12%", "3.1/8.0 GiB", "0"}},
 		{"units differ", small, false,
-			[]string{"thesis", "ubuntu:24.04", "running", "5d", "0%", "210 MiB/2.0 GiB"}},
+			[]string{"thesis", "ubuntu:24.04", "running", "5d", "0%", "210 MiB/2.0 GiB", "–"}},
 		{"running, not sampled", running("alice", "web", "busybox", 45*time.Second), false,
-			[]string{"web", "busybox", "running", "45s", "–", "–"}},
+			[]string{"web", "busybox", "running", "45s", "–", "–", "–"}},
 		{"exited", docker.Container{Owner: "alice", Name: "old-lab", Image: "python:3.12", State: "exited", ExitCode: 137}, false,
-			[]string{"old-lab", "python:3.12", "exited(137)", "–", "–", "–"}},
+			[]string{"old-lab", "python:3.12", "exited(137)", "–", "–", "–", "–"}},
 		{"created", docker.Container{Owner: "alice", Name: "new", Image: "x", State: "created"}, false,
-			[]string{"new", "x", "created", "–", "–", "–"}},
+			[]string{"new", "x", "created", "–", "–", "–", "–"}},
 		{"owner first for TAs", docker.Container{Owner: "bob", Name: "b", Image: "x", State: "dead"}, true,
-			[]string{"bob", "b", "x", "dead", "–", "–", "–"}},
-		{"escapes neutralised", docker.Container{Owner: "e\x1b]0;x\a", Name: "n\x1b[2J", Image: "i\r", State: "exited"}, true,
-			[]string{`e\x1b]0;x\x07`, `n\x1b[2J`, `i\x0d`, "exited(0)", "–", "–", "–"}},
+			[]string{"bob", "b", "x", "dead", "–", "–", "–", "–"}},
+		{"escapes neutralised", docker.Container{Owner: "e\x1b]0;x\a", Name: "n\x1b[2J", Image: "i\r", State: "exited", GPUs: "0\x1b[2J"}, true,
+			[]string{`e\x1b]0;x\x07`, `n\x1b[2J`, `i\x0d`, "exited(0)", "–", "–", "–", `0\x1b[2J`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -156,7 +157,7 @@ func TestTableAt80ShrinksImageFirst(t *testing.T) {
 	}
 	lines := renderTable(st, tableView{list: list, now: t0}, 80, 10)
 	head := plain(lines[0])
-	for _, col := range []string{"NAME", "IMAGE", "STATE", "UP", "CPU", "MEM"} {
+	for _, col := range []string{"NAME", "IMAGE", "STATE", "UP", "CPU", "MEM", "GPU"} {
 		if !strings.Contains(head, col) {
 			t.Errorf("header %q lacks %s", head, col)
 		}
@@ -296,14 +297,14 @@ func TestUnreachableLine(t *testing.T) {
 func TestRenderDetails(t *testing.T) {
 	st := testStyles()
 	live := docker.Container{Owner: "alice", Name: "box", Image: "busybox:latest", State: "exited", ExitCode: 3,
-		StartedAt: t0.Add(-2 * time.Hour), CPUs: 1.5, MemLimit: 2 * gib}
+		StartedAt: t0.Add(-2 * time.Hour), CPUs: 1.5, MemLimit: 2 * gib, GPUs: "0,2"}
 	d := &docker.Details{Container: live, Home: "/home/alice", PidsLimit: 512, Cmd: []string{"sh", "-c", "echo hi; exit 3"},
 		FinishedAt: t0.Add(-time.Hour)}
 	d.State = "running" // stale: the live state wins
 	lines := renderDetails(st, detailsView{title: "alice/box", live: live, details: d, now: t0}, 80)
 	text := plain(strings.Join(lines, "\n"))
 	for _, want := range []string{
-		"─ alice/box ─", "home /home/alice (persistent)", "limits 1.5 CPUs, 2.0 GiB, 512 processes",
+		"─ alice/box ─", "home /home/alice (persistent)", "home /home/alice (persistent) · GPU 0,2 · limits 1.5 CPUs, 2.0 GiB",
 		"state exited(3)", "exit code 3", "started 2h ago", "finished 1h ago", "image busybox:latest",
 		"command sh -c 'echo hi; exit 3'",
 	} {

@@ -1,0 +1,69 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"whalemountain/backend"
+	"whalemountain/backend/docker"
+)
+
+// fakeContainers answers List and Run; the other verbs are not used here.
+type fakeContainers struct {
+	Containers
+	list []docker.Container
+	ran  docker.Container
+}
+
+func (f *fakeContainers) List(context.Context, backend.Identity, docker.ListOptions) ([]docker.Container, error) {
+	return f.list, nil
+}
+
+func (f *fakeContainers) Run(_ context.Context, _ backend.Identity, spec docker.RunSpec) (docker.Container, error) {
+	c := f.ran
+	c.Name = spec.Name
+	return c, nil
+}
+
+func TestPsShowsGPUs(t *testing.T) {
+	now := time.Now()
+	f := &fakeContainers{list: []docker.Container{
+		{Name: "jupyter", Owner: "alice", Image: "registry/alice/ml:latest", State: "running", StartedAt: now.Add(-2 * time.Hour), GPUs: "0"},
+		{Name: "thesis", Owner: "alice", Image: "ubuntu:24.04", State: "exited"},
+	}}
+	var out, errb bytes.Buffer
+	env := aliceEnv(&out, &errb)
+	env.Deps.Containers = f
+	if code := Run(env, []string{"ps", "-a"}); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("ps:\n%s", out.String())
+	}
+	for i, want := range [][]string{{"NAME", "IMAGE", "STATE", "UP", "CPU", "MEM", "GPU"}, {"jupyter", "running", "2h", "0"}, {"thesis", "exited(0)"}} {
+		f := strings.Fields(lines[i])
+		for _, w := range want {
+			if !strings.Contains(lines[i], w) {
+				t.Errorf("line %d %q lacks %q", i, lines[i], w)
+			}
+		}
+		if i > 0 && f[len(f)-1] != map[int]string{1: "0", 2: "–"}[i] {
+			t.Errorf("line %d: GPU cell %q", i, f[len(f)-1])
+		}
+	}
+
+	out.Reset()
+	f.ran = docker.Container{State: "running", GPUs: "1"}
+	if code := Run(env, []string{"run", "--name", "train", "--gpus", "1", "img"}); code != 0 || out.String() != "train: created and started (GPU 1)\n" {
+		t.Errorf("run with a GPU: exit %d, %q", code, out.String())
+	}
+	out.Reset()
+	f.ran = docker.Container{State: "running"}
+	if code := Run(env, []string{"run", "--name", "box", "img"}); code != 0 || out.String() != "box: created and started\n" {
+		t.Errorf("run without GPUs: exit %d, %q", code, out.String())
+	}
+}
