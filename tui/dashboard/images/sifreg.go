@@ -250,13 +250,8 @@ func (t *Tab) sifTable(width, height int) []string {
 		foot = []string{t.st.Dim.Render(cut(fmt.Sprintf(" %s of %s used · download: %s", format.Bytes(used), format.Bytes(t.sifs.Quota()),
 			format.SCPDownload(t.prefix, "/sif/"+termsafe.Line(v.files[v.sel].Name)))))}
 	}
-	switch {
-	case v.err != nil:
-		return []string{title, t.st.Failed.Render(cut(" " + termsafe.Line(v.err.Error())))}
-	case len(v.files) == 0 && v.loading:
-		return []string{title, t.st.Notice.Render(cut("  Loading…"))}
-	case len(v.files) == 0:
-		return []string{title, t.st.Notice.Render(cut("  No SIF files yet. Press f on an image to make one."))}
+	if l := t.placeholder(width, v.err, v.loading, len(v.files), "Loading…", "No SIF files yet. Press f on an image to make one."); l != "" {
+		return []string{title, l}
 	}
 	const sizeW, createdW = 9, 10
 	nameW := max(8, (width-sizeW-createdW-8)/2)
@@ -395,13 +390,8 @@ func (t *Tab) registryTable(width, height int) []string {
 	cut := func(s string) string { return ansi.Truncate(s, width, "…") }
 	r := &t.registry
 	title := t.st.Header.Render(cut(" My registry: your GitLab projects' images (m/esc: back to the server's images)"))
-	switch {
-	case r.err != nil:
-		return []string{title, t.st.Failed.Render(cut(" " + termsafe.Line(r.err.Error())))}
-	case len(r.rows) == 0 && r.loading:
-		return []string{title, t.st.Notice.Render(cut("  Asking GitLab…"))}
-	case len(r.rows) == 0:
-		return []string{title, t.st.Notice.Render(cut("  No images in the registries of your GitLab projects."))}
+	if l := t.placeholder(width, r.err, r.loading, len(r.rows), "Asking GitLab…", "No images in the registries of your GitLab projects."); l != "" {
+		return []string{title, l}
 	}
 	const tagW, onW = 16, 9
 	projW := max(8, min(28, (width-tagW-onW-8)/3))
@@ -416,4 +406,19 @@ func (t *Tab) registryTable(width, height int) []string {
 	}
 	out := append([]string{title}, t.grid(width, height-1, r.sel, widths, []string{"PROJECT", "TAG", "LOCATION", "ON SERVER"}, rows)...)
 	return out
+}
+
+// placeholder is the line a view shows instead of its n rows: its error, that it is
+// loading, or that it is empty; "" when there are rows to show.
+func (t *Tab) placeholder(width int, err error, loading bool, n int, loadingText, emptyText string) string {
+	cut := func(s string) string { return ansi.Truncate(s, width, "…") }
+	switch {
+	case err != nil:
+		return t.st.Failed.Render(cut(" " + termsafe.Line(err.Error())))
+	case n == 0 && loading:
+		return t.st.Notice.Render(cut("  " + loadingText))
+	case n == 0:
+		return t.st.Notice.Render(cut("  " + emptyText))
+	}
+	return ""
 }
