@@ -182,12 +182,18 @@ type PullProgress struct {
 }
 
 // RegistryCredential lets the server pull private images from one registry, such as the
-// department GitLab's, with a deploy or registry token. It is handed to the engine with
-// each pull from that registry and never shown to users (String leaves the password out).
+// department GitLab's, with a deploy or registry token. It is handed to the engine with a
+// pull from that registry (never shown to users: String leaves the password out) when the
+// caller is a TA, when the image is in the caller's own namespace "<Registry>/<user>/...",
+// or when it matches Shared. Other students' images are pulled without it, so only public
+// ones come.
 type RegistryCredential struct {
 	Registry string // host[:port], "registry.example.org"
 	Username string
 	Password string
+	// Shared are patterns (the policy's globs) of images every user may pull with the
+	// credential, such as "registry.example.org/courses/**".
+	Shared []string
 }
 
 // String names the credential without its password.
@@ -200,9 +206,15 @@ func (c RegistryCredential) GoString() string { return c.String() }
 
 var registryHostRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]*[a-z0-9])?(:[0-9]{1,5})?$`)
 
-// encodeCredentials checks creds and returns the X-Registry-Auth value for each registry.
-func encodeCredentials(creds []RegistryCredential) (map[string]string, error) {
-	out := map[string]string{}
+// registryAuth is one credential ready for use.
+type registryAuth struct {
+	header string           // X-Registry-Auth
+	shared []*regexp.Regexp // images anyone may pull with it
+}
+
+// encodeCredentials checks creds and returns each registry's credential ready for use.
+func encodeCredentials(creds []RegistryCredential) (map[string]registryAuth, error) {
+	out := map[string]registryAuth{}
 	for i, c := range creds {
 		host := strings.ToLower(c.Registry)
 		switch {
@@ -212,16 +224,43 @@ func encodeCredentials(creds []RegistryCredential) (map[string]string, error) {
 			return nil, fmt.Errorf("images.registry_auth[%d].username: empty", i)
 		case c.Password == "":
 			return nil, fmt.Errorf("images.registry_auth[%d]: no token for %s", i, host)
-		case out[host] != "":
+		case out[host].header != "":
 			return nil, fmt.Errorf("images.registry_auth[%d].registry: %s is given twice", i, host)
 		}
 		js, err := json.Marshal(registry.AuthConfig{Username: c.Username, Password: c.Password, ServerAddress: host})
 		if err != nil {
 			return nil, err
 		}
-		out[host] = base64.URLEncoding.EncodeToString(js)
+		ra := registryAuth{header: base64.URLEncoding.EncodeToString(js)}
+		for _, pat := range c.Shared {
+			re, err := globRE(pat)
+			if err != nil {
+				return nil, fmt.Errorf("images.registry_auth[%d].shared: %w", i, err)
+			}
+			ra.shared = append(ra.shared, re)
+		}
+		out[host] = ra
 	}
 	return out, nil
+}
+
+// authFor is the credential header a pull of named by id carries, or "" for none.
+func (is *ImageService) authFor(id backend.Identity, named reference.Named) string {
+	ra, ok := is.auth[reference.Domain(named)]
+	if !ok {
+		return ""
+	}
+	if id.IsTA() || strings.HasPrefix(reference.Path(named), strings.ToLower(id.User)+"/") {
+		return ra.header
+	}
+	for _, re := range ra.shared {
+		for _, f := range refForms(named) {
+			if re.MatchString(f) {
+				return ra.header
+			}
+		}
+	}
+	return ""
 }
 
 // ImageService lists, pulls and removes images on the Service's engine under a policy.
@@ -229,7 +268,7 @@ func encodeCredentials(creds []RegistryCredential) (map[string]string, error) {
 type ImageService struct {
 	svc    *Service
 	policy compiledPolicy
-	auth   map[string]string // registry host -> X-Registry-Auth
+	auth   map[string]registryAuth // by registry host
 
 	mu      sync.Mutex
 	flights map[string]*pullFlight // by normalised reference
@@ -501,8 +540,13 @@ func (is *ImageService) pull(ctx context.Context, id backend.Identity, ref strin
 	}
 
 	key := full.String()
+	auth := is.authFor(id, named)
+	flightKey := key
+	if auth != "" {
+		flightKey += " with credentials" // never joined by a pull without them, nor the reverse
+	}
 	is.mu.Lock()
-	f, ok := is.flights[key]
+	f, ok := is.flights[flightKey]
 	if ok {
 		f.mu.Lock()
 		ok = !f.abandoned
@@ -511,12 +555,12 @@ func (is *ImageService) pull(ctx context.Context, id backend.Identity, ref strin
 	if !ok {
 		pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		f = &pullFlight{cancel: cancel, done: make(chan struct{}), subs: map[*pullSub]bool{}, last: map[string]PullProgress{}}
-		is.flights[key] = f
+		is.flights[flightKey] = f
 		go func() {
-			f.err = pullOnce(pctx, ie, key, familiar, is.auth[reference.Domain(named)], f.emit)
+			f.err = pullOnce(pctx, ie, key, familiar, auth, f.emit)
 			is.mu.Lock()
-			if is.flights[key] == f {
-				delete(is.flights, key)
+			if is.flights[flightKey] == f {
+				delete(is.flights, flightKey)
 			}
 			is.mu.Unlock()
 			cancel()

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/client"
 
@@ -566,38 +567,55 @@ func TestPullSlowReaderHoldsUpNobody(t *testing.T) {
 	}
 }
 
-// TestPullWithRegistryCredentials: a pull from a registry the server has a token for carries
-// it to the engine; pulls from anywhere else carry nothing; the token shows up in no error.
+// TestPullWithRegistryCredentials: the server's token goes with a pull from its registry
+// only for the caller's own namespace, shared images and TAs; other students' images and
+// other registries are pulled without it; the token shows up in no error.
 func TestPullWithRegistryCredentials(t *testing.T) {
 	const token = "glpat-s3cr3t-deploy-token"
 	e := newPullEngine(t, readSample(t, "manifest-unknown.jsonl"))
 	close(e.release)
-	is := e.service(t, docker.ImagePolicy{}, docker.RegistryCredential{Registry: "Registry.IE.example", Username: "wm-deploy", Password: token})
+	is := e.service(t, docker.ImagePolicy{}, docker.RegistryCredential{Registry: "Registry.IE.example", Username: "wm-deploy", Password: token,
+		Shared: []string{"registry.ie.example/courses/**"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	for _, ref := range []string{"registry.ie.example/alice/ml:1", "busybox", "registry.ie.example.evil.org/x:1"} {
-		err := is.Pull(ctx, alice, ref, nil)
+	pulls := []struct {
+		id       backend.Identity
+		ref      string
+		withAuth bool
+	}{
+		{alice, "registry.ie.example/alice/ml:1", true},
+		{alice, "registry.ie.example/bob/secret:1", false},
+		{alice, "registry.ie.example/alicex/ml:1", false},
+		{alice, "registry.ie.example/courses/os/base:2024", true},
+		{tina, "registry.ie.example/bob/secret:2", true},
+		{alice, "busybox", false},
+		{tina, "registry.ie.example.evil.org/x:1", false},
+	}
+	for _, p := range pulls {
+		err := is.Pull(ctx, p.id, p.ref, nil)
 		if err == nil || strings.Contains(err.Error(), token) {
-			t.Errorf("pull %s: %v", ref, err)
+			t.Errorf("pull %s: %v", p.ref, err)
 		}
 		<-e.started
 	}
-	header := func(ref string) string {
-		v, _ := e.auth.Load(ref)
-		s, _ := v.(string)
-		return s
-	}
-	raw, err := base64.URLEncoding.DecodeString(header("registry.ie.example/alice/ml:1"))
-	if err != nil {
-		t.Fatalf("X-Registry-Auth: %v", err)
-	}
-	var got registry.AuthConfig
-	if err := json.Unmarshal(raw, &got); err != nil || got.Username != "wm-deploy" || got.Password != token || got.ServerAddress != "registry.ie.example" {
-		t.Errorf("credentials sent: %+v %v", got, err)
-	}
-	for _, ref := range []string{"docker.io/library/busybox:latest", "busybox:latest", "registry.ie.example.evil.org/x:1"} {
-		if h := header(ref); h != "" {
-			t.Errorf("pull of %s carried credentials %q", ref, h)
+	for _, p := range pulls {
+		named, _ := reference.ParseNormalizedNamed(p.ref)
+		v, _ := e.auth.Load(reference.TagNameOnly(named).String())
+		h, _ := v.(string)
+		if !p.withAuth {
+			if h != "" {
+				t.Errorf("%s's pull of %s carried the server's credentials", p.id.User, p.ref)
+			}
+			continue
+		}
+		raw, err := base64.URLEncoding.DecodeString(h)
+		if err != nil {
+			t.Errorf("%s's pull of %s: X-Registry-Auth %q: %v", p.id.User, p.ref, h, err)
+			continue
+		}
+		var got registry.AuthConfig
+		if err := json.Unmarshal(raw, &got); err != nil || got.Username != "wm-deploy" || got.Password != token || got.ServerAddress != "registry.ie.example" {
+			t.Errorf("%s's pull of %s: credentials sent %+v %v", p.id.User, p.ref, got, err)
 		}
 	}
 	cred := docker.RegistryCredential{Registry: "r.example", Username: "u", Password: token}
@@ -613,6 +631,7 @@ func TestRegistryCredentialsChecked(t *testing.T) {
 		{Registry: "library", Username: "u", Password: "p"},
 		{Registry: "registry.example.org", Password: "p"},
 		{Registry: "registry.example.org", Username: "u"},
+		{Registry: "registry.example.org", Username: "u", Password: "p", Shared: []string{"a b"}},
 	} {
 		_, err := docker.NewImageService(nil, docker.ImagePolicy{}, []docker.RegistryCredential{c})
 		if err == nil || !strings.Contains(err.Error(), "images.registry_auth[0]") || strings.Contains(err.Error(), "\n") {

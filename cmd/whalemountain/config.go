@@ -68,6 +68,9 @@ type RegistryAuth struct {
 	Registry  string `yaml:"registry"`
 	Username  string `yaml:"username"`
 	TokenFile string `yaml:"token_file"`
+	// Shared are images every user may pull with the token (globs, as in images.allow);
+	// students otherwise use it only for their own namespace <registry>/<user>/...
+	Shared []string `yaml:"shared"`
 
 	token string
 }
@@ -83,7 +86,7 @@ type SIFConfig struct {
 func (ic ImagesConfig) credentials() []docker.RegistryCredential {
 	out := make([]docker.RegistryCredential, 0, len(ic.RegistryAuth))
 	for _, r := range ic.RegistryAuth {
-		out = append(out, docker.RegistryCredential{Registry: r.Registry, Username: r.Username, Password: r.token})
+		out = append(out, docker.RegistryCredential{Registry: r.Registry, Username: r.Username, Password: r.token, Shared: r.Shared})
 	}
 	return out
 }

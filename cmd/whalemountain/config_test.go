@@ -499,6 +499,7 @@ func TestImagesSection(t *testing.T) {
     - registry: registry.ie.example
       username: wm-deploy
       token_file: `+token+`
+      shared: ["registry.ie.example/courses/**"]
   sif:
     quota: 5g
     max_builds: 3
@@ -518,7 +519,8 @@ func TestImagesSection(t *testing.T) {
 		t.Errorf("images: %+v", im)
 	}
 	creds := im.credentials()
-	if len(creds) != 1 || creds[0].Registry != "registry.ie.example" || creds[0].Username != "wm-deploy" || creds[0].Password != "glpat-deploy" {
+	if len(creds) != 1 || creds[0].Registry != "registry.ie.example" || creds[0].Username != "wm-deploy" || creds[0].Password != "glpat-deploy" ||
+		len(creds[0].Shared) != 1 {
 		t.Errorf("credentials %v", creds)
 	}
 	if d := defaultConfig().Images.SIF; d.Quota <= 0 || d.MaxBuilds <= 0 {
@@ -533,6 +535,7 @@ func TestImagesSection(t *testing.T) {
 		{"no token file", "images:\n  registry_auth:\n    - registry: r.example\n      username: u\n", "images.registry_auth[0].token_file"},
 		{"url as registry", "images:\n  registry_auth:\n    - registry: https://r.example\n      username: u\n      token_file: /x\n", "images.registry_auth[0].registry"},
 		{"negative quota", "images:\n  sif:\n    quota: -1\n", "images.sif.quota"},
+		{"bad shared pattern", "images:\n  registry_auth:\n    - registry: r.example\n      username: u\n      token_file: /x\n      shared: [\"a b\"]\n", "images.registry_auth[0].shared"},
 		{"sif typo", "images:\n  sif:\n    qouta: 1g\n", "images.sif.qouta"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
