@@ -16,7 +16,6 @@ import (
 	"github.com/moby/moby/client"
 
 	"whalemountain/backend"
-	"whalemountain/backend/audit"
 	"whalemountain/backend/docker"
 	"whalemountain/backend/docker/dockertest"
 )
@@ -503,21 +502,8 @@ func (r *rig) mustID(id backend.Identity, ref string) string {
 // TestAudit: every mutating action is recorded with its result.
 func TestAudit(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "audit.log")
-	log, err := audit.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	cli := dockertest.Client(t)
 	r := newRig(t)
-	cfg := dockertest.Config()
-	dockertest.Track(t, cli, cfg)
-	svc, err := docker.New(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
+	svc, path := r.auditedService()
 	ctx := r.ctx
 	if _, err := svc.Run(ctx, alice, docker.RunSpec{Name: "box", Image: r.img}); err != nil {
 		t.Fatal(err)
@@ -529,18 +515,7 @@ func TestAudit(t *testing.T) {
 	_ = svc.Remove(ctx, bob, "alice/box", true)
 	_, _ = svc.Run(ctx, alice, docker.RunSpec{Name: "Bad", Image: r.img})
 
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		var e audit.Entry
-		if err := json.Unmarshal([]byte(line), &e); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, e.User+" "+e.Action+" "+e.Target+" "+e.Result)
-	}
+	got := auditLines(t, path)
 	want := []string{
 		"alice run alice/box ok", "alice stop alice/box ok", "alice start alice/box ok",
 		"alice restart alice/box ok", "alice rm alice/box ok", "bob rm alice/box refused",

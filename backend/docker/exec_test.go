@@ -3,11 +3,8 @@ package docker_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,9 +15,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"whalemountain/backend"
-	"whalemountain/backend/audit"
 	"whalemountain/backend/docker"
-	"whalemountain/backend/docker/dockertest"
 )
 
 // screen collects what an Execution prints, for expect.
@@ -491,20 +486,8 @@ func (r *rig) exec0(ex backend.Execution, err error) backend.Execution {
 // TestExecAudit: exec, shell and attach are recorded with their result.
 func TestExecAudit(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "audit.log")
-	log, err := audit.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
 	r := newRig(t)
-	cfg := dockertest.Config()
-	dockertest.Track(t, r.cli, cfg)
-	svc, err := docker.New(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
+	svc, path := r.auditedService()
 	if _, err := svc.Run(r.ctx, alice, docker.RunSpec{Name: "box", Image: r.img}); err != nil {
 		t.Fatal(err)
 	}
@@ -517,18 +500,7 @@ func TestExecAudit(t *testing.T) {
 	at := r.exec0(svc.Attach(r.ctx, tina, "alice/box", 0, 0))
 	_ = at.Close()
 
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		var e audit.Entry
-		if err := json.Unmarshal([]byte(line), &e); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, e.User+" "+e.Action+" "+e.Target+" "+e.Result)
-	}
+	got := auditLines(t, path)
 	want := []string{
 		"alice run alice/box ok", "alice exec alice/box ok", "alice shell alice/box ok",
 		"bob shell alice/box refused", "tina attach alice/box ok",

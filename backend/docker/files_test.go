@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
@@ -16,9 +15,7 @@ import (
 	"time"
 
 	"whalemountain/backend"
-	"whalemountain/backend/audit"
 	"whalemountain/backend/docker"
-	"whalemountain/backend/docker/dockertest"
 )
 
 func randomBytes(t *testing.T, n int) []byte {
@@ -424,20 +421,8 @@ func TestFilesHomeHostPath(t *testing.T) {
 // TestFilesAudit: writes are recorded with their target; reads are not.
 func TestFilesAudit(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "audit.log")
-	log, err := audit.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
 	r := newRig(t)
-	cfg := dockertest.Config()
-	dockertest.Track(t, r.cli, cfg)
-	svc, err := docker.New(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
+	svc, path := r.auditedService()
 	if _, err := svc.Run(r.ctx, alice, docker.RunSpec{Name: "box", Image: r.img}); err != nil {
 		t.Fatal(err)
 	}
@@ -448,18 +433,7 @@ func TestFilesAudit(t *testing.T) {
 	_ = svc.WriteFile(r.ctx, bob, box, "/tmp/f", strings.NewReader("x"), 1, 0o644, time.Time{})
 	_ = svc.RemovePath(r.ctx, alice, box, "/tmp/f")
 
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		var e audit.Entry
-		if err := json.Unmarshal([]byte(line), &e); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, e.User+" "+e.Action+" "+e.Target+" "+e.Result)
-	}
+	got := auditLines(t, path)
 	want := []string{
 		"alice run alice/box ok", "alice put alice/box:/tmp/f ok", "alice mkdir alice/box:/tmp/d ok",
 		"bob put bob/box:/tmp/f refused", "alice delete alice/box:/tmp/f refused",

@@ -2,7 +2,10 @@ package docker_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +13,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"whalemountain/backend"
+	"whalemountain/backend/audit"
 	"whalemountain/backend/docker"
 	"whalemountain/backend/docker/dockertest"
 )
@@ -123,4 +127,42 @@ func find(cs []docker.Container, owner, name string) (docker.Container, bool) {
 		}
 	}
 	return docker.Container{}, false
+}
+
+// auditedService is a second Service on r's engine that records in an audit log of its own,
+// whose path it returns with it.
+func (r *rig) auditedService() (*docker.Service, string) {
+	r.t.Helper()
+	path := filepath.Join(r.t.TempDir(), "audit.log")
+	log, err := audit.Open(path)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { log.Close() })
+	cfg := dockertest.Config()
+	dockertest.Track(r.t, r.cli, cfg)
+	svc, err := docker.New(cfg, log)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { svc.Close() })
+	return svc, path
+}
+
+// auditLines reads the audit log at path as "user action target result" lines.
+func auditLines(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var e audit.Entry
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, e.User+" "+e.Action+" "+e.Target+" "+e.Result)
+	}
+	return got
 }
