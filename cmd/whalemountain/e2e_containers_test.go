@@ -297,34 +297,23 @@ func TestE2EContainers(t *testing.T) {
 	// Held by this test, so it lives until every parallel subtest below has ended.
 	img := dockertest.BusyboxImage(ctx, t, cli)
 
-	t.Run("StudentFlow", func(t *testing.T) {
-		t.Parallel()
-		testStudentFlow(t, cli, img)
-	})
-	t.Run("LogsFollow", func(t *testing.T) {
-		t.Parallel()
-		testLogsFollow(t, cli, img)
-	})
-	t.Run("Isolation", func(t *testing.T) {
-		t.Parallel()
-		testIsolation(t, cli, img)
-	})
-	t.Run("BadInputChangesNothing", func(t *testing.T) {
-		t.Parallel()
-		testBadInput(t, cli, img)
-	})
-	t.Run("Quota", func(t *testing.T) {
-		t.Parallel()
-		testQuota(t, cli, img)
-	})
-	t.Run("Hardening", func(t *testing.T) {
-		t.Parallel()
-		testHardening(t, cli, img)
-	})
-	t.Run("DashboardLiveUpdate", func(t *testing.T) {
-		t.Parallel()
-		testDashboardLive(t, cli, img)
-	})
+	for _, sub := range []struct {
+		name string
+		run  func(*testing.T, *client.Client, string)
+	}{
+		{"StudentFlow", testStudentFlow},
+		{"LogsFollow", testLogsFollow},
+		{"Isolation", testIsolation},
+		{"BadInputChangesNothing", testBadInput},
+		{"Quota", testQuota},
+		{"Hardening", testHardening},
+		{"DashboardLiveUpdate", testDashboardLive},
+	} {
+		t.Run(sub.name, func(t *testing.T) {
+			t.Parallel()
+			sub.run(t, cli, img)
+		})
+	}
 }
 
 func testStudentFlow(t *testing.T, cli *client.Client, img string) {
