@@ -96,8 +96,9 @@ func benchFreePort(tb testing.TB) string {
 	return port
 }
 
-// benchSSHArgs reaches user@127.0.0.1:port with key and nothing of the user's own setup.
-func benchSSHArgs(port, key, user string, flags []string, remote ...string) []string {
+// localSSHArgs reaches user@127.0.0.1:port with key and nothing of the user's own setup: no
+// user configuration, no known_hosts, no prompts; flags before the destination, remote after.
+func localSSHArgs(port, key, user string, flags []string, remote ...string) []string {
 	args := []string{
 		"-F", "/dev/null",
 		"-o", "BatchMode=yes",
@@ -274,7 +275,7 @@ func benchSSHD(tb testing.TB, dir string, key benchKey) (port, login string) {
 			return true
 		default:
 		}
-		out, err := exec.Command(ssh, benchSSHArgs(port, key.path, u.Username, nil, "echo", "sshd-ok")...).CombinedOutput()
+		out, err := exec.Command(ssh, localSSHArgs(port, key.path, u.Username, nil, "echo", "sshd-ok")...).CombinedOutput()
 		last = string(out)
 		return err == nil && strings.TrimSpace(last) == "sshd-ok"
 	}) || func() bool {
@@ -450,7 +451,7 @@ func BenchmarkShell(b *testing.B) {
 	sshdPort, login := benchSSHD(b, dir, key)
 
 	wm := func(flags []string, remote ...string) []string {
-		return append([]string{sshBin}, benchSSHArgs(wmPort, key.path, "alice", flags, remote...)...)
+		return append([]string{sshBin}, localSSHArgs(wmPort, key.path, "alice", flags, remote...)...)
 	}
 	benchRun(b, sshBin, wm(nil, "run", "--name", "box", img)[1:]...)
 	engineName := prefix + "-alice-box"
@@ -464,7 +465,7 @@ func BenchmarkShell(b *testing.B) {
 	}
 	paths := []*benchTerm{
 		benchOpen(b, "whalemountain", wm([]string{"-tt"}, "shell", "box")...),
-		benchOpen(b, "ssh+docker exec", append([]string{sshBin}, benchSSHArgs(sshdPort, key.path, login, []string{"-tt"},
+		benchOpen(b, "ssh+docker exec", append([]string{sshBin}, localSSHArgs(sshdPort, key.path, login, []string{"-tt"},
 			append(remoteDocker, "exec", "-it", engineName, "sh")...)...)...),
 		benchOpen(b, "docker exec", dockerBin, "exec", "-it", engineName, "sh"),
 	}

@@ -396,21 +396,7 @@ func sshBinary(t *testing.T) string {
 // user configuration, no known_hosts, no prompts. flags go before the destination, remote
 // after it.
 func (s *server) sshArgs(key *testKey, user string, flags []string, remote ...string) []string {
-	args := []string{
-		"-F", "/dev/null",
-		"-o", "BatchMode=yes",
-		"-o", "IdentitiesOnly=yes",
-		"-o", "IdentityAgent=none",
-		"-o", "StrictHostKeyChecking=no",
-		"-o", "UserKnownHostsFile=/dev/null",
-		"-o", "LogLevel=ERROR",
-		"-o", "ConnectTimeout=10",
-		"-p", s.Port,
-		"-i", key.Path,
-	}
-	args = append(args, flags...)
-	args = append(args, user+"@127.0.0.1")
-	return append(args, remote...)
+	return localSSHArgs(s.Port, key.Path, user, flags, remote...)
 }
 
 // sshResult is what one ssh run produced.
