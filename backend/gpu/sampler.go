@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
+	"whalemountain/backend"
 )
 
 // Owners maps a container ID (64 hex digits) to the user it belongs to and that user's name
@@ -54,8 +56,8 @@ func (o Options) withDefaults() Options {
 // ReasonNoDriver is the reason given when libnvidia-ml cannot be loaded.
 const ReasonNoDriver = "no NVIDIA driver (libnvidia-ml not found)"
 
-// Sampler is the server's one NVML reader. Sessions read its Snapshot and Subscribe to hear
-// when it changed; the number of readers never changes how often NVML is asked.
+// Sampler is the server's one NVML reader. Sessions read its Snapshot (always cut down to
+// their identity) and Subscribe to hear when it changed; the number of readers never changes how often NVML is asked.
 type Sampler struct {
 	lib    nvml.Interface // nil when Init failed: never call it then
 	owners Owners
@@ -203,9 +205,21 @@ func (s *Sampler) Subscribe() (<-chan struct{}, func()) {
 	}
 }
 
-// Snapshot is the latest sample, with every GPU's history, as a copy the caller owns. It is
-// unfiltered: pass it through View before a user sees it.
-func (s *Sampler) Snapshot() State {
+// Snapshot is the latest sample, with every GPU's history, as a copy the caller owns, cut
+// down to what id may see: a student sees every GPU and their own processes in full, any
+// other process only as "in use by another user" with its GPU memory (no owner, container or
+// PID); a TA sees everything plus a summary per user; the zero Identity sees the GPUs and no
+// one's processes. Server-side readers that need every process (metrics, GPU allocation)
+// ask as a TA identity of the server itself. There is no unfiltered way in.
+func (s *Sampler) Snapshot(id backend.Identity) State {
+	out := s.snapshot()
+	restrict(&out, id)
+	return out
+}
+
+// snapshot is the latest sample, unfiltered, as a copy the caller owns. Never hand it to a
+// user: Snapshot is the only way out of the package.
+func (s *Sampler) snapshot() State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := s.state.Clone()

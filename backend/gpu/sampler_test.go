@@ -108,7 +108,7 @@ func TestSampleReadsEveryGPUAndAttributesProcesses(t *testing.T) {
 		t.Fatalf("Available() = false, %q", reason)
 	}
 	s.sample()
-	st := s.Snapshot()
+	st := s.snapshot()
 	if !st.Available || st.Reason != "" || !st.At.Equal(at) || len(st.GPUs) != 8 {
 		t.Fatalf("state: available %v reason %q at %v, %d GPUs", st.Available, st.Reason, st.At, len(st.GPUs))
 	}
@@ -172,7 +172,7 @@ func TestOwnersNilMakesEveryContainerOther(t *testing.T) {
 	s := New(srv, nil, Options{ProcRoot: root})
 	defer s.Close()
 	s.sample()
-	for _, p := range s.Snapshot().GPUs[0].Processes {
+	for _, p := range s.snapshot().GPUs[0].Processes {
 		if p.Where == WhereContainer || p.Owner != "" {
 			t.Errorf("without owners: %s", fmtProc(p))
 		}
@@ -191,7 +191,7 @@ func TestFailedFieldIsUnknownNotTheSample(t *testing.T) {
 	s := New(srv, owners, Options{ProcRoot: t.TempDir()})
 	defer s.Close()
 	s.sample()
-	st := s.Snapshot()
+	st := s.snapshot()
 	if len(st.GPUs) != 8 {
 		t.Fatalf("%d GPUs", len(st.GPUs))
 	}
@@ -219,7 +219,7 @@ func TestDeviceCountFailureKeepsDriverAvailable(t *testing.T) {
 	s := New(srv, owners, Options{ProcRoot: t.TempDir()})
 	defer s.Close()
 	s.sample()
-	st := s.Snapshot()
+	st := s.snapshot()
 	if !st.Available || st.Reason == "" || len(st.GPUs) != 0 {
 		t.Errorf("state %+v", st)
 	}
@@ -239,12 +239,12 @@ func TestHistoryRingWraps(t *testing.T) {
 		n.Store(int32(i))
 		now = start.Add(time.Duration(i) * time.Second)
 		s.sample()
-		h := s.Snapshot().GPUs[0].History
+		h := s.snapshot().GPUs[0].History
 		if want := min(i+1, 3); len(h) != want {
 			t.Fatalf("after %d samples history has %d points, want %d", i+1, len(h), want)
 		}
 	}
-	h := s.Snapshot().GPUs[0].History
+	h := s.snapshot().GPUs[0].History
 	for j, p := range h {
 		want := j + 2
 		if p.Util != want || !p.At.Equal(start.Add(time.Duration(want)*time.Second)) {
@@ -253,7 +253,7 @@ func TestHistoryRingWraps(t *testing.T) {
 	}
 	// A snapshot is a copy: changing it changes nothing inside.
 	h[0].Util = 99
-	if s.Snapshot().GPUs[0].History[0].Util == 99 {
+	if s.snapshot().GPUs[0].History[0].Util == 99 {
 		t.Error("Snapshot shares its history with the sampler")
 	}
 }
@@ -329,7 +329,7 @@ func TestStartSamplesUntilClose(t *testing.T) {
 	if after := len(srv.DeviceGetCountCalls()); after != before {
 		t.Errorf("sampling went on after Close: %d -> %d", before, after)
 	}
-	if got := len(s.Snapshot().GPUs[0].History); got < 3 {
+	if got := len(s.snapshot().GPUs[0].History); got < 3 {
 		t.Errorf("history has %d points after 3+ samples", got)
 	}
 }
@@ -347,7 +347,7 @@ func TestFailedInitMakesNoFurtherCall(t *testing.T) {
 	defer cancel()
 	s.Start(t.Context())
 	time.Sleep(10 * time.Millisecond)
-	st := s.Snapshot()
+	st := s.snapshot()
 	if st.Available || st.Reason != ReasonNoDriver || len(st.GPUs) != 0 {
 		t.Errorf("Snapshot() = %+v", st)
 	}
@@ -391,7 +391,7 @@ func TestRealNVML(t *testing.T) {
 		t.Fatalf("NVML unavailable: %s", reason)
 	}
 	s.Start(t.Context())
-	st := s.Snapshot()
+	st := s.snapshot()
 	if len(st.GPUs) == 0 || st.Reason != "" {
 		t.Fatalf("no GPUs: %+v", st)
 	}

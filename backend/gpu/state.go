@@ -20,7 +20,7 @@ type State struct {
 	Reason    string    `json:"reason,omitempty"` // why not available
 	At        time.Time `json:"at,omitzero"`      // when the sample was taken; zero before the first
 	GPUs      []GPU     `json:"gpus"`
-	// Users is the per-user summary; View fills it for TAs only.
+	// Users is the per-user summary; Snapshot fills it for TAs only.
 	Users []UserSummary `json:"users,omitempty"`
 }
 

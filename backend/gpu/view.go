@@ -6,19 +6,25 @@ import (
 	"whalemountain/backend"
 )
 
-// View is what id may see of s. A student sees every GPU and their own processes in full;
-// any other process is only "in use by another user" with its GPU memory: no owner, no
-// container, no PID. A TA sees everything, plus a summary per user. The zero Identity sees
-// the GPUs and no one's processes.
-func View(s State, id backend.Identity) State {
+// view is what id may see of s, as a copy; s is not changed.
+func view(s State, id backend.Identity) State {
 	out := s.Clone()
+	restrict(&out, id)
+	return out
+}
+
+// restrict cuts s, a copy the caller owns, down to what id may see. A student sees every GPU
+// and their own processes in full; any other process is only "in use by another user" with
+// its GPU memory: no owner, no container, no PID. A TA sees everything, plus a summary per
+// user. The zero Identity (or any invalid one) sees the GPUs and no one's processes.
+func restrict(s *State, id backend.Identity) {
 	if id.Valid() && id.IsTA() {
-		out.Users = summarise(out.GPUs)
-		return out
+		s.Users = summarise(s.GPUs)
+		return
 	}
-	out.Users = nil
-	for i := range out.GPUs {
-		procs := out.GPUs[i].Processes
+	s.Users = nil
+	for i := range s.GPUs {
+		procs := s.GPUs[i].Processes
 		for j, p := range procs {
 			if id.Valid() && p.Where == WhereContainer && p.Owner == id.User {
 				continue
@@ -26,7 +32,6 @@ func View(s State, id backend.Identity) State {
 			procs[j] = Process{MemUsed: p.MemUsed, Where: WhereHidden}
 		}
 	}
-	return out
 }
 
 // summarise adds up, per owner of a known container, the GPUs held, their memory and the mean

@@ -13,13 +13,13 @@ func busyState(t *testing.T) State {
 	s := New(srv, owners, Options{ProcRoot: root, Now: func() time.Time { return time.Unix(1, 0) }})
 	defer s.Close()
 	s.sample()
-	return s.Snapshot()
+	return s.snapshot()
 }
 
 func TestViewStudentSeesOnlyOwnProcessesInFull(t *testing.T) {
 	st := busyState(t)
 	alice := backend.Identity{User: "alice", Role: backend.RoleStudent}
-	v := View(st, alice)
+	v := view(st, alice)
 	if v.Users != nil {
 		t.Errorf("student got a user summary: %+v", v.Users)
 	}
@@ -47,7 +47,7 @@ func TestViewStudentSeesOnlyOwnProcessesInFull(t *testing.T) {
 	}
 
 	// Bob sees alice's processes hidden, and the input state is untouched.
-	bob := View(st, backend.Identity{User: "bob", Role: backend.RoleStudent})
+	bob := view(st, backend.Identity{User: "bob", Role: backend.RoleStudent})
 	if p := bob.GPUs[0].Processes[0]; p.Where != WhereHidden || p.Owner != "" {
 		t.Errorf("bob sees alice's process: %s", fmtProc(p))
 	}
@@ -55,17 +55,17 @@ func TestViewStudentSeesOnlyOwnProcessesInFull(t *testing.T) {
 		t.Errorf("bob's own process: %s", fmtProc(p))
 	}
 	if st.GPUs[0].Processes[0].Owner != "alice" {
-		t.Error("View changed its input")
+		t.Error("view changed its input")
 	}
 
 	// Nobody (the zero Identity) sees no one's processes.
-	for _, p := range View(st, backend.Identity{}).GPUs[0].Processes {
+	for _, p := range view(st, backend.Identity{}).GPUs[0].Processes {
 		if p.Where != WhereHidden {
 			t.Errorf("zero identity sees %s", fmtProc(p))
 		}
 	}
 	// A student named like nobody does not match processes without an owner.
-	for _, p := range View(st, backend.Identity{User: "", Role: backend.RoleStudent}).GPUs[0].Processes {
+	for _, p := range view(st, backend.Identity{User: "", Role: backend.RoleStudent}).GPUs[0].Processes {
 		if p.Where != WhereHidden {
 			t.Errorf("empty user sees %s", fmtProc(p))
 		}
@@ -74,7 +74,7 @@ func TestViewStudentSeesOnlyOwnProcessesInFull(t *testing.T) {
 
 func TestViewTASeesEverythingAndSummary(t *testing.T) {
 	st := busyState(t)
-	v := View(st, backend.Identity{User: "tanaka", Role: backend.RoleTA})
+	v := view(st, backend.Identity{User: "tanaka", Role: backend.RoleTA})
 	checkProcesses(t, v.GPUs[0].Processes, st.GPUs[0].Processes)
 	if len(v.Users) != 2 {
 		t.Fatalf("summary %+v, want alice and bob", v.Users)
@@ -91,7 +91,7 @@ func TestViewTASeesEverythingAndSummary(t *testing.T) {
 
 func TestViewUnavailable(t *testing.T) {
 	st := State{Reason: ReasonNoDriver}
-	v := View(st, backend.Identity{User: "alice", Role: backend.RoleStudent})
+	v := view(st, backend.Identity{User: "alice", Role: backend.RoleStudent})
 	if v.Available || v.Reason != ReasonNoDriver || len(v.GPUs) != 0 {
 		t.Errorf("%+v", v)
 	}

@@ -17,9 +17,10 @@ import (
 	"whalemountain/backend/gpu"
 )
 
-// GPUSource gives the latest GPU sample; *gpu.Sampler is one.
+// GPUSource gives the latest GPU sample as id may see it; *gpu.Sampler is one. The
+// collector asks as reader (a TA), which sees every process and its owner.
 type GPUSource interface {
-	Snapshot() gpu.State
+	Snapshot(id backend.Identity) gpu.State
 }
 
 // ContainerSource gives the live container picture; *docker.Service is one.
@@ -39,7 +40,7 @@ type Sources struct {
 	Sessions   SessionCounter
 }
 
-// reader is the identity the collector reads every user's containers with.
+// reader is the identity the collector reads every user's containers and GPU processes with.
 var reader = backend.Identity{User: "whalemountain", Role: backend.RoleTA}
 
 var (
@@ -69,7 +70,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	if c.src.GPUs != nil {
-		collectGPUs(ch, c.src.GPUs.Snapshot())
+		collectGPUs(ch, c.src.GPUs.Snapshot(reader))
 	}
 	if c.src.Containers != nil {
 		cs, _ := c.src.Containers.Snapshot(reader, docker.ListOptions{All: true, AllUsers: true})

@@ -19,7 +19,16 @@ import (
 
 type fakeGPUs struct{ st gpu.State }
 
-func (f fakeGPUs) Snapshot() gpu.State { return f.st }
+// Snapshot gives the whole sample to a TA only, as gpu.Sampler does; anyone else would not
+// see every owner, so here they get nothing and the owner metrics tests fail.
+func (f fakeGPUs) Snapshot(id backend.Identity) gpu.State { return taOnly(f.st, id) }
+
+func taOnly(st gpu.State, id backend.Identity) gpu.State {
+	if !id.Valid() || !id.IsTA() {
+		return gpu.State{}
+	}
+	return st.Clone()
+}
 
 type fakeContainers struct {
 	cs     []docker.Container
@@ -147,7 +156,7 @@ func TestReadsAtScrapeTime(t *testing.T) {
 
 type changingGPUs struct{ st gpu.State }
 
-func (f *changingGPUs) Snapshot() gpu.State { return f.st }
+func (f *changingGPUs) Snapshot(id backend.Identity) gpu.State { return taOnly(f.st, id) }
 
 func TestHandlerScrape(t *testing.T) {
 	reg := NewRegistry(Sources{GPUs: fakeGPUs{sampleState()}, Sessions: fakeSessions(2)})

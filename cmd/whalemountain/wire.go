@@ -121,11 +121,12 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 		deps.Registry = gl
 	}
 
-	// GPU use is attributed to containers through the live snapshot (no API call).
+	// GPU use is attributed to containers through the live snapshot (no API call). The server
+	// reads both snapshots as a TA of its own, which sees every user's containers and processes.
+	server := backend.Identity{User: "whalemountain", Role: backend.RoleTA}
 	var gpuOwners gpu.Owners
 	if deps.Docker != nil {
 		svc := deps.Docker
-		server := backend.Identity{User: "whalemountain", Role: backend.RoleTA}
 		gpuOwners = gpu.OwnersFunc(func(id string) (string, string, bool) {
 			cs, _ := svc.Snapshot(server, docker.ListOptions{All: true, AllUsers: true})
 			for _, c := range cs {
@@ -144,7 +145,7 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 	// could not take counts as fully busy, so idle GPUs known to be idle are chosen first.
 	if ok, _ := sampler.Available(); ok && deps.Docker != nil {
 		deps.Docker.SetGPUs(docker.GPUInventoryFunc(func() []docker.GPUInfo {
-			st := sampler.Snapshot()
+			st := sampler.Snapshot(server)
 			out := make([]docker.GPUInfo, 0, len(st.GPUs))
 			for _, g := range st.GPUs {
 				if g.UUID == "" {

@@ -8,14 +8,16 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"whalemountain/backend"
 	"whalemountain/backend/gpu"
 	"whalemountain/tui/format"
 	"whalemountain/tui/termsafe"
 )
 
-// GPUs is the server's GPU sampler as commands see it.
+// GPUs is the server's GPU sampler as commands see it. Snapshot cuts the sample down to what
+// the identity may see; commands never see more than that.
 type GPUs interface {
-	Snapshot() gpu.State
+	Snapshot(id backend.Identity) gpu.State
 	Available() (bool, string)
 }
 
@@ -30,8 +32,7 @@ func gpusCmd(env Env, src GPUs) *cobra.Command {
 			"Your own processes are shown with their container; other users' only as \"in use by another user\".",
 		Args: exactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error {
-			st := gpuState(src)
-			view := gpu.View(st, env.Identity)
+			view := gpuState(src, env.Identity)
 			if asJSON {
 				if view.GPUs == nil {
 					view.GPUs = []gpu.GPU{}
@@ -46,18 +47,19 @@ func gpusCmd(env Env, src GPUs) *cobra.Command {
 	return c
 }
 
-// gpuState is src's snapshot, or an unavailable state saying why there is none.
-func gpuState(src GPUs) gpu.State {
+// gpuState is src's snapshot as id may see it, or an unavailable state saying why there is
+// none.
+func gpuState(src GPUs, id backend.Identity) gpu.State {
 	if src == nil {
 		return gpu.State{Reason: "GPU monitoring is off"}
 	}
 	if ok, reason := src.Available(); !ok {
 		return gpu.State{Reason: reason}
 	}
-	return src.Snapshot()
+	return src.Snapshot(id)
 }
 
-// renderGPUs writes one line per GPU of a state already cut down by gpu.View, then for TAs
+// renderGPUs writes one line per GPU of a state already cut down by the sampler, then for TAs
 // one line per user holding a GPU. With no GPUs it writes one line saying why.
 func renderGPUs(w io.Writer, st gpu.State) {
 	if !st.Available || len(st.GPUs) == 0 {

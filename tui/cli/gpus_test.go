@@ -11,14 +11,19 @@ import (
 	"whalemountain/backend/gpu"
 )
 
+// fakeGPUs is a sampler that answers each identity with the view set for it (what
+// gpu.Sampler.Snapshot would cut down for that user), and records who asked.
 type fakeGPUs struct {
-	state     gpu.State
-	ok        bool
-	reason    string
-	snapshots int
+	views  map[backend.Identity]gpu.State
+	ok     bool
+	reason string
+	asked  []backend.Identity
 }
 
-func (f *fakeGPUs) Snapshot() gpu.State       { f.snapshots++; return f.state }
+func (f *fakeGPUs) Snapshot(id backend.Identity) gpu.State {
+	f.asked = append(f.asked, id)
+	return f.views[id].Clone()
+}
 func (f *fakeGPUs) Available() (bool, string) { return f.ok, f.reason }
 
 func p[T any](v T) *T { return &v }
@@ -107,23 +112,36 @@ func runGPUs(t *testing.T, id backend.Identity, src GPUs, args ...string) (strin
 	return out.String(), errb.String()
 }
 
-func TestGPUsCommandAppliesPrivacy(t *testing.T) {
-	src := &fakeGPUs{ok: true, state: gpu.State{Available: true, GPUs: []gpu.GPU{a100(0, 72, 27*gib, aliceProc, bobProc, hostProc), a100(1, 0, 0)}}}
+func TestGPUsCommandShowsTheCallersView(t *testing.T) {
 	alice := backend.Identity{User: "alice", Role: backend.RoleStudent}
 	ta := backend.Identity{User: "tanaka", Role: backend.RoleTA}
+	hidden := func(mem int64) gpu.Process { return gpu.Process{MemUsed: p(mem), Where: gpu.WhereHidden} }
+	src := &fakeGPUs{ok: true, views: map[backend.Identity]gpu.State{
+		alice: {Available: true, GPUs: []gpu.GPU{a100(0, 72, 27*gib, aliceProc, hidden(gib), hidden(300<<20)), a100(1, 0, 0)}},
+		ta: {Available: true, GPUs: []gpu.GPU{a100(0, 72, 27*gib, aliceProc, bobProc, hostProc), a100(1, 0, 0)},
+			Users: []gpu.UserSummary{{User: "alice", GPUs: []int{0}, MemUsed: 26 * gib, MeanUtil: p(72)}, {User: "bob", GPUs: []int{0}, MemUsed: gib, MeanUtil: p(72)}}},
+	}}
 
 	out, _ := runGPUs(t, alice, src)
 	if !strings.Contains(out, "alice/jupyter 26 GiB · in use by another user 1.0 GiB · in use by another user 300 MiB") ||
 		strings.Contains(out, "bob") || strings.Contains(out, "pid 400") || !strings.Contains(out, "GPU 1  NVIDIA A100-SXM4-40GB  util 0%") {
 		t.Errorf("student output:\n%s", out)
 	}
+	if len(src.asked) != 1 || src.asked[0] != alice {
+		t.Errorf("the sampler was asked as %v, want only as %v", src.asked, alice)
+	}
 
+	src.asked = nil
 	out, _ = runGPUs(t, ta, src)
 	if !strings.Contains(out, "alice/jupyter 26 GiB · bob/train 1.0 GiB · host pid 400 300 MiB") ||
 		!strings.Contains(out, "alice  GPUs 0  mem 26 GiB  mean util 72%") || !strings.Contains(out, "bob  GPUs 0  mem 1.0 GiB") {
 		t.Errorf("TA output:\n%s", out)
 	}
+	if len(src.asked) != 1 || src.asked[0] != ta {
+		t.Errorf("the sampler was asked as %v, want only as %v", src.asked, ta)
+	}
 
+	src.asked = nil
 	out, _ = runGPUs(t, alice, src, "--json")
 	var st gpu.State
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
@@ -132,6 +150,9 @@ func TestGPUsCommandAppliesPrivacy(t *testing.T) {
 	if len(st.GPUs) != 2 || st.Users != nil || st.GPUs[0].Processes[1].Owner != "" || st.GPUs[0].Processes[1].PID != 0 ||
 		st.GPUs[0].Processes[0].Owner != "alice" || strings.Contains(out, "bob") {
 		t.Errorf("student JSON:\n%s", out)
+	}
+	if len(src.asked) != 1 || src.asked[0] != alice {
+		t.Errorf("--json asked the sampler as %v, want only as %v", src.asked, alice)
 	}
 }
 
@@ -142,7 +163,7 @@ func TestGPUsCommandWithoutGPUs(t *testing.T) {
 	if out != "no GPUs on this server: no NVIDIA driver (libnvidia-ml not found)\n" || errs != "" {
 		t.Errorf("out %q err %q", out, errs)
 	}
-	if src.snapshots != 0 {
+	if len(src.asked) != 0 {
 		t.Error("Snapshot read although the sampler is unavailable")
 	}
 	out, _ = runGPUs(t, alice, nil)

@@ -1,6 +1,7 @@
 // Package gpus is the dashboard's GPUs tab: one card per GPU with utilisation, memory,
 // temperature, power, a sparkline of recent utilisation and the processes on it, as much as
-// the user may see (gpu.View); TAs also get a summary per user.
+// the user may see (the sampler cuts its snapshot down to the user's identity); TAs also get
+// a summary per user.
 //
 // The tab never polls: it re-reads the sampler's snapshot when Subscribe says the readings
 // changed. Every string from outside is neutralised before display.
@@ -18,9 +19,10 @@ import (
 	"whalemountain/tui/dashboard"
 )
 
-// Source is what the tab needs from the GPU sampler; *gpu.Sampler satisfies it.
+// Source is what the tab needs from the GPU sampler; *gpu.Sampler satisfies it. Snapshot
+// cuts the sample down to what the identity may see; the tab never sees more than that.
 type Source interface {
-	Snapshot() gpu.State
+	Snapshot(id backend.Identity) gpu.State
 	Available() (bool, string)
 	Subscribe() (<-chan struct{}, func())
 }
@@ -44,7 +46,7 @@ type Tab struct {
 	unsub     func()
 	closeOnce sync.Once
 
-	state  gpu.State // already cut down by gpu.View
+	state  gpu.State // already cut down by the sampler to what id may see
 	offset int       // first line shown
 	height int       // of the last View, for scrolling
 }
@@ -122,7 +124,7 @@ func (t *Tab) reload() {
 		t.state = gpu.State{Reason: reason}
 		return
 	}
-	t.state = gpu.View(t.src.Snapshot(), t.id)
+	t.state = t.src.Snapshot(t.id)
 }
 
 // Update re-reads the snapshot on a change and scrolls on j/k.

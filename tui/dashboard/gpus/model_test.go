@@ -9,26 +9,44 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
+	"whalemountain/backend"
 	"whalemountain/backend/gpu"
 	"whalemountain/tui/dashboard"
 )
 
 // fakeSource is a sampler whose state the test sets, notifying subscribers like gpu.Sampler.
+// The state set is what the sampler hands out already cut down for the tab's user; it
+// records who asked.
 type fakeSource struct {
-	mu      sync.Mutex
-	state   gpu.State
-	ok      bool
-	reason  string
-	subs    []chan struct{}
-	unsubs  int
-	snapped int
+	mu     sync.Mutex
+	state  gpu.State
+	ok     bool
+	reason string
+	subs   []chan struct{}
+	unsubs int
+	asked  []backend.Identity
 }
 
-func (f *fakeSource) Snapshot() gpu.State {
+func (f *fakeSource) Snapshot(id backend.Identity) gpu.State {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.snapped++
+	f.asked = append(f.asked, id)
 	return f.state.Clone()
+}
+
+// askedOnlyAs fails unless every snapshot was asked for as id, and at least one was.
+func (f *fakeSource) askedOnlyAs(t *testing.T, id backend.Identity) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.asked) == 0 {
+		t.Errorf("no snapshot was read")
+	}
+	for _, a := range f.asked {
+		if a != id {
+			t.Errorf("a snapshot was read as %v, want %v", a, id)
+		}
+	}
 }
 
 func (f *fakeSource) Available() (bool, string) {
@@ -83,7 +101,7 @@ func run(t *testing.T, cmd tea.Cmd) tea.Msg {
 }
 
 func TestTabUpdatesOnChange(t *testing.T) {
-	src := &fakeSource{ok: true, state: sample()}
+	src := &fakeSource{ok: true, state: seenBy(alice)}
 	tab := New(src, alice, dashboard.DefaultStyles())
 	defer tab.Close()
 	wait := tab.Init()
@@ -92,9 +110,9 @@ func TestTabUpdatesOnChange(t *testing.T) {
 		t.Fatalf("first view:\n%s", view)
 	}
 
-	next := sample()
+	next := seenBy(alice)
 	next.GPUs[0].Util = ptr(13)
-	next.GPUs[1].Processes = []gpu.Process{{MemUsed: ptr(gib), Where: gpu.WhereContainer, Owner: "bob", ContainerName: "x"}}
+	next.GPUs[1].Processes = []gpu.Process{{MemUsed: ptr(gib), Where: gpu.WhereHidden}}
 	src.set(next)
 
 	msg := run(t, wait)
@@ -109,9 +127,11 @@ func TestTabUpdatesOnChange(t *testing.T) {
 	if !strings.Contains(view, " 13%") || strings.Contains(view, "72%") {
 		t.Errorf("view did not follow the change:\n%s", view)
 	}
-	if !strings.Contains(view, "in use by another user 1.0 GiB") || strings.Contains(view, "bob/x") {
-		t.Errorf("privacy rule not applied after the change:\n%s", view)
+	if !strings.Contains(view, "in use by another user 1.0 GiB") {
+		t.Errorf("the hidden process is not shown after the change:\n%s", view)
 	}
+	// Every read, the first and the one after the change, asked as the tab's user.
+	src.askedOnlyAs(t, alice)
 
 	// Another tab's message changes nothing.
 	other := New(src, alice, dashboard.DefaultStyles())
@@ -143,7 +163,7 @@ func TestTabUnavailable(t *testing.T) {
 }
 
 func TestTabScrolls(t *testing.T) {
-	s := sample()
+	s := seenBy(ta)
 	for i := 2; i < 10; i++ {
 		g := s.GPUs[1]
 		g.Index = i
@@ -184,4 +204,5 @@ func TestTabScrolls(t *testing.T) {
 	if got := ansi.Strip(tab.View(80, 5)); got != first {
 		t.Errorf("g did not go back to the top:\n%s", got)
 	}
+	src.askedOnlyAs(t, ta)
 }

@@ -291,7 +291,7 @@ func usersSection(st dashboard.Styles, users []gpu.UserSummary, width int) []str
 	return lines
 }
 
-// render is the whole body for a state already cut down by gpu.View, one string per line,
+// render is the whole body for a state already cut down by the sampler, one string per line,
 // each at most width cells.
 func render(st dashboard.Styles, s gpu.State, id backend.Identity, width int) []string {
 	if !s.Available || len(s.GPUs) == 0 {
