@@ -152,10 +152,11 @@ func New(cfg Config, auth Authenticator, auditLog *audit.Log, deps cli.Deps, log
 				return &gossh.ServerConfig{MaxAuthTries: cfg.MaxAuthTries}
 			}
 			// Everything not explicitly allowed is refused: no remote forwarding, no agent
-			// channel is ever opened, no X11. Local forwarding (ssh -L) reaches only the
+			// forwarding and no X11 (sessionHandler answers no to both requests, so no agent
+			// or X11 channel is ever opened). Local forwarding (ssh -L) reaches only the
 			// user's own running containers (forward.go).
 			srv.ChannelHandlers = map[string]ssh.ChannelHandler{
-				"session":      ssh.DefaultSessionHandler,
+				"session":      sessionHandler,
 				"direct-tcpip": s.directTCPIP,
 			}
 			srv.ReversePortForwardingCallback = func(ssh.Context, string, uint32) bool { return false }
@@ -173,6 +174,45 @@ func New(cfg Config, auth Authenticator, auditLog *audit.Log, deps cli.Deps, log
 	}
 	s.srv = srv
 	return s, nil
+}
+
+// refusedSessionRequests are the session requests answered "no" before charm.land/ssh sees
+// them. It answers yes to agent forwarding on its own (session.go has no option for it) and
+// only marks the session, which would tell the client its agent is forwarded; X11 it refuses
+// today, but a request it never sees cannot start being accepted by a later version.
+var refusedSessionRequests = map[string]bool{
+	"auth-agent-req@openssh.com": true,
+	"x11-req":                    true,
+}
+
+// sessionHandler is charm.land/ssh's session handler, on a channel whose
+// refusedSessionRequests are answered no and never passed on.
+func sessionHandler(srv *ssh.Server, conn *gossh.ServerConn, newChan gossh.NewChannel, ctx ssh.Context) {
+	ssh.DefaultSessionHandler(srv, conn, refusingChannel{newChan}, ctx)
+}
+
+// refusingChannel is a session channel whose requests pass a filter once accepted.
+type refusingChannel struct{ gossh.NewChannel }
+
+// Accept accepts the channel and passes on its requests, in order, except the refused ones,
+// which are answered no. The requests it passes on end when the channel's do.
+func (c refusingChannel) Accept() (gossh.Channel, <-chan *gossh.Request, error) {
+	ch, reqs, err := c.NewChannel.Accept()
+	if err != nil {
+		return ch, reqs, err
+	}
+	out := make(chan *gossh.Request)
+	go func() {
+		defer close(out)
+		for req := range reqs {
+			if refusedSessionRequests[req.Type] {
+				_ = req.Reply(false, nil) // nothing is sent when no reply was asked for
+				continue
+			}
+			out <- req
+		}
+	}()
+	return ch, out, nil
 }
 
 // usagePrefix is how users type commands: "ssh -p 2222 host".
