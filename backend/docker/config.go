@@ -137,8 +137,8 @@ func (c Config) Validate() error {
 		if !labelKeyRE.MatchString(k) {
 			return bad("Labels", "has an invalid key %q", k)
 		}
-		if k == LabelOwner || k == LabelName || k == LabelManaged {
-			return bad("Labels", "may not set %s", k)
+		if slices.Contains(ServerLabelKeys, k) {
+			return bad("Labels", "may not set %s: the server's own keys are its to write", k)
 		}
 		if strings.ContainsAny(c.Labels[k], "\x00\n") || len(c.Labels[k]) > 256 {
 			return bad("Labels", "has an invalid value for %q", k)

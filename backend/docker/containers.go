@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -72,13 +73,10 @@ func (s *Service) filters(owner string) client.Filters {
 	return f
 }
 
-// labels are the labels for a new object of owner (and name, for containers).
-func (s *Service) labels(owner, name string) map[string]string {
+// labels are the labels for a new volume or network of owner.
+func (s *Service) labels(owner string) map[string]string {
 	m := s.cfg.selectors()
 	m[LabelOwner] = owner
-	if name != "" {
-		m[LabelName] = name
-	}
 	return m
 }
 
@@ -92,7 +90,9 @@ func (s *Service) managedBy(labels map[string]string, owner string) bool {
 	return labels[LabelOwner] == owner
 }
 
-// find resolves what a user typed to one of the containers they may act on, by labels only.
+// find resolves what a user typed to one of the containers they may act on, by labels only:
+// a user's container (kind=container) of that owner and name. Two that claim the same
+// owner/name resolve to neither.
 func (s *Service) find(ctx context.Context, id backend.Identity, ref string) (found, error) {
 	if err := checkIdentity(id); err != nil {
 		return found{}, err
@@ -101,27 +101,29 @@ func (s *Service) find(ctx context.Context, id backend.Identity, ref string) (fo
 	if err != nil {
 		return found{}, err
 	}
-	f := s.filters(t.owner)
+	f := s.containerFilters(t.owner)
 	f.Add("label", LabelName+"="+t.name)
 	res, err := s.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
 		return found{}, engineErr("look up container "+shown(ref), err)
 	}
-	for _, c := range res.Items {
-		if s.managedBy(c.Labels, t.owner) && c.Labels[LabelName] == t.name {
-			return found{target: t, ID: c.ID, State: string(c.State), summary: c}, nil
-		}
+	switch cs := s.claimants(res.Items, t.owner, t.name); len(cs) {
+	case 0:
+		return found{}, notFound(ref)
+	case 1:
+		return found{target: t, ID: cs[0].ID, State: string(cs[0].State), summary: cs[0]}, nil
+	default:
+		return found{}, ambiguous(ref, cs)
 	}
-	return found{}, notFound(ref)
 }
 
 // ownContainers lists every container of one user, in any state.
 func (s *Service) ownContainers(ctx context.Context, user string) ([]container.Summary, error) {
-	res, err := s.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: s.filters(user)})
+	res, err := s.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: s.containerFilters(user)})
 	if err != nil {
 		return nil, engineErr("list containers of "+user, err)
 	}
-	return slices.DeleteFunc(res.Items, func(c container.Summary) bool { return !s.managedBy(c.Labels, user) }), nil
+	return slices.DeleteFunc(res.Items, func(c container.Summary) bool { return !s.isUserContainer(c.Labels, user) }), nil
 }
 
 // List asks the engine for the containers the identity may see. Dashboards should use
@@ -134,13 +136,13 @@ func (s *Service) List(ctx context.Context, id backend.Identity, opts ListOption
 	if id.IsTA() && opts.AllUsers {
 		owner = ""
 	}
-	res, err := s.api.ContainerList(ctx, client.ContainerListOptions{All: opts.All, Filters: s.filters(owner)})
+	res, err := s.api.ContainerList(ctx, client.ContainerListOptions{All: opts.All, Filters: s.containerFilters(owner)})
 	if err != nil {
 		return nil, engineErr("list containers", err)
 	}
 	out := make([]Container, 0, len(res.Items))
 	for _, sum := range res.Items {
-		if owner != "" && !s.managedBy(sum.Labels, owner) {
+		if !s.isUserContainer(sum.Labels, cmp.Or(owner, sum.Labels[LabelOwner])) {
 			continue
 		}
 		c := fromSummary(sum)
@@ -265,13 +267,6 @@ func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec) (
 	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "HOME=") }) {
 		env = append(env, "HOME="+home.Target)
 	}
-	pids := s.cfg.PidsLimit
-	init := s.cfg.Init
-	secOpt := []string{"no-new-privileges:true"}
-	if s.cfg.AllowNewPrivileges {
-		secOpt = nil
-	}
-	nano := int64(math.Round(cpus * 1e9))
 	opts := client.ContainerCreateOptions{
 		Config: &container.Config{
 			Hostname:     spec.Name,
@@ -279,7 +274,6 @@ func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec) (
 			Cmd:          cmd,
 			Env:          env,
 			WorkingDir:   home.Target,
-			Labels:       s.labels(id.User, spec.Name),
 			Tty:          true,
 			OpenStdin:    true,
 			AttachStdin:  true,
@@ -287,26 +281,14 @@ func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec) (
 			AttachStderr: true,
 		},
 		HostConfig: &container.HostConfig{
-			NetworkMode:  container.NetworkMode(netID),
-			Privileged:   false,
-			CapDrop:      []string{"ALL"},
-			CapAdd:       s.cfg.capabilities(),
-			SecurityOpt:  secOpt,
-			IpcMode:      container.IPCModePrivate,
-			CgroupnsMode: container.CgroupnsModePrivate,
-			Init:         &init,
-			Mounts:       []mount.Mount{home},
-			Resources: container.Resources{
-				NanoCPUs:   nano,
-				Memory:     mem,
-				MemorySwap: mem, // no swap on top of the limit
-				PidsLimit:  &pids,
-			},
+			NetworkMode: container.NetworkMode(netID),
+			Mounts:      []mount.Mount{home},
 		},
 		NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
 			s.cfg.networkName(id.User): {NetworkID: netID, Aliases: []string{spec.Name}},
 		}},
 	}
+	labels := objectLabels{kind: KindContainer, owner: id.User, name: spec.Name}
 	if nGPUs > 0 {
 		// The choice, the create and the start happen as one for the whole server, so two
 		// runs never take the same free GPU.
@@ -322,10 +304,9 @@ func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec) (
 		}
 		req, uuids := gpuDeviceRequest(chosen)
 		opts.HostConfig.Resources.DeviceRequests = []container.DeviceRequest{req}
-		opts.Config.Labels[LabelGPUs] = uuids
-		opts.Config.Labels[LabelGPUIndices] = indicesLabel(chosen)
+		labels.gpus, labels.gpuIndices = uuids, indicesLabel(chosen)
 	}
-	created, err := s.create(ctx, opts, s.cfg.containerName(id.User, spec.Name))
+	created, err := s.createContainer(ctx, opts, labels, limits{cpus: cpus, memory: mem}, s.cfg.containerName(id.User, spec.Name))
 	if err != nil {
 		if e := noNvidiaRuntime(err); e != nil {
 			return Container{}, e
@@ -347,23 +328,6 @@ func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec) (
 	var c Container
 	applyInspect(&c, ins.Container)
 	return c, nil
-}
-
-// create makes the container under its engine name; the engine name is cosmetic (lookups
-// go by labels), so when another object already took it a suffix is added.
-func (s *Service) create(ctx context.Context, opts client.ContainerCreateOptions, engineName string) (string, error) {
-	name := engineName
-	for try := 0; ; try++ {
-		opts.Name = name
-		res, err := s.api.ContainerCreate(ctx, opts)
-		if err == nil {
-			return res.ID, nil
-		}
-		if !cerrdefs.IsConflict(err) || try == 3 {
-			return "", engineErr("create container "+opts.Config.Labels[LabelName], err)
-		}
-		name = engineName + "-" + randomSuffix(4)
-	}
 }
 
 // localImage finds an image on this server by the reference the user typed. A match by ID
@@ -450,7 +414,7 @@ func (s *Service) ensureHome(ctx context.Context, user string) (mount.Mount, err
 	target := expand(s.cfg.HomeTarget, user)
 	if s.cfg.HomeHostPath == "" {
 		name := s.cfg.volumeName(user)
-		res, err := s.api.VolumeCreate(ctx, client.VolumeCreateOptions{Name: name, Driver: "local", Labels: s.labels(user, "")})
+		res, err := s.api.VolumeCreate(ctx, client.VolumeCreateOptions{Name: name, Driver: "local", Labels: s.labels(user)})
 		if err != nil {
 			return mount.Mount{}, engineErr("create home volume for "+user, err)
 		}
@@ -489,7 +453,7 @@ func (s *Service) ensureNetwork(ctx context.Context, user string) (string, error
 			return n.ID, nil
 		}
 	}
-	created, err := s.api.NetworkCreate(ctx, name, client.NetworkCreateOptions{Driver: "bridge", Labels: s.labels(user, "")})
+	created, err := s.api.NetworkCreate(ctx, name, client.NetworkCreateOptions{Driver: "bridge", Labels: s.labels(user)})
 	if err != nil {
 		return "", engineErr("create network for "+user, err)
 	}

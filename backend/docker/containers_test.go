@@ -469,7 +469,7 @@ func TestLogs(t *testing.T) {
 	}
 
 	// A non-TTY managed container (made here with the raw client): stdout and stderr demultiplexed.
-	labels := map[string]string{docker.LabelManaged: "true", docker.LabelOwner: "alice", docker.LabelName: "plain"}
+	labels := map[string]string{docker.LabelManaged: "true", docker.LabelKind: docker.KindContainer, docker.LabelOwner: "alice", docker.LabelName: "plain"}
 	for k, v := range r.svc.Config().Labels {
 		labels[k] = v
 	}

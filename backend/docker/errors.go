@@ -1,10 +1,15 @@
 package docker
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"strconv"
+	"strings"
+
+	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/moby/moby/client"
 )
@@ -64,7 +69,9 @@ func shown(s string) string {
 	return strconv.QuoteToASCII(s)
 }
 
-// engineErr wraps an error from the engine with what was attempted, in one line.
+// engineErr wraps an error from the engine with what was attempted, in one line of the
+// project's own words. The engine's text — which can carry host paths, engine IDs and what
+// another service answered — goes to the log, never to the user.
 func engineErr(what string, err error) error {
 	if err == nil {
 		return nil
@@ -72,7 +79,37 @@ func engineErr(what string, err error) error {
 	if client.IsErrConnectionFailed(err) {
 		return &wrapped{kind: ErrUnavailable, msg: what + ": Docker unreachable", err: err}
 	}
-	return fmt.Errorf("%s: %w", what, err)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return &wrapped{msg: what + ": " + err.Error(), err: err}
+	}
+	slog.Warn("docker refused", "what", what, "err", err)
+	return &wrapped{msg: what + ": " + engineWords(err), err: err}
+}
+
+// engineWords says in one line of the project's words what kind of failure the engine
+// reported.
+func engineWords(err error) string {
+	s := err.Error()
+	switch {
+	case strings.Contains(s, "executable file not found") ||
+		strings.Contains(s, "exec:") && strings.Contains(s, "no such file or directory"):
+		return "the command was not found in the image"
+	case strings.Contains(s, "exec:") && strings.Contains(s, "permission denied"):
+		return "the command is not executable"
+	case cerrdefs.IsNotFound(err):
+		return "not found"
+	case cerrdefs.IsConflict(err):
+		return "not possible in its current state"
+	case cerrdefs.IsInvalidArgument(err):
+		return "Docker refused the request as invalid"
+	case cerrdefs.IsPermissionDenied(err), cerrdefs.IsUnauthorized(err):
+		return "Docker refused it"
+	case cerrdefs.IsResourceExhausted(err):
+		return "the server is out of resources"
+	case cerrdefs.IsUnavailable(err), cerrdefs.IsDeadlineExceeded(err):
+		return "Docker is not answering"
+	}
+	return "Docker reported an error (the server log has the details)"
 }
 
 type wrapped struct {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"slices"
@@ -248,15 +249,12 @@ func (sp *spot) archiveErr(what, p string, err error) error {
 	case cerrdefs.IsPermissionDenied(err):
 		return errorf(ErrPermission, "%s %s: permission denied", what, shown(sp.where(p)))
 	case cerrdefs.IsInvalidArgument(err), cerrdefs.IsConflict(err):
-		return errorf(ErrConflict, "%s %s: %s", what, shown(sp.where(p)), firstLine(err.Error()))
+		slog.Info("docker refused a file transfer", "what", what, "path", sp.where(p), "err", err)
+		return errorf(ErrConflict, "%s %s: not possible there", what, shown(sp.where(p)))
 	}
 	return engineErr(what+" "+shown(sp.where(p)), err)
 }
 
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return s
-}
 
 // hostErr words an error from the home on the host for path p. Nothing in it names the
 // host directory.

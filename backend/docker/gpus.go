@@ -166,14 +166,15 @@ func checkGPURequest(n int, inv []GPUInfo, q Quota, role string) error {
 
 // takenGPUs lists the UUIDs held by every managed container that is (or is about to be) running.
 func (s *Service) takenGPUs(ctx context.Context) (map[string]bool, error) {
-	f := s.filters("")
-	f.Add("label", LabelGPUs)
-	res, err := s.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	res, err := s.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: s.containerFilters("")})
 	if err != nil {
 		return nil, engineErr("list containers with GPUs", err)
 	}
 	taken := map[string]bool{}
 	for _, c := range res.Items {
+		if !s.isUserContainer(c.Labels, c.Labels[LabelOwner]) {
+			continue
+		}
 		switch c.State {
 		case container.StateRunning, container.StateRestarting, container.StatePaused, container.StateCreated:
 		default:

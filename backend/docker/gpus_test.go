@@ -261,7 +261,7 @@ func TestGPURunOnEngineWithoutNvidia(t *testing.T) {
 
 	// A running managed container holding GPU 1 makes it taken for everybody.
 	cfg := r.svc.Config()
-	labels := map[string]string{"whalemountain.managed": "true", docker.LabelOwner: "bob", docker.LabelName: "holder",
+	labels := map[string]string{"whalemountain.managed": "true", docker.LabelKind: docker.KindContainer, docker.LabelOwner: "bob", docker.LabelName: "holder",
 		docker.LabelGPUs: "GPU-2222"}
 	for k, v := range cfg.Labels {
 		labels[k] = v

@@ -211,7 +211,7 @@ func (s *Service) watch(ctx context.Context) {
 func (s *Service) stream(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	f := s.filters("")
+	f := s.containerFilters("")
 	f.Add("type", "container")
 	// Subscribe first, then list: nothing that happens in between is missed.
 	ev := s.api.Events(ctx, client.EventsListOptions{Filters: f})
@@ -271,7 +271,7 @@ func (s *Service) stream(ctx context.Context) error {
 // resync lists the managed containers and inspects those that are new, changed state or
 // had events; with full, every container is inspected again.
 func (s *Service) resync(ctx context.Context, full bool) error {
-	res, err := s.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: s.filters("")})
+	res, err := s.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: s.containerFilters("")})
 	if err != nil {
 		return err
 	}
@@ -283,7 +283,7 @@ func (s *Service) resync(ctx context.Context, full bool) error {
 	next := make(map[string]Container, len(res.Items))
 	for _, sum := range res.Items {
 		c := fromSummary(sum)
-		if c.Owner == "" || c.Name == "" {
+		if c.Owner == "" || !s.isUserContainer(sum.Labels, c.Owner) {
 			continue
 		}
 		prev, known := old[c.ID]

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -37,7 +36,7 @@ import (
 // Files live in Dir/<user>/<name>.sif, with what they were built from in
 // Dir/<user>/.meta/<name>.json; builds in progress in Dir/<user>/.building. A SIF of an image
 // ID that already exists (the user's own, under any name, or anyone's) is hard-linked rather
-// than built again.
+// than built again; reusing another user's file reads exactly like a fresh build.
 
 // Defaults for SIFOptions.
 const (
@@ -143,14 +142,17 @@ func (ss *SIFService) Sweep(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
-	f := client.Filters{}.Add("label", LabelSIFExport)
-	for k, v := range ss.svc.cfg.Labels {
-		f = f.Add("label", k+"="+v)
-	}
+	// By value: the site's selectors, managed=true and kind=sif-export, all of which the server
+	// writes on every create; an image's labels never make a user's container match.
+	f := ss.svc.filters("")
+	f.Add("label", LabelKind+"="+KindSIFExport)
 	res, err := ee.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
 		return engineErr("list SIF export containers", err)
 	}
+	res.Items = slices.DeleteFunc(res.Items, func(c container.Summary) bool {
+		return !ss.svc.managedBy(c.Labels, "") || c.Labels[LabelKind] != KindSIFExport
+	})
 	for _, c := range res.Items {
 		if _, err := ss.svc.api.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
 			return engineErr("remove SIF export container", err)
@@ -427,9 +429,16 @@ func (ss *SIFService) build(ctx context.Context, id backend.Identity, ref string
 	tmp := filepath.Join(staging, name)
 	defer os.Remove(tmp)
 	if src := ss.findByImage(img.ID); src != "" && os.Link(src, tmp) == nil {
+		// Reuse says nothing about other users: a file of someone else's reads exactly as
+		// a fresh build (same steps, not "made before").
+		own := filepath.Dir(src) == dir
+		if !own {
+			progress(SIFProgress{Phase: "exporting", Total: img.Size})
+			progress(SIFProgress{Phase: "writing", Done: img.Size, Total: img.Size})
+		}
 		meta.Created = time.Now().UTC()
 		f, err := ss.place(ctx, id, name, tmp, used, meta)
-		return f, err == nil, err
+		return f, err == nil && own, err
 	}
 
 	// Wait for a build slot.
@@ -506,30 +515,27 @@ func (ss *SIFService) place(ctx context.Context, id backend.Identity, name, tmp 
 // export makes a container of img (not started), streams its filesystem into a SIF at out,
 // and removes the container.
 func (ss *SIFService) export(ctx context.Context, ee exportEngine, user string, img client.ImageInspectResult, typed, out string, progress func(SIFProgress)) (err error) {
-	labels := maps.Clone(ss.svc.cfg.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labels[LabelSIFExport] = user
-	res, err := ss.svc.api.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Name: ss.svc.cfg.NamePrefix + "-sif-" + user + "-" + randomSuffix(6),
+	// Made like every container (labels set by the server, hardened), never started, and of
+	// kind sif-export: no lookup of a user's container ever resolves to it.
+	id, err := ss.svc.createContainer(ctx, client.ContainerCreateOptions{
 		Config: &container.Config{
 			Image:           img.ID,
 			Entrypoint:      []string{"/.whalemountain-never-started"},
-			Labels:          labels,
 			NetworkDisabled: true,
 		},
 		HostConfig: &container.HostConfig{NetworkMode: "none"},
-	})
+	}, objectLabels{kind: KindSIFExport, sifUser: user},
+		limits{cpus: ss.svc.cfg.DefaultCPUs, memory: ss.svc.cfg.DefaultMemory},
+		ss.svc.cfg.NamePrefix+"-sif-"+user+"-"+randomSuffix(6))
 	if err != nil {
-		return engineErr("SIF of "+typed+": create export container", err)
+		return fmt.Errorf("SIF of %s: %w", typed, err)
 	}
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		_, _ = ss.svc.api.ContainerRemove(rctx, res.ID, client.ContainerRemoveOptions{Force: true})
+		_, _ = ss.svc.api.ContainerRemove(rctx, id, client.ContainerRemoveOptions{Force: true})
 	}()
-	exp, err := ee.ContainerExport(ctx, res.ID, client.ContainerExportOptions{})
+	exp, err := ee.ContainerExport(ctx, id, client.ContainerExportOptions{})
 	if err != nil {
 		return engineErr("SIF of "+typed+": export", err)
 	}

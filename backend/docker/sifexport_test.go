@@ -103,7 +103,7 @@ func checkSIF(t *testing.T, path, source string) {
 // exportContainers lists the SIF export containers this service's labels select.
 func exportContainers(t *testing.T, cli *client.Client, cfg docker.Config) int {
 	t.Helper()
-	f := client.Filters{}.Add("label", docker.LabelSIFExport)
+	f := client.Filters{}.Add("label", docker.LabelKind+"="+docker.KindSIFExport)
 	for k, v := range cfg.Labels {
 		f = f.Add("label", k+"="+v)
 	}
@@ -173,9 +173,19 @@ func TestSIFBuildListRemove(t *testing.T) {
 	if err != nil || !cached || f2.Name != name || builds != 0 {
 		t.Errorf("second build: %+v cached %v err %v progress calls %d", f2, cached, err, builds)
 	}
-	fb, cached, err := ss.Build(ctx, bob, img, func(docker.SIFProgress) { builds++ })
-	if err != nil || !cached || builds != 0 || fb.Size != f.Size {
-		t.Errorf("bob's build: %+v cached %v err %v progress calls %d", fb, cached, err, builds)
+	// Bob's is linked to alice's file, but reads exactly as a fresh build: nothing tells him
+	// that another user made it before.
+	var bobPhases []string
+	fb, cached, err := ss.Build(ctx, bob, img, func(p docker.SIFProgress) {
+		if len(bobPhases) == 0 || bobPhases[len(bobPhases)-1] != p.Phase {
+			bobPhases = append(bobPhases, p.Phase)
+		}
+	})
+	if err != nil || cached || fb.Size != f.Size || strings.Join(bobPhases, ",") != "exporting,writing" {
+		t.Errorf("bob's build: %+v cached %v err %v phases %v", fb, cached, err, bobPhases)
+	}
+	if n := exportContainers(t, cli, svc.Config()); n != 0 {
+		t.Errorf("%d export containers after a reuse", n)
 	}
 
 	for _, id := range []backend.Identity{alice, bob} {
@@ -495,13 +505,14 @@ func TestSIFSweep(t *testing.T) {
 		}
 		return res.ID
 	}
-	withExport := map[string]string{docker.LabelSIFExport: "alice"}
+	withExport := map[string]string{docker.LabelManaged: "true", docker.LabelKind: docker.KindSIFExport, docker.LabelSIFExport: "alice"}
 	for k, v := range cfg.Labels {
 		withExport[k] = v
 	}
 	leftover := mk(withExport)
 	// Another server's export container (no labels of this service) is not this one's to clear.
-	foreign := mk(map[string]string{docker.LabelSIFExport: "alice", dockertest.LabelRun: dockertest.RunID()})
+	foreign := mk(map[string]string{docker.LabelManaged: "true", docker.LabelKind: docker.KindSIFExport,
+		docker.LabelSIFExport: "alice", dockertest.LabelRun: dockertest.RunID()})
 	t.Cleanup(func() {
 		_, _ = cli.ContainerRemove(context.Background(), foreign, client.ContainerRemoveOptions{Force: true})
 	})

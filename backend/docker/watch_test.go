@@ -101,7 +101,7 @@ func (f *fakeEngine) breakStream(err error) {
 
 func summary(id, owner, name string, state container.ContainerState) container.Summary {
 	return container.Summary{ID: id, Image: "busybox", State: state, Status: string(state), Created: 1,
-		Labels: map[string]string{LabelManaged: "true", LabelOwner: owner, LabelName: name}}
+		Labels: map[string]string{LabelManaged: "true", LabelKind: KindContainer, LabelOwner: owner, LabelName: name}}
 }
 
 func waitFor(t *testing.T, s *Service, what string, cond func() bool) {

@@ -89,7 +89,7 @@ func (c *ctrServer) sifExportContainers(t *testing.T) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
 	defer cancel()
-	f := c.filters("", "").Add("label", docker.LabelSIFExport)
+	f := c.filters("", "").Add("label", docker.LabelKind+"="+docker.KindSIFExport)
 	res, err := c.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
 		t.Fatalf("list containers: %v", err)

@@ -8,8 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -47,7 +50,7 @@ func BusyboxImage(ctx context.Context, t testing.TB, cli *client.Client) (ref st
 	image.mu.Lock()
 	defer image.mu.Unlock()
 	if image.refs == 0 {
-		ref, err := importBusybox(ctx, cli, RunID())
+		ref, err := importBusybox(ctx, cli, "wm-test-busybox:"+RunID())
 		if err != nil {
 			t.Fatalf("build test image: %v", err)
 		}
@@ -70,8 +73,31 @@ func BusyboxImage(ctx context.Context, t testing.TB, cli *client.Client) (ref st
 	return image.ref
 }
 
-func importBusybox(ctx context.Context, cli *client.Client, run string) (string, error) {
-	ref := "wm-test-busybox:" + run
+// LabelledImage returns a new image like BusyboxImage's, named "wm-test-<name>:<RunID>",
+// whose configuration carries labels (as a crafted image of a user's would: the server's own
+// label keys with forged values, say). It is removed, with the run's containers made from
+// it, when the test ends.
+func LabelledImage(ctx context.Context, t testing.TB, cli *client.Client, name string, labels map[string]string) string {
+	t.Helper()
+	ref := "wm-test-" + name + ":" + RunID()
+	changes := make([]string, 0, len(labels))
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		changes = append(changes, "LABEL "+strconv.Quote(k)+"="+strconv.Quote(labels[k]))
+	}
+	if _, err := importBusybox(ctx, cli, ref, changes...); err != nil {
+		t.Fatalf("build image %s: %v", ref, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := removeImage(ctx, cli, ref); err != nil {
+			t.Errorf("remove image %s: %v", ref, err)
+		}
+	})
+	return ref
+}
+
+func importBusybox(ctx context.Context, cli *client.Client, ref string, changes ...string) (string, error) {
 	if _, err := cli.ImageInspect(ctx, ref); err == nil {
 		return ref, nil
 	}
@@ -116,11 +142,11 @@ func importBusybox(ctx context.Context, cli *client.Client, run string) (string,
 	}
 
 	res, err := cli.ImageImport(ctx, client.ImageImportSource{Source: &buf, SourceName: "-"}, ref, client.ImageImportOptions{
-		Changes: []string{
+		Changes: append([]string{
 			`CMD ["sh"]`,
 			"ENV PATH=/bin",
-			"LABEL " + LabelRun + "=" + run,
-		},
+			"LABEL " + LabelRun + "=" + RunID(),
+		}, changes...),
 	})
 	if err != nil {
 		return "", err

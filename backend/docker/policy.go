@@ -1,0 +1,163 @@
+package docker
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"slices"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+)
+
+// The create policy: what every container this package makes carries, whichever door asks
+// (run, the new-container form, SIF export, and every later one). Two rules:
+//
+//  1. Authority is on the object, set here. The engine copies an image's labels onto a new
+//     container for every key the create request leaves out, so every label key the server
+//     ever reads is written on every create — empty when it has no value — and an image's
+//     labels can never name an owner, a name, a kind or an allocation.
+//  2. Hardened, helpers included: no privileges, capabilities dropped to the allow-list,
+//     no-new-privileges, private IPC and cgroup namespaces, pids, memory and CPU limits.
+
+// LabelKind says what a container is to the server: KindContainer for a user's container,
+// KindSIFExport for the short-lived container a SIF build exports. Lookups of users'
+// containers match KindContainer by value, so no other container, and nothing an image
+// says, is ever taken for one.
+const LabelKind = "whalemountain.kind"
+
+// Values of LabelKind.
+const (
+	KindContainer = "container"
+	KindSIFExport = "sif-export"
+)
+
+// ServerLabelKeys are every label key the server reads off a container; each is set on
+// every create (the site's selector labels from Config.Labels are set too).
+var ServerLabelKeys = []string{LabelManaged, LabelKind, LabelOwner, LabelName, LabelGPUs, LabelGPUIndices, LabelSIFExport}
+
+// objectLabels are the values of a new container's server labels; what is empty is
+// written empty.
+type objectLabels struct {
+	kind       string
+	owner      string
+	name       string
+	gpus       string // UUIDs, comma-separated
+	gpuIndices string
+	sifUser    string // the user a SIF export is for
+}
+
+// containerLabels is the complete label set of a new container: the site's selectors,
+// managed=true and every server key, so none is left for the image to fill.
+func (s *Service) containerLabels(l objectLabels) map[string]string {
+	m := s.cfg.selectors()
+	m[LabelKind] = l.kind
+	m[LabelOwner] = l.owner
+	m[LabelName] = l.name
+	m[LabelGPUs] = l.gpus
+	m[LabelGPUIndices] = l.gpuIndices
+	m[LabelSIFExport] = l.sifUser
+	return m
+}
+
+// containerFilters selects users' containers (of one owner unless owner is ""): the site's
+// selectors, managed=true and kind=container, all by value.
+func (s *Service) containerFilters(owner string) client.Filters {
+	f := s.filters(owner)
+	f.Add("label", LabelKind+"="+KindContainer)
+	return f
+}
+
+// isUserContainer reports whether labels are those of a user's container of owner, by value:
+// every selector, kind=container, that owner and a name.
+func (s *Service) isUserContainer(labels map[string]string, owner string) bool {
+	return s.managedBy(labels, owner) && labels[LabelKind] == KindContainer && labels[LabelName] != ""
+}
+
+// limits are the resources of one container.
+type limits struct {
+	cpus   float64
+	memory int64
+}
+
+// harden puts the hardening on hc, whatever was there: no privileges, capabilities dropped
+// to the allow-list, no-new-privileges, private IPC and cgroup namespaces, no host
+// namespaces or devices, pids, memory (no swap on top) and CPU limits. Mounts are left as
+// the caller placed them (the user's home only).
+func (s *Service) harden(hc *container.HostConfig, lim limits) {
+	secOpt := []string{"no-new-privileges:true"}
+	if s.cfg.AllowNewPrivileges {
+		secOpt = nil
+	}
+	init := s.cfg.Init
+	pids := s.cfg.PidsLimit
+	hc.Privileged = false
+	hc.Binds = nil
+	hc.VolumesFrom = nil
+	hc.CapDrop = []string{"ALL"}
+	hc.CapAdd = s.cfg.capabilities()
+	hc.SecurityOpt = secOpt
+	hc.IpcMode = container.IPCModePrivate
+	hc.CgroupnsMode = container.CgroupnsModePrivate
+	hc.PidMode = ""
+	hc.UTSMode = ""
+	hc.UsernsMode = ""
+	hc.Init = &init
+	hc.Resources.Devices = nil
+	hc.Resources.DeviceCgroupRules = nil
+	hc.Resources.NanoCPUs = int64(math.Round(lim.cpus * 1e9))
+	hc.Resources.Memory = lim.memory
+	hc.Resources.MemorySwap = lim.memory
+	hc.Resources.PidsLimit = &pids
+}
+
+// createContainer is the one way this package makes a container: the labels are exactly
+// containerLabels(l) (whatever opts carried), the host config is hardened with lim, and the
+// engine name is engineName, with a suffix when another object already took it (the engine
+// name is cosmetic: lookups go by labels).
+func (s *Service) createContainer(ctx context.Context, opts client.ContainerCreateOptions, l objectLabels, lim limits, engineName string) (string, error) {
+	if opts.Config == nil {
+		opts.Config = &container.Config{}
+	}
+	if opts.HostConfig == nil {
+		opts.HostConfig = &container.HostConfig{}
+	}
+	opts.Config.Labels = s.containerLabels(l)
+	s.harden(opts.HostConfig, lim)
+	what := "create container " + shown(l.name)
+	if l.kind != KindContainer {
+		what = "create " + l.kind + " container for " + l.sifUser
+	}
+	name := engineName
+	for try := 0; ; try++ {
+		opts.Name = name
+		res, err := s.api.ContainerCreate(ctx, opts)
+		if err == nil {
+			return res.ID, nil
+		}
+		if !cerrdefs.IsConflict(err) || try == 3 {
+			return "", engineErr(what, err)
+		}
+		name = engineName + "-" + randomSuffix(4)
+	}
+}
+
+// claimants keeps, of a list, the user containers that claim owner/name; more than one is
+// an error for the caller to report, never "newest wins".
+func (s *Service) claimants(items []container.Summary, owner, name string) []container.Summary {
+	return slices.DeleteFunc(slices.Clone(items), func(c container.Summary) bool {
+		return !s.isUserContainer(c.Labels, owner) || c.Labels[LabelName] != name
+	})
+}
+
+// ambiguous is the error for two containers that claim one owner/name: the lookup resolves
+// to neither, and the log says which.
+func ambiguous(typed string, cs []container.Summary) error {
+	ids := make([]string, len(cs))
+	for i, c := range cs {
+		ids[i] = shortID(c.ID)
+	}
+	slog.Warn("two containers claim one name; refusing to pick", "name", typed, "ids", ids)
+	return errorf(ErrConflict, "more than one container is called %s; ask a TA to remove the extra one", shown(typed))
+}
