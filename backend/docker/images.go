@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"regexp"
 	"slices"
 	"strings"
@@ -33,8 +34,16 @@ type ImagePolicy struct {
 	Deny  []string `yaml:"deny" json:"deny,omitempty"`
 	// RegistryNamespace is the registry host (and optional path) under which every user has a
 	// namespace of their own, "<RegistryNamespace>/<user>/...": students may remove tags
-	// there, and nowhere else. Empty: students remove no tags at all.
+	// there, and nowhere else, and the server's registry credential goes with their pulls
+	// from there. Empty: students remove no tags at all.
 	RegistryNamespace string `yaml:"registry_namespace" json:"registry_namespace,omitempty"`
+	// InternalRegistries are registries on the server's own network that users may pull
+	// from anyway, host[:port] exactly as image references name them
+	// ("registry.ie.example:5000", "10.0.0.5"). A pull from any other registry whose host is
+	// (or whose name resolves to) a loopback, private, link-local or otherwise non-public
+	// address is refused. The hosts of RegistryNamespace and of the registry credentials
+	// count as listed.
+	InternalRegistries []string `yaml:"internal_registries" json:"internal_registries,omitempty"`
 }
 
 // Validate checks every pattern and the namespace; the error names the bad one.
@@ -46,6 +55,7 @@ func (p ImagePolicy) Validate() error {
 type compiledPolicy struct {
 	allow, deny []*regexp.Regexp
 	ns          string
+	internal    map[string]bool // lower-cased registry host[:port] users may pull from though not public
 }
 
 func (p ImagePolicy) compile() (compiledPolicy, error) {
@@ -63,6 +73,7 @@ func (p ImagePolicy) compile() (compiledPolicy, error) {
 			*l.out = append(*l.out, re)
 		}
 	}
+	c.internal = map[string]bool{}
 	ns := strings.TrimSuffix(p.RegistryNamespace, "/")
 	if ns != "" {
 		// The namespace must be a registry host (with a dot or port, or localhost) and path.
@@ -70,8 +81,16 @@ func (p ImagePolicy) compile() (compiledPolicy, error) {
 		if err != nil || reference.Domain(named) == "docker.io" || !strings.HasPrefix(named.Name(), ns+"/") {
 			return c, fmt.Errorf("images.registry_namespace: %q is not a registry host such as registry.example.org", p.RegistryNamespace)
 		}
+		c.internal[strings.ToLower(reference.Domain(named))] = true
 	}
 	c.ns = ns
+	for i, h := range p.InternalRegistries {
+		d, ok := registryDomain(h)
+		if !ok {
+			return c, fmt.Errorf("images.internal_registries[%d]: %s is not a registry host[:port] such as registry.example.org:5000", i, shown(h))
+		}
+		c.internal[d] = true
+	}
 	return c, nil
 }
 
@@ -151,16 +170,22 @@ func (p ImagePolicy) MayRemove(id backend.Identity, ref string) bool {
 }
 
 // mayRemoveTag is the ownership rule for removing a tag: TAs any tag, students only tags in
-// their own namespace "<ns>/<user>/...", and none when there is no namespace.
+// their own namespace (ownNamespace).
 func mayRemoveTag(id backend.Identity, ns string, named reference.Named) bool {
-	if id.IsTA() {
-		return true
-	}
+	return id.IsTA() || ownNamespace(id, ns, named)
+}
+
+// ownNamespace reports whether named lies in id's own namespace "<ns>/<user>/..." of the
+// registry namespace ns (host[:port][/path]); never when ns is empty. Image paths are lower
+// case, so the user name is compared lower-cased. Being a TA makes no difference here: the
+// callers decide what TAs may do.
+func ownNamespace(id backend.Identity, ns string, named reference.Named) bool {
 	ns = strings.TrimSuffix(ns, "/")
-	if ns == "" || id.User == "" {
+	if ns == "" || !id.Valid() || id.User == "" {
 		return false
 	}
-	return strings.HasPrefix(named.Name(), ns+"/"+id.User+"/")
+	prefix := strings.ToLower(ns + "/" + id.User + "/")
+	return strings.HasPrefix(strings.ToLower(named.Name()), prefix)
 }
 
 // Image is one image on the engine as users see it.
@@ -184,7 +209,8 @@ type PullProgress struct {
 // RegistryCredential lets the server pull private images from one registry, such as the
 // department GitLab's, with a deploy or registry token. It is handed to the engine with a
 // pull from that registry (never shown to users: String leaves the password out) when the
-// caller is a TA, when the image is in the caller's own namespace "<Registry>/<user>/...",
+// caller is a TA, when the image is in the caller's own namespace under the policy's
+// RegistryNamespace ("<RegistryNamespace>/<user>/...", the same rule as for removing tags),
 // or when it matches Shared. Other students' images are pulled without it, so only public
 // ones come.
 type RegistryCredential struct {
@@ -244,13 +270,14 @@ func encodeCredentials(creds []RegistryCredential) (map[string]registryAuth, err
 	return out, nil
 }
 
-// authFor is the credential header a pull of named by id carries, or "" for none.
+// authFor is the credential header a pull of named by id carries, or "" for none: TAs,
+// the caller's own namespace (ownNamespace) and the credential's shared images.
 func (is *ImageService) authFor(id backend.Identity, named reference.Named) string {
-	ra, ok := is.auth[reference.Domain(named)]
+	ra, ok := is.auth[strings.ToLower(reference.Domain(named))]
 	if !ok {
 		return ""
 	}
-	if id.IsTA() || strings.HasPrefix(reference.Path(named), strings.ToLower(id.User)+"/") {
+	if id.IsTA() || ownNamespace(id, is.policy.ns, named) {
 		return ra.header
 	}
 	for _, re := range ra.shared {
@@ -269,14 +296,17 @@ type ImageService struct {
 	svc    *Service
 	policy compiledPolicy
 	auth   map[string]registryAuth // by registry host
+	lookup LookupFunc              // resolves registry host names
+	log    *slog.Logger            // what the engine answered to failed requests
 
 	mu      sync.Mutex
 	flights map[string]*pullFlight // by normalised reference
 }
 
 // NewImageService puts policy over svc's images, pulling from the registries in creds with
-// those credentials; a bad pattern or credential is an error.
-func NewImageService(svc *Service, policy ImagePolicy, creds []RegistryCredential) (*ImageService, error) {
+// those credentials; a bad pattern, host or credential is an error. The hosts of creds may
+// be pulled from even when they are on the server's own network.
+func NewImageService(svc *Service, policy ImagePolicy, creds []RegistryCredential, opts ...ImageOption) (*ImageService, error) {
 	cp, err := policy.compile()
 	if err != nil {
 		return nil, err
@@ -285,7 +315,14 @@ func NewImageService(svc *Service, policy ImagePolicy, creds []RegistryCredentia
 	if err != nil {
 		return nil, err
 	}
-	return &ImageService{svc: svc, policy: cp, auth: auth, flights: map[string]*pullFlight{}}, nil
+	for host := range auth {
+		cp.internal[host] = true
+	}
+	o := imageOptions{lookup: systemLookup, log: slog.Default()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return &ImageService{svc: svc, policy: cp, auth: auth, lookup: o.lookup, log: o.log, flights: map[string]*pullFlight{}}, nil
 }
 
 func shortID(id string) string {
@@ -315,11 +352,11 @@ func (is *ImageService) Images(ctx context.Context, id backend.Identity) ([]Imag
 	}
 	res, err := ie.ImageList(ctx, client.ImageListOptions{})
 	if err != nil {
-		return nil, engineErr("list images", err)
+		return nil, is.engineFailure("list images", err)
 	}
 	mine, err := is.svc.ownContainers(ctx, id.User)
 	if err != nil {
-		return nil, err
+		return nil, is.engineFailure("list images", err)
 	}
 	usedIDs, usedRefs := map[string]bool{}, map[string]bool{}
 	for _, c := range mine {
@@ -534,6 +571,12 @@ func (is *ImageService) pull(ctx context.Context, id backend.Identity, ref strin
 	if !is.policy.allows(named) {
 		return errorf(ErrPermission, "image %s is not allowed on this server", familiar)
 	}
+	if err := is.checkRegistry(ctx, named); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("pull %s: %w", familiar, ctx.Err())
+		}
+		return &wrapped{kind: ErrPermission, msg: "pull " + familiar + ": " + err.Error(), err: err}
+	}
 	ie, err := is.svc.imageAPI()
 	if err != nil {
 		return err
@@ -557,7 +600,7 @@ func (is *ImageService) pull(ctx context.Context, id backend.Identity, ref strin
 		f = &pullFlight{cancel: cancel, done: make(chan struct{}), subs: map[*pullSub]bool{}, last: map[string]PullProgress{}}
 		is.flights[flightKey] = f
 		go func() {
-			f.err = pullOnce(pctx, ie, key, familiar, auth, f.emit)
+			f.err = is.pullOnce(pctx, ie, key, familiar, auth, f.emit)
 			is.mu.Lock()
 			if is.flights[flightKey] == f {
 				delete(is.flights, flightKey)
@@ -582,41 +625,90 @@ func (is *ImageService) pull(ctx context.Context, id backend.Identity, ref strin
 }
 
 // pullOnce asks the engine to pull ref and follows its progress stream to the end.
-func pullOnce(ctx context.Context, ie imageEngine, ref, familiar, auth string, emit func(PullProgress)) error {
+func (is *ImageService) pullOnce(ctx context.Context, ie imageEngine, ref, familiar, auth string, emit func(PullProgress)) error {
 	resp, err := ie.ImagePull(ctx, ref, client.ImagePullOptions{RegistryAuth: auth})
-	if err != nil {
-		return pullErr(familiar, err)
+	if err == nil {
+		defer resp.Close()
+		err = DecodePullStream(resp, emit)
 	}
-	defer resp.Close()
-	if err := DecodePullStream(resp, emit); err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("pull %s: %w", familiar, ctx.Err())
-		}
-		return pullErr(familiar, err)
+	if err == nil {
+		return nil
 	}
-	return nil
+	if ctx.Err() != nil {
+		return fmt.Errorf("pull %s: %w", familiar, ctx.Err())
+	}
+	return pullErr(is.log, familiar, err)
 }
 
-// pullErr words a failed pull in one line.
-func pullErr(familiar string, err error) error {
+// What a user is told about a failed pull. The engine's own text (often the registry's
+// answer, which may be anyone's web page) goes only to the server's log.
+const (
+	pullNotFound    = "not found in its registry, or you may not pull it"
+	pullDenied      = "the registry refused access"
+	pullUnreachable = "the registry could not be reached"
+	pullRefused     = "the registry or Docker refused the pull"
+)
+
+// pullReason sorts the error of a failed pull into one of the pull* lines, with the kind of
+// error it is (nil: none in particular).
+func pullReason(err error) (kind error, reason string) {
 	var se *streamError
-	if !errors.As(err, &se) && cerrdefs.IsNotFound(err) {
-		return &wrapped{kind: ErrNoImage, msg: "pull " + familiar + ": " + oneLine(err.Error()), err: err}
+	if !errors.As(err, &se) {
+		switch {
+		case cerrdefs.IsNotFound(err):
+			return ErrNoImage, pullNotFound
+		case cerrdefs.IsUnauthorized(err), cerrdefs.IsPermissionDenied(err):
+			return nil, pullDenied
+		}
 	}
-	if e := engineErr("pull "+familiar, err); errors.Is(e, ErrUnavailable) {
-		return e
+	text := strings.ToLower(err.Error())
+	has := func(words ...string) bool {
+		return slices.ContainsFunc(words, func(w string) bool { return strings.Contains(text, w) })
 	}
-	return &wrapped{msg: "pull " + familiar + ": " + oneLine(err.Error()), err: err}
+	switch {
+	case has("manifest unknown", "not found", "name unknown", "repository does not exist", "pull access denied"):
+		return ErrNoImage, pullNotFound
+	case has("unauthorized", "denied", "authentication required", "forbidden"):
+		return nil, pullDenied
+	case has("no such host", "connection refused", "dial tcp", "timeout", "timed out", "deadline exceeded",
+		"network is unreachable", "host is unreachable", "no route to host", "connection reset",
+		"server misbehaving", "name resolution"):
+		return nil, pullUnreachable
+	}
+	return nil, pullRefused
 }
 
-// oneLine keeps the first line of s, without surrounding space, at most 300 bytes.
-func oneLine(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	s = strings.TrimSpace(s)
-	if len(s) > 300 {
-		s = s[:300] + "..."
+// pullErr words a failed pull in one line of the project's own; the engine's text is logged.
+func pullErr(log *slog.Logger, familiar string, err error) error {
+	var se *streamError
+	if !errors.As(err, &se) && client.IsErrConnectionFailed(err) {
+		return &wrapped{kind: ErrUnavailable, msg: "pull " + familiar + ": Docker unreachable", err: err}
 	}
-	return s
+	kind, reason := pullReason(err)
+	log.Warn("image pull failed", "image", familiar, "reason", reason, "err", err.Error())
+	return &wrapped{kind: kind, msg: "pull " + familiar + ": " + reason, err: err}
+}
+
+// engineFailure is a failed engine call as the user sees it: Docker unreachable, the
+// context's end, or that Docker refused; what the engine said goes only to the log. Errors
+// this package has already worded for the user (the Service's) pass unchanged.
+func (is *ImageService) engineFailure(what string, err error) error {
+	switch err.(type) {
+	case nil:
+		return nil
+	case *userError, *wrapped:
+		return err
+	}
+	switch {
+	case client.IsErrConnectionFailed(err):
+		return &wrapped{kind: ErrUnavailable, msg: what + ": Docker unreachable", err: err}
+	case errors.Is(err, context.Canceled):
+		return &wrapped{msg: what + ": " + context.Canceled.Error(), err: err}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &wrapped{msg: what + ": " + context.DeadlineExceeded.Error(), err: err}
+	}
+	is.log.Warn("Docker refused a request", "what", what, "err", err.Error())
+	return &wrapped{msg: what + ": Docker refused the request", err: err}
 }
 
 // streamError is an error the engine reported inside a progress stream.
@@ -673,9 +765,10 @@ func DecodePullStream(r io.Reader, emit func(PullProgress)) error {
 }
 
 // RemoveImage removes one tag (never by ID or digest, never forced; other tags of the image
-// stay). A tag that a container, anyone's, was made from is refused, and so is the last tag
-// of an image any container uses; students may remove only tags in their own namespace.
-// Audited as "rmi".
+// stay). Students may remove only tags in their own namespace: every other tag, whether it
+// exists, is in use or not, gets the same "not yours" answer, so nobody learns what others'
+// containers use. A tag that a container, anyone's, was made from is refused, and so is the
+// last tag of an image any container uses. Audited as "rmi".
 func (is *ImageService) RemoveImage(ctx context.Context, id backend.Identity, ref string) error {
 	err := is.removeImage(ctx, id, ref)
 	is.svc.record(id, "rmi", shown(familiarRef(ref)), err)
@@ -695,23 +788,24 @@ func (is *ImageService) removeImage(ctx context.Context, id backend.Identity, re
 	}
 	full := reference.TagNameOnly(named)
 	familiar := reference.FamiliarString(full)
+	// Ownership first: the answer for another's tag must not depend on the engine's state.
+	if !mayRemoveTag(id, is.policy.ns, full) {
+		return errorf(ErrPermission, "image %s is not yours to remove", familiar)
+	}
 	ie, err := is.svc.imageAPI()
 	if err != nil {
 		return err
 	}
 	img, err := is.svc.localImage(ctx, familiar)
 	if err != nil {
-		return err
+		return is.engineFailure("remove image "+familiar, err)
 	}
 	inUse, err := is.tagInUse(ctx, ie, familiar, img.ID, len(img.RepoTags) <= 1)
 	if err != nil {
-		return err
+		return is.engineFailure("remove image "+familiar, err)
 	}
 	if inUse {
 		return errorf(ErrConflict, "image %s is in use by a container", familiar)
-	}
-	if !mayRemoveTag(id, is.policy.ns, full) {
-		return errorf(ErrPermission, "image %s is not yours to remove", familiar)
 	}
 	_, err = ie.ImageRemove(ctx, full.String(), client.ImageRemoveOptions{})
 	switch {
@@ -722,7 +816,7 @@ func (is *ImageService) removeImage(ctx context.Context, id backend.Identity, re
 	case cerrdefs.IsNotFound(err):
 		return errorf(ErrNoImage, "image %s not found on this server", familiar)
 	}
-	return engineErr("remove image "+familiar, err)
+	return is.engineFailure("remove image "+familiar, err)
 }
 
 // tagInUse reports whether any container (of any user, managed or not) was made from the tag,
@@ -730,7 +824,7 @@ func (is *ImageService) removeImage(ctx context.Context, id backend.Identity, re
 func (is *ImageService) tagInUse(ctx context.Context, ie imageEngine, familiar, imageID string, lastTag bool) (bool, error) {
 	res, err := ie.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: client.Filters{}.Add("ancestor", imageID)})
 	if err != nil {
-		return false, engineErr("list containers", err)
+		return false, err
 	}
 	return slices.ContainsFunc(res.Items, func(c container.Summary) bool {
 		return familiarRef(c.Image) == familiar || (lastTag && c.ImageID == imageID)

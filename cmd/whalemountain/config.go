@@ -69,7 +69,7 @@ type RegistryAuth struct {
 	Username  string `yaml:"username"`
 	TokenFile string `yaml:"token_file"`
 	// Shared are images every user may pull with the token (globs, as in images.allow);
-	// students otherwise use it only for their own namespace <registry>/<user>/...
+	// students otherwise use it only for their own namespace <registry_namespace>/<user>/...
 	Shared []string `yaml:"shared"`
 
 	token string

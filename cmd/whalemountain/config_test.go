@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -495,6 +496,7 @@ func TestImagesSection(t *testing.T) {
 	path := writeFile(t, "wm.yaml", `images:
   allow: ["ubuntu", "registry.ie.example/**"]
   registry_namespace: registry.ie.example
+  internal_registries: ["10.0.0.5:5000", "harbor.ie.example"]
   registry_auth:
     - registry: registry.ie.example
       username: wm-deploy
@@ -515,7 +517,8 @@ func TestImagesSection(t *testing.T) {
 		t.Fatal(err)
 	}
 	im := c.Images
-	if len(im.Allow) != 2 || im.RegistryNamespace != "registry.ie.example" || im.SIF.Quota != 5<<30 || im.SIF.MaxBuilds != 3 {
+	if len(im.Allow) != 2 || im.RegistryNamespace != "registry.ie.example" || im.SIF.Quota != 5<<30 || im.SIF.MaxBuilds != 3 ||
+		!slices.Equal(im.InternalRegistries, []string{"10.0.0.5:5000", "harbor.ie.example"}) {
 		t.Errorf("images: %+v", im)
 	}
 	creds := im.credentials()
@@ -537,6 +540,9 @@ func TestImagesSection(t *testing.T) {
 		{"negative quota", "images:\n  sif:\n    quota: -1\n", "images.sif.quota"},
 		{"bad shared pattern", "images:\n  registry_auth:\n    - registry: r.example\n      username: u\n      token_file: /x\n      shared: [\"a b\"]\n", "images.registry_auth[0].shared"},
 		{"sif typo", "images:\n  sif:\n    qouta: 1g\n", "images.sif.qouta"},
+		{"url as internal registry", "images:\n  internal_registries: [\"https://10.0.0.5\"]\n", "images.internal_registries[0]"},
+		{"path in internal registry", "images:\n  internal_registries: [harbor.ie.example, 10.0.0.5/x]\n", "images.internal_registries[1]"},
+		{"internal registry not a list", "images:\n  internal_registries: 10.0.0.5\n", "internal_registries"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := defaultConfig()
