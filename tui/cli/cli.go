@@ -10,13 +10,16 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"whalemountain/backend"
 	"whalemountain/backend/docker"
 	"whalemountain/tui/files"
+	"whalemountain/tui/format"
 	"whalemountain/tui/termsafe"
 )
 
@@ -69,6 +72,7 @@ func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format
 // Run executes args for env and returns the exit status. Errors are written to env.Stderr as
 // one clean line.
 func Run(env Env, args []string) int {
+	env = forUser(env)
 	root := newRoot(env)
 	if len(args) == 0 {
 		printHelp(env, root, root)
@@ -97,7 +101,15 @@ func Run(env Env, args []string) int {
 	return ExitFail
 }
 
+// forUser makes every hint show the command line as this user types it on their own
+// machine: "ssh -p 2222 alice@host".
+func forUser(env Env) Env {
+	env.Prefix = format.UserPrefix(env.Prefix, env.Identity.User)
+	return env
+}
+
 func newRoot(env Env) *cobra.Command {
+	env = forUser(env)
 	root := &cobra.Command{
 		Use:           "whalemountain",
 		SilenceErrors: true,
@@ -110,11 +122,10 @@ func newRoot(env Env) *cobra.Command {
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError{fmt.Errorf("%s: %w (see '%s help %s')", c.Name(), err, env.Prefix, c.Name())}
+		return usageError{fmt.Errorf("%s (%s)", flagWords(c, err), usageOf(env, c))}
 	})
 	root.SetHelpFunc(func(c *cobra.Command, _ []string) { printHelp(env, root, c) })
 	root.AddCommand(
-		helpCmd(env, root),
 		whoamiCmd(env),
 		versionCmd(env),
 	)
@@ -124,14 +135,114 @@ func newRoot(env Env) *cobra.Command {
 	root.AddCommand(registryCmd(env, env.Deps.Registry))
 	root.AddCommand(shellCmds(env)...)
 	root.AddCommand(gpusCmd(env, env.Deps.GPUs))
+	// Ours replaces cobra's default help command, which Execute would otherwise add beside
+	// it; added now (it needs the others in place), so help is listed and found before
+	// anything runs.
+	root.SetHelpCommand(helpCmd(env, root))
+	root.InitDefaultHelpCmd()
 	return root
 }
 
-// exactArgs is cobra.ExactArgs with a usage error.
-func exactArgs(n int) cobra.PositionalArgs {
+// cmdName is the command as typed after the prefix, without its arguments: "logs", "sif ls".
+func cmdName(c *cobra.Command) string {
+	path := c.CommandPath()
+	if c.HasParent() {
+		_, path, _ = strings.Cut(path, " ")
+	}
+	return path
+}
+
+// useLine is how c is typed after the prefix, with its arguments: "sif ls [--json]".
+func useLine(c *cobra.Command) string {
+	if _, args, ok := strings.Cut(c.Use, " "); ok {
+		return cmdName(c) + " " + args
+	}
+	return cmdName(c)
+}
+
+// usageOf is the one-line usage of c: "usage: ssh -p 2222 alice@host logs [-f] NAME".
+func usageOf(env Env, c *cobra.Command) string {
+	return "usage: " + env.Prefix + " " + useLine(c)
+}
+
+// badUsage is a usage error of one line that ends with c's usage.
+func badUsage(env Env, c *cobra.Command, format string, a ...any) error {
+	return usageError{fmt.Errorf("%s (%s)", fmt.Sprintf(format, a...), usageOf(env, c))}
+}
+
+// flagWords says what is wrong with a flag in the server's words instead of pflag's.
+func flagWords(c *cobra.Command, err error) string {
+	var (
+		notExist *pflag.NotExistError
+		noValue  *pflag.ValueRequiredError
+		invalid  *pflag.InvalidValueError
+		syntax   *pflag.InvalidSyntaxError
+	)
+	switch {
+	case errors.As(err, &notExist):
+		name := "--" + notExist.GetSpecifiedName()
+		if notExist.GetSpecifiedShortnames() != "" {
+			name = "-" + notExist.GetSpecifiedName()
+		}
+		return fmt.Sprintf("%s has no option %s", cmdName(c), termsafe.Line(name))
+	case errors.As(err, &noValue):
+		return fmt.Sprintf("--%s needs a value", noValue.GetFlag().Name)
+	case errors.As(err, &invalid):
+		f, v := invalid.GetFlag(), strconv.Quote(invalid.GetValue())
+		switch f.Value.Type() {
+		case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
+			return fmt.Sprintf("--%s wants a whole number, not %s", f.Name, v)
+		case "float32", "float64":
+			return fmt.Sprintf("--%s wants a number such as 2 or 0.5, not %s", f.Name, v)
+		case "bool":
+			return fmt.Sprintf("--%s is on or off (--%s, --%s=false), not %s", f.Name, f.Name, f.Name, v)
+		}
+		return fmt.Sprintf("--%s cannot be %s", f.Name, v)
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("%s is not an option (options look like -a or --name)", strconv.Quote(syntax.GetSpecifiedFlag()))
+	}
+	return fmt.Sprintf("%s: %s", cmdName(c), err)
+}
+
+// argNoun is what c's first positional argument is called in its Use: "NAME", "IMAGE".
+func argNoun(c *cobra.Command) string {
+	for _, w := range strings.Fields(c.Use)[1:] {
+		w = strings.TrimSuffix(w, "...")
+		if w != "" && strings.Trim(w, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == "" {
+			return w
+		}
+	}
+	return "argument"
+}
+
+// article puts "a" or "an" before w.
+func article(w string) string {
+	if strings.ContainsRune("AEIOUaeiou", rune(w[0])) {
+		return "an " + w
+	}
+	return "a " + w
+}
+
+// exactArgs requires exactly n positional arguments (0 or 1), else a usage error.
+func exactArgs(env Env, n int) cobra.PositionalArgs {
 	return func(c *cobra.Command, args []string) error {
-		if len(args) != n {
-			return usagef("%s takes %d argument(s), got %d (usage: %s)", c.Name(), n, len(args), c.Use)
+		switch {
+		case len(args) == n:
+			return nil
+		case n == 0:
+			return badUsage(env, c, "%s takes no arguments, not %s", cmdName(c), strconv.Quote(termsafe.Line(args[0])))
+		case len(args) < n:
+			return badUsage(env, c, "%s needs %s", cmdName(c), article(argNoun(c)))
+		}
+		return badUsage(env, c, "%s takes one %s, not %d arguments", cmdName(c), argNoun(c), len(args))
+	}
+}
+
+// minArgs requires at least one positional argument, else a usage error.
+func minArgs(env Env) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return badUsage(env, c, "%s needs at least one %s", cmdName(c), argNoun(c))
 		}
 		return nil
 	}
@@ -141,20 +252,14 @@ func helpCmd(env Env, root *cobra.Command) *cobra.Command {
 	return &cobra.Command{
 		Use:   "help [COMMAND]",
 		Short: "Show the commands, or how to use one",
-		Args: func(c *cobra.Command, args []string) error {
-			if len(args) > 1 {
-				return usagef("help takes at most one command")
-			}
-			return nil
-		},
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				printHelp(env, root, root)
 				return nil
 			}
-			target, _, err := root.Find(args)
-			if err != nil || target == root {
-				return usagef("no such command %q", args[0])
+			target, rest, err := root.Find(args)
+			if err != nil || target == root || len(rest) > 0 {
+				return usagef("no such command %q", termsafe.Line(strings.Join(args, " ")))
 			}
 			printHelp(env, root, target)
 			return nil
@@ -178,7 +283,7 @@ func printHelp(env Env, root, c *cobra.Command) {
 		fmt.Fprintf(w, "\nRun '%s help COMMAND' for more about a command.\n", env.Prefix)
 		return
 	}
-	fmt.Fprintf(w, "Usage:\n  %s %s\n\n%s\n", env.Prefix, c.Use, firstNonEmpty(c.Long, c.Short))
+	fmt.Fprintf(w, "Usage:\n  %s %s\n\n%s\n", env.Prefix, useLine(c), firstNonEmpty(c.Long, c.Short))
 	if flags := c.LocalFlags().FlagUsages(); strings.TrimSpace(flags) != "" {
 		fmt.Fprintf(w, "\nFlags:\n%s", flags)
 	}

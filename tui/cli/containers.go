@@ -63,7 +63,7 @@ func psCmd(env Env) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "ps [-a] [--json]" + taOnly(env, " [--all-users]"),
 		Short: "List your containers",
-		Args:  exactArgs(0),
+		Args:  exactArgs(env, 0),
 		RunE: func(c *cobra.Command, _ []string) error {
 			if allUsers && !env.Identity.IsTA() {
 				return usagef("--all-users is for TAs")
@@ -152,7 +152,7 @@ func runCmd(env Env) *cobra.Command {
 			"mounted in it; without CMD it runs the image's command, or stays up for `shell`.",
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) == 0 {
-				return usagef("run needs an IMAGE (usage: %s)", c.Use)
+				return badUsage(env, c, "run needs an IMAGE")
 			}
 			return nil
 		},
@@ -193,12 +193,7 @@ func lifecycleCmd(env Env, verb string) *cobra.Command {
 	return &cobra.Command{
 		Use:   verb + " NAME...",
 		Short: strings.ToUpper(verb[:1]) + verb[1:] + " containers",
-		Args: func(c *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usagef("%s needs at least one NAME", verb)
-			}
-			return nil
-		},
+		Args:  minArgs(env),
 		RunE: func(c *cobra.Command, args []string) error {
 			do := map[string]func(context.Context, backend.Identity, string) error{
 				"start": env.Deps.Containers.Start, "stop": env.Deps.Containers.Stop, "restart": env.Deps.Containers.Restart,
@@ -239,12 +234,7 @@ func rmCmd(env Env) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "rm [-f] NAME...",
 		Short: "Remove containers (your home is kept)",
-		Args: func(c *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usagef("rm needs at least one NAME")
-			}
-			return nil
-		},
+		Args:  minArgs(env),
 		RunE: func(c *cobra.Command, args []string) error {
 			return eachName(env, args, func(ref string) error {
 				return env.Deps.Containers.Remove(env.Ctx, env.Identity, ref, force)
@@ -263,7 +253,7 @@ func logsCmd(env Env) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "logs [-f] [--tail N] [--timestamps] NAME",
 		Short: "Show a container's output",
-		Args:  exactArgs(1),
+		Args:  exactArgs(env, 1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if tail < 0 {
 				return usagef("--tail must be 0 (all) or more")
@@ -296,7 +286,7 @@ func inspectCmd(env Env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "inspect NAME",
 		Short: "Show a container's details as JSON",
-		Args:  exactArgs(1),
+		Args:  exactArgs(env, 1),
 		RunE: func(c *cobra.Command, args []string) error {
 			d, err := env.Deps.Containers.Inspect(env.Ctx, env.Identity, args[0])
 			if err != nil {

@@ -30,7 +30,7 @@ func gpusCmd(env Env, src GPUs) *cobra.Command {
 		Short: "Show the GPUs and who is using them",
 		Long: "Show every GPU of this server: utilisation, memory, temperature, power and the processes on it.\n" +
 			"Your own processes are shown with their container; other users' only as \"in use by another user\".",
-		Args: exactArgs(0),
+		Args: exactArgs(env, 0),
 		RunE: func(c *cobra.Command, _ []string) error {
 			view := gpuState(src, env.Identity)
 			if asJSON {

@@ -48,7 +48,7 @@ func imagesCmd(env Env, images Images) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "images [--json]",
 		Short: "List the images on this server",
-		Args:  exactArgs(0),
+		Args:  exactArgs(env, 0),
 		RunE: func(c *cobra.Command, _ []string) error {
 			list, err := images.Images(env.Ctx, env.Identity)
 			if err != nil {
@@ -103,7 +103,7 @@ func pullCmd(env Env, images Images) *cobra.Command {
 		Short: "Fetch an image from its registry",
 		Long: "Fetch an image from its registry onto this server, if the server's image policy allows it.\n" +
 			"Progress is one line per layer step; several users pulling the same image share one download.",
-		Args: exactArgs(1),
+		Args: exactArgs(env, 1),
 		RunE: func(c *cobra.Command, args []string) error {
 			ref, err := docker.ParseImage(args[0])
 			if err != nil {
@@ -161,12 +161,7 @@ func rmiCmd(env Env, images Images) *cobra.Command {
 	return &cobra.Command{
 		Use:   "rmi IMAGE...",
 		Short: "Remove image tags (your own; TAs any no container uses)",
-		Args: func(c *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usagef("rmi needs at least one IMAGE")
-			}
-			return nil
-		},
+		Args:  minArgs(env),
 		RunE: func(c *cobra.Command, args []string) error {
 			return eachName(env, args, func(ref string) error {
 				return images.RemoveImage(env.Ctx, env.Identity, ref)

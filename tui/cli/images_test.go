@@ -182,8 +182,8 @@ func TestPullFailures(t *testing.T) {
 			"error: image busybox:latest is not allowed on this server"},
 		{"registry", []string{"pull", "nope"}, errors.New("pull nope:latest: manifest unknown"), 1, "error: pull nope:latest: manifest unknown"},
 		{"bad ref", []string{"pull", "Not A Ref"}, nil, 2, "error: invalid image reference"},
-		{"no arg", []string{"pull"}, nil, 2, "pull takes 1 argument(s)"},
-		{"two args", []string{"pull", "a", "b"}, nil, 2, "pull takes 1 argument(s)"},
+		{"no arg", []string{"pull"}, nil, 2, "pull needs an IMAGE (usage: ssh -p 2222 gpu1 pull IMAGE)"},
+		{"two args", []string{"pull", "a", "b"}, nil, 2, "pull takes one IMAGE, not 2 arguments"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

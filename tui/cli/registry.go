@@ -30,7 +30,7 @@ func registryCmd(env Env, reg Registry) *cobra.Command {
 		Short: "List the images in your own GitLab container registry",
 		Long: "List the repositories and tags of the container registries of your GitLab projects.\n" +
 			"Fetch one onto this server with 'pull LOCATION'.",
-		Args: exactArgs(0),
+		Args: exactArgs(env, 0),
 		PreRunE: func(*cobra.Command, []string) error {
 			if reg == nil {
 				return errNoRegistry

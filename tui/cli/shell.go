@@ -65,7 +65,7 @@ func shellCmd(env Env) *cobra.Command {
 			"Needs a terminal: ssh -t. The exit status is the shell's.",
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) == 0 {
-				return usagef("shell needs a container NAME")
+				return badUsage(env, c, "shell needs a container NAME")
 			}
 			return nil
 		},
@@ -98,7 +98,7 @@ func execCmd(env Env) *cobra.Command {
 		Short: "Run a command in your container, for scripts (stdin, stdout, stderr, exit status)",
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) < 2 {
-				return usagef("exec needs a NAME and a command: exec NAME -- CMD...")
+				return badUsage(env, c, "exec needs a NAME and a command")
 			}
 			return nil
 		},
@@ -121,7 +121,7 @@ func attachCmd(env Env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "attach NAME",
 		Short: "Attach to your container's main process (ctrl-p ctrl-q detaches)",
-		Args:  exactArgs(1),
+		Args:  exactArgs(env, 1),
 		RunE: func(c *cobra.Command, args []string) error {
 			term := env.Terminal
 			if term == nil {

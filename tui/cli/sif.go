@@ -41,7 +41,7 @@ func sifCmd(env Env, sifs SIFs) *cobra.Command {
 			"run without root, e.g. on an HPC cluster; a SIF of the same image is made only once.\n" +
 			"Download it with " + format.SCPDownload(env.Prefix, "/sif/NAME.sif") + " (or sftp),\n" +
 			"list yours with 'sif ls', remove them with 'sif rm NAME'.",
-		Args:    exactArgs(1),
+		Args:    exactArgs(env, 1),
 		PreRunE: need,
 		RunE: func(c *cobra.Command, args []string) error {
 			if _, err := docker.ParseImage(args[0]); err != nil {
@@ -65,7 +65,7 @@ func sifCmd(env Env, sifs SIFs) *cobra.Command {
 	ls := &cobra.Command{
 		Use:     "ls [--json]",
 		Short:   "List your SIF files",
-		Args:    exactArgs(0),
+		Args:    exactArgs(env, 0),
 		PreRunE: need,
 		RunE: func(c *cobra.Command, _ []string) error {
 			list, err := sifs.List(env.Ctx, env.Identity)
@@ -84,14 +84,9 @@ func sifCmd(env Env, sifs SIFs) *cobra.Command {
 	}
 	ls.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	rm := &cobra.Command{
-		Use:   "rm NAME...",
-		Short: "Remove your SIF files",
-		Args: func(c *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usagef("sif rm needs at least one NAME")
-			}
-			return nil
-		},
+		Use:     "rm NAME...",
+		Short:   "Remove your SIF files",
+		Args:    minArgs(env),
 		PreRunE: need,
 		RunE: func(c *cobra.Command, args []string) error {
 			return eachName(env, args, func(name string) error {

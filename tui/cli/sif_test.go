@@ -86,7 +86,7 @@ func TestSIFBuildOutput(t *testing.T) {
 		"exporting 120 MiB of about 100 MiB",
 		"writing the SIF file",
 		"ubuntu_24.04.sif made (30 MiB)",
-		"download: scp -P 2222 gpu1:/sif/ubuntu_24.04.sif .",
+		"download: scp -P 2222 alice@gpu1:/sif/ubuntu_24.04.sif .",
 	}
 	if got := strings.Split(strings.TrimRight(out, "\n"), "\n"); !slices.Equal(got, want) {
 		t.Errorf("output:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -117,9 +117,9 @@ func TestSIFFailures(t *testing.T) {
 		{"busy", []string{"sif", "ubuntu"}, kindErr{docker.ErrConflict, "a SIF build of ubuntu:24.04 is already running for you; one at a time"}, 1,
 			"already running for you"},
 		{"bad ref", []string{"sif", "Not A Ref"}, nil, 2, "error: invalid image reference"},
-		{"no arg", []string{"sif"}, nil, 2, "sif takes 1 argument(s)"},
-		{"two args", []string{"sif", "a", "b"}, nil, 2, "sif takes 1 argument(s)"},
-		{"ls arg", []string{"sif", "ls", "x"}, nil, 2, "ls takes 0 argument(s)"},
+		{"no arg", []string{"sif"}, nil, 2, "sif needs an IMAGE"},
+		{"two args", []string{"sif", "a", "b"}, nil, 2, "sif takes one IMAGE, not 2 arguments"},
+		{"ls arg", []string{"sif", "ls", "x"}, nil, 2, `sif ls takes no arguments, not "x"`},
 		{"rm none", []string{"sif", "rm"}, nil, 2, "sif rm needs at least one NAME"},
 	}
 	for _, c := range cases {

@@ -21,7 +21,7 @@ func whoamiCmd(env Env) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "whoami [--json]",
 		Short: "Show who this server thinks you are",
-		Args:  exactArgs(0),
+		Args:  exactArgs(env, 0),
 		RunE: func(c *cobra.Command, _ []string) error {
 			id := env.Identity
 			w := whoami{User: id.User, Role: string(id.Role), KeyFingerprint: id.KeyFingerprint, KeySource: id.KeySource}
@@ -41,7 +41,7 @@ func versionCmd(env Env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Show the server's version",
-		Args:  exactArgs(0),
+		Args:  exactArgs(env, 0),
 		RunE: func(c *cobra.Command, _ []string) error {
 			fmt.Fprintf(env.Stdout, "whalemountain %s\n", env.Version)
 			return nil

@@ -79,8 +79,31 @@ func CPUs(c float64) string {
 	return s
 }
 
+// UserPrefix is sshPrefix ("ssh -p 2222 host") logging in as user: "ssh -p 2222 alice@host",
+// so a line copied from a hint works from any account on the user's own machine. A prefix
+// that already names a user, or no user, leaves it as it is.
+func UserPrefix(sshPrefix, user string) string {
+	f := strings.Fields(sshPrefix)
+	if user == "" || len(f) < 2 || f[0] != "ssh" {
+		return sshPrefix
+	}
+	host := -1
+	for i := 1; i < len(f); i++ {
+		if f[i] == "-p" {
+			i++
+			continue
+		}
+		host = i
+	}
+	if host < 0 || strings.Contains(f[host], "@") {
+		return sshPrefix
+	}
+	f[host] = user + "@" + f[host]
+	return strings.Join(f, " ")
+}
+
 // SCPDownload is the scp command that downloads remotePath from the server users reach with
-// sshPrefix ("ssh -p 2222 host" or "ssh host") into the current directory.
+// sshPrefix ("ssh -p 2222 alice@host" or "ssh host") into the current directory.
 func SCPDownload(sshPrefix, remotePath string) string {
 	f := strings.Fields(sshPrefix)
 	if len(f) == 0 || f[0] != "ssh" {

@@ -61,3 +61,24 @@ func TestPercentStateCPUs(t *testing.T) {
 		}
 	}
 }
+
+func TestUserPrefixAndSCPDownload(t *testing.T) {
+	for prefix, want := range map[string]string{
+		"ssh -p 2222 gpu1":     "ssh -p 2222 alice@gpu1",
+		"ssh gpu1.example.jp":  "ssh alice@gpu1.example.jp",
+		"ssh -p 2222 bob@gpu1": "ssh -p 2222 bob@gpu1",
+		"":                     "",
+		"ssh":                  "ssh",
+		"mosh gpu1":            "mosh gpu1",
+	} {
+		if got := UserPrefix(prefix, "alice"); got != want {
+			t.Errorf("UserPrefix(%q) = %q, want %q", prefix, got, want)
+		}
+	}
+	if got := UserPrefix("ssh -p 2222 gpu1", ""); got != "ssh -p 2222 gpu1" {
+		t.Errorf("without a user: %q", got)
+	}
+	if got := SCPDownload(UserPrefix("ssh -p 2222 gpu1", "alice"), "/sif/x.sif"); got != "scp -P 2222 alice@gpu1:/sif/x.sif ." {
+		t.Errorf("SCPDownload = %q", got)
+	}
+}
