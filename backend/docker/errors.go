@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	cerrdefs "github.com/containerd/errdefs"
 
@@ -55,18 +56,40 @@ func notFound(typed string) error {
 	return errorf(ErrNotFound, "no such container: %s", shown(typed))
 }
 
-var plainRE = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
-
-// shown makes user input safe to echo in an error: plain printable ASCII as is, anything
-// else quoted with escapes (so no terminal control sequence survives) and cut short.
+// shown makes user input safe to echo in an error: text of printable characters of any
+// script (letters, digits, marks, punctuation, symbols; no spaces) as typed, anything else
+// quoted with escapes for what is not printable — control characters, bidi overrides and
+// other invisible format characters, odd spaces, invalid UTF-8 — so no terminal control
+// sequence and no text that reads differently than it is survives; cut short when long.
 func shown(s string) string {
-	if plainRE.MatchString(s) {
+	if len(s) <= maxShown && plainText(s) {
 		return s
 	}
-	if len(s) > 128 {
-		s = s[:128] + "..."
+	if len(s) > maxShown {
+		cut := maxShown
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "..."
 	}
-	return strconv.QuoteToASCII(s)
+	return strconv.Quote(s)
+}
+
+// maxShown is how many bytes of user input an error repeats.
+const maxShown = 128
+
+// plainText reports whether s is non-empty, valid UTF-8 and made of printable characters
+// other than spaces only.
+func plainText(s string) bool {
+	if s == "" || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r == ' ' || !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // engineErr wraps an error from the engine with what was attempted, in one line of the

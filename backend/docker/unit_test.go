@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/moby/moby/api/types/container"
 
@@ -189,6 +190,40 @@ func TestShownNeutralisesEscapes(t *testing.T) {
 	}
 	if got := notFound("box").Error(); got != "no such container: box" {
 		t.Errorf("%q", got)
+	}
+}
+
+// TestShownKeepsLetters: what a user typed comes back as typed when every character is a
+// printable letter, digit, mark or symbol of any script; control characters, bidi overrides
+// and other invisible format characters are escaped (then the whole is quoted).
+func TestShownKeepsLetters(t *testing.T) {
+	for in, want := range map[string]string{
+		"box":            "box",
+		"café":           "café",
+		"実験":             "実験",
+		"Ωmega-1":        "Ωmega-1",
+		"my box":         `"my box"`,
+		"a\x1b[2Jb":      `"a\x1b[2Jb"`,
+		"a\u202eexe.txt": `"a\u202eexe.txt"`,
+		"ab\u200bc":      `"ab\u200bc"`,
+		"x\u2066y":       `"x\u2066y"`,
+		"\xff\xfe":       `"\xff\xfe"`,
+		"tab\there":      `"tab\there"`,
+		"nbsp\u00a0":     `"nbsp\u00a0"`,
+		"line\u2028":     `"line\u2028"`,
+		"bom\ufeff":      `"bom\ufeff"`,
+		"c1\u0085":       `"c1\u0085"`,
+	} {
+		if got := shown(in); got != want {
+			t.Errorf("shown(%q) = %s, want %s", in, got, want)
+		}
+	}
+	if got := notFound("café").Error(); got != "no such container: café" {
+		t.Errorf("%q", got)
+	}
+	long := strings.Repeat("é", 200)
+	if got := shown(long); !utf8.ValidString(got) || len([]rune(got)) > 140 {
+		t.Errorf("a long name is not cut at a character: %q", got)
 	}
 }
 
