@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 
@@ -36,6 +37,7 @@ func newAuthenticator(cfg Config, keysDir string, logger *slog.Logger) (*sshauth
 		}))
 		desc += " and GitLab " + g.URL
 	}
+	logRoles(cfg, logger)
 	roles := sshauth.NewRoleResolver(sshauth.RoleConfig{
 		TAs:            cfg.TAs,
 		GitLabGroup:    cfg.GitLab.TAGroup,
@@ -53,6 +55,36 @@ func newAuthenticator(cfg Config, keysDir string, logger *slog.Logger) (*sshauth
 		return nil, "", err
 	}
 	return auth, desc, nil
+}
+
+// logRoles says in one line who is a TA and where that comes from: the config's tas, and
+// the members of the GitLab group at or above the access level.
+func logRoles(cfg Config, logger *slog.Logger) {
+	tas := "none"
+	if len(cfg.TAs) > 0 {
+		tas = strings.Join(cfg.TAs, ",")
+	}
+	g := cfg.GitLab
+	if g.URL == "" || g.TAGroup == "" {
+		logger.Info("roles: TAs are the users listed in tas; everyone else is a student", "tas", tas, "gitlab_group", "none")
+		return
+	}
+	level := g.TAMinAccess
+	if level <= 0 {
+		level = gitlab.Developer
+	}
+	logger.Info("roles: TAs are the users listed in tas and the members of the GitLab group at or above the access level; everyone else is a student",
+		"tas", tas, "gitlab_group", g.TAGroup, "gitlab", g.URL, "min_access_level", accessLevelName(level))
+}
+
+// accessLevelName is a GitLab access level as GitLab names it: "30 (developer)".
+func accessLevelName(level int) string {
+	names := map[int]string{gitlab.Guest: "guest", gitlab.Reporter: "reporter", gitlab.Developer: "developer",
+		gitlab.Maintainer: "maintainer", gitlab.Owner: "owner"}
+	if n, ok := names[level]; ok {
+		return fmt.Sprintf("%d (%s)", level, n)
+	}
+	return fmt.Sprint(level)
 }
 
 // newBackends starts what the configuration turns on. A backend that is on but unreachable
