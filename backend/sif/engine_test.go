@@ -33,7 +33,7 @@ func TestBuildFromEngine(t *testing.T) {
 	}
 	var cfg wmsif.ImageConfig
 	if c := ins.Config; c != nil {
-		cfg = wmsif.ImageConfig{Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, Labels: c.Labels}
+		cfg = wmsif.ImageConfig{Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, Labels: c.Labels, WorkingDir: c.WorkingDir, User: c.User}
 	}
 	cr, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Config: &container.Config{Image: ref, Labels: map[string]string{dockertest.LabelRun: dockertest.RunID()}},
@@ -77,5 +77,35 @@ func TestBuildFromEngine(t *testing.T) {
 	ls, err := exec.Command("rdsquashfs", "-l", "/bin", sq).Output()
 	if err != nil || !strings.Contains(string(ls), "busybox") {
 		t.Errorf("bin: %s %v", ls, err)
+	}
+	// What the engine adds to every container is not carried over; what Apptainer binds
+	// onto is there; its empty /etc/hosts and /etc/resolv.conf are Apptainer's: 0644.
+	entries := func(dir string) map[string]string { // name -> mode
+		out, err := exec.Command("rdsquashfs", "-l", dir, sq).Output()
+		if err != nil {
+			t.Fatalf("rdsquashfs -l %s: %v", dir, err)
+		}
+		m := map[string]string{}
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if f := strings.Fields(line); len(f) >= 4 {
+				m[f[3]] = f[0]
+			}
+		}
+		return m
+	}
+	root, etc, varDir := entries("/"), entries("/etc"), entries("/var")
+	if _, ok := root[".dockerenv"]; ok {
+		t.Errorf("/.dockerenv carried over: %v", root)
+	}
+	if _, ok := etc["hostname"]; ok {
+		t.Errorf("/etc/hostname carried over: %v", etc)
+	}
+	if !strings.HasPrefix(root["home"], "d") || !strings.HasPrefix(varDir["tmp"], "d") {
+		t.Errorf("no /home or /var/tmp: %v %v", root, varDir)
+	}
+	for _, f := range []string{"hosts", "resolv.conf"} {
+		if etc[f] != "-rw-r--r--" {
+			t.Errorf("/etc/%s: %q", f, etc[f])
+		}
 	}
 }

@@ -1,10 +1,12 @@
 // Package sif exports a container image as a Singularity/Apptainer SIF file.
 //
 // The pipeline is streaming: image -> rootfs tar (a flat `docker export`) ->
-// tar rewriter (adds the /.singularity.d metadata) -> tar2sqfs (squashfs) ->
-// SIF (definition, OCI config JSON, primary squashfs partition). Nothing is
-// extracted to disk; only the squashfs image is written to a temporary file
-// next to the output, because the SIF writer needs its size up front.
+// tar rewriter (adds the /.singularity.d metadata, the directories Apptainer binds
+// onto, and drops what the engine adds to every container) -> tar2sqfs (squashfs) ->
+// SIF (definition, inspect metadata and OCI config JSON, primary squashfs partition),
+// laid out as `apptainer build x.sif docker-daemon:IMAGE` lays out its own. Nothing is
+// extracted to disk; only the squashfs image is written to a temporary file next to
+// the output, because the SIF writer needs its size up front.
 package sif
 
 import (
@@ -17,8 +19,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,10 +32,14 @@ import (
 const LaunchScript = "#!/usr/bin/env run-singularity\n"
 
 // ImageConfig is the part of the image config that ends up in the SIF.
+// It is stored as oci-config.json with the field names of the OCI image config, which
+// Apptainer's OCI bundles read (WorkingDir and User included).
 type ImageConfig struct {
+	User       string            `json:"User,omitempty"`
+	Env        []string          `json:"Env,omitempty"`
 	Entrypoint []string          `json:"Entrypoint,omitempty"`
 	Cmd        []string          `json:"Cmd,omitempty"`
-	Env        []string          `json:"Env,omitempty"`
+	WorkingDir string            `json:"WorkingDir,omitempty"`
 	Labels     map[string]string `json:"Labels,omitempty"`
 }
 
@@ -74,6 +81,7 @@ func Build(ctx context.Context, rootfs io.Reader, cfg ImageConfig, arch, outPath
 	if arch == "" {
 		arch = "amd64"
 	}
+	im := image{cfg: cfg, source: opts.Source, arch: arch, built: time.Now()}
 	dir := filepath.Dir(outPath)
 	sq, err := os.CreateTemp(dir, ".sif-*.sqfs")
 	if err != nil {
@@ -83,7 +91,7 @@ func Build(ctx context.Context, rootfs io.Reader, cfg ImageConfig, arch, outPath
 	sq.Close()
 	defer os.Remove(sqPath)
 
-	if err := squash(ctx, rootfs, cfg, opts.tar2sqfs(), sqPath); err != nil {
+	if err := squash(ctx, rootfs, im, opts.tar2sqfs(), sqPath); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -99,14 +107,14 @@ func Build(ctx context.Context, rootfs io.Reader, cfg ImageConfig, arch, outPath
 			os.Remove(tmpOut)
 		}
 	}()
-	if err := writeSIF(cfg, arch, opts, sqPath, tmpOut); err != nil {
+	if err := writeSIF(im, sqPath, tmpOut); err != nil {
 		return err
 	}
 	return os.Rename(tmpOut, outPath)
 }
 
 // squash streams the rewritten rootfs into tar2sqfs, which writes sqPath.
-func squash(ctx context.Context, rootfs io.Reader, cfg ImageConfig, bin, sqPath string) error {
+func squash(ctx context.Context, rootfs io.Reader, im image, bin, sqPath string) error {
 	pr, pw := io.Pipe()
 	cmd := exec.CommandContext(ctx, bin, "-c", "gzip", "-q", "-f", sqPath)
 	cmd.Stdin = pr
@@ -120,7 +128,7 @@ func squash(ctx context.Context, rootfs io.Reader, cfg ImageConfig, bin, sqPath 
 	}
 	rwErr := make(chan error, 1)
 	go func() {
-		err := RewriteTar(rootfs, pw, cfg)
+		err := rewriteTar(rootfs, pw, im)
 		pw.CloseWithError(err)
 		rwErr <- err
 	}()
@@ -140,16 +148,26 @@ func squash(ctx context.Context, rootfs io.Reader, cfg ImageConfig, bin, sqPath 
 	return nil
 }
 
-func writeSIF(cfg ImageConfig, arch string, opts Options, sqPath, outPath string) error {
-	cfgJSON, err := json.Marshal(cfg)
+// writeSIF lays the SIF out as Apptainer does: the definition, the JSON descriptors by
+// name (inspect-metadata.json, oci-config.json), then the primary squashfs partition.
+func writeSIF(im image, sqPath, outPath string) error {
+	cfgJSON, err := json.Marshal(im.cfg)
 	if err != nil {
 		return err
 	}
-	def, err := sif.NewDescriptorInput(sif.DataDeffile, strings.NewReader(Definition(opts.Source)))
+	inspectJSON, err := im.inspectMetadata()
 	if err != nil {
 		return err
 	}
-	js, err := sif.NewDescriptorInput(sif.DataGenericJSON, bytes.NewReader(cfgJSON), sif.OptObjectName("oci-config.json"))
+	def, err := sif.NewDescriptorInput(sif.DataDeffile, strings.NewReader(Definition(im.source)))
+	if err != nil {
+		return err
+	}
+	ins, err := sif.NewDescriptorInput(sif.DataGenericJSON, bytes.NewReader(inspectJSON), sif.OptObjectName(InspectMetadataName))
+	if err != nil {
+		return err
+	}
+	js, err := sif.NewDescriptorInput(sif.DataGenericJSON, bytes.NewReader(cfgJSON), sif.OptObjectName(OCIConfigName))
 	if err != nil {
 		return err
 	}
@@ -159,94 +177,19 @@ func writeSIF(cfg ImageConfig, arch string, opts Options, sqPath, outPath string
 	}
 	defer sq.Close()
 	part, err := sif.NewDescriptorInput(sif.DataPartition, sq,
-		sif.OptPartitionMetadata(sif.FsSquash, sif.PartPrimSys, arch),
+		sif.OptPartitionMetadata(sif.FsSquash, sif.PartPrimSys, im.arch),
 		sif.OptObjectAlignment(4096))
 	if err != nil {
 		return fmt.Errorf("sif: partition: %w", err)
 	}
 	f, err := sif.CreateContainerAtPath(outPath,
 		sif.OptCreateWithLaunchScript(LaunchScript),
-		sif.OptCreateWithTime(time.Now()),
-		sif.OptCreateWithDescriptors(def, js, part))
+		sif.OptCreateWithTime(im.built),
+		sif.OptCreateWithDescriptors(def, ins, js, part))
 	if err != nil {
 		return fmt.Errorf("sif: create: %w", err)
 	}
 	return f.UnloadContainer()
-}
-
-// Definition is the small definition text stored in the SIF's deffile descriptor.
-func Definition(source string) string {
-	if source == "" {
-		source = "image"
-	}
-	return "bootstrap: docker-daemon\nfrom: " + source + "\n"
-}
-
-// ShellQuote quotes s for a POSIX shell.
-func ShellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,+@%") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-func quoteAll(args []string) string {
-	q := make([]string, len(args))
-	for i, a := range args {
-		q[i] = ShellQuote(a)
-	}
-	return strings.Join(q, " ")
-}
-
-// Runscript builds /.singularity.d/runscript with OCI semantics: arguments
-// replace Cmd, Entrypoint is always the prefix; /bin/sh when both are empty.
-func Runscript(entrypoint, cmd []string) string {
-	var b strings.Builder
-	b.WriteString("#!/bin/sh\n")
-	switch {
-	case len(entrypoint) > 0:
-		fmt.Fprintf(&b, "if [ $# -gt 0 ]; then\n  exec %s \"$@\"\nfi\n", quoteAll(entrypoint))
-		if len(cmd) > 0 {
-			fmt.Fprintf(&b, "exec %s %s\n", quoteAll(entrypoint), quoteAll(cmd))
-		} else {
-			fmt.Fprintf(&b, "exec %s\n", quoteAll(entrypoint))
-		}
-	default:
-		b.WriteString("if [ $# -gt 0 ]; then\n  exec \"$@\"\nfi\n")
-		if len(cmd) > 0 {
-			fmt.Fprintf(&b, "exec %s\n", quoteAll(cmd))
-		} else {
-			b.WriteString("exec /bin/sh\n")
-		}
-	}
-	return b.String()
-}
-
-// EnvScript builds /.singularity.d/env/90-environment.sh exporting env
-// ("KEY=value" entries; entries with invalid names are skipped).
-func EnvScript(env []string) string {
-	var b strings.Builder
-	b.WriteString("#!/bin/sh\n")
-	for _, kv := range env {
-		k, v, _ := strings.Cut(kv, "=")
-		if !validName(k) {
-			continue
-		}
-		fmt.Fprintf(&b, "export %s=%s\n", k, ShellQuote(v))
-	}
-	return b.String()
-}
-
-func validName(k string) bool {
-	if k == "" || (k[0] >= '0' && k[0] <= '9') {
-		return false
-	}
-	for _, c := range k {
-		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
 }
 
 type genFile struct {
@@ -255,54 +198,54 @@ type genFile struct {
 	data []byte
 }
 
-func generated(cfg ImageConfig) ([]genFile, error) {
-	labels := cfg.Labels
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	lj, err := json.MarshalIndent(labels, "", "  ")
+// generated are the files every image gets; they replace any of the same name.
+func (im image) generated() ([]genFile, error) {
+	labels, err := im.labelsJSON()
 	if err != nil {
 		return nil, err
 	}
 	files := []genFile{
-		{".singularity.d/runscript", 0o755, []byte(Runscript(cfg.Entrypoint, cfg.Cmd))},
-		{".singularity.d/env/90-environment.sh", 0o755, []byte(EnvScript(cfg.Env))},
-		{".singularity.d/labels.json", 0o644, append(lj, '\n')},
+		{".singularity.d/Singularity", 0o644, []byte(Definition(im.source))},
+		{".singularity.d/labels.json", 0o644, labels},
+		{".singularity.d/runscript", 0o755, []byte(Runscript(im.cfg.Entrypoint, im.cfg.Cmd, im.cfg.WorkingDir))},
+		{".singularity.d/startscript", 0o755, []byte(startScript)},
+		{".singularity.d/env/10-docker2singularity.sh", 0o755, []byte(EnvScript(im.cfg.Env))},
+		// Empty, as Apptainer leaves them: the runtime binds the host's over them.
+		{"etc/hosts", 0o644, nil},
+		{"etc/resolv.conf", 0o644, nil},
+	}
+	for name, text := range envScripts {
+		files = append(files, genFile{".singularity.d/env/" + name, 0o755, []byte(text)})
 	}
 	for _, a := range actionNames {
 		files = append(files, genFile{".singularity.d/actions/" + a, 0o755, []byte(ActionScript(a))})
 	}
+	slices.SortFunc(files, func(a, b genFile) int { return strings.Compare(a.name, b.name) })
 	return files, nil
 }
 
-// actionNames are the action scripts an image carries for runtimes that run them from the
-// image (older Singularity releases); newer ones bring their own.
-var actionNames = []string{"exec", "run", "shell", "start", "test"}
-
-// ActionScript is /.singularity.d/actions/<action>: load the image's environment, then do
-// what the action means.
-func ActionScript(action string) string {
-	var b strings.Builder
-	b.WriteString("#!/bin/sh\nfor f in /.singularity.d/env/*.sh; do\n  [ -f \"$f\" ] && . \"$f\"\ndone\n")
-	switch action {
-	case "exec":
-		b.WriteString("exec \"$@\"\n")
-	case "run":
-		b.WriteString("[ -x /.singularity.d/runscript ] && exec /.singularity.d/runscript \"$@\"\n" +
-			"echo \"no runscript in this image: running /bin/sh\" >&2\nexec /bin/sh \"$@\"\n")
-	case "shell":
-		b.WriteString("if [ -n \"${SINGULARITY_SHELL:-}\" ]; then exec \"$SINGULARITY_SHELL\" \"$@\"; fi\n" +
-			"[ -x /bin/bash ] && exec /bin/bash \"$@\"\nexec /bin/sh \"$@\"\n")
-	case "start":
-		b.WriteString("[ -x /.singularity.d/startscript ] && exec /.singularity.d/startscript \"$@\"\nexit 0\n")
-	case "test":
-		b.WriteString("[ -x /.singularity.d/test ] && exec /.singularity.d/test \"$@\"\n" +
-			"echo \"no test script in this image\" >&2\nexit 0\n")
-	}
-	return b.String()
+// genDirs are the directories every image has, made where the rootfs lacks them:
+// /.singularity.d's own and those Apptainer binds onto (without /var/tmp and /home every
+// command warns that it cannot mount them).
+var genDirs = []string{
+	".singularity.d", ".singularity.d/actions", ".singularity.d/env", ".singularity.d/libs",
+	"dev", "etc", "home", "proc", "root", "sys", "tmp", "var", "var/tmp",
 }
 
-var genDirs = []string{".singularity.d", ".singularity.d/env", ".singularity.d/actions", ".singularity.d/libs"}
+// genLinks are the symbolic links of Apptainer's images, made where the rootfs has
+// nothing of that name.
+var genLinks = [][2]string{ // name, target
+	{".exec", ".singularity.d/actions/exec"},
+	{".run", ".singularity.d/actions/run"},
+	{".shell", ".singularity.d/actions/shell"},
+	{".test", ".singularity.d/actions/test"},
+	{"environment", ".singularity.d/env/90-environment.sh"},
+	{"singularity", ".singularity.d/runscript"},
+}
+
+// dropped are the files the engine adds to every container it makes: they are not the
+// image's. (Its /etc/hosts and /etc/resolv.conf are replaced by generated files.)
+var dropped = map[string]bool{".dockerenv": true, "etc/hostname": true}
 
 func cleanName(n string) string {
 	n = strings.TrimPrefix(n, "./")
@@ -310,11 +253,18 @@ func cleanName(n string) string {
 	return strings.TrimSuffix(n, "/")
 }
 
-// RewriteTar copies the tar in r to w, keeping every original entry except
-// the files it generates itself, and appends the /.singularity.d entries
-// (directories only where the rootfs lacks them).
-func RewriteTar(r io.Reader, w io.Writer, cfg ImageConfig) error {
-	files, err := generated(cfg)
+// RewriteTar copies the tar in r to w, keeping every original entry except the files it
+// generates itself (/.singularity.d's scripts, labels and definition, an empty /etc/hosts
+// and /etc/resolv.conf) and the engine's /.dockerenv and /etc/hostname, then appends the
+// generated files, and the directories and links of genDirs and genLinks where the
+// rootfs has nothing of that name. source names the image, arch its architecture (both
+// for the labels), built the build time.
+func RewriteTar(r io.Reader, w io.Writer, cfg ImageConfig, source, arch string, built time.Time) error {
+	return rewriteTar(r, w, image{cfg: cfg, source: source, arch: arch, built: built})
+}
+
+func rewriteTar(r io.Reader, w io.Writer, im image) error {
+	files, err := im.generated()
 	if err != nil {
 		return err
 	}
@@ -322,7 +272,7 @@ func RewriteTar(r io.Reader, w io.Writer, cfg ImageConfig) error {
 	for _, f := range files {
 		replaced[f.name] = true
 	}
-	seenDirs := map[string]bool{}
+	seen := map[string]byte{} // name -> tar type flag of the rootfs's entries
 	tr := tar.NewReader(r)
 	tw := tar.NewWriter(w)
 	for {
@@ -334,12 +284,10 @@ func RewriteTar(r io.Reader, w io.Writer, cfg ImageConfig) error {
 			return err
 		}
 		name := cleanName(h.Name)
-		if replaced[name] {
+		if replaced[name] || dropped[name] {
 			continue
 		}
-		if h.Typeflag == tar.TypeDir {
-			seenDirs[name] = true
-		}
+		seen[name] = h.Typeflag
 		if err := tw.WriteHeader(h); err != nil {
 			return err
 		}
@@ -347,19 +295,37 @@ func RewriteTar(r io.Reader, w io.Writer, cfg ImageConfig) error {
 			return err
 		}
 	}
-	now := time.Now()
-	dirs := append([]string(nil), genDirs...)
-	sort.Strings(dirs)
-	for _, d := range dirs {
-		if seenDirs[d] {
+	// Beneath a name that is not a directory (a link, say) nothing is added.
+	blocked := func(name string) bool {
+		for d := path.Dir(name); d != "."; d = path.Dir(d) {
+			if t, ok := seen[d]; ok && t != tar.TypeDir {
+				return true
+			}
+		}
+		return false
+	}
+	for _, d := range genDirs {
+		if _, ok := seen[d]; ok || blocked(d) {
 			continue
 		}
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: now, Format: tar.FormatPAX}); err != nil {
+		seen[d] = tar.TypeDir
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: im.built, Format: tar.FormatPAX}); err != nil {
+			return err
+		}
+	}
+	for _, l := range genLinks {
+		if _, ok := seen[l[0]]; ok {
+			continue
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: l[0], Linkname: l[1], Mode: 0o777, ModTime: im.built, Format: tar.FormatPAX}); err != nil {
 			return err
 		}
 	}
 	for _, f := range files {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: now, Format: tar.FormatPAX}); err != nil {
+		if blocked(f.name) {
+			continue
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: im.built, Format: tar.FormatPAX}); err != nil {
 			return err
 		}
 		if _, err := tw.Write(f.data); err != nil {
