@@ -543,15 +543,20 @@ func (ss *SIFService) export(ctx context.Context, ee exportEngine, user string, 
 
 	total := img.Size
 	progress(SIFProgress{Phase: "exporting", Total: total})
-	cr := &progressReader{r: exp, every: 4 << 20, tick: func(n int64) {
+	cr := &progressReader{r: exp, every: progressStep(total), tick: func(n int64) {
 		progress(SIFProgress{Phase: "exporting", Done: n, Total: total})
 	}}
 	var cfg sif.ImageConfig
 	if c := img.Config; c != nil {
-		cfg = sif.ImageConfig{Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, Labels: c.Labels}
+		cfg = sif.ImageConfig{Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, Labels: c.Labels,
+			WorkingDir: c.WorkingDir, User: c.User}
 	}
 	arch := img.Architecture
 	opts := sif.Options{Tar2sqfs: ss.opts.Tar2sqfs, Source: typed, Squashed: func() {
+		// The whole count, then the last step: the export has been read to its end.
+		if cr.n != cr.reported {
+			progress(SIFProgress{Phase: "exporting", Done: cr.n, Total: total})
+		}
 		progress(SIFProgress{Phase: "writing", Done: cr.n, Total: total})
 	}}
 	if err := sif.Build(ctx, cr, cfg, arch, out, opts); err != nil {
@@ -563,13 +568,21 @@ func (ss *SIFService) export(ctx context.Context, ee exportEngine, user string, 
 	return nil
 }
 
+// progressStep is how many bytes of an export of about total bytes go between two
+// progress reports: about 2 % of it, at least 64 KiB and at most 4 MiB, so a small image
+// shows its progress as a large one does.
+func progressStep(total int64) int64 {
+	return min(max(total/50, 64<<10), 4<<20)
+}
+
 // progressReader counts bytes read and calls tick every `every` bytes.
 type progressReader struct {
-	r     io.Reader
-	n     int64
-	every int64
-	next  int64
-	tick  func(int64)
+	r        io.Reader
+	n        int64
+	every    int64
+	next     int64
+	reported int64 // the count of the last tick
+	tick     func(int64)
 }
 
 func (c *progressReader) Read(p []byte) (int, error) {
@@ -577,6 +590,7 @@ func (c *progressReader) Read(p []byte) (int, error) {
 	c.n += int64(n)
 	if c.n >= c.next {
 		c.next = c.n + c.every
+		c.reported = c.n
 		c.tick(c.n)
 	}
 	return n, err

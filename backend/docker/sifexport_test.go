@@ -2,11 +2,13 @@ package docker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -73,8 +75,16 @@ func checkSIF(t *testing.T, path, source string) {
 	if d, _ := def.GetData(); !strings.Contains(string(d), "from: "+source) {
 		t.Errorf("definition %q does not name %s", d, source)
 	}
-	if js, err := f.GetDescriptor(sif.WithDataType(sif.DataGenericJSON)); err != nil || js.Name() != "oci-config.json" {
-		t.Errorf("oci-config.json descriptor: %v", err)
+	// The JSON descriptors of Apptainer's own SIF files, by name.
+	var names []string
+	f.WithDescriptors(func(d sif.Descriptor) bool {
+		if d.DataType() == sif.DataGenericJSON {
+			names = append(names, d.Name())
+		}
+		return false
+	})
+	if !slices.Equal(names, []string{"inspect-metadata.json", "oci-config.json"}) {
+		t.Errorf("JSON descriptors %q, want inspect-metadata.json and oci-config.json", names)
 	}
 	part, err := f.GetDescriptor(sif.WithPartitionType(sif.PartPrimSys))
 	if err != nil {
@@ -140,9 +150,13 @@ func TestSIFBuildListRemove(t *testing.T) {
 
 	var phases []string
 	var last docker.SIFProgress
+	var exporting []docker.SIFProgress
 	f, cached, err := ss.Build(ctx, alice, img, func(p docker.SIFProgress) {
 		if len(phases) == 0 || phases[len(phases)-1] != p.Phase {
 			phases = append(phases, p.Phase)
+		}
+		if p.Phase == "exporting" {
+			exporting = append(exporting, p)
 		}
 		last = p
 	})
@@ -154,6 +168,15 @@ func TestSIFBuildListRemove(t *testing.T) {
 	}
 	if strings.Join(phases, ",") != "exporting,writing" || last.Done <= 0 || last.Total <= 0 {
 		t.Errorf("progress phases %v, last %+v", phases, last)
+	}
+	// A small image (about 2 MiB) shows its progress too: steps through the export, the
+	// last of them the whole count.
+	tenths := map[int64]bool{}
+	for _, p := range exporting {
+		tenths[min(p.Done*10/p.Total, 10)] = true
+	}
+	if n := len(exporting); n == 0 || len(tenths) < 6 || exporting[n-1].Done != last.Done || last.Done < last.Total/2 {
+		t.Errorf("exporting progress %+v, then %+v: want steps through the image ending at the whole count", exporting, last)
 	}
 	stored := filepath.Join(dir, "alice", name)
 	checkSIF(t, stored, img)
@@ -260,6 +283,90 @@ func TestSIFBuildListRemove(t *testing.T) {
 	}
 	if list, _ := ss.List(ctx, alice); len(list) != 0 {
 		t.Errorf("alice has %+v after bad builds", list)
+	}
+}
+
+// TestSIFImageConfig: the image's WorkingDir and User reach the SIF's oci-config.json, and
+// the runscript runs the image's command in WorkingDir.
+func TestSIFImageConfig(t *testing.T) {
+	for _, tool := range []string{"tar2sqfs", "rdsquashfs"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not installed: apt-get install squashfs-tools-ng", tool)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cli := dockertest.Client(t)
+	svc := dockertest.NewService(t)
+	base := dockertest.BusyboxImage(ctx, t, cli)
+	cr, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: &container.Config{Image: base, Labels: map[string]string{dockertest.LabelRun: dockertest.RunID()}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = cli.ContainerRemove(context.Background(), cr.ID, client.ContainerRemoveOptions{Force: true})
+	})
+	img := "wm-test-sifcfg:" + dockertest.RunID()
+	if _, err := cli.ContainerCommit(ctx, cr.ID, client.ContainerCommitOptions{Reference: img,
+		Changes: []string{"WORKDIR /srv/app", "USER nobody", `ENV GREETING="it's \\ here"`}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = cli.ImageRemove(context.Background(), img, client.ImageRemoveOptions{Force: true})
+	})
+	ss, err := docker.NewSIFService(svc, docker.SIFOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := backend.Identity{User: "alice", Role: backend.RoleStudent}
+	out, _, err := ss.Build(ctx, alice, img, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, _, err := ss.Open(ctx, alice, out.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := file.Name()
+	file.Close()
+	checkSIF(t, path, img)
+	f, err := sif.LoadContainerFromPath(path, sif.OptLoadWithFlag(os.O_RDONLY))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.UnloadContainer()
+	js, err := f.GetDescriptor(sif.WithDataType(sif.DataGenericJSON), func(d sif.Descriptor) (bool, error) {
+		return d.Name() == "oci-config.json", nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := js.GetData()
+	var cfg struct {
+		User, WorkingDir string
+		Env              []string
+	}
+	if err := json.Unmarshal(data, &cfg); err != nil || cfg.User != "nobody" || cfg.WorkingDir != "/srv/app" ||
+		!slices.Contains(cfg.Env, `GREETING=it's \ here`) {
+		t.Errorf("oci-config.json: %s %v", data, err)
+	}
+	part, err := f.GetDescriptor(sif.WithPartitionType(sif.PartPrimSys))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pdata, _ := part.GetData()
+	sq := filepath.Join(t.TempDir(), "p.sqfs")
+	if err := os.WriteFile(sq, pdata, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := exec.Command("rdsquashfs", "-c", "/.singularity.d/runscript", sq).Output()
+	if err != nil || !strings.Contains(string(rs), "cd /srv/app ") {
+		t.Errorf("runscript: %q %v", rs, err)
+	}
+	if ls, err := exec.Command("rdsquashfs", "-l", "/srv", sq).Output(); err != nil || !strings.Contains(string(ls), "app") {
+		t.Errorf("/srv: %s %v", ls, err)
 	}
 }
 
