@@ -4,7 +4,7 @@
 //	/containers               the user's own containers, one directory each (TAs too: own only)
 //	/containers/NAME/PATH     PATH inside the container NAME, running or stopped
 //	/home/PATH                the user's persistent home (where a session starts)
-//	/sif/NAME.sif             the user's SIF files, read-only (made with the sif command)
+//	/sif/NAME.sif             the user's SIF files, read-only (made with the sif command), shown 0755
 //
 // It turns SFTP requests into calls on a Backend (backend/docker's Service) that carry the
 // session's Identity; authorisation is the backend's. Anything that is not the user's own
@@ -291,9 +291,12 @@ func fromBackend(fi docker.FileInfo) *info {
 	return &info{name: fi.Name, size: fi.Size, mode: fi.Mode, mtime: fi.ModTime, uid: uint32(fi.UID), gid: uint32(fi.GID)}
 }
 
-// sifInfo is a SIF file as listed: read-only.
+// sifInfo is a SIF file as listed: 0755, as `apptainer build` leaves its own, so that a
+// client creating the downloaded file with the listed mode (OpenSSH's sftp and scp do)
+// makes it runnable as ./NAME.sif. The file on disk keeps its private mode; changes are
+// refused whatever the mode says (errSIFReadOnly).
 func sifInfo(sf docker.SIFFile) *info {
-	return &info{name: sf.Name, size: sf.Size, mode: 0o444, mtime: sf.Created}
+	return &info{name: sf.Name, size: sf.Size, mode: 0o755, mtime: sf.Created}
 }
 
 func (h *handler) dirInfo(name string, mtime time.Time) *info {

@@ -69,13 +69,19 @@ type pipeRWC struct {
 // dial starts the subsystem for id and connects a client to it.
 func (r *rig) dial(id backend.Identity) *conn {
 	r.t.Helper()
+	return r.dialWith(id, files.Options{TempDir: r.spool})
+}
+
+// dialWith is dial with options of the test's own.
+func (r *rig) dialWith(id backend.Identity, opts files.Options) *conn {
+	r.t.Helper()
 	c2sR, c2sW := io.Pipe()
 	s2cR, s2cW := io.Pipe()
 	ctx, cancel := context.WithCancel(r.ctx)
 	done := make(chan error, 1)
 	logger := slog.New(slog.DiscardHandler)
 	go func() {
-		err := files.Subsystem(ctx, pipeRWC{c2sR, s2cW}, r.svc, id, logger, files.Options{TempDir: r.spool})
+		err := files.Subsystem(ctx, pipeRWC{c2sR, s2cW}, r.svc, id, logger, opts)
 		// As the SSH layer closes the channel once its handler returns.
 		_ = s2cW.Close()
 		done <- err
@@ -401,5 +407,46 @@ func TestHostHome(t *testing.T) {
 	// No container is needed for a home on the host.
 	if fis, err := c.ReadDir("/containers"); err != nil || len(fis) != 0 {
 		t.Errorf("ls /containers = %v, %v", fis, err)
+	}
+}
+
+// TestSIFMode: SIF files are listed and stat'ed 0755, as Apptainer leaves its own, so a
+// download is runnable as ./NAME.sif; on disk they stay private, and /sif stays read-only.
+func TestSIFMode(t *testing.T) {
+	r := newRig(t)
+	dir := t.TempDir()
+	ss, err := docker.NewSIFService(r.svc, docker.SIFOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := dir + "/alice/ml_latest.sif"
+	if err := os.MkdirAll(dir+"/alice", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("#!/usr/bin/env run-singularity\nSIF")
+	if err := os.WriteFile(stored, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := r.dialWith(alice, files.Options{TempDir: r.spool, SIF: ss})
+	fi, err := c.Stat("/sif/ml_latest.sif")
+	if err != nil || fi.Mode() != 0o755 || fi.Size() != int64(len(data)) {
+		t.Errorf("stat /sif/ml_latest.sif: %v %v", fi.Mode(), err)
+	}
+	list, err := c.ReadDir("/sif")
+	if err != nil || len(list) != 1 || list[0].Mode() != 0o755 {
+		t.Errorf("ls /sif: %v %v", list, err)
+	}
+	if got := get(t, c, "/sif/ml_latest.sif"); !bytes.Equal(got, data) {
+		t.Errorf("download: %q", got)
+	}
+	if err := c.Chmod("/sif/ml_latest.sif", 0o777); err == nil {
+		t.Error("chmod under /sif succeeded")
+	}
+	if f, err := c.OpenFile("/sif/ml_latest.sif", os.O_WRONLY); err == nil {
+		f.Close()
+		t.Error("the SIF file opened for writing")
+	}
+	if on, err := os.Stat(stored); err != nil || on.Mode().Perm() != 0o600 {
+		t.Errorf("on disk: %v %v", on.Mode(), err)
 	}
 }
