@@ -134,13 +134,22 @@ func benchRun(tb testing.TB, name string, args ...string) string {
 // benchWhaleMountain starts the server binary with a keys directory holding key for alice,
 // and returns its port. Its containers carry this run's labels and prefix.
 func benchWhaleMountain(tb testing.TB, dir, prefix string, key benchKey) string {
+	port, _ := benchServer(tb, dir, prefix, key, []string{"alice"})
+	return port
+}
+
+// benchServer starts the server binary on 127.0.0.1 with key registered for every one of
+// users (students), extra flags added to `serve`; it returns the port and the process ID.
+func benchServer(tb testing.TB, dir, prefix string, key benchKey, users []string, flags ...string) (string, int) {
 	tb.Helper()
 	data := filepath.Join(dir, "data")
 	if err := os.MkdirAll(filepath.Join(data, "keys"), 0o700); err != nil {
 		tb.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(data, "keys", "alice.keys"), []byte(key.authorizedKey()+"\n"), 0o600); err != nil {
-		tb.Fatal(err)
+	for _, u := range users {
+		if err := os.WriteFile(filepath.Join(data, "keys", u+".keys"), []byte(key.authorizedKey()+"\n"), 0o600); err != nil {
+			tb.Fatal(err)
+		}
 	}
 	cfg := filepath.Join(dir, "whalemountain.yaml")
 	yaml := fmt.Sprintf("log_level: warn\ndocker:\n  name_prefix: %s\n  stop_timeout: 2s\n  labels:\n    %s: %q\n    %s: %q\n",
@@ -151,7 +160,7 @@ func benchWhaleMountain(tb testing.TB, dir, prefix string, key benchKey) string 
 	port := benchFreePort(tb)
 	addr := net.JoinHostPort("127.0.0.1", port)
 	log := &lockedBuffer{}
-	cmd := exec.Command(serverBin, "serve", "--listen", addr, "--data-dir", data, "--config", cfg)
+	cmd := exec.Command(serverBin, append([]string{"serve", "--listen", addr, "--data-dir", data, "--config", cfg}, flags...)...)
 	cmd.Env = environWithout("WM_")
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -192,7 +201,7 @@ func benchWhaleMountain(tb testing.TB, dir, prefix string, key benchKey) string 
 		tb.Fatalf("the server exited:\n%s", log.String())
 	default:
 	}
-	return port
+	return port, cmd.Process.Pid
 }
 
 // benchSSHD runs OpenSSH's sshd on 127.0.0.1 with a host key, authorized keys and PID

@@ -62,6 +62,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	dataDir := fs.String("data-dir", "", "data directory (default ./data)")
 	configFile := fs.String("config", "", "YAML configuration file")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics over plain HTTP on this address (default off)")
+	pprofAddr := fs.String("pprof-addr", "", "serve Go's profiles (/debug/pprof/) on this loopback address (default off)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -98,15 +99,28 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "whalemountain:", err)
 		return 1
 	}
+	if *pprofAddr != "" {
+		if err := checkPprofAddr(*pprofAddr); err != nil {
+			fmt.Fprintln(stderr, "whalemountain:", err)
+			return 1
+		}
+	}
 	if err := cfg.loadToken(); err != nil {
 		fmt.Fprintln(stderr, "whalemountain:", err)
 		return 1
 	}
 	level, _ := parseLevel(cfg.LogLevel)
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(logger) // what the backend logs without a logger of its own goes here too
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if *pprofAddr != "" {
+		if err := listenPprof(ctx, *pprofAddr, logger); err != nil {
+			fmt.Fprintln(stderr, "whalemountain:", err)
+			return 1
+		}
+	}
 	if err := serve(ctx, cfg, logger); err != nil {
 		logger.Error("server stopped", "err", err)
 		fmt.Fprintln(stderr, "whalemountain:", err)

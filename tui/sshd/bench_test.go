@@ -61,13 +61,13 @@ func startServer(tb testing.TB, deps cli.Deps) (string, gossh.Signer) {
 	return l.Addr().String(), user
 }
 
-// screen collects what a dashboard session writes.
-type screen struct {
+// capture collects what a dashboard session writes.
+type capture struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (s *screen) Write(p []byte) (int, error) {
+func (s *capture) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.buf.Len() > 1<<20 {
@@ -76,14 +76,14 @@ func (s *screen) Write(p []byte) (int, error) {
 	return s.buf.Write(p)
 }
 
-func (s *screen) contains(sub string) bool {
+func (s *capture) contains(sub string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return strings.Contains(s.buf.String(), sub)
 }
 
 // openDashboard opens one PTY session with no command: the dashboard.
-func openDashboard(tb testing.TB, addr, user string, signer gossh.Signer) (*gossh.Client, *screen) {
+func openDashboard(tb testing.TB, addr, user string, signer gossh.Signer) (*gossh.Client, *capture) {
 	tb.Helper()
 	c, err := gossh.Dial("tcp", addr, &gossh.ClientConfig{
 		User: user, Auth: []gossh.AuthMethod{gossh.PublicKeys(signer)},
@@ -99,7 +99,7 @@ func openDashboard(tb testing.TB, addr, user string, signer gossh.Signer) (*goss
 	if err := s.RequestPty("xterm-256color", 24, 80, gossh.TerminalModes{}); err != nil {
 		tb.Fatal(err)
 	}
-	scr := &screen{}
+	scr := &capture{}
 	s.Stdout = scr
 	s.Stdin = io.MultiReader() // empty: nothing typed
 	if err := s.Shell(); err != nil {

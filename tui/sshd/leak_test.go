@@ -55,7 +55,7 @@ func TestSessionsReleaseEverything(t *testing.T) {
 		if err := s.RequestPty("xterm", 24, 80, gossh.TerminalModes{}); err != nil {
 			t.Fatal(err)
 		}
-		scr2 := &screen{}
+		scr2 := &capture{}
 		s.Stdout = scr2
 		in, _ := s.StdinPipe()
 		if err := s.Start("shell box"); err != nil {

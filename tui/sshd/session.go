@@ -20,6 +20,7 @@ import (
 	"whalemountain/tui/dashboard/images"
 	"whalemountain/tui/files"
 	"whalemountain/tui/input"
+	"whalemountain/tui/screen"
 )
 
 // session is one authenticated SSH session: a dashboard, a command, or a subsystem.
@@ -182,21 +183,30 @@ func (se *session) dashboardOnce(rt *input.Router, envs []string, styles dashboa
 			})
 		}
 	}
+	// The screen paints what changed when it changes; Bubble Tea's own renderer (a frame
+	// ticker and two cell buffers per session) stays off, and its ticker, which still runs,
+	// at its slowest.
+	scr := screen.New(sess, colorprofile.Env(envs), "WhaleMountain")
+	defer scr.Close()
+	size := rt.Size()
+	scr.Resize(size.Width, size.Height)
+	model.Update(tea.WindowSizeMsg{Width: size.Width, Height: size.Height})
 	_, err := rt.ProgramRun(func(opts ...tea.ProgramOption) *tea.Program {
 		opts = append(opts,
 			tea.WithContext(sess.Context()),
-			tea.WithOutput(ssh.NewPtyWriter(sess)),
+			tea.WithoutRenderer(),
+			tea.WithFPS(1),
 			tea.WithEnvironment(envs),
 			tea.WithColorProfile(colorprofile.Env(envs)),
 			tea.WithoutSignalHandler(),
-			tea.WithFPS(30),
 		)
-		p := tea.NewProgram(model, opts...)
+		p := tea.NewProgram(screen.Wrap(model, scr), opts...)
 		se.mu.Lock()
 		se.prog = p
 		se.mu.Unlock()
 		return p
 	})
+	_ = scr.Close() // the terminal is back to its main screen before anything more is said
 	se.mu.Lock()
 	se.prog = nil
 	idle := se.idle
