@@ -97,6 +97,16 @@ func (s *Service) runningContainer(ctx context.Context, id backend.Identity, ref
 	}
 }
 
+// RecordRefusal puts a read of the container ref that was refused to id — because it is
+// another user's or does not exist, which id is told alike — in the audit log as "refused",
+// for reads this service does not audit itself (inspect, logs). Any other error is not a
+// refusal and is not recorded.
+func (s *Service) RecordRefusal(id backend.Identity, action, ref string, err error) {
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrPermission) {
+		s.record(id, action, auditTarget(found{}, ref), err)
+	}
+}
+
 // Exec starts a process in a running container the identity may use: the spec's command,
 // or with none the container's bash, else sh. It is audited as "exec", or "shell" for the
 // default shell. ctx covers the start only; Close the Execution to end it.

@@ -133,6 +133,15 @@ func auditFile(id backend.Identity, place Place, p string) string {
 	return id.User + "/" + shown(whereIn(place, p))
 }
 
+// refusedRead records a read refused because the place is not the caller's: another user's
+// container, or none of that name (the caller is told the same "no such file" either way).
+// Reads themselves are not audited; these refusals are, as "refused".
+func (s *Service) refusedRead(id backend.Identity, action string, place Place, p string, err error) {
+	if !place.IsHome() && (errors.Is(err, ErrNotFound) || errors.Is(err, ErrPermission)) {
+		s.record(id, action, auditFile(id, place, p), err)
+	}
+}
+
 // enginePath is p as the engine names it in the container.
 func (sp *spot) enginePath(p string) string {
 	if sp.base == "" {
@@ -255,7 +264,6 @@ func (sp *spot) archiveErr(what, p string, err error) error {
 	return engineErr(what+" "+shown(sp.where(p)), err)
 }
 
-
 // hostErr words an error from the home on the host for path p. Nothing in it names the
 // host directory.
 func hostErr(what, where string, err error) error {
@@ -361,6 +369,7 @@ func (s *Service) StatPath(ctx context.Context, id backend.Identity, place Place
 	}
 	sp, err := s.open(ctx, id, place)
 	if err != nil {
+		s.refusedRead(id, "stat", place, p, err)
 		return FileInfo{}, err
 	}
 	defer sp.close()
@@ -398,6 +407,7 @@ func (s *Service) ReadFile(ctx context.Context, id backend.Identity, place Place
 	}
 	sp, err := s.open(ctx, id, place)
 	if err != nil {
+		s.refusedRead(id, "get", place, p, err)
 		return nil, FileInfo{}, err
 	}
 	defer sp.close()
@@ -461,6 +471,7 @@ func (s *Service) ListDir(ctx context.Context, id backend.Identity, place Place,
 	}
 	sp, err := s.open(ctx, id, place)
 	if err != nil {
+		s.refusedRead(id, "ls", place, p, err)
 		return nil, false, err
 	}
 	defer sp.close()

@@ -418,7 +418,8 @@ func TestFilesHomeHostPath(t *testing.T) {
 	}
 }
 
-// TestFilesAudit: writes are recorded with their target; reads are not.
+// TestFilesAudit: writes are recorded with their target; reads are not, but reads refused
+// because the container is someone else's, or nobody's, are.
 func TestFilesAudit(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
@@ -431,12 +432,18 @@ func TestFilesAudit(t *testing.T) {
 	_ = svc.MakeDir(r.ctx, alice, box, "/tmp/d", 0o755)
 	_, _, _ = r.readAll(svc, alice, box, "/tmp/f")
 	_ = svc.WriteFile(r.ctx, bob, box, "/tmp/f", strings.NewReader("x"), 1, 0o644, time.Time{})
+	_, _, _ = r.readAll(svc, bob, box, "/tmp/f")
+	_, _, _ = svc.ListDir(r.ctx, bob, box, "/tmp")
+	_, _ = svc.StatPath(r.ctx, bob, docker.InContainer("nothere"), "/")
+	_, _ = svc.StatPath(r.ctx, alice, box, "/tmp/missing")
+	_, _ = svc.StatPath(r.ctx, bob, docker.Home, "/missing")
 	_ = svc.RemovePath(r.ctx, alice, box, "/tmp/f")
 
 	got := auditLines(t, path)
 	want := []string{
 		"alice run alice/box ok", "alice put alice/box:/tmp/f ok", "alice mkdir alice/box:/tmp/d ok",
-		"bob put bob/box:/tmp/f refused", "alice delete alice/box:/tmp/f refused",
+		"bob put bob/box:/tmp/f refused", "bob get bob/box:/tmp/f refused", "bob ls bob/box:/tmp refused",
+		"bob stat bob/nothere:/ refused", "alice delete alice/box:/tmp/f refused",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("audit:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

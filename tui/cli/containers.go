@@ -31,6 +31,22 @@ type Containers interface {
 	Inspect(ctx context.Context, id backend.Identity, ref string) (docker.Details, error)
 }
 
+// RefusalRecorder is what a Containers may also be (docker.Service is): where reads that
+// were refused — another user's container or none of that name — are audited. The user is
+// told the same either way.
+type RefusalRecorder interface {
+	RecordRefusal(id backend.Identity, action, ref string, err error)
+}
+
+var _ RefusalRecorder = (*docker.Service)(nil)
+
+// refused audits a refused read of ref when the backend keeps an audit log.
+func refused(env Env, action, ref string, err error) {
+	if r, ok := env.Deps.Containers.(RefusalRecorder); ok {
+		r.RecordRefusal(env.Identity, action, ref, err)
+	}
+}
+
 var errNoDocker = errors.New("containers are not available on this server (no Docker Engine configured)")
 
 // failure maps a backend error to the exit status: bad input is a usage error.
@@ -261,6 +277,7 @@ func logsCmd(env Env) *cobra.Command {
 			rc, err := env.Deps.Containers.Logs(env.Ctx, env.Identity, args[0],
 				docker.LogOptions{Follow: follow, Tail: tail, Timestamps: timestamps})
 			if err != nil {
+				refused(env, "logs", args[0], err)
 				return failure(err)
 			}
 			defer rc.Close()
@@ -290,6 +307,7 @@ func inspectCmd(env Env) *cobra.Command {
 		RunE: func(c *cobra.Command, args []string) error {
 			d, err := env.Deps.Containers.Inspect(env.Ctx, env.Identity, args[0])
 			if err != nil {
+				refused(env, "inspect", args[0], err)
 				return failure(err)
 			}
 			return writeJSON(env, d)

@@ -3,6 +3,9 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -65,5 +68,55 @@ func TestPsShowsGPUs(t *testing.T) {
 	f.ran = docker.Container{State: "running"}
 	if code := Run(env, []string{"run", "--name", "box", "img"}); code != 0 || out.String() != "box: created and started\n" {
 		t.Errorf("run without GPUs: exit %d, %q", code, out.String())
+	}
+}
+
+// refusingContainers has no container at all, and records the refusals it is told of.
+type refusingContainers struct {
+	Containers
+	refusals []string
+}
+
+// notFoundErr is the backend's "no such container" error.
+type notFoundErr string
+
+func (e notFoundErr) Error() string        { return "no such container: " + string(e) }
+func (e notFoundErr) Is(target error) bool { return target == docker.ErrNotFound }
+
+func (f *refusingContainers) Inspect(_ context.Context, _ backend.Identity, ref string) (docker.Details, error) {
+	return docker.Details{}, notFoundErr(ref)
+}
+
+func (f *refusingContainers) Logs(_ context.Context, _ backend.Identity, ref string, _ docker.LogOptions) (io.ReadCloser, error) {
+	return nil, notFoundErr(ref)
+}
+
+func (f *refusingContainers) RecordRefusal(id backend.Identity, action, ref string, err error) {
+	f.refusals = append(f.refusals, fmt.Sprintf("%s %s %s %s: %v", id.User, id.KeyFingerprint, action, ref, err))
+}
+
+// TestRefusedReadsAudited: inspect and logs of a container that is not the user's are
+// audited as refusals, and the user is told exactly what the backend said.
+func TestRefusedReadsAudited(t *testing.T) {
+	f := &refusingContainers{}
+	var out, errb bytes.Buffer
+	env := aliceEnv(&out, &errb)
+	env.Identity.KeyFingerprint = "SHA256:alicekey"
+	env.Deps.Containers = f
+	for _, verb := range []string{"inspect", "logs"} {
+		errb.Reset()
+		if code := Run(env, []string{verb, "bob/box"}); code != ExitFail {
+			t.Errorf("%s: exit %d", verb, code)
+		}
+		if errb.String() != "error: no such container: bob/box\n" {
+			t.Errorf("%s told %q", verb, errb.String())
+		}
+	}
+	want := []string{
+		"alice SHA256:alicekey inspect bob/box: no such container: bob/box",
+		"alice SHA256:alicekey logs bob/box: no such container: bob/box",
+	}
+	if !slices.Equal(f.refusals, want) {
+		t.Errorf("refusals recorded:\n%s\nwant:\n%s", strings.Join(f.refusals, "\n"), strings.Join(want, "\n"))
 	}
 }

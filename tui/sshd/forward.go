@@ -11,6 +11,7 @@ import (
 	"charm.land/ssh"
 	gossh "golang.org/x/crypto/ssh"
 
+	"whalemountain/backend"
 	"whalemountain/backend/audit"
 )
 
@@ -25,34 +26,44 @@ type forwardRequest struct {
 // forwardTarget decides where `ssh -L PORT:NAME:PORT` may go: only to a port of one of the
 // user's own running containers, named as the user names it. Raw addresses, host names and
 // other users' containers all resolve to nothing, because NAME is only ever looked up among
-// the caller's containers.
-func (s *Server) forwardTarget(ctx ssh.Context, dest string, port uint32) (addr, target string, err error) {
+// the caller's containers. id is who asked, as far as it is known (for the audit log): the
+// key's fingerprint always, the role once the key has been checked again.
+func (s *Server) forwardTarget(ctx ssh.Context, dest string, port uint32) (addr, target string, id backend.Identity, err error) {
 	target = dest + ":" + strconv.FormatUint(uint64(port), 10)
-	if port == 0 || port > 65535 {
-		return "", target, fmt.Errorf("port %d is not a TCP port", port)
-	}
-	if s.deps.Containers == nil {
-		return "", target, fmt.Errorf("containers are not available on this server")
-	}
-	if dest == "" || strings.ContainsAny(dest, ":%[]") || net.ParseIP(dest) != nil {
-		return "", target, fmt.Errorf("forward to a container by name (ssh -L 8888:box:8888), not to an address")
-	}
+	id = backend.Identity{User: ctx.User(), RemoteAddr: remoteIP(ctx.RemoteAddr())}
 	key, _ := ctx.Value(ssh.ContextKeyPublicKey).(ssh.PublicKey)
 	if key == nil {
-		return "", target, fmt.Errorf("no public key")
+		return "", target, id, fmt.Errorf("no public key")
 	}
-	id, err := s.auth.Check(ctx, ctx.User(), key, remoteIP(ctx.RemoteAddr()))
+	id.KeyFingerprint = gossh.FingerprintSHA256(key)
+	checked, err := s.auth.Check(ctx, ctx.User(), key, id.RemoteAddr)
 	if err != nil {
-		return "", target, err
+		return "", target, id, err
+	}
+	id = checked
+	if port == 0 || port > 65535 {
+		return "", target, id, fmt.Errorf("port %d is not a TCP port", port)
+	}
+	if s.deps.Containers == nil {
+		return "", target, id, fmt.Errorf("containers are not available on this server")
+	}
+	if dest == "" || strings.ContainsAny(dest, ":%[]") || net.ParseIP(dest) != nil {
+		return "", target, id, fmt.Errorf("forward to a container by name (ssh -L 8888:box:8888), not to an address")
 	}
 	d, err := s.deps.Containers.Inspect(ctx, id, dest)
 	if err != nil {
-		return "", target, err
+		return "", target, id, err
 	}
 	if d.State != "running" || d.IPAddress == "" {
-		return "", target, fmt.Errorf("container %s is not running", dest)
+		return "", target, id, fmt.Errorf("container %s is not running", dest)
 	}
-	return net.JoinHostPort(d.IPAddress, strconv.FormatUint(uint64(port), 10)), target, nil
+	return net.JoinHostPort(d.IPAddress, strconv.FormatUint(uint64(port), 10)), target, id, nil
+}
+
+// forwardEntry is the audit entry of a forward by id.
+func forwardEntry(id backend.Identity, target, result, reason string) audit.Entry {
+	return audit.Entry{User: id.User, Role: string(id.Role), Source: id.RemoteAddr, Key: id.KeyFingerprint,
+		Action: "forward", Target: target, Result: result, Reason: reason}
 }
 
 // directTCPIP serves `ssh -L` channels after forwardTarget allowed them.
@@ -62,11 +73,11 @@ func (s *Server) directTCPIP(_ *ssh.Server, _ *gossh.ServerConn, newChan gossh.N
 		_ = newChan.Reject(gossh.ConnectionFailed, "malformed forward request")
 		return
 	}
-	addr, target, err := s.forwardTarget(ctx, req.DestAddr, req.DestPort)
-	ip := remoteIP(ctx.RemoteAddr())
+	addr, target, id, err := s.forwardTarget(ctx, req.DestAddr, req.DestPort)
 	if err != nil {
-		s.log.Info("port forward refused", "user", ctx.User(), "remote", ip, "target", target, "reason", err)
-		_ = s.audit.Record(audit.Entry{User: ctx.User(), Source: ip, Action: "forward", Target: target, Result: audit.Refused, Reason: err.Error()})
+		s.log.Info("port forward refused", "user", id.User, "role", id.Role, "remote", id.RemoteAddr, "key", id.KeyFingerprint,
+			"target", target, "reason", err)
+		_ = s.audit.Record(forwardEntry(id, target, audit.Refused, err.Error()))
 		_ = newChan.Reject(gossh.Prohibited, err.Error())
 		return
 	}
@@ -81,7 +92,7 @@ func (s *Server) directTCPIP(_ *ssh.Server, _ *gossh.ServerConn, newChan gossh.N
 		conn.Close()
 		return
 	}
-	_ = s.audit.Record(audit.Entry{User: ctx.User(), Source: ip, Action: "forward", Target: target, Result: audit.OK})
+	_ = s.audit.Record(forwardEntry(id, target, audit.OK, ""))
 	go gossh.DiscardRequests(reqs)
 	go func() {
 		defer ch.Close()
