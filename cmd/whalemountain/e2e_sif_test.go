@@ -187,6 +187,10 @@ func TestE2ESIF(t *testing.T) {
 	if sha256File(t, local) != want {
 		t.Errorf("the downloaded SIF differs from %s", stored)
 	}
+	// Runnable as ./NAME.sif, as Apptainer's own: scp gives the new file the listed mode.
+	if fi, err := os.Stat(local); err != nil || fi.Mode().Perm()&0o100 == 0 {
+		t.Errorf("the downloaded SIF is not executable: %v %v", fi.Mode(), err)
+	}
 
 	// sftp: listed in /sif, read-only.
 	r = s.sftpBatch(t, alice, "alice", "ls -l /sif", "ls /")
