@@ -70,35 +70,35 @@ const appsScript = `#!/bin/sh
 # The SCIF app named with --app, if any.
 if [ -n "${SINGULARITY_APPNAME:-}" ]; then
     export SINGULARITY_APPNAME
-    app="/scif/apps/${SINGULARITY_APPNAME}"
-    if [ ! -d "$app/" ]; then
+    __scif_app="/scif/apps/${SINGULARITY_APPNAME}"
+    if [ ! -d "$__scif_app/" ]; then
         echo "Could not locate the container application: ${SINGULARITY_APPNAME}"
         exit 1
     fi
     SCIF_APPS="/scif/apps"
-    SCIF_APPROOT="$app"
+    SCIF_APPROOT="$__scif_app"
     export SCIF_APPS SCIF_APPROOT
-    PATH="$app:/scif/apps/singularity:$PATH"
-    if [ -d "$app/bin" ]; then
-        PATH="$app/bin:$PATH"
+    PATH="$__scif_app:/scif/apps/singularity:$PATH"
+    if [ -d "$__scif_app/bin" ]; then
+        PATH="$__scif_app/bin:$PATH"
     elif [ -d /scif/apps/singularity/bin ]; then
         PATH="/scif/apps/singularity/bin:$PATH"
     fi
-    if [ -d "$app/lib" ]; then
-        LD_LIBRARY_PATH="$app/lib:${LD_LIBRARY_PATH:-}"
+    if [ -d "$__scif_app/lib" ]; then
+        LD_LIBRARY_PATH="$__scif_app/lib:${LD_LIBRARY_PATH:-}"
         export LD_LIBRARY_PATH
     elif [ -d /scif/apps/singularity/lib ]; then
         LD_LIBRARY_PATH="/scif/apps/singularity/lib:${LD_LIBRARY_PATH:-}"
         export LD_LIBRARY_PATH
     fi
-    for f in 01-base.sh 90-environment.sh; do
-        if [ -f "$app/scif/env/$f" ]; then
-            . "$app/scif/env/$f"
-        elif [ -f "/scif/apps/singularity/scif/env/$f" ]; then
-            . "/scif/apps/singularity/scif/env/$f"
+    for __scif_env in 01-base.sh 90-environment.sh; do
+        if [ -f "$__scif_app/scif/env/$__scif_env" ]; then
+            . "$__scif_app/scif/env/$__scif_env"
+        elif [ -f "/scif/apps/singularity/scif/env/$__scif_env" ]; then
+            . "/scif/apps/singularity/scif/env/$__scif_env"
         fi
     done
-    unset app f
+    unset __scif_app __scif_env
     export PATH
 fi
 `
