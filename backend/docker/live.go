@@ -49,8 +49,9 @@ type live struct {
 }
 
 type subscriber struct {
-	ch   chan struct{}
-	once sync.Once
+	ch    chan struct{}
+	once  sync.Once
+	owner string // whose containers it shows; "" for everyone's
 }
 
 func (l *live) init() {
@@ -63,15 +64,22 @@ func (l *live) init() {
 	l.health = Health{Err: "not watching Docker yet", Since: time.Now()}
 }
 
-// notifyLocked tells every subscriber something changed, never blocking.
-func (l *live) notifyLocked() {
+// notifyLocked tells the subscribers that show a container of one of owners (nil: every
+// subscriber) that something changed, never blocking.
+func (l *live) notifyLocked(owners map[string]bool) {
 	for sub := range l.subs {
+		if owners != nil && sub.owner != "" && !owners[sub.owner] {
+			continue
+		}
 		select {
 		case sub.ch <- struct{}{}:
 		default:
 		}
 	}
 }
+
+// ownerOf is a one-owner set for notifyLocked.
+func ownerOf(c Container) map[string]bool { return map[string]bool{c.Owner: true} }
 
 func (l *live) setHealth(ok bool, err error) {
 	l.mu.Lock()
@@ -87,7 +95,7 @@ func (l *live) setHealth(ok bool, err error) {
 		return
 	}
 	l.health = Health{OK: ok, Err: msg, Since: time.Now()}
-	l.notifyLocked()
+	l.notifyLocked(nil)
 }
 
 // fill copies into c what the snapshot knows beyond a list entry (start time, limits, usage).
@@ -107,8 +115,24 @@ func (l *live) fill(c *Container) {
 
 // Subscribe returns a channel that receives a value (coalesced: buffered 1, never blocking
 // the sender) whenever the snapshot or its health changes, and a cancel func that closes it.
-func (s *Service) Subscribe() (<-chan struct{}, func()) {
-	sub := &subscriber{ch: make(chan struct{}, 1)}
+func (s *Service) Subscribe() (<-chan struct{}, func()) { return s.subscribe("") }
+
+// SubscribeFor is Subscribe for what Snapshot(id, opts) shows: the channel is told of changes
+// to the identity's own containers only (everyone's for a TA asking for all users) and of
+// changes of health, so a dashboard wakes only when what it shows changes.
+func (s *Service) SubscribeFor(id backend.Identity, opts ListOptions) (<-chan struct{}, func()) {
+	owner := id.User
+	if id.IsTA() && opts.AllUsers {
+		owner = ""
+	}
+	if checkIdentity(id) != nil {
+		owner = "\x00" // nobody's: health only
+	}
+	return s.subscribe(owner)
+}
+
+func (s *Service) subscribe(owner string) (<-chan struct{}, func()) {
+	sub := &subscriber{ch: make(chan struct{}, 1), owner: owner}
 	s.live.mu.Lock()
 	s.live.subs[sub] = struct{}{}
 	s.live.mu.Unlock()
@@ -314,16 +338,24 @@ func (s *Service) resync(ctx context.Context, full bool) error {
 			next[id] = c
 		}
 	}
-	changed := len(next) != len(s.live.items)
+	// Whose containers changed: only their subscribers (and those of everyone's) wake.
+	owners := map[string]bool{}
 	for id, c := range next {
 		if cur, ok := s.live.items[id]; !ok || !sameContainer(cur, c) {
-			changed = true
-			break
+			owners[c.Owner] = true
+			if ok {
+				owners[cur.Owner] = true
+			}
+		}
+	}
+	for id, c := range s.live.items {
+		if _, ok := next[id]; !ok {
+			owners[c.Owner] = true
 		}
 	}
 	s.live.items = next
-	if changed {
-		s.live.notifyLocked()
+	if len(owners) > 0 {
+		s.live.notifyLocked(owners)
 	}
 	return nil
 }

@@ -42,7 +42,7 @@ func (s *Service) WatchStats(containerID string) (release func()) {
 			if c, ok := s.live.items[containerID]; ok && !c.StatsAt.IsZero() {
 				c.CPUPercent, c.MemUsage, c.StatsAt = 0, 0, time.Time{}
 				s.live.items[containerID] = c
-				s.live.notifyLocked()
+				s.live.notifyLocked(ownerOf(c))
 			}
 		})
 	}
@@ -126,7 +126,7 @@ func (s *Service) sampleOne(ctx context.Context, id string) {
 	}
 	c.StatsAt = st.Read
 	s.live.items[id] = c
-	s.live.notifyLocked()
+	s.live.notifyLocked(ownerOf(c))
 }
 
 func sampleOf(st container.CPUStats) cpuSample {

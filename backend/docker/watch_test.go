@@ -208,7 +208,7 @@ func TestSubscribeCoalescesAndCancels(t *testing.T) {
 	ch, cancel := s.Subscribe()
 	s.live.mu.Lock()
 	for range 100 {
-		s.live.notifyLocked()
+		s.live.notifyLocked(nil)
 	}
 	s.live.mu.Unlock()
 	if len(ch) != 1 {
@@ -222,5 +222,70 @@ func TestSubscribeCoalescesAndCancels(t *testing.T) {
 	}
 	if cs, h := s.Snapshot(backend.Identity{}, ListOptions{}); cs != nil || h.OK {
 		t.Errorf("nobody's snapshot %v %+v", cs, h)
+	}
+}
+
+// TestSubscribeForWakesOnlyWhoseContainersChanged: a change to bob's container wakes bob's
+// and the all-users TA's subscriptions, not alice's; a change of health wakes everyone.
+func TestSubscribeForWakesOnlyWhoseContainersChanged(t *testing.T) {
+	t.Parallel()
+	f := &fakeEngine{}
+	f.set(nil, summary("c1", "alice", "box", container.StateRunning), summary("c2", "bob", "box", container.StateRunning))
+	s := fakeService(t, f)
+	bob := backend.Identity{User: "bob", Role: backend.RoleStudent}
+	tina := backend.Identity{User: "tina", Role: backend.RoleTA}
+	waitFor(t, s, "both containers", func() bool { cs, _ := s.Snapshot(tina, ListOptions{All: true, AllUsers: true}); return len(cs) == 2 })
+
+	subs := map[string]<-chan struct{}{}
+	for name, sub := range map[string]struct {
+		id   backend.Identity
+		opts ListOptions
+	}{
+		"alice":      {alice, ListOptions{All: true, AllUsers: true}}, // a student's AllUsers means her own
+		"bob":        {bob, ListOptions{All: true}},
+		"tina":       {tina, ListOptions{All: true, AllUsers: true}},
+		"tina's own": {tina, ListOptions{All: true}},
+		"nobody":     {backend.Identity{}, ListOptions{All: true}},
+	} {
+		ch, cancel := s.SubscribeFor(sub.id, sub.opts)
+		t.Cleanup(cancel)
+		subs[name] = ch
+	}
+	woken := func() map[string]bool {
+		time.Sleep(3 * coalesce)
+		out := map[string]bool{}
+		for name, ch := range subs {
+			select {
+			case <-ch:
+				out[name] = true
+			default:
+			}
+		}
+		return out
+	}
+	_ = woken() // start from quiet
+
+	f.set(nil, summary("c1", "alice", "box", container.StateRunning), summary("c2", "bob", "box", container.StateExited))
+	f.send(t, "c2")
+	waitFor(t, s, "bob's box exited", func() bool {
+		cs, _ := s.Snapshot(bob, ListOptions{All: true})
+		return len(cs) == 1 && cs[0].State == "exited"
+	})
+	if got := woken(); !got["bob"] || !got["tina"] || got["alice"] || got["tina's own"] || got["nobody"] {
+		t.Errorf("bob's change woke %v, want bob and tina (all users) only", got)
+	}
+
+	f.set(nil, summary("c2", "bob", "box", container.StateExited))
+	f.send(t, "c1")
+	waitFor(t, s, "alice's box gone", func() bool { cs, _ := s.Snapshot(alice, ListOptions{All: true}); return len(cs) == 0 })
+	if got := woken(); !got["alice"] || !got["tina"] || got["bob"] || got["tina's own"] {
+		t.Errorf("alice's removal woke %v, want alice and tina (all users) only", got)
+	}
+
+	f.set(errors.New("connection refused"))
+	f.breakStream(errors.New("unexpected EOF"))
+	waitFor(t, s, "unhealthy", func() bool { _, h := s.Snapshot(alice, ListOptions{}); return !h.OK })
+	if got := woken(); len(got) != len(subs) {
+		t.Errorf("a change of health woke %v, want everyone", got)
 	}
 }

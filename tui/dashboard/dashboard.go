@@ -78,7 +78,8 @@ func (m *Model) Leaving() bool { return m.leaving }
 // Active is the index of the active tab.
 func (m *Model) Active() int { return m.active }
 
-// SetActive makes tab i active (before the program runs, e.g. when coming back from a shell).
+// SetActive makes tab i active before the program runs (e.g. when coming back from a shell);
+// Init tells it that it is on screen.
 func (m *Model) SetActive(i int) {
 	if i >= 0 && i < len(m.tabs) {
 		m.active = i
@@ -89,13 +90,32 @@ func (m *Model) SetActive(i int) {
 // from now on no input is consumed by the dashboard. The caller also returns tea.Quit.
 func (m *Model) HandOff() { m.leaving = true }
 
-// Init starts every tab.
+// Init starts every tab and tells the active one it is on screen.
 func (m *Model) Init() tea.Cmd {
-	cmds := make([]tea.Cmd, 0, len(m.tabs))
+	cmds := make([]tea.Cmd, 0, len(m.tabs)+1)
 	for _, t := range m.tabs {
 		cmds = append(cmds, t.Init())
 	}
+	cmds = append(cmds, show(m.tabs[m.active], true))
 	return tea.Batch(cmds...)
+}
+
+// show tells t, when it wants to know, whether it is on screen.
+func show(t Tab, on bool) tea.Cmd {
+	if s, ok := t.(Shower); ok {
+		return s.Show(on)
+	}
+	return nil
+}
+
+// switchTo makes tab i the active one, telling the tab that leaves and the one that comes.
+func (m *Model) switchTo(i int) tea.Cmd {
+	if i == m.active {
+		return nil
+	}
+	old := m.active
+	m.active = i
+	return tea.Batch(show(m.tabs[old], false), show(m.tabs[i], true))
 }
 
 // Update routes messages: window size and status to the root, keys to the root then the
@@ -144,16 +164,13 @@ func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 			m.help = true
 			return m, nil
 		case key.Matches(msg, m.keys.Next):
-			m.active = (m.active + 1) % len(m.tabs)
-			return m, nil
+			return m, m.switchTo((m.active + 1) % len(m.tabs))
 		case key.Matches(msg, m.keys.Prev):
-			m.active = (m.active + len(m.tabs) - 1) % len(m.tabs)
-			return m, nil
+			return m, m.switchTo((m.active + len(m.tabs) - 1) % len(m.tabs))
 		}
 		if s := msg.String(); len(s) == 1 && s[0] >= '1' && s[0] <= '9' {
 			if i := int(s[0] - '1'); i < len(m.tabs) {
-				m.active = i
-				return m, nil
+				return m, m.switchTo(i)
 			}
 		}
 	}

@@ -24,6 +24,13 @@ type Tab interface {
 	Capturing() bool
 }
 
+// Shower is a tab that wants to know whether it is on screen, so that it ticks, samples or
+// follows readings only while someone can see them. The root calls Show(true) when the tab
+// becomes the active one (at Init for the first) and Show(false) when another takes its place.
+type Shower interface {
+	Show(on bool) tea.Cmd
+}
+
 // Notice is a tab that only shows one honest line, for features this server does not offer.
 type Notice struct {
 	Name, Line string

@@ -31,6 +31,24 @@ func Age(d time.Duration) string {
 	}
 }
 
+// AgeChangesIn is how long until Age(d) reads differently as d grows: a second while it
+// counts seconds, a minute while it counts minutes or hours and minutes, a day, a week.
+func AgeChangesIn(d time.Duration) time.Duration {
+	step := time.Second
+	switch {
+	case d <= 0:
+		return -d + time.Second
+	case d < time.Minute:
+	case d < 24*time.Hour:
+		step = time.Minute
+	case d < 14*24*time.Hour:
+		step = 24 * time.Hour
+	default:
+		step = 7 * 24 * time.Hour
+	}
+	return step - d%step
+}
+
 // Bytes is a binary size: "512 B", "210 MiB", "3.1 GiB".
 func Bytes(n int64) string {
 	if n < 1024 {

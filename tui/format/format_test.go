@@ -82,3 +82,30 @@ func TestUserPrefixAndSCPDownload(t *testing.T) {
 		t.Errorf("SCPDownload = %q", got)
 	}
 }
+
+func TestAgeChangesIn(t *testing.T) {
+	for _, tc := range []struct {
+		d, want time.Duration
+	}{
+		{0, time.Second},
+		{-3 * time.Second, 4 * time.Second},
+		{1500 * time.Millisecond, 500 * time.Millisecond},
+		{59 * time.Second, time.Second},
+		{time.Minute, time.Minute},
+		{90 * time.Second, 30 * time.Second},
+		{2*time.Hour + 13*time.Minute + 20*time.Second, 40 * time.Second},
+		{23*time.Hour + 59*time.Minute + 59*time.Second, time.Second},
+		{24 * time.Hour, 24 * time.Hour},
+		{5*24*time.Hour + 6*time.Hour, 18 * time.Hour},
+		{14 * 24 * time.Hour, 7 * 24 * time.Hour},
+	} {
+		got := AgeChangesIn(tc.d)
+		if got != tc.want {
+			t.Errorf("AgeChangesIn(%s) = %s, want %s", tc.d, got, tc.want)
+		}
+		// Just before the change the text is the same; at it, it differs.
+		if tc.d > 0 && (Age(tc.d+got-time.Nanosecond) != Age(tc.d) || Age(tc.d+got) == Age(tc.d)) {
+			t.Errorf("Age around %s+%s: %q %q %q", tc.d, got, Age(tc.d), Age(tc.d+got-time.Nanosecond), Age(tc.d+got))
+		}
+	}
+}

@@ -2,9 +2,11 @@
 // for TAs) as a live table read from the backend's in-memory snapshot, with details, a
 // new-container form, start/stop/restart/remove, a filter and a log viewer.
 //
-// The table costs no Docker API call: it is re-read from Snapshot when Subscribe says
-// something changed, and on a slow tick for uptimes. Usage is sampled (WatchStats) only for
-// the selected running container while the table is on screen. Every string from outside
+// The table costs no Docker API call: it is re-read from Snapshot when SubscribeFor says one
+// of the containers it shows changed. While the tab is on screen it wakes when an uptime it
+// shows would read differently (each second for a container started seconds ago, each minute
+// or day after), never otherwise. Usage is sampled (WatchStats) only for the selected running
+// container while the table is on screen. Every string from outside
 // is neutralised before display.
 package containers
 
@@ -23,6 +25,7 @@ import (
 	"whalemountain/backend"
 	"whalemountain/backend/docker"
 	"whalemountain/tui/dashboard"
+	"whalemountain/tui/format"
 	"whalemountain/tui/termsafe"
 )
 
@@ -30,7 +33,7 @@ import (
 // backend authorises every call against the Identity.
 type Service interface {
 	Snapshot(id backend.Identity, opts docker.ListOptions) ([]docker.Container, docker.Health)
-	Subscribe() (<-chan struct{}, func())
+	SubscribeFor(id backend.Identity, opts docker.ListOptions) (<-chan struct{}, func())
 	WatchStats(containerID string) (release func())
 	Config() docker.Config
 	Run(ctx context.Context, id backend.Identity, spec docker.RunSpec) (docker.Container, error)
@@ -49,8 +52,6 @@ type ShellFunc func(c docker.Container) tea.Cmd
 
 // Timings.
 const (
-	refreshShown   = time.Second     // uptime refresh while the tab is on screen
-	refreshHidden  = 3 * time.Second // otherwise (to notice the tab left the screen)
 	actionTimeout  = 2 * time.Minute
 	inspectTimeout = 15 * time.Second
 )
@@ -58,7 +59,10 @@ const (
 // Messages, each carrying the tab it belongs to.
 type (
 	changedMsg struct{ tab *Tab }
-	tickMsg    struct{ tab *Tab }
+	tickMsg    struct {
+		tab *Tab
+		seq int
+	}
 	actionMsg  struct {
 		tab        *Tab
 		ref, shown string
@@ -133,13 +137,16 @@ type Tab struct {
 
 	watchID string
 	unwatch func()
-	shown   bool // the table was on screen during the last tick
-	viewed  bool // View ran since the last tick
+	shown   bool // the tab is on screen (Show)
+	tickSeq int  // the uptime tick that counts; older ones are dropped
 
 	width, height int
 }
 
-var _ dashboard.Tab = (*Tab)(nil)
+var (
+	_ dashboard.Tab    = (*Tab)(nil)
+	_ dashboard.Shower = (*Tab)(nil)
+)
 
 // New builds the tab for one session. now is the clock for uptimes (time.Now in production).
 // It does not subscribe until Init; Close releases what Init and the tab took.
@@ -201,9 +208,16 @@ func (t *Tab) Init() tea.Cmd {
 		return nil
 	}
 	t.started = true
-	t.sub, t.unsub = t.svc.Subscribe()
+	t.sub, t.unsub = t.svc.SubscribeFor(t.id, t.listOptions())
 	t.reload()
-	return tea.Batch(t.waitChange(), t.tick(refreshShown))
+	return t.waitChange()
+}
+
+// Show starts or stops what only matters on screen: the uptime tick and the stats watch.
+func (t *Tab) Show(on bool) tea.Cmd {
+	t.shown = on
+	t.reconcileWatch()
+	return t.tick()
 }
 
 // waitChange waits for the next change of the snapshot; nothing once unsubscribed.
@@ -217,8 +231,39 @@ func (t *Tab) waitChange() tea.Cmd {
 	}
 }
 
-func (t *Tab) tick(d time.Duration) tea.Cmd {
-	return tea.Tick(d, func(time.Time) tea.Msg { return tickMsg{tab: t} })
+// tick schedules the next uptime refresh, replacing any pending one: when the first uptime
+// on screen would read differently; none while hidden or when no uptime is shown.
+func (t *Tab) tick() tea.Cmd {
+	t.tickSeq++
+	if !t.shown || t.ctx.Err() != nil {
+		return nil
+	}
+	now := t.now()
+	next := time.Duration(0)
+	consider := func(since time.Time) {
+		if since.IsZero() {
+			return
+		}
+		if d := format.AgeChangesIn(now.Sub(since)); next == 0 || d < next {
+			next = d
+		}
+	}
+	for _, c := range t.list {
+		if c.State == "running" {
+			consider(c.StartedAt)
+		}
+	}
+	if t.detailsOpen && t.details != nil {
+		consider(t.details.Created)
+		consider(t.details.StartedAt)
+		consider(t.details.FinishedAt)
+	}
+	if next == 0 {
+		return nil
+	}
+	seq := t.tickSeq
+	// A little after the change, so the new text is there when it draws.
+	return tea.Tick(next+20*time.Millisecond, func(time.Time) tea.Msg { return tickMsg{tab: t, seq: seq} })
 }
 
 // Capturing reports whether keys such as q, ? and digits belong to the tab: while typing,
@@ -271,18 +316,12 @@ func (t *Tab) Update(msg tea.Msg) (dashboard.Tab, tea.Cmd) {
 			return t, nil
 		}
 		t.reload()
-		return t, tea.Batch(t.waitChange(), t.afterSelect())
+		return t, tea.Batch(t.waitChange(), t.afterSelect(), t.tick())
 	case tickMsg:
-		if msg.tab != t || t.ctx.Err() != nil {
+		if msg.tab != t || msg.seq != t.tickSeq || t.ctx.Err() != nil {
 			return t, nil
 		}
-		t.shown, t.viewed = t.viewed, false
-		t.reconcileWatch()
-		// Uptimes change only for running containers, and only matter on screen.
-		if t.shown && t.anyRunning() {
-			return t, t.tick(refreshShown)
-		}
-		return t, t.tick(refreshHidden)
+		return t, t.tick()
 	case actionMsg:
 		if msg.tab != t {
 			return t, nil
@@ -312,7 +351,7 @@ func (t *Tab) Update(msg tea.Msg) (dashboard.Tab, tea.Cmd) {
 			d := msg.d
 			t.details, t.detailsErr = &d, ""
 		}
-		return t, nil
+		return t, t.tick() // the details' times may want an earlier tick
 	case logMsg:
 		if msg.tab != t || t.logs == nil || msg.gen != t.logs.gen {
 			return t, nil
@@ -322,7 +361,6 @@ func (t *Tab) Update(msg tea.Msg) (dashboard.Tab, tea.Cmd) {
 	case tea.PasteMsg:
 		return t, t.paste(msg)
 	case tea.KeyPressMsg:
-		t.shown = true
 		return t, t.key(msg)
 	}
 	return t, nil
@@ -367,8 +405,13 @@ func (t *Tab) anyRunning() bool {
 
 // reload re-reads the snapshot (no API call).
 func (t *Tab) reload() {
-	t.all, t.health = t.svc.Snapshot(t.id, docker.ListOptions{All: true, AllUsers: t.id.IsTA()})
+	t.all, t.health = t.svc.Snapshot(t.id, t.listOptions())
 	t.refilter()
+}
+
+// listOptions is what the table shows: every state; everyone's for a TA.
+func (t *Tab) listOptions() docker.ListOptions {
+	return docker.ListOptions{All: true, AllUsers: t.id.IsTA()}
 }
 
 // refilter applies the filter and keeps the selection on the same container.
@@ -808,7 +851,6 @@ func (t *Tab) logsKey(msg tea.KeyPressMsg) tea.Cmd {
 
 // View draws the tab's body in width x height cells.
 func (t *Tab) View(width, height int) string {
-	t.viewed = true
 	t.width, t.height = width, height
 	if t.logs != nil {
 		return t.logs.view(t.st, width, height)

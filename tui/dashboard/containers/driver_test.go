@@ -41,6 +41,7 @@ func newDriver(t *testing.T, tab *Tab) *driver {
 		close(d.done)
 	})
 	d.exec(tab.Init())
+	d.exec(tab.Show(true)) // the first tab is on screen
 	d.render()
 	return d
 }
@@ -234,7 +235,7 @@ func (f *fakeService) Snapshot(id backend.Identity, opts docker.ListOptions) ([]
 	return out, f.health
 }
 
-func (f *fakeService) Subscribe() (<-chan struct{}, func()) {
+func (f *fakeService) SubscribeFor(backend.Identity, docker.ListOptions) (<-chan struct{}, func()) {
 	ch := make(chan struct{}, 1)
 	f.mu.Lock()
 	f.subs[ch] = true

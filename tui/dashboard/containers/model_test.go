@@ -88,12 +88,10 @@ func TestStatsWatchFollowsSelectionAndScreen(t *testing.T) {
 	d.press("esc")
 	watched("alice-a2")
 
-	// Another tab is on screen: View stops being called and the next ticks release the watch.
-	tab.Update(tickMsg{tab: tab})
-	tab.Update(tickMsg{tab: tab})
+	// Another tab is on screen: the watch goes; back on screen, it comes back.
+	tab.Show(false)
 	watched()
-	d.render()
-	tab.Update(tickMsg{tab: tab})
+	tab.Show(true)
 	watched("alice-a2")
 
 	tab.Close()

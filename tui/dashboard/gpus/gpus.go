@@ -40,7 +40,6 @@ type Tab struct {
 
 	up, down, top, bottom key.Binding
 
-	started   bool
 	closed    bool
 	sub       <-chan struct{}
 	unsub     func()
@@ -51,10 +50,13 @@ type Tab struct {
 	height int       // of the last View, for scrolling
 }
 
-var _ dashboard.Tab = (*Tab)(nil)
+var (
+	_ dashboard.Tab    = (*Tab)(nil)
+	_ dashboard.Shower = (*Tab)(nil)
+)
 
-// New builds the tab for one user. src may be nil (GPU monitoring not configured). It does
-// not subscribe until Init; Close releases the subscription.
+// New builds the tab for one user. src may be nil (GPU monitoring not configured). It
+// subscribes only while shown; Close releases the subscription.
 func New(src Source, id backend.Identity, styles dashboard.Styles) *Tab {
 	b := func(keys []string, help, desc string) key.Binding {
 		return key.NewBinding(key.WithKeys(keys...), key.WithHelp(help, desc))
@@ -89,12 +91,20 @@ func (t *Tab) Capturing() bool { return false }
 // Keys are the scrolling keys.
 func (t *Tab) Keys() []key.Binding { return []key.Binding{t.up, t.down, t.top, t.bottom} }
 
-// Init subscribes to the sampler and reads its snapshot.
-func (t *Tab) Init() tea.Cmd {
-	if t.started || t.closed || t.src == nil {
+// Init does nothing: the tab follows the sampler only while it is on screen (Show).
+func (t *Tab) Init() tea.Cmd { return nil }
+
+// Show follows the sampler's readings while the tab is on screen, and stops when another tab
+// takes its place: a hidden GPUs tab costs nothing however often the readings change.
+func (t *Tab) Show(on bool) tea.Cmd {
+	if t.closed || t.src == nil || on == (t.unsub != nil) {
 		return nil
 	}
-	t.started = true
+	if !on {
+		t.unsub()
+		t.sub, t.unsub = nil, nil
+		return nil
+	}
 	t.sub, t.unsub = t.src.Subscribe()
 	t.reload()
 	return t.waitChange()
@@ -131,7 +141,7 @@ func (t *Tab) reload() {
 func (t *Tab) Update(msg tea.Msg) (dashboard.Tab, tea.Cmd) {
 	switch msg := msg.(type) {
 	case changedMsg:
-		if msg.tab != t || t.closed {
+		if msg.tab != t || t.closed || t.unsub == nil {
 			return t, nil
 		}
 		t.reload()

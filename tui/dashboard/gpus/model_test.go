@@ -1,6 +1,7 @@
 package gpus
 
 import (
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -66,9 +67,17 @@ func (f *fakeSource) Subscribe() (<-chan struct{}, func()) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			f.unsubs++
+			f.subs = slices.DeleteFunc(f.subs, func(c chan struct{}) bool { return c == ch })
 			close(ch)
 		})
 	}
+}
+
+// subscribed reports whether any subscription is open.
+func (f *fakeSource) subscribed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.subs) > 0
 }
 
 func (f *fakeSource) set(s gpu.State) {
@@ -104,7 +113,10 @@ func TestTabUpdatesOnChange(t *testing.T) {
 	src := &fakeSource{ok: true, state: seenBy(alice)}
 	tab := New(src, alice, dashboard.DefaultStyles())
 	defer tab.Close()
-	wait := tab.Init()
+	if tab.Init() != nil || src.subscribed() {
+		t.Fatal("the tab follows the sampler before it is on screen")
+	}
+	wait := tab.Show(true)
 	view := ansi.Strip(tab.View(80, 20))
 	if !strings.Contains(view, "72%") || !strings.Contains(view, "alice/jupyter") {
 		t.Fatalf("first view:\n%s", view)
@@ -139,10 +151,29 @@ func TestTabUpdatesOnChange(t *testing.T) {
 		t.Error("a message for another tab was taken")
 	}
 
+	// Hidden, it stops following the readings (and takes no change message); shown again,
+	// it reads them afresh.
+	tab.Show(false)
+	if src.unsubs != 1 || src.subscribed() {
+		t.Errorf("hidden: unsubscribed %d times, still subscribed %v", src.unsubs, src.subscribed())
+	}
+	if msg := run(t, wait); msg != nil {
+		t.Errorf("after hiding the wait returned %#v", msg)
+	}
+	if _, cmd := tab.Update(changedMsg{tab: tab}); cmd != nil {
+		t.Error("a hidden tab took a change")
+	}
+	next.GPUs[0].Util = ptr(55)
+	src.set(next)
+	wait = tab.Show(true)
+	if view := ansi.Strip(tab.View(80, 20)); !strings.Contains(view, " 55%") {
+		t.Errorf("shown again, the view is not current:\n%s", view)
+	}
+
 	tab.Close()
 	tab.Close()
-	if src.unsubs != 1 {
-		t.Errorf("unsubscribed %d times, want 1", src.unsubs)
+	if src.unsubs != 2 {
+		t.Errorf("unsubscribed %d times, want 2", src.unsubs)
 	}
 	if msg := run(t, wait); msg != nil {
 		t.Errorf("after Close the wait returned %#v", msg)
@@ -153,7 +184,7 @@ func TestTabUnavailable(t *testing.T) {
 	src := &fakeSource{ok: false, reason: "NVML library not found"}
 	tab := New(src, alice, dashboard.DefaultStyles())
 	defer tab.Close()
-	tab.Init()
+	tab.Show(true)
 	if got := ansi.Strip(tab.View(80, 24)); got != " No GPUs on this server: NVML library not found" {
 		t.Errorf("view = %q", got)
 	}
@@ -172,7 +203,7 @@ func TestTabScrolls(t *testing.T) {
 	src := &fakeSource{ok: true, state: s}
 	tab := New(src, ta, dashboard.DefaultStyles())
 	defer tab.Close()
-	tab.Init()
+	tab.Show(true)
 	press := func(code rune) { tab.Update(tea.KeyPressMsg{Code: code, Text: string(code)}) }
 
 	first := ansi.Strip(tab.View(80, 5))
