@@ -12,6 +12,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -30,22 +31,27 @@ import (
 // process. Every path is resolved by the engine inside the container's own root: a symlink
 // in a container can lead anywhere in that container, never to the host.
 //
-// The home is reached in one of two ways, after the configuration:
+// The home works from the user's first login, whether they have a container or not. It is
+// reached in one of these ways, after the configuration:
 //   - HomeHostPath set: straight from the host directory, through an os.Root opened on it,
 //     so no name, "..", or symlink can lead outside it (symlinks must be relative and stay
 //     inside; an absolute one is refused by os.Root).
-//   - the default per-user volume: through one of the user's containers that mounts it at
-//     HomeTarget (every container made here does), with the archive API at
-//     HomeTarget/<path>. A user with no container gets an error saying to run one: no
-//     helper container is ever made for this. A symlink whose target the engine resolves
-//     to outside the home is treated as missing.
+//   - the default per-user volume, on an engine on this machine: the volume is made if it
+//     does not exist yet (as the user's first container would make it), and the directory
+//     the engine keeps it in is opened the same way, through an os.Root.
+//   - the volume, where the server cannot open that directory (the engine elsewhere):
+//     through one of the user's containers that mounts it at HomeTarget (every container
+//     made here does), with the archive API at HomeTarget/<path>. A user with no container
+//     gets an error saying to run one. A symlink whose target the engine resolves to
+//     outside the home is treated as missing.
+// No helper container is ever made for a home.
 //
-// What the archive API cannot do, files in containers (and a home in a volume) cannot
-// either: deleting and renaming are refused with ErrUnsupported (a shell in the container
-// does them); making directories and writing files are tar streams with one entry; the mode
-// and time of an existing directory are changed by writing its entry again, those of an
-// existing file are not (upload it again instead). A home on the host supports all of these
-// through os.Root.
+// What the archive API cannot do, files in containers (and a home reached through one)
+// cannot either: deleting and renaming are refused with ErrUnsupported (a shell in the
+// container does them); making directories and writing files are tar streams with one
+// entry; the mode and time of an existing directory are changed by writing its entry again,
+// those of an existing file are not (upload it again instead). A home opened directly
+// supports all of these through os.Root.
 //
 // The engine holds a container's lock while an archive stream of it is open: a stat, an
 // inspect, a stop of that container (and the live snapshot's look at it) wait until the
@@ -98,7 +104,7 @@ type FileAttrs struct {
 	Size    *int64 // truncate or extend
 }
 
-// spot is a resolved Place: the home on the host (root), or a container with the place's
+// spot is a resolved Place: the home opened directly (root), or a container with the place's
 // top inside it (base: "" for a container's own tree, the home's mount point for a home
 // reached through a container).
 type spot struct {
@@ -219,6 +225,13 @@ func (s *Service) open(ctx context.Context, id backend.Identity, place Place) (*
 		}
 		return &spot{owner: id.User, root: root}, nil
 	}
+	root, err := s.openVolumeHome(ctx, id.User)
+	if err != nil {
+		return nil, err
+	}
+	if root != nil {
+		return &spot{owner: id.User, root: root}, nil
+	}
 	mine, err := s.ownContainers(ctx, id.User)
 	if err != nil {
 		return nil, err
@@ -240,6 +253,51 @@ func (s *Service) open(ctx context.Context, id backend.Identity, place Place) (*
 		return nil, errorf(ErrConflict, "your home is reached through one of your containers and you have none; run one first")
 	}
 	return &spot{owner: id.User, cid: pick.ID, base: target}, nil
+}
+
+// daemonHoster is the engine client's address (the SDK client has it).
+type daemonHoster interface{ DaemonHost() string }
+
+// volumeHomeOnce logs, once, why home volumes cannot be opened directly.
+var volumeHomeOnce sync.Once
+
+// openVolumeHome makes the user's home volume when it does not exist yet (as every container
+// of theirs would) and opens the directory the engine keeps it in, so the home works from
+// the first login, container or not, with every operation a home on the host has. That
+// needs the engine on this machine (a unix socket), a plain local volume, and the server
+// allowed to open the directory. Without that it returns nil, and the home is reached
+// through one of the user's containers.
+func (s *Service) openVolumeHome(ctx context.Context, user string) (*os.Root, error) {
+	name := s.cfg.volumeName(user)
+	res, err := s.api.VolumeCreate(ctx, client.VolumeCreateOptions{Name: name, Driver: "local", Labels: s.labels(user)})
+	if err != nil {
+		return nil, engineErr("create home volume for "+user, err)
+	}
+	v := res.Volume
+	// An existing volume of that name that is not this user's is never opened.
+	if !s.managedBy(v.Labels, user) {
+		return nil, fmt.Errorf("home volume %s exists but does not belong to %s", name, user)
+	}
+	why := ""
+	switch dh, ok := s.api.(daemonHoster); {
+	case !ok || !strings.HasPrefix(dh.DaemonHost(), "unix://"):
+		why = "the Docker Engine is not on this machine"
+	case v.Driver != "local" || len(v.Options) > 0 || !path.IsAbs(v.Mountpoint):
+		why = "home volumes are not plain local volumes"
+	}
+	var root *os.Root
+	if why == "" {
+		if root, err = os.OpenRoot(v.Mountpoint); err != nil {
+			why = "the server cannot open the engine's volume directory (" + err.Error() + ")"
+		}
+	}
+	if why != "" {
+		volumeHomeOnce.Do(func() {
+			slog.Info("homes in volumes are reached through the users' containers: "+why, "volume", name)
+		})
+		return nil, nil
+	}
+	return root, nil
 }
 
 func betterHomeCarrier(a, b container.Summary) bool {
@@ -264,7 +322,7 @@ func (sp *spot) archiveErr(what, p string, err error) error {
 	return engineErr(what+" "+shown(sp.where(p)), err)
 }
 
-// hostErr words an error from the home on the host for path p. Nothing in it names the
+// hostErr words an error from the home opened directly for path p. Nothing in it names the
 // host directory.
 func hostErr(what, where string, err error) error {
 	var errno syscall.Errno
@@ -399,8 +457,8 @@ func (f *fileReader) Close() error { return f.body.Close() }
 
 // ReadFile opens the file at p of place (following a final symlink) and streams its content;
 // nothing is held in memory beyond the stream's buffers. For a container the stream holds the
-// container's lock in the engine: read it promptly and Close it. A home on the host gives an
-// *os.File, which is also an io.ReaderAt.
+// container's lock in the engine: read it promptly and Close it. A home opened directly
+// gives an *os.File, which is also an io.ReaderAt.
 func (s *Service) ReadFile(ctx context.Context, id backend.Identity, place Place, p string) (io.ReadCloser, FileInfo, error) {
 	if err := checkPath(place, p); err != nil {
 		return nil, FileInfo{}, err
@@ -672,7 +730,7 @@ func (s *Service) putEntry(ctx context.Context, sp *spot, dir, p string, hdr *ta
 	return nil
 }
 
-// writeHost writes a file of the home on the host: into a new file beside it first, renamed
+// writeHost writes a file of the home opened directly: into a new file beside it first, renamed
 // over the old one when complete, so a failed upload leaves the old file as it was.
 func writeHost(sp *spot, p string, r io.Reader, size int64, mode fs.FileMode, mtime time.Time) error {
 	where := sp.where(p)
@@ -752,8 +810,9 @@ func (s *Service) makeDir(ctx context.Context, id backend.Identity, place Place,
 	return s.putEntry(ctx, sp, dir, p, hdr, nil)
 }
 
-// RemovePath removes the file or empty directory p of the home on the host. Elsewhere (in a
-// container, a home in a volume) it is ErrUnsupported. It is audited as "delete".
+// RemovePath removes the file or empty directory p of the home opened directly. Elsewhere
+// (in a container, a home reached through one) it is ErrUnsupported. It is audited as
+// "delete".
 func (s *Service) RemovePath(ctx context.Context, id backend.Identity, place Place, p string) error {
 	err := s.hostOnly(ctx, id, place, p, "delete", func(sp *spot) error {
 		if p == "/" {
@@ -768,8 +827,8 @@ func (s *Service) RemovePath(ctx context.Context, id backend.Identity, place Pla
 	return err
 }
 
-// RenamePath renames from to to, both in place, in the home on the host. Elsewhere it is
-// ErrUnsupported. It is audited as "rename".
+// RenamePath renames from to to, both in place, in the home opened directly. Elsewhere it
+// is ErrUnsupported. It is audited as "rename".
 func (s *Service) RenamePath(ctx context.Context, id backend.Identity, place Place, from, to string) error {
 	err := checkPath(place, to)
 	if err == nil {
@@ -787,7 +846,7 @@ func (s *Service) RenamePath(ctx context.Context, id backend.Identity, place Pla
 	return err
 }
 
-// hostOnly runs do on the home on the host, and refuses where the archive API would be
+// hostOnly runs do on the home opened directly, and refuses where the archive API would be
 // needed.
 func (s *Service) hostOnly(ctx context.Context, id backend.Identity, place Place, p, what string, do func(*spot) error) error {
 	if err := checkPath(place, p); err != nil {

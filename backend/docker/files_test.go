@@ -276,52 +276,127 @@ func TestFilesTraversal(t *testing.T) {
 	}
 }
 
-// TestFilesHomeVolume: the home in a volume goes through one of the user's containers and
-// outlives them; without one it says to run one.
+// TestFilesHomeVolume: the home in a volume works from the first login, before the user has
+// any container: read, write, mkdir, delete, rename, chmod. It is the /home/<user> of every
+// container the user makes, it outlives them, and nothing in it leads outside it.
 func TestFilesHomeVolume(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
-	_, err := r.svc.StatPath(r.ctx, alice, docker.Home, "/")
-	if !errors.Is(err, docker.ErrConflict) || !strings.Contains(err.Error(), "run one first") {
-		t.Fatalf("home without a container: %v, want ErrConflict saying to run one", err)
+	home := docker.Home
+	if fi, err := r.svc.StatPath(r.ctx, alice, home, "/"); err != nil || !fi.IsDir() {
+		t.Fatalf("stat the home of a user without a container = %+v, %v", fi, err)
 	}
-	c := r.run(alice, docker.RunSpec{Name: "one"})
 	data := randomBytes(t, 1<<20)
-	if err := r.svc.WriteFile(r.ctx, alice, docker.Home, "/notes.bin", bytes.NewReader(data), int64(len(data)), 0o600, time.Time{}); err != nil {
-		t.Fatalf("put into the home: %v", err)
+	if err := r.svc.WriteFile(r.ctx, alice, home, "/notes.bin", bytes.NewReader(data), int64(len(data)), 0o600, time.Time{}); err != nil {
+		t.Fatalf("put into the home without a container: %v", err)
 	}
-	if err := r.svc.MakeDir(r.ctx, alice, docker.Home, "/proj", 0o755); err != nil {
-		t.Fatal(err)
+	if err := r.svc.MakeDir(r.ctx, alice, home, "/proj", 0o755); err != nil {
+		t.Fatalf("mkdir in the home without a container: %v", err)
 	}
-	// It is the container's /home/alice.
+	if b, _, err := r.readAll(r.svc, alice, home, "/notes.bin"); err != nil || !bytes.Equal(b, data) {
+		t.Fatalf("get from the home without a container: %d bytes, %v", len(b), err)
+	}
+	for _, f := range []string{"/gone.txt", "/proj/old.txt"} {
+		if err := r.svc.WriteFile(r.ctx, alice, home, f, strings.NewReader("x"), 1, 0o644, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.svc.RemovePath(r.ctx, alice, home, "/gone.txt"); err != nil {
+		t.Errorf("delete in a volume home: %v", err)
+	}
+	if err := r.svc.RenamePath(r.ctx, alice, home, "/proj/old.txt", "/proj/new.txt"); err != nil {
+		t.Errorf("rename in a volume home: %v", err)
+	}
+	mode := fs.FileMode(0o640)
+	if err := r.svc.SetFileAttrs(r.ctx, alice, home, "/proj/new.txt", docker.FileAttrs{Mode: &mode}); err != nil {
+		t.Errorf("chmod in a volume home: %v", err)
+	}
+	fis, _, err := r.svc.ListDir(r.ctx, alice, home, "/")
+	if err != nil || !slices.Equal(names(fis), []string{"notes.bin", "proj"}) {
+		t.Fatalf("list home = %v, %v", names(fis), err)
+	}
+	if fis, _, err := r.svc.ListDir(r.ctx, alice, home, "/proj"); err != nil || !slices.Equal(names(fis), []string{"new.txt"}) || fis[0].Mode != 0o640 {
+		t.Errorf("list /proj = %+v, %v", fis, err)
+	}
+	if err := r.svc.RemovePath(r.ctx, alice, home, "/"); err == nil {
+		t.Errorf("the home itself was removed")
+	}
+
+	// It is the /home/alice of the container she makes next.
+	c := r.run(alice, docker.RunSpec{Name: "one",
+		Cmd: []string{"sh", "-c", "ln -s / /home/alice/rootlink; ln -s /etc/hostname /home/alice/abs; ln -s ../../etc/hostname /home/alice/up; ln -s proj /home/alice/in; sleep 3600"}})
 	if b, _, err := r.readAll(r.svc, alice, docker.InContainer("one"), "/home/alice/notes.bin"); err != nil || !bytes.Equal(b, data) {
 		t.Fatalf("the home file in the container: %d bytes, %v", len(b), err)
 	}
-	fis, _, err := r.svc.ListDir(r.ctx, alice, docker.Home, "/")
-	if err != nil || !slices.Contains(names(fis), "notes.bin") || !slices.Contains(names(fis), "proj") {
-		t.Fatalf("list home = %v, %v", names(fis), err)
+	if _, err := r.svc.StatPath(r.ctx, alice, docker.InContainer("one"), "/home/alice/proj/new.txt"); err != nil {
+		t.Errorf("the renamed file in the container: %v", err)
 	}
-	if fi, err := r.svc.StatPath(r.ctx, alice, docker.Home, "/"); err != nil || !fi.IsDir() {
-		t.Errorf("stat home = %+v, %v", fi, err)
+	// Links the container made lead nowhere outside the home; one inside works.
+	ok := false
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !ok; time.Sleep(50 * time.Millisecond) {
+		_, err := r.svc.StatPath(r.ctx, alice, home, "/in")
+		ok = err == nil
 	}
-	if err := r.svc.RemovePath(r.ctx, alice, docker.Home, "/notes.bin"); !errors.Is(err, docker.ErrUnsupported) {
-		t.Errorf("delete in a volume home: %v, want ErrUnsupported", err)
+	if !ok {
+		t.Fatal("the container's links never appeared in the home")
 	}
-	// Bob's home is his own, and he has no container: not alice's.
-	if _, err := r.svc.StatPath(r.ctx, bob, docker.Home, "/notes.bin"); err == nil {
-		t.Errorf("bob sees alice's home")
+	for _, p := range []string{"/rootlink/etc/passwd", "/abs", "/up"} {
+		if b, _, err := r.readAll(r.svc, alice, home, p); !errors.Is(err, docker.ErrNotFound) {
+			t.Errorf("read %s = %q, %v, want ErrNotFound", p, b, err)
+		}
+		if err := r.svc.WriteFile(r.ctx, alice, home, p+"/x", strings.NewReader("x"), 1, 0o644, time.Time{}); err == nil {
+			t.Errorf("put under %s succeeded", p)
+		}
 	}
-	r.run(bob, docker.RunSpec{Name: "b"})
-	if _, err := r.svc.StatPath(r.ctx, bob, docker.Home, "/notes.bin"); !errors.Is(err, docker.ErrNotFound) {
+	if fis, _, err := r.svc.ListDir(r.ctx, alice, home, "/in"); err != nil || !slices.Equal(names(fis), []string{"new.txt"}) {
+		t.Errorf("list /in (a link to proj) = %v, %v", names(fis), err)
+	}
+
+	// Bob's home is his own, container or not.
+	if _, err := r.svc.StatPath(r.ctx, bob, home, "/notes.bin"); !errors.Is(err, docker.ErrNotFound) {
 		t.Errorf("bob's home shows alice's file: %v", err)
 	}
 	// The home outlives the container.
 	if err := r.svc.Remove(r.ctx, alice, c.Name, true); err != nil {
 		t.Fatal(err)
 	}
-	r.run(alice, docker.RunSpec{Name: "two"})
-	if b, _, err := r.readAll(r.svc, alice, docker.Home, "/notes.bin"); err != nil || !bytes.Equal(b, data) {
+	if b, _, err := r.readAll(r.svc, alice, home, "/notes.bin"); err != nil || !bytes.Equal(b, data) {
 		t.Fatalf("the home after its container went: %d bytes, %v", len(b), err)
+	}
+}
+
+// TestFilesHomeVolumeThroughContainer: where the server cannot open the engine's volume
+// directory (the engine on another machine), the home is reached through one of the user's
+// containers; without one, it says to run one.
+func TestFilesHomeVolumeThroughContainer(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	svc := docker.WithoutDirectHome(r.svc)
+	_, err := svc.StatPath(r.ctx, alice, docker.Home, "/")
+	if !errors.Is(err, docker.ErrConflict) || !strings.Contains(err.Error(), "run one first") {
+		t.Fatalf("home without a container: %v, want ErrConflict saying to run one", err)
+	}
+	r.run(alice, docker.RunSpec{Name: "one"})
+	data := randomBytes(t, 1<<20)
+	if err := svc.WriteFile(r.ctx, alice, docker.Home, "/notes.bin", bytes.NewReader(data), int64(len(data)), 0o600, time.Time{}); err != nil {
+		t.Fatalf("put into the home: %v", err)
+	}
+	if err := svc.MakeDir(r.ctx, alice, docker.Home, "/proj", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if b, _, err := r.readAll(r.svc, alice, docker.InContainer("one"), "/home/alice/notes.bin"); err != nil || !bytes.Equal(b, data) {
+		t.Fatalf("the home file in the container: %d bytes, %v", len(b), err)
+	}
+	fis, _, err := svc.ListDir(r.ctx, alice, docker.Home, "/")
+	if err != nil || !slices.Contains(names(fis), "notes.bin") || !slices.Contains(names(fis), "proj") {
+		t.Fatalf("list home = %v, %v", names(fis), err)
+	}
+	if err := svc.RemovePath(r.ctx, alice, docker.Home, "/notes.bin"); !errors.Is(err, docker.ErrUnsupported) {
+		t.Errorf("delete in a volume home reached through a container: %v, want ErrUnsupported", err)
+	}
+	// The same files, opened directly.
+	if b, _, err := r.readAll(r.svc, alice, docker.Home, "/notes.bin"); err != nil || !bytes.Equal(b, data) {
+		t.Errorf("the home opened directly: %d bytes, %v", len(b), err)
 	}
 }
 

@@ -228,3 +228,10 @@ func TestPathHelpers(t *testing.T) {
 		}
 	}
 }
+
+// WithoutDirectHome is a Service on s's engine and audit log that cannot open home volumes
+// itself, as when the engine is on another machine: its engine is not the SDK client. For
+// the tests of package docker_test.
+func WithoutDirectHome(s *Service) *Service {
+	return newService(s.cfg, struct{ engine }{s.api}, s.audit)
+}

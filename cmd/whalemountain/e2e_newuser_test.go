@@ -4,10 +4,13 @@ package main
 // start-up about roles.
 
 import (
+	"bytes"
 	"context"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -124,5 +127,96 @@ func TestE2ERefusedReadsAudited(t *testing.T) {
 			t.Errorf("the refused %s of %s is recorded with role %q, key %q, source %q; want student, %s and an address",
 				w.action, w.target, e.Role, e.Key, e.Source, alice.Fingerprint)
 		}
+	}
+}
+
+// TestE2ENewUserHome: a student who has never made a container uses their home over sftp
+// and scp from the first login — list, put, get, mkdir, rename, rm, rmdir — and finds what
+// they left there as /home/<user> in the first container they run. Both kinds of home: the
+// per-user volume (the default) and a directory on the host.
+func TestE2ENewUserHome(t *testing.T) {
+	t.Parallel()
+	cli := dockertest.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
+	defer cancel()
+	img := dockertest.BusyboxImage(ctx, t, cli)
+	homes := t.TempDir()
+	for _, kind := range []struct{ name, tag, docker string }{
+		{"volume", "e2ehv", ""},
+		{"host path", "e2ehp", "  home_host_path: " + filepath.Join(homes, "{user}") + "\n"},
+	} {
+		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
+			c := startContainerServer(t, cli, img, kind.tag, ctrOptions{Docker: kind.docker})
+			alice := newKey(t, "alice")
+			c.addKey(t, "alice", alice)
+			dir := t.TempDir()
+			local := filepath.Join(dir, "notes.txt")
+			data := []byte("first words in a new home\n")
+			if err := os.WriteFile(local, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+
+			r := c.sftpBatch(t, alice, "alice",
+				"ls /home",
+				"put "+local+" /home/notes.txt",
+				"mkdir /home/proj",
+				"put "+local+" /home/proj/draft.txt",
+				"rename /home/proj/draft.txt /home/proj/final.txt",
+				"get /home/proj/final.txt "+filepath.Join(dir, "back.txt"),
+				"put "+local+" /home/scratch.txt",
+				"rm /home/scratch.txt",
+				"mkdir /home/empty",
+				"rmdir /home/empty",
+				"ls -1 /home",
+				"ls -1 /home/proj",
+			)
+			if r.Code != 0 {
+				t.Fatalf("sftp in the home of a user without a container: %s", r)
+			}
+			if b, err := os.ReadFile(filepath.Join(dir, "back.txt")); err != nil || !bytes.Equal(b, data) {
+				t.Errorf("the renamed file came back as %q, %v", b, err)
+			}
+			// What the two ls at the end print (the empty home at the start prints nothing).
+			var listed []string
+			for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
+				if !strings.HasPrefix(line, "sftp>") {
+					listed = append(listed, strings.TrimSpace(line))
+				}
+			}
+			if want := []string{"/home/notes.txt", "/home/proj", "/home/proj/final.txt"}; !slices.Equal(listed, want) {
+				t.Errorf("ls shows %q, want %q\n%s", listed, want, r.Stdout)
+			}
+			// scp to a relative path lands in the home, and comes back.
+			if r := c.fileClient(t, "scp", alice, local, "alice@127.0.0.1:rel.txt"); r.Code != 0 {
+				t.Fatalf("scp into the home: %s", r)
+			}
+			if r := c.fileClient(t, "scp", alice, "alice@127.0.0.1:rel.txt", filepath.Join(dir, "rel.txt")); r.Code != 0 {
+				t.Fatalf("scp from the home: %s", r)
+			}
+			if b, _ := os.ReadFile(filepath.Join(dir, "rel.txt")); !bytes.Equal(b, data) {
+				t.Errorf("scp brought back %q", b)
+			}
+
+			// The first container sees it all as /home/alice.
+			c.mustRun(t, alice, "alice", "run", "--name", "first", img)
+			out := c.mustRun(t, alice, "alice", "exec", "first", "--", "sh", "-c", "cd /home/alice && ls -1 . proj && cat notes.txt")
+			for _, w := range []string{"notes.txt", "rel.txt", "final.txt", string(data)} {
+				if !strings.Contains(out, w) {
+					t.Errorf("the container's /home/alice lacks %q:\n%s", w, out)
+				}
+			}
+			if strings.Contains(out, "scratch.txt") {
+				t.Errorf("a removed file is in the container's home:\n%s", out)
+			}
+			// And what the container writes there is in the home over sftp.
+			c.mustRun(t, alice, "alice", "exec", "first", "--", "sh", "-c", "echo from-the-container > /home/alice/made.txt")
+			if r := c.fileClient(t, "scp", alice, "alice@127.0.0.1:/home/made.txt", filepath.Join(dir, "made.txt")); r.Code != 0 {
+				t.Fatalf("scp of a file the container made: %s", r)
+			}
+			if b, _ := os.ReadFile(filepath.Join(dir, "made.txt")); string(b) != "from-the-container\n" {
+				t.Errorf("the container's file came back as %q", b)
+			}
+		})
 	}
 }

@@ -16,12 +16,14 @@
 // behind. A download from a container is copied from the engine's tar stream to the spool at
 // disk speed while the client reads it from there: the engine holds the container's lock as
 // long as its stream is open, so it is never left open at the pace of a network client. A
-// home on the host is read straight from the file.
+// home opened directly is read straight from the file.
 //
-// What the archive API cannot do in a container (or in a home in a volume) is refused with
-// "operation unsupported" and a line saying what to do instead: delete, rename, links, the
-// mode or time of an existing file. mkdir, put (with mode and time, `put -p`/`scp -p`), get,
-// ls and stat work everywhere; a home on the host supports every operation.
+// What the archive API cannot do in a container (or in a home reached through one) is
+// refused with "operation unsupported" and a line saying what to do instead: delete, rename,
+// links, the mode or time of an existing file. mkdir, put (with mode and time, `put -p`/
+// `scp -p`), get, ls and stat work everywhere. The home works from the first login, before
+// the user has any container, and supports every operation but links where the server
+// opens it directly (on the host, or a volume of an engine on this machine).
 package files
 
 import (
@@ -472,7 +474,7 @@ func (h *handler) list(p string) (sftp.ListerAt, error) {
 
 // --- reading ---
 
-// Fileread opens a file for reading: straight from the home on the host, through a spool
+// Fileread opens a file for reading: straight from a home opened directly, through a spool
 // for everything the engine streams.
 func (h *handler) Fileread(r *sftp.Request) (io.ReaderAt, error) {
 	n, err := h.resolve(r.Filepath)
@@ -540,7 +542,7 @@ func (h *handler) release() {
 	h.mu.Unlock()
 }
 
-// directReader is a file of the home on the host.
+// directReader is a file of a home opened directly.
 type directReader struct {
 	io.ReaderAt
 	c       io.Closer
@@ -897,7 +899,7 @@ func (h *handler) Filecmd(r *sftp.Request) error {
 	return sftp.ErrSSHFxOpUnsupported
 }
 
-// PosixRename renames, replacing what is at the target (the home on the host only).
+// PosixRename renames, replacing what is at the target (a home opened directly only).
 func (h *handler) PosixRename(r *sftp.Request) error {
 	n, err := h.resolve(r.Filepath)
 	if err != nil {
