@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"whalemountain/backend/docker/dockertest"
 )
 
@@ -111,6 +113,17 @@ func TestE2ERefusedReadsAudited(t *testing.T) {
 		conn.Close()
 		return true
 	})
+	// A forward to an address is refused with the command line that would work, as alice
+	// types it.
+	gc, err := c.dial(&ssh.ClientConfig{User: "alice", Auth: []ssh.AuthMethod{ssh.PublicKeys(alice.Signer)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gc.Close()
+	_, err = gc.Dial("tcp", "127.0.0.1:80")
+	if hint := "ssh -L 8888:box:8888 -p " + c.Port + " alice@"; err == nil || !strings.Contains(err.Error(), hint) {
+		t.Errorf("a forward to an address: %v; want it refused with %q", err, hint)
+	}
 
 	for _, w := range []struct{ action, target string }{
 		{"inspect", "bobbox"}, {"inspect", "ghost"}, {"logs", "bobbox"}, {"logs", "ghost"},

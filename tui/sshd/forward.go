@@ -13,6 +13,7 @@ import (
 
 	"whalemountain/backend"
 	"whalemountain/backend/audit"
+	"whalemountain/tui/format"
 )
 
 // forwardRequest is the direct-tcpip payload of RFC 4254, section 7.2.
@@ -48,7 +49,8 @@ func (s *Server) forwardTarget(ctx ssh.Context, dest string, port uint32) (addr,
 		return "", target, id, fmt.Errorf("containers are not available on this server")
 	}
 	if dest == "" || strings.ContainsAny(dest, ":%[]") || net.ParseIP(dest) != nil {
-		return "", target, id, fmt.Errorf("forward to a container by name (ssh -L 8888:box:8888), not to an address")
+		hint := strings.Replace(format.UserPrefix(s.prefix, id.User), "ssh ", "ssh -L 8888:box:8888 ", 1)
+		return "", target, id, fmt.Errorf("forward to a container by name, not to an address: %s", hint)
 	}
 	d, err := s.deps.Containers.Inspect(ctx, id, dest)
 	if err != nil {
