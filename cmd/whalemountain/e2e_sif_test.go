@@ -154,7 +154,7 @@ func TestE2ESIF(t *testing.T) {
 	if got := lines[len(lines)-2]; !strings.HasPrefix(got, name+" made (") || !strings.HasSuffix(got, ")") {
 		t.Errorf("result line %q, want %q", got, name+" made (SIZE)")
 	}
-	wantDownload := fmt.Sprintf("download: scp -P %s 127.0.0.1:/sif/%s .", s.Port, name)
+	wantDownload := fmt.Sprintf("download: scp -P %s alice@127.0.0.1:/sif/%s .", s.Port, name)
 	if got := lines[len(lines)-1]; got != wantDownload {
 		t.Errorf("download line %q, want %q", got, wantDownload)
 	}
@@ -180,7 +180,7 @@ func TestE2ESIF(t *testing.T) {
 	// Downloading as the server said: the same bytes as in the data directory.
 	remote := strings.TrimSuffix(strings.TrimPrefix(wantDownload, fmt.Sprintf("download: scp -P %s ", s.Port)), " .")
 	local := filepath.Join(dir, "alice.sif")
-	if r := s.fileClient(t, "scp", alice, "alice@"+remote, local); r.Code != 0 {
+	if r := s.fileClient(t, "scp", alice, remote, local); r.Code != 0 {
 		t.Fatalf("scp %s: %s", remote, r)
 	}
 	want := sha256File(t, stored)
