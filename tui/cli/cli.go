@@ -74,7 +74,7 @@ func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format
 func Run(env Env, args []string) int {
 	env = forUser(env)
 	root := newRoot(env)
-	if len(args) == 0 {
+	if len(args) == 0 || len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
 		printHelp(env, root, root)
 		return ExitOK
 	}

@@ -36,6 +36,7 @@ func TestCommands(t *testing.T) {
 		{name: "no args prints help", args: nil, code: 0,
 			out: []string{"ssh -p 2222 alice@gpu1 COMMAND", "whoami", "version", "help"}},
 		{name: "help", args: []string{"help"}, code: 0, out: []string{"Commands:", "whoami"}},
+		{name: "--help", args: []string{"--help"}, code: 0, out: []string{"Commands:", "whoami"}},
 		{name: "help whoami", args: []string{"help", "whoami"}, code: 0, out: []string{"ssh -p 2222 alice@gpu1 whoami [--json]", "--json"}},
 		{name: "help sif ls", args: []string{"help", "sif", "ls"}, code: 0, out: []string{"ssh -p 2222 alice@gpu1 sif ls [--json]"}},
 		{name: "help nothing", args: []string{"help", "nope"}, code: 2, errs: []string{`no such command "nope"`}},
