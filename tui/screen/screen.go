@@ -115,15 +115,27 @@ func (s *Screen) Close() error {
 
 // Wrap returns a model that behaves as m and paints each View of m on s (sizes come from
 // the program's WindowSizeMsg). A model that reports Leaving (see input.Leaver) keeps doing
-// so through the wrapper.
-func Wrap(m tea.Model, s *Screen) tea.Model { return &model{inner: m, screen: s} }
-
-type model struct {
-	inner  tea.Model
-	screen *Screen
+// so through the wrapper. started, when not nil, runs once, off the program's event loop,
+// after the program has started: give it the program's ReleaseTerminal, so that Bubble Tea,
+// which neither reads nor draws this terminal, stops the frame ticker it runs even without a
+// renderer — an idle dashboard then wakes for nothing at all.
+func Wrap(m tea.Model, s *Screen, started func()) tea.Model {
+	return &model{inner: m, screen: s, started: started}
 }
 
-func (m *model) Init() tea.Cmd { return m.inner.Init() }
+type model struct {
+	inner   tea.Model
+	screen  *Screen
+	started func()
+}
+
+func (m *model) Init() tea.Cmd {
+	cmd := m.inner.Init()
+	if m.started == nil {
+		return cmd
+	}
+	return tea.Batch(cmd, func() tea.Msg { m.started(); return nil })
+}
 
 func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	if ws, ok := msg.(tea.WindowSizeMsg); ok {

@@ -184,8 +184,8 @@ func (se *session) dashboardOnce(rt *input.Router, envs []string, styles dashboa
 		}
 	}
 	// The screen paints what changed when it changes; Bubble Tea's own renderer (a frame
-	// ticker and two cell buffers per session) stays off, and its ticker, which still runs,
-	// at its slowest.
+	// ticker and two cell buffers per session) stays off, and the ticker it keeps even so is
+	// stopped once the program runs (ReleaseTerminal: Bubble Tea holds no terminal here).
 	scr := screen.New(sess, colorprofile.Env(envs), "WhaleMountain")
 	defer scr.Close()
 	size := rt.Size()
@@ -195,12 +195,14 @@ func (se *session) dashboardOnce(rt *input.Router, envs []string, styles dashboa
 		opts = append(opts,
 			tea.WithContext(sess.Context()),
 			tea.WithoutRenderer(),
+			tea.WithOutput(io.Discard), // the screen writes; nothing of Bubble Tea's reaches the server's stdout
 			tea.WithFPS(1),
 			tea.WithEnvironment(envs),
 			tea.WithColorProfile(colorprofile.Env(envs)),
 			tea.WithoutSignalHandler(),
 		)
-		p := tea.NewProgram(screen.Wrap(model, scr), opts...)
+		var p *tea.Program
+		p = tea.NewProgram(screen.Wrap(model, scr, func() { _ = p.ReleaseTerminal() }), opts...)
 		se.mu.Lock()
 		se.prog = p
 		se.mu.Unlock()
