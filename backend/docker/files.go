@@ -730,8 +730,32 @@ func (s *Service) putEntry(ctx context.Context, sp *spot, dir, p string, hdr *ta
 	return nil
 }
 
-// writeHost writes a file of the home opened directly: into a new file beside it first, renamed
-// over the old one when complete, so a failed upload leaves the old file as it was.
+// hostOwner is who a new entry at p of a home opened directly is to belong to: the owner of
+// the file it replaces, else of the directory it is made in. So a file keeps its owner when
+// it is replaced, as one put through a container does, and what the server writes belongs
+// to whoever the directory's owner is inside containers (a container running as another
+// user; an engine that remaps user IDs). ok is false when the server cannot give files away
+// (it does not run as root) or cannot tell.
+func hostOwner(sp *spot, p string) (uid, gid int, ok bool) {
+	if os.Geteuid() != 0 {
+		return 0, 0, false
+	}
+	st, err := sp.root.Lstat(rel(p))
+	if err != nil || !st.Mode().IsRegular() {
+		st, err = sp.root.Stat(rel(path.Dir(p)))
+	}
+	if err != nil {
+		return 0, 0, false
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, 0, false
+	}
+	return int(sys.Uid), int(sys.Gid), true
+}
+
+// writeHost writes a file of the home opened directly: into a new file beside it first,
+// renamed over the old one when complete, so a failed upload leaves the old file as it was.
 func writeHost(sp *spot, p string, r io.Reader, size int64, mode fs.FileMode, mtime time.Time) error {
 	where := sp.where(p)
 	if st, err := sp.root.Lstat(rel(p)); err == nil && st.IsDir() {
@@ -743,6 +767,7 @@ func writeHost(sp *spot, p string, r io.Reader, size int64, mode fs.FileMode, mt
 		}
 		return errorf(ErrInvalid, "%s is not a directory", shown(sp.where(path.Dir(p))))
 	}
+	uid, gid, chown := hostOwner(sp, p)
 	tmp := path.Join(path.Dir(rel(p)), ".wm-upload-"+randomSuffix(12))
 	f, err := sp.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -751,6 +776,9 @@ func writeHost(sp *spot, p string, r io.Reader, size int64, mode fs.FileMode, mt
 	n, err := io.CopyN(f, r, size)
 	if err == io.EOF {
 		err = fmt.Errorf("content ended after %d of %d bytes", n, size)
+	}
+	if err == nil && chown {
+		err = f.Chown(uid, gid)
 	}
 	if err == nil {
 		err = f.Chmod(mode.Perm())
@@ -792,8 +820,14 @@ func (s *Service) makeDir(ctx context.Context, id backend.Identity, place Place,
 		return errorf(ErrConflict, "%s: already exists", shown(sp.where(p)))
 	}
 	if sp.root != nil {
+		uid, gid, chown := hostOwner(sp, p)
 		if err := sp.root.Mkdir(rel(p), mode.Perm()); err != nil {
 			return hostErr("mkdir", sp.where(p), err)
+		}
+		if chown {
+			if err := sp.root.Lchown(rel(p), uid, gid); err != nil {
+				return hostErr("mkdir", sp.where(p), err)
+			}
 		}
 		return nil
 	}

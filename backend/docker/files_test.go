@@ -324,7 +324,8 @@ func TestFilesHomeVolume(t *testing.T) {
 
 	// It is the /home/alice of the container she makes next.
 	c := r.run(alice, docker.RunSpec{Name: "one",
-		Cmd: []string{"sh", "-c", "ln -s / /home/alice/rootlink; ln -s /etc/hostname /home/alice/abs; ln -s ../../etc/hostname /home/alice/up; ln -s proj /home/alice/in; sleep 3600"}})
+		Cmd: []string{"sh", "-c", "cd /home/alice; ln -s / rootlink; ln -s /etc/hostname abs; ln -s ../../etc/hostname up; " +
+			"mkdir owned; chown 1234:2345 owned; echo old > kept; chown 4321:4322 kept; ln -s proj in; sleep 3600"}})
 	if b, _, err := r.readAll(r.svc, alice, docker.InContainer("one"), "/home/alice/notes.bin"); err != nil || !bytes.Equal(b, data) {
 		t.Fatalf("the home file in the container: %d bytes, %v", len(b), err)
 	}
@@ -350,6 +351,22 @@ func TestFilesHomeVolume(t *testing.T) {
 	}
 	if fis, _, err := r.svc.ListDir(r.ctx, alice, home, "/in"); err != nil || !slices.Equal(names(fis), []string{"new.txt"}) {
 		t.Errorf("list /in (a link to proj) = %v, %v", names(fis), err)
+	}
+	// What the server writes belongs to whoever owns the directory in the container; a
+	// replaced file keeps its owner.
+	if err := r.svc.WriteFile(r.ctx, alice, home, "/owned/new.txt", strings.NewReader("x"), 1, 0o644, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.svc.MakeDir(r.ctx, alice, home, "/owned/sub", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.svc.WriteFile(r.ctx, alice, home, "/kept", strings.NewReader("new"), 3, 0o644, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string][2]int{"/owned/new.txt": {1234, 2345}, "/owned/sub": {1234, 2345}, "/kept": {4321, 4322}, "/notes.bin": {0, 0}} {
+		if fi, err := r.svc.StatPath(r.ctx, alice, home, p); err != nil || fi.UID != want[0] || fi.GID != want[1] {
+			t.Errorf("owner of %s = %d:%d (%v), want %d:%d", p, fi.UID, fi.GID, err, want[0], want[1])
+		}
 	}
 
 	// Bob's home is his own, container or not.
