@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/charmbracelet/x/ansi"
 )
 
 // Age is a short human duration: "45s", "12m", "2h13m", "5d", "3w". Zero or negative is "–".
@@ -88,6 +90,47 @@ func State(state string, exitCode int) string {
 		return "unknown"
 	}
 	return state
+}
+
+// ContainerState is State for a container that the server may have stopped on purpose: an
+// exited container that was stopped through the server reads "stopped" (its exit code is
+// only the signal that stopped it); a crash keeps its exit code.
+func ContainerState(state string, exitCode int, stoppedOnPurpose bool) string {
+	if state == "exited" && stoppedOnPurpose {
+		return "stopped"
+	}
+	return State(state, exitCode)
+}
+
+// ShortImage fits an image reference into width cells, keeping its end, where the
+// repository's own name and tag are: whole path components are left out from the start
+// ("registry.example.org/group/alice/ml:latest" -> "…/alice/ml:latest"); when even the last
+// one does not fit, it is cut at its end, so the name still reads from its start.
+func ShortImage(ref string, width int) string {
+	if width <= 0 {
+		return ""
+	}
+	if ansi.StringWidth(ref) <= width {
+		return ref
+	}
+	// The path separators before the tag or digest.
+	end := len(ref)
+	if i := strings.IndexByte(ref, '@'); i >= 0 {
+		end = i
+	}
+	for i := 0; i < end; i++ {
+		if ref[i] != '/' {
+			continue
+		}
+		if tail := "…" + ref[i:]; ansi.StringWidth(tail) <= width {
+			return tail
+		}
+	}
+	last := ref[strings.LastIndexByte(ref[:end], '/')+1:]
+	if ansi.StringWidth(last) <= width {
+		return last
+	}
+	return ansi.Truncate(last, width, "…")
 }
 
 // CPUs is a CPU limit: "2", "0.5".

@@ -3,6 +3,8 @@ package format
 import (
 	"testing"
 	"time"
+
+	"github.com/charmbracelet/x/ansi"
 )
 
 func TestAge(t *testing.T) {
@@ -106,6 +108,57 @@ func TestAgeChangesIn(t *testing.T) {
 		// Just before the change the text is the same; at it, it differs.
 		if tc.d > 0 && (Age(tc.d+got-time.Nanosecond) != Age(tc.d) || Age(tc.d+got) == Age(tc.d)) {
 			t.Errorf("Age around %s+%s: %q %q %q", tc.d, got, Age(tc.d), Age(tc.d+got-time.Nanosecond), Age(tc.d+got))
+		}
+	}
+}
+
+func TestShortImage(t *testing.T) {
+	for _, tc := range []struct {
+		ref   string
+		width int
+		want  string
+	}{
+		{"ubuntu:24.04", 20, "ubuntu:24.04"},
+		{"registry.example.org/group/alice/ml:latest", 42, "registry.example.org/group/alice/ml:latest"},
+		{"registry.example.org/group/alice/ml:latest", 41, "…/group/alice/ml:latest"},
+		{"registry.example.org/group/alice/ml:latest", 22, "…/alice/ml:latest"},
+		{"registry.example.org/group/alice/ml:latest", 17, "…/alice/ml:latest"},
+		{"registry.example.org/group/alice/ml:latest", 16, "…/ml:latest"},
+		{"registry.example.org/group/alice/ml:latest", 10, "ml:latest"},
+		{"registry.example.org/group/alice/ml:latest", 8, "ml:late…"},
+		{"registry.example.org/group/alice/ml:latest", 1, "…"},
+		{"registry.example.org/group/alice/ml:latest", 0, ""},
+		{"ghcr.io/org/averyverylongrepositoryname:v1", 16, "averyverylongre…"},
+		{"alice/ml@sha256:0123456789abcdef0123", 20, "ml@sha256:012345678…"},
+		{"registry.example.org/ゆき/ノート:latest", 20, "…/ゆき/ノート:latest"},
+		{"registry.example.org/ゆき/ノート:latest", 19, "…/ノート:latest"},
+	} {
+		got := ShortImage(tc.ref, tc.width)
+		if got != tc.want {
+			t.Errorf("ShortImage(%q, %d) = %q, want %q", tc.ref, tc.width, got, tc.want)
+		}
+		if w := ansi.StringWidth(got); w > tc.width {
+			t.Errorf("ShortImage(%q, %d) is %d cells wide", tc.ref, tc.width, w)
+		}
+	}
+}
+
+func TestContainerState(t *testing.T) {
+	for _, tc := range []struct {
+		state   string
+		code    int
+		stopped bool
+		want    string
+	}{
+		{"exited", 143, true, "stopped"},
+		{"exited", 137, true, "stopped"},
+		{"exited", 143, false, "exited(143)"},
+		{"exited", 1, false, "exited(1)"},
+		{"running", 0, true, "running"}, // started again since: the stop no longer counts
+		{"", 0, false, "unknown"},
+	} {
+		if got := ContainerState(tc.state, tc.code, tc.stopped); got != tc.want {
+			t.Errorf("ContainerState(%q, %d, %v) = %q, want %q", tc.state, tc.code, tc.stopped, got, tc.want)
 		}
 	}
 }
