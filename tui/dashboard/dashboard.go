@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
@@ -39,11 +40,18 @@ func DefaultKeyMap() KeyMap {
 	}
 }
 
-// StatusMsg sets the status line; Err marks it as an error.
+// StatusMsg sets the status line; Err marks it as an error. The line goes with the next
+// key press; an error line also by itself after ErrorFor.
 type StatusMsg struct {
 	Text string
 	Err  bool
 }
+
+// ErrorFor is how long an error stays in the status line when no key is pressed.
+const ErrorFor = 10 * time.Second
+
+// statusExpiredMsg ends the error line with that sequence number, if it still shows.
+type statusExpiredMsg struct{ seq int }
 
 // Status is a command that sets the status line.
 func Status(text string, isErr bool) tea.Cmd {
@@ -62,6 +70,7 @@ type Model struct {
 	height  int
 	help    bool
 	status  StatusMsg
+	statusN int // counts status lines, so that only the current one expires
 	leaving bool
 	styles  Styles
 	keys    KeyMap
@@ -127,6 +136,16 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, nil
 	case StatusMsg:
 		m.status = msg
+		m.statusN++
+		if !msg.Err || msg.Text == "" {
+			return m, nil
+		}
+		n := m.statusN
+		return m, tea.Tick(ErrorFor, func(time.Time) tea.Msg { return statusExpiredMsg{seq: n} })
+	case statusExpiredMsg:
+		if msg.seq == m.statusN {
+			m.status = StatusMsg{}
+		}
 		return m, nil
 	case tea.KeyPressMsg:
 		return m.key(msg)
@@ -141,6 +160,8 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 }
 
 func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
+	// A key is the next action: what the status line said is over.
+	m.status = StatusMsg{}
 	if msg.String() == "ctrl+c" {
 		m.leaving = true
 		return m, tea.Quit
@@ -259,14 +280,32 @@ func (m *Model) renderStatus(width int) string {
 	return m.styles.Status.Render(line)
 }
 
+// renderFooter is the tab's keys and "? help" on the left, "q quit" on the right; while the
+// tab takes the keys (typing, a question, logs) "ctrl+c quit" and no "? help". Keys that do
+// not fit are left out from the end (the help overlay lists them); quit always shows.
 func (m *Model) renderFooter(width int) string {
-	binds := append([]key.Binding{}, m.tabs[m.active].Keys()...)
-	binds = append(binds, m.keys.Help)
+	tab := m.tabs[m.active]
+	quit := m.keys.Quit
+	binds := append([]key.Binding{}, tab.Keys()...)
+	if tab.Capturing() && !m.help {
+		quit.SetHelp("ctrl+c", "quit")
+	} else {
+		binds = append(binds, m.keys.Help)
+	}
+	right := renderKeys(m.styles, []key.Binding{quit}) + " "
+	room := width - lipgloss.Width(right) - 1
 	left := renderKeys(m.styles, binds)
-	right := renderKeys(m.styles, []key.Binding{m.keys.Quit}) + " "
+	for lipgloss.Width(left) > room && len(binds) > 0 {
+		drop := len(binds) - 1
+		if binds[drop].Help() == m.keys.Help.Help() && drop > 0 {
+			drop-- // "? help" stays while anything else can go
+		}
+		binds = append(binds[:drop], binds[drop+1:]...)
+		left = renderKeys(m.styles, binds)
+	}
 	gap := width - lipgloss.Width(left) - lipgloss.Width(right)
 	if gap < 1 {
-		return truncate(left, width)
+		return truncate(right, width)
 	}
 	return left + strings.Repeat(" ", gap) + right
 }
@@ -285,28 +324,79 @@ func renderKeys(st Styles, binds []key.Binding) string {
 	return " " + strings.Join(parts, "  ")
 }
 
+// renderHelp is the help overlay: every key of the root and of the active tab, in a box in
+// the middle of the body; sections go side by side, and a long one into more columns, when
+// they do not fit one above the other.
 func (m *Model) renderHelp(width, height int) string {
-	var lines []string
-	add := func(title string, binds []key.Binding) {
-		if len(binds) == 0 {
-			return
-		}
-		lines = append(lines, m.styles.HelpTitle.Render(title))
+	section := func(title string, binds []key.Binding) []string {
+		lines := []string{m.styles.HelpTitle.Render(title)}
+		keyW := 0
 		for _, b := range binds {
-			if b.Help().Key == "" {
-				continue
-			}
-			lines = append(lines, fmt.Sprintf("  %-12s %s", b.Help().Key, b.Help().Desc))
+			keyW = max(keyW, ansi.StringWidth(b.Help().Key))
 		}
-		lines = append(lines, "")
+		for _, b := range binds {
+			if k := b.Help().Key; k != "" {
+				lines = append(lines, "  "+k+strings.Repeat(" ", keyW-ansi.StringWidth(k)+2)+b.Help().Desc)
+			}
+		}
+		return lines
 	}
-	add("Everywhere", []key.Binding{
+	tab := m.tabs[m.active]
+	tabKeys := tab.Keys()
+	if f, ok := tab.(FullHelper); ok {
+		tabKeys = f.FullKeys()
+	}
+	sections := [][]string{section("Everywhere", []key.Binding{
 		key.NewBinding(key.WithHelp("1-"+strconv.Itoa(len(m.tabs)), "go to tab")),
 		m.keys.Next, m.keys.Prev, m.keys.Help, m.keys.Quit,
-	})
-	add(m.tabs[m.active].Title(), m.tabs[m.active].Keys())
-	lines = append(lines, m.styles.Dim.Render("any key closes this help"))
-	box := m.styles.HelpBox.Render(strings.Join(lines, "\n"))
+		key.NewBinding(key.WithHelp("ctrl+c", "quit, even while typing")),
+	})}
+	if len(tabKeys) > 0 {
+		sections = append(sections, section(tab.Title(), tabKeys))
+	}
+	closing := m.styles.Dim.Render("any key closes this help")
+	// The box's border takes two lines, the closing line and the blank above it two more.
+	room := max(2, height-4)
+	stacked := []string{}
+	for i, sec := range sections {
+		if i > 0 {
+			stacked = append(stacked, "")
+		}
+		stacked = append(stacked, sec...)
+	}
+	var body string
+	if len(stacked) <= room {
+		body = strings.Join(stacked, "\n")
+	} else {
+		var cols []string
+		var cur []string
+		flush := func() {
+			if len(cur) > 0 {
+				cols = append(cols, strings.Join(cur, "\n"))
+				cur = nil
+			}
+		}
+		for _, sec := range sections {
+			if len(cur)+len(sec) > room {
+				flush()
+			}
+			for len(sec) > room { // a long section goes on in the next column
+				cols = append(cols, strings.Join(sec[:room], "\n"))
+				sec = append([]string{""}, sec[room:]...)
+			}
+			cur = append(cur, sec...)
+		}
+		flush()
+		gapped := make([]string, 0, 2*len(cols))
+		for i, c := range cols {
+			if i > 0 {
+				gapped = append(gapped, "   ")
+			}
+			gapped = append(gapped, c)
+		}
+		body = lipgloss.JoinHorizontal(lipgloss.Top, gapped...)
+	}
+	box := m.styles.HelpBox.Render(body + "\n\n" + closing)
 	return lipgloss.Place(width, height, lipgloss.Center, lipgloss.Center, box)
 }
 

@@ -1,9 +1,12 @@
 package dashboard
 
 import (
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
+	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 )
@@ -162,5 +165,117 @@ func TestCtrlCQuitsEvenFromHelp(t *testing.T) {
 	_, cmd := m.Update(press("ctrl+c"))
 	if cmd == nil || !isQuit(cmd()) {
 		t.Fatal("ctrl+c did not quit")
+	}
+}
+
+// keysTab is a tab with as many keys as a test wants, optionally taking the keys.
+type keysTab struct {
+	Notice
+	keys, full []key.Binding
+	capturing  bool
+}
+
+func (k keysTab) Keys() []key.Binding           { return k.keys }
+func (k keysTab) FullKeys() []key.Binding       { return k.full }
+func (k keysTab) Capturing() bool               { return k.capturing }
+func (k keysTab) Update(tea.Msg) (Tab, tea.Cmd) { return k, nil }
+func (k keysTab) View(width, height int) string { return "" }
+func bind(k, desc string) key.Binding           { return key.NewBinding(key.WithKeys(k), key.WithHelp(k, desc)) }
+func manyKeys(n int, prefix string) (out []key.Binding) {
+	for i := range n {
+		out = append(out, bind(fmt.Sprintf("%s%d", prefix, i), "does "+strconv.Itoa(i)))
+	}
+	return out
+}
+
+func lastLine(s string) string {
+	ls := strings.Split(plain(s), "\n")
+	return ls[len(ls)-1]
+}
+
+func TestFooterKeepsQuit(t *testing.T) {
+	st := DefaultStyles()
+	tab := keysTab{Notice: Notice{Name: "Many", Styles: st}, keys: manyKeys(12, "k")}
+	m := New(Info{User: "alice", Role: "student"}, st, tab)
+	for _, w := range []int{80, 120, 30} {
+		m.Update(tea.WindowSizeMsg{Width: w, Height: 24})
+		foot := lastLine(m.View().Content)
+		if ansi.StringWidth(foot) > w || !strings.HasSuffix(foot, "q quit ") {
+			t.Errorf("at %d columns the footer is %q", w, foot)
+		}
+		if w >= 40 && !strings.Contains(foot, "? help") {
+			t.Errorf("at %d columns the footer lost ? help: %q", w, foot)
+		}
+		if !strings.Contains(foot, "k0 does") {
+			t.Errorf("at %d columns the first key is gone: %q", w, foot)
+		}
+	}
+	// While the tab takes the keys, q types a letter: ctrl+c is what quits, and ? is no help.
+	m.tabs[0] = keysTab{Notice: Notice{Name: "Typing", Styles: st}, keys: []key.Binding{bind("enter", "create")}, capturing: true}
+	m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
+	foot := lastLine(m.View().Content)
+	if !strings.HasSuffix(foot, "ctrl+c quit ") || strings.Contains(foot, "? help") || !strings.Contains(foot, "enter create") {
+		t.Errorf("capturing footer %q", foot)
+	}
+}
+
+func TestHelpFitsWithManyKeys(t *testing.T) {
+	st := DefaultStyles()
+	tab := keysTab{Notice: Notice{Name: "Many", Styles: st}, keys: manyKeys(3, "k"), full: manyKeys(30, "f")}
+	m := New(Info{User: "alice", Role: "student"}, st, tab)
+	for _, size := range [][2]int{{80, 24}, {120, 40}} {
+		m.Update(tea.WindowSizeMsg{Width: size[0], Height: size[1]})
+		m.Update(press("?"))
+		screen := plain(m.View().Content)
+		m.Update(press("x"))
+		lines := strings.Split(screen, "\n")
+		if len(lines) != size[1] {
+			t.Fatalf("%dx%d: %d lines", size[0], size[1], len(lines))
+		}
+		for i, l := range lines {
+			if ansi.StringWidth(l) > size[0] {
+				t.Errorf("%dx%d: line %d is %d wide", size[0], size[1], i, ansi.StringWidth(l))
+			}
+		}
+		// Every key of the full list, the root's keys, the box's closing line and bottom border.
+		for _, want := range []string{"f0 ", "f29 ", "go to tab", "ctrl+c", "any key closes this help", "╮", "╯"} {
+			if !strings.Contains(screen, want) {
+				t.Errorf("%dx%d: help lacks %q:\n%s", size[0], size[1], want, screen)
+			}
+		}
+		if strings.Contains(screen, "k0 does") && !strings.Contains(screen, "f0 ") {
+			t.Error("help shows the footer's keys instead of the full list")
+		}
+	}
+}
+
+func TestStatusGoesWithNextKeyAndErrorsExpire(t *testing.T) {
+	m := newTestModel()
+	status := func() string { return strings.Split(plain(m.View().Content), "\n")[22] }
+	if _, cmd := m.Update(StatusMsg{Text: "box: stopped"}); cmd != nil {
+		t.Error("an info line schedules an expiry")
+	}
+	if !strings.Contains(status(), "box: stopped") {
+		t.Fatalf("status not shown: %q", status())
+	}
+	m.Update(press("2"))
+	if status() != "" {
+		t.Errorf("status still shown after a key: %q", status())
+	}
+
+	_, cmd := m.Update(StatusMsg{Text: "stop box: engine said no", Err: true})
+	if cmd == nil {
+		t.Fatal("an error line schedules no expiry")
+	}
+	expire := statusExpiredMsg{seq: m.statusN}
+	// A newer line is not taken away by the older one's expiry.
+	m.Update(StatusMsg{Text: "second error", Err: true})
+	m.Update(expire)
+	if !strings.Contains(status(), "second error") {
+		t.Errorf("the first line's expiry took the second: %q", status())
+	}
+	m.Update(statusExpiredMsg{seq: m.statusN})
+	if status() != "" {
+		t.Errorf("error line still shown after it expired: %q", status())
 	}
 }

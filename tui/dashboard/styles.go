@@ -1,7 +1,16 @@
 package dashboard
 
 import (
+	"strings"
+
 	"charm.land/lipgloss/v2"
+	"github.com/charmbracelet/x/ansi"
+)
+
+// Marker is put before the selected row of every list; NoMarker before the others.
+const (
+	Marker   = "▸ "
+	NoMarker = "  "
 )
 
 // Styles is every style the dashboard uses, in one place. Colour carries state but never
@@ -51,4 +60,17 @@ func DefaultStyles() Styles {
 		Dim:        lipgloss.NewStyle().Foreground(grey),
 		ColumnHead: lipgloss.NewStyle().Bold(true),
 	}
+}
+
+// Question is a yes/no question as every tab asks it, in one line of width cells:
+// " remove box? y/N". The question must be neutralised already.
+func (st Styles) Question(question string, width int) string {
+	return st.Failed.Bold(true).Render(ansi.Truncate(" "+question+" y/N", width, "…"))
+}
+
+// SelectedRow draws a selected row: the marker, the row, the highlight across width.
+// row is plain text; it is cut to fit.
+func (st Styles) SelectedRow(row string, width int) string {
+	line := ansi.Truncate(Marker+row, width, "…")
+	return st.Selected.Render(line + strings.Repeat(" ", max(0, width-ansi.StringWidth(line))))
 }

@@ -17,7 +17,9 @@ type Tab interface {
 	Update(msg tea.Msg) (Tab, tea.Cmd)
 	// View renders the body in exactly width x height cells at most.
 	View(width, height int) string
-	// Keys lists the tab's key bindings for the footer and the help overlay.
+	// Keys lists the bindings the footer shows for what is on screen: the few that matter
+	// most, the same at every width; beside "? help" and "q quit" they fit 80 columns.
+	// The help overlay lists them too, after FullKeys when the tab has more.
 	Keys() []key.Binding
 	// Capturing reports whether the tab is taking text input, so that the root leaves keys
 	// such as q, ?, tab and digits to it.
@@ -29,6 +31,12 @@ type Tab interface {
 // becomes the active one (at Init for the first) and Show(false) when another takes its place.
 type Shower interface {
 	Show(on bool) tea.Cmd
+}
+
+// FullHelper is a tab whose help overlay lists more keys than its footer: moving (j/k),
+// paging, closing. FullKeys replaces Keys in the help overlay.
+type FullHelper interface {
+	FullKeys() []key.Binding
 }
 
 // Notice is a tab that only shows one honest line, for features this server does not offer.
