@@ -764,6 +764,23 @@ func DecodePullStream(r io.Reader, emit func(PullProgress)) error {
 	}
 }
 
+// MayRemove reports whether the ownership rule lets id remove the tag ref, as RemoveImage
+// decides before anything else: TAs any tag, students only the tags of their own registry
+// namespace. Whether the tag is in use is not looked at.
+func (is *ImageService) MayRemove(id backend.Identity, ref string) bool {
+	if checkIdentity(id) != nil {
+		return false
+	}
+	named, err := parseImageRef(ref)
+	if err != nil {
+		return false
+	}
+	if _, ok := named.(reference.Digested); ok {
+		return false
+	}
+	return mayRemoveTag(id, is.policy.ns, reference.TagNameOnly(named))
+}
+
 // RemoveImage removes one tag (never by ID or digest, never forced; other tags of the image
 // stay). Students may remove only tags in their own namespace: every other tag, whether it
 // exists, is in use or not, gets the same "not yours" answer, so nobody learns what others'

@@ -36,6 +36,15 @@ type Service interface {
 
 var _ Service = (*docker.ImageService)(nil)
 
+// Remover is what a Service may also have: the rule that says whose tags the caller may
+// remove (*docker.ImageService has it). With it the tab offers d only where removing can
+// work; without it every row offers d and the backend answers.
+type Remover interface {
+	MayRemove(id backend.Identity, ref string) bool
+}
+
+var _ Remover = (*docker.ImageService)(nil)
+
 // Deps are what the tab works with; only Images is required for a working tab.
 type Deps struct {
 	Images Service // nil: images are not configured, the tab says so
@@ -127,7 +136,9 @@ type Tab struct {
 	st     dashboard.Styles
 	now    func() time.Time
 
-	up, down, pullKey, remove, reload, yes, sifKey, regKey, pullSel, viewSIFs key.Binding
+	nav                                                        dashboard.NavKeys
+	confirmKeys                                                dashboard.ConfirmKeys
+	pullKey, remove, reload, sifKey, regKey, pullSel, viewSIFs key.Binding
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -143,8 +154,9 @@ type Tab struct {
 	input     textinput.Model
 	confirm   *row
 
-	seq     int
-	pulling *pull
+	seq      int
+	pulling  *pull
+	pullFail string // why the last pull failed, shown in full until the next key
 	// shown by View: copied from pulling on each tick
 	pullLine   string
 	pullLayers []docker.PullProgress
@@ -174,16 +186,15 @@ func New(deps Deps, id backend.Identity, styles dashboard.Styles) *Tab {
 	return &Tab{
 		svc: deps.Images, sifs: deps.SIFs, reg: deps.Registry, prefix: deps.Prefix,
 		id: id, st: styles, now: time.Now, ctx: ctx, cancel: cancel, input: in,
-		up:       b([]string{"k", "up"}, "k/↑", "up"),
-		down:     b([]string{"j", "down"}, "j/↓", "down"),
-		pullKey:  b([]string{"p"}, "p", "pull"),
-		remove:   b([]string{"d"}, "d", "remove"),
-		reload:   b([]string{"R"}, "R", "reload"),
-		yes:      b([]string{"y", "Y"}, "y", "yes"),
-		sifKey:   b([]string{"f"}, "f", "make SIF"),
-		regKey:   b([]string{"m"}, "m", "my registry"),
-		pullSel:  b([]string{"p", "enter"}, "p/enter", "pull"),
-		viewSIFs: b([]string{"v"}, "v", "my SIF files"),
+		nav:         dashboard.DefaultNavKeys(),
+		confirmKeys: dashboard.DefaultConfirmKeys(),
+		pullKey:     b([]string{"p"}, "p", "pull"),
+		remove:      b([]string{"d", "delete"}, "d", "remove"),
+		reload:      b([]string{"R"}, "R", "reload"),
+		sifKey:      b([]string{"f"}, "f", "make SIF"),
+		regKey:      b([]string{"m"}, "m", "my registry"),
+		pullSel:     b([]string{"p", "enter"}, "p/enter", "pull"),
+		viewSIFs:    b([]string{"v"}, "v", "my SIF files"),
 	}
 }
 
@@ -196,26 +207,35 @@ func (t *Tab) Title() string { return "Images" }
 // Capturing reports whether the prompt or a question takes the keys.
 func (t *Tab) Capturing() bool { return t.prompting || t.confirm != nil || t.sifList.confirm != "" }
 
-// Keys are the bindings for the footer and the help.
+// Keys are the bindings for the footer: what can be done on what is on screen.
 func (t *Tab) Keys() []key.Binding {
+	back := func(keys ...string) key.Binding {
+		return key.NewBinding(key.WithKeys(keys...), key.WithHelp(strings.Join(keys, "/"), "back to the server's images"))
+	}
 	switch {
 	case t.prompting:
 		return []key.Binding{
 			key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "pull")),
 			key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "cancel")),
 		}
-	case t.confirm != nil:
-		return []key.Binding{t.yes, key.NewBinding(key.WithKeys("n"), key.WithHelp("n", "no"))}
-	case t.sifList.confirm != "":
-		return []key.Binding{t.yes, key.NewBinding(key.WithKeys("n"), key.WithHelp("n", "no"))}
+	case t.confirm != nil, t.sifList.confirm != "":
+		return t.confirmKeys.All()
 	case t.registry.on:
-		return []key.Binding{t.up, t.down, t.pullSel, t.reload,
-			key.NewBinding(key.WithKeys("m", "esc"), key.WithHelp("m/esc", "server images"))}
+		return []key.Binding{t.pullSel, t.reload, back("m", "esc")}
 	case t.sifList.on:
-		return []key.Binding{t.up, t.down, t.remove, t.reload,
-			key.NewBinding(key.WithKeys("v", "esc"), key.WithHelp("v/esc", "server images"))}
+		keys := []key.Binding{}
+		if t.sifList.sel < len(t.sifList.files) {
+			keys = append(keys, t.remove)
+		}
+		return append(keys, t.reload, back("v", "esc"))
 	}
-	keys := []key.Binding{t.up, t.down, t.pullKey, t.remove, t.reload}
+	if t.svc == nil {
+		return nil
+	}
+	keys := []key.Binding{t.pullKey}
+	if r, ok := t.selected(); ok && t.mayRemove(r) {
+		keys = append(keys, t.remove)
+	}
 	if t.sifs != nil {
 		keys = append(keys, t.sifKey, t.viewSIFs)
 	}
@@ -223,6 +243,44 @@ func (t *Tab) Keys() []key.Binding {
 		keys = append(keys, t.regKey)
 	}
 	return keys
+}
+
+// FullKeys are every key of what is on screen, for the help overlay: moving and reloading
+// too, and why a key is not there.
+func (t *Tab) FullKeys() []key.Binding {
+	if t.prompting || t.confirm != nil || t.sifList.confirm != "" || t.svc == nil {
+		return t.Keys()
+	}
+	n := t.nav
+	keys := append([]key.Binding{n.Up, n.Down, n.Top, n.Bottom, n.PageUp, n.PageDown}, t.Keys()...)
+	if !t.registry.on && !t.sifList.on {
+		if r, ok := t.selected(); !ok || !t.mayRemove(r) {
+			keys = append(keys, key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "remove (your own registry tags only)")))
+		}
+		keys = append(keys, t.reload)
+		if t.reg == nil {
+			keys = append(keys, key.NewBinding(key.WithKeys("m"), key.WithHelp("m", "my registry (needs GitLab: off here)")))
+		}
+	}
+	return keys
+}
+
+// selected is the selected row of the server's images.
+func (t *Tab) selected() (row, bool) {
+	if t.sel < 0 || t.sel >= len(t.rows) {
+		return row{}, false
+	}
+	return t.rows[t.sel], true
+}
+
+// mayRemove reports whether the caller may remove the row's tag, as far as ownership goes
+// (in use or not is the backend's answer).
+func (t *Tab) mayRemove(r row) bool {
+	if len(r.img.Tags) == 0 {
+		return false // tags are removed, never images by ID
+	}
+	rm, ok := t.svc.(Remover)
+	return !ok || rm.MayRemove(t.id, r.ref)
 }
 
 // Init loads the list.
@@ -277,7 +335,8 @@ func (t *Tab) Update(msg tea.Msg) (dashboard.Tab, tea.Cmd) {
 			t.pulling, t.pullLine, t.pullLayers = nil, "", nil
 		}
 		if msg.err != nil {
-			return t, tea.Batch(dashboard.ErrorStatus(msg.err), t.load())
+			t.pullFail = "pull of " + msg.shown + " failed: " + termsafe.Line(msg.err.Error())
+			return t, tea.Batch(dashboard.Status(t.pullFail, true), t.load())
 		}
 		return t, tea.Batch(dashboard.Status("pulled "+msg.shown, false), t.load())
 	case removedMsg:
@@ -327,11 +386,12 @@ func (t *Tab) setRows(list []docker.Image) {
 }
 
 func (t *Tab) key(msg tea.KeyPressMsg) tea.Cmd {
+	t.pullFail = "" // read: the next key puts it away
 	switch {
 	case t.confirm != nil:
 		r := *t.confirm
 		t.confirm = nil
-		if !key.Matches(msg, t.yes) {
+		if !key.Matches(msg, t.confirmKeys.Yes) {
 			return dashboard.Status("kept "+r.shown, false)
 		}
 		return t.removeCmd(r)
@@ -347,18 +407,21 @@ func (t *Tab) key(msg tea.KeyPressMsg) tea.Cmd {
 	if t.sifList.on {
 		return t.sifListKey(msg)
 	}
+	if sel, ok := t.move(msg, t.sel, len(t.rows)); ok {
+		t.sel = sel
+		return nil
+	}
 	switch {
 	case key.Matches(msg, t.sifKey) && t.sifs != nil:
 		return t.startSIF()
 	case key.Matches(msg, t.viewSIFs) && t.sifs != nil:
 		t.sifList.on = true
 		return t.loadSIFs()
-	case key.Matches(msg, t.regKey) && t.reg != nil:
+	case key.Matches(msg, t.regKey):
+		if t.reg == nil {
+			return dashboard.Status("my registry: this server has no GitLab (gitlab.url is not set), so it cannot list your registry; pull by name with p", true)
+		}
 		return t.openRegistry()
-	case key.Matches(msg, t.up):
-		t.sel = max(0, t.sel-1)
-	case key.Matches(msg, t.down):
-		t.sel = max(0, min(t.sel+1, len(t.rows)-1))
 	case key.Matches(msg, t.reload):
 		return t.load()
 	case key.Matches(msg, t.pullKey):
@@ -369,12 +432,41 @@ func (t *Tab) key(msg tea.KeyPressMsg) tea.Cmd {
 		t.input.SetValue("")
 		return t.input.Focus()
 	case key.Matches(msg, t.remove):
-		if t.sel < len(t.rows) {
-			r := t.rows[t.sel]
-			t.confirm = &r
+		r, ok := t.selected()
+		if !ok {
+			return nil
 		}
+		if len(r.img.Tags) == 0 {
+			return dashboard.Status("an untagged image has no tag to remove; the engine's prune clears it once nothing uses it", true)
+		}
+		if !t.mayRemove(r) {
+			return dashboard.Status(r.shown+" is not yours to remove: students remove only tags of their own registry namespace", true)
+		}
+		t.confirm = &r
 	}
 	return nil
+}
+
+// move answers the list keys: the new selection among n rows, and whether msg was one.
+func (t *Tab) move(msg tea.KeyPressMsg, sel, n int) (int, bool) {
+	page := 10
+	switch k := t.nav; {
+	case key.Matches(msg, k.Up):
+		sel--
+	case key.Matches(msg, k.Down):
+		sel++
+	case key.Matches(msg, k.Top):
+		sel = 0
+	case key.Matches(msg, k.Bottom):
+		sel = n - 1
+	case key.Matches(msg, k.PageUp):
+		sel -= page
+	case key.Matches(msg, k.PageDown):
+		sel += page
+	default:
+		return sel, false
+	}
+	return max(0, min(sel, n-1)), true
 }
 
 func (t *Tab) promptKey(msg tea.KeyPressMsg) tea.Cmd {
@@ -456,7 +548,12 @@ func (t *Tab) View(width, height int) string {
 		t.input.SetWidth(max(1, width-len(t.input.Prompt)-3))
 		bottom = append(bottom, cut(" "+t.input.View()))
 	case t.confirm != nil:
-		bottom = append(bottom, t.st.Failed.Bold(true).Render(cut(" remove "+t.confirm.shown+"? y/N")))
+		bottom = append(bottom, t.st.Question("remove "+t.confirm.shown+"?", width))
+	case t.pullFail != "":
+		bottom = append(bottom, "")
+		for _, l := range wrap(" ✗ "+t.pullFail, width, maxFailLines) {
+			bottom = append(bottom, t.st.Failed.Render(l))
+		}
 	}
 	// The table keeps its header and two rows; the progress gives way (keeping its end).
 	room := height - len(bottom)
@@ -502,14 +599,14 @@ func (t *Tab) table(width, height int) []string {
 		if r.img.InUseByYou {
 			used = "yes"
 		}
-		rows[i] = []string{r.shown, termsafe.Line(r.img.ID), created, format.Bytes(r.img.Size), used}
+		rows[i] = []string{format.ShortImage(r.shown, widths[0]), termsafe.Line(r.img.ID), created, format.Bytes(r.img.Size), used}
 	}
 	return t.grid(width, height, t.sel, widths, []string{"IMAGE", "ID", "CREATED", "SIZE", "USED BY YOU"}, rows)
 }
 
 // grid draws a table in at most height lines: the header, then the rows that fit, scrolled
-// so that row sel shows, highlighted. Cells are cut to their column's width; the last
-// column is not padded. Cells must be neutralised already.
+// so that row sel shows, marked and highlighted. Cells are cut to their column's width; the
+// last column is not padded. Cells must be neutralised already.
 func (t *Tab) grid(width, height, sel int, widths []int, head []string, rows [][]string) []string {
 	if height <= 0 {
 		return nil
@@ -518,27 +615,55 @@ func (t *Tab) grid(width, height, sel int, widths []int, head []string, rows [][
 		var b strings.Builder
 		for i, c := range cells {
 			c = ansi.Truncate(c, widths[i], "…")
-			b.WriteString("  " + c)
+			if i > 0 {
+				b.WriteString("  ")
+			}
+			b.WriteString(c)
 			if i < len(cells)-1 {
 				b.WriteString(strings.Repeat(" ", max(0, widths[i]-ansi.StringWidth(c))))
 			}
 		}
-		return ansi.Truncate(b.String(), width, "…")
+		return b.String()
 	}
-	out := []string{t.st.ColumnHead.Render(line(head))}
+	cut := func(s string) string { return ansi.Truncate(s, width, "…") }
+	out := []string{t.st.ColumnHead.Render(cut(dashboard.NoMarker + line(head)))}
 	n := height - 1
 	first := 0
 	if sel >= n && n > 0 {
 		first = sel - n + 1
 	}
 	for i := first; i < len(rows) && i < first+n; i++ {
-		l := line(rows[i])
 		if i == sel {
-			l = t.st.Selected.Render(l + strings.Repeat(" ", max(0, width-ansi.StringWidth(l))))
+			out = append(out, t.st.SelectedRow(line(rows[i]), width))
+			continue
 		}
-		out = append(out, l)
+		out = append(out, cut(dashboard.NoMarker+line(rows[i])))
 	}
 	return out
+}
+
+// maxFailLines is how many lines the reason of a failed pull may take.
+const maxFailLines = 4
+
+// wrap breaks s into lines of at most width cells, at most n of them (the last cut).
+func wrap(s string, width, n int) []string {
+	if width <= 2 {
+		return []string{ansi.Truncate(s, width, "…")}
+	}
+	lines := strings.Split(ansi.Wrap(s, width-2, ""), "\n")
+	for i := range lines {
+		if i > 0 {
+			lines[i] = "   " + lines[i]
+		}
+	}
+	if len(lines) > n {
+		lines = lines[:n]
+		lines[n-1] = ansi.Truncate(lines[n-1]+" …", width, "…")
+	}
+	for i := range lines {
+		lines[i] = ansi.Truncate(lines[i], width, "…")
+	}
+	return lines
 }
 
 // progressLines are the pull's title and one line per layer: id, status, bar, current/total.

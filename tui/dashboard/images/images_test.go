@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -317,18 +318,129 @@ func TestRemoveConfirm(t *testing.T) {
 		t.Errorf("y: status %+v", st)
 	}
 
-	// Untagged images are removed by ID; errors go to the status line as errors.
+	// Errors go to the status line as errors.
 	f.rmErr = errors.New("image is in use by a container")
-	press(t, tab, "j")
-	press(t, tab, "j")
-	press(t, tab, "j")
+	press(t, tab, "j") // evil tag
 	press(t, tab, "d")
 	st = press(t, tab, "y")
-	if f.removed[len(f.removed)-1] != "cccccccccccc" {
-		t.Errorf("removed %v, want the ID of the untagged image", f.removed)
-	}
 	if last := st[len(st)-1]; !last.Err || last.Text != "image is in use by a container" {
 		t.Errorf("error status %+v", st)
+	}
+	// An untagged image has no tag to remove: d is not offered and asks nothing.
+	press(t, tab, "j")
+	if slices.Contains(strings.Fields(keyHelp(tab)), "d") {
+		t.Errorf("d offered on an untagged image: %s", keyHelp(tab))
+	}
+	n := len(f.removed)
+	st = press(t, tab, "d")
+	if tab.confirm != nil || len(f.removed) != n || len(st) != 1 || !st[0].Err || !strings.Contains(st[0].Text, "no tag") {
+		t.Errorf("d on an untagged image: confirm %v, removed %v, status %+v", tab.confirm, f.removed, st)
+	}
+}
+
+// policyService is a fakeService with the backend's ownership rule for removing tags.
+type policyService struct {
+	*fakeService
+	policy docker.ImagePolicy
+}
+
+func (p policyService) MayRemove(id backend.Identity, ref string) bool {
+	return p.policy.MayRemove(id, ref)
+}
+
+func TestRemoveOfferedOnlyWhereAllowed(t *testing.T) {
+	f := &fakeService{list: []docker.Image{
+		{Tags: []string{"ubuntu:24.04"}, ID: "0123456789ab", Created: created, InUseByYou: true},
+		{Tags: []string{"registry.example.org/alice/ml:1"}, ID: "1123456789ab", Created: created},
+	}}
+	svc := policyService{fakeService: f, policy: docker.ImagePolicy{RegistryNamespace: "registry.example.org"}}
+	tab := New(Deps{Images: svc}, backend.Identity{User: "alice", Role: backend.RoleStudent}, dashboard.DefaultStyles())
+	t.Cleanup(tab.Close)
+	drain(t, tab, tab.Init())
+
+	// Not hers: no d in the footer, only in the help with why; d says "not yours" at once.
+	if slices.Contains(strings.Fields(keyHelp(tab)), "d") {
+		t.Errorf("d offered on a tag that is not hers: %s", keyHelp(tab))
+	}
+	if !strings.Contains(fullHelp(tab), "d remove (your own registry tags only)") {
+		t.Errorf("help does not say whose tags d removes: %s", fullHelp(tab))
+	}
+	st := press(t, tab, "d")
+	if tab.confirm != nil || len(f.removed) != 0 {
+		t.Errorf("d on another's tag asked or removed: %v %v", tab.confirm, f.removed)
+	}
+	if len(st) != 1 || !st[0].Err || !strings.Contains(st[0].Text, "not yours to remove") || strings.Contains(st[0].Text, "in use") {
+		t.Errorf("d on another's tag: status %+v, want not yours", st)
+	}
+	// Hers: offered and asked.
+	press(t, tab, "j")
+	if !slices.Contains(strings.Fields(keyHelp(tab)), "d") {
+		t.Errorf("d not offered on her own tag: %s", keyHelp(tab))
+	}
+	press(t, tab, "d")
+	if !strings.Contains(plain(tab.View(80, 20)), "remove registry.example.org/alice/ml:1? y/N") {
+		t.Errorf("no question for her own tag:\n%s", plain(tab.View(80, 20)))
+	}
+	press(t, tab, "y")
+	if len(f.removed) != 1 || f.removed[0] != "registry.example.org/alice/ml:1" {
+		t.Errorf("removed %v", f.removed)
+	}
+}
+
+func fullHelp(tab *Tab) string {
+	var out []string
+	for _, b := range tab.FullKeys() {
+		out = append(out, b.Help().Key+" "+b.Help().Desc)
+	}
+	return strings.Join(out, ", ")
+}
+
+func TestFailedPullSaysWhyInFull(t *testing.T) {
+	reason := "pull access denied for registry.example.org/group/project/a-rather-long-image-name, " +
+		"repository does not exist or may require 'docker login': denied: requested access to the resource is denied"
+	f := &fakeService{list: sampleList(), pullErr: errors.New(reason)}
+	tab := newTab(t, f)
+	press(t, tab, "p")
+	for _, r := range "registry.example.org/group/project/a-rather-long-image-name" {
+		press(t, tab, string(r))
+	}
+	_, cmd := tab.Update(keyMsg("enter"))
+	st := drain(t, tab, cmd)
+	if last := st[len(st)-1]; !last.Err || !strings.Contains(last.Text, "failed") {
+		t.Errorf("status %+v", st)
+	}
+	view := tab.View(80, 20)
+	for _, l := range strings.Split(view, "\n") {
+		if ansi.StringWidth(l) > 80 {
+			t.Errorf("line wider than 80: %q", plain(l))
+		}
+	}
+	flat := strings.Join(strings.Fields(plain(view)), " ")
+	if !strings.Contains(flat, "requested access to the resource is denied") || !strings.Contains(flat, "may require 'docker login'") {
+		t.Errorf("the reason is not shown in full:\n%s", plain(view))
+	}
+	press(t, tab, "j")
+	if strings.Contains(plain(tab.View(80, 20)), "denied") {
+		t.Error("the reason stays after the next key")
+	}
+}
+
+func TestRegistryKeyWithoutGitLabSaysWhy(t *testing.T) {
+	tab := newTab(t, &fakeService{list: sampleList()})
+	st := press(t, tab, "m")
+	if tab.registry.on || len(st) != 1 || !strings.Contains(st[0].Text, "no GitLab") {
+		t.Errorf("m without GitLab: on %v, status %+v", tab.registry.on, st)
+	}
+	if !strings.Contains(fullHelp(tab), "my registry (needs GitLab") {
+		t.Errorf("help does not say m needs GitLab: %s", fullHelp(tab))
+	}
+}
+
+func TestSelectedRowIsMarked(t *testing.T) {
+	tab := newTab(t, &fakeService{list: sampleList()})
+	lines := strings.Split(plain(tab.View(80, 20)), "\n")
+	if !strings.HasPrefix(lines[1], "▸ ubuntu:24.04") || !strings.HasPrefix(lines[2], "  ubuntu:latest") {
+		t.Errorf("selection not marked with ▸:\n%s", strings.Join(lines, "\n"))
 	}
 }
 

@@ -202,7 +202,7 @@ func (t *Tab) sifListKey(msg tea.KeyPressMsg) tea.Cmd {
 	if v.confirm != "" {
 		name := v.confirm
 		v.confirm = ""
-		if !key.Matches(msg, t.yes) {
+		if !key.Matches(msg, t.confirmKeys.Yes) {
 			return dashboard.Status("kept "+termsafe.Line(name), false)
 		}
 		parent, sifs, id := t.ctx, t.sifs, t.id
@@ -212,13 +212,13 @@ func (t *Tab) sifListKey(msg tea.KeyPressMsg) tea.Cmd {
 			return sifRemovedMsg{tab: t, name: name, err: sifs.Remove(ctx, id, name)}
 		}
 	}
+	if sel, ok := t.move(msg, v.sel, len(v.files)); ok {
+		v.sel = sel
+		return nil
+	}
 	switch {
 	case msg.String() == "esc" || key.Matches(msg, t.viewSIFs):
 		v.on = false
-	case key.Matches(msg, t.up):
-		v.sel = max(0, v.sel-1)
-	case key.Matches(msg, t.down):
-		v.sel = max(0, min(v.sel+1, len(v.files)-1))
 	case key.Matches(msg, t.reload):
 		return t.loadSIFs()
 	case key.Matches(msg, t.remove):
@@ -237,7 +237,7 @@ func (t *Tab) sifTable(width, height int) []string {
 	}
 	cut := func(s string) string { return ansi.Truncate(s, width, "…") }
 	v := &t.sifList
-	title := t.st.Header.Render(cut(" My SIF files (v/esc: back to the server's images)"))
+	title := t.st.Header.Render(cut(" My SIF files · v/esc: back to the server's images"))
 	var used int64
 	for _, f := range v.files {
 		used += f.Size
@@ -245,7 +245,7 @@ func (t *Tab) sifTable(width, height int) []string {
 	var foot []string
 	switch {
 	case v.confirm != "":
-		foot = []string{t.st.Failed.Bold(true).Render(cut(" remove " + termsafe.Line(v.confirm) + "? y/N"))}
+		foot = []string{t.st.Question("remove "+termsafe.Line(v.confirm)+"?", width)}
 	case v.sel < len(v.files):
 		foot = []string{t.st.Dim.Render(cut(fmt.Sprintf(" %s of %s used · download: %s", format.Bytes(used), format.Bytes(t.sifs.Quota()),
 			format.SCPDownload(t.prefix, "/sif/"+termsafe.Line(v.files[v.sel].Name)))))}
@@ -347,13 +347,13 @@ func (t *Tab) loadRegistry() tea.Cmd {
 
 func (t *Tab) registryKey(msg tea.KeyPressMsg) tea.Cmd {
 	r := &t.registry
+	if sel, ok := t.move(msg, r.sel, len(r.rows)); ok {
+		r.sel = sel
+		return nil
+	}
 	switch {
 	case msg.String() == "esc" || key.Matches(msg, t.regKey):
 		r.on = false
-	case key.Matches(msg, t.up):
-		r.sel = max(0, r.sel-1)
-	case key.Matches(msg, t.down):
-		r.sel = max(0, min(r.sel+1, len(r.rows)-1))
 	case key.Matches(msg, t.reload):
 		return t.loadRegistry()
 	case key.Matches(msg, t.pullSel):
@@ -389,7 +389,7 @@ func (t *Tab) registryTable(width, height int) []string {
 	}
 	cut := func(s string) string { return ansi.Truncate(s, width, "…") }
 	r := &t.registry
-	title := t.st.Header.Render(cut(" My registry: your GitLab projects' images (m/esc: back to the server's images)"))
+	title := t.st.Header.Render(cut(" My registry: your GitLab projects' images · m/esc: back"))
 	if l := t.placeholder(width, r.err, r.loading, len(r.rows), "Asking GitLab…", "No images in the registries of your GitLab projects."); l != "" {
 		return []string{title, l}
 	}
