@@ -230,7 +230,7 @@ func exactArgs(env Env, n int) cobra.PositionalArgs {
 		case len(args) == n:
 			return nil
 		case n == 0:
-			return badUsage(env, c, "%s takes no arguments, not %s", cmdName(c), strconv.Quote(termsafe.Line(args[0])))
+			return badUsage(env, c, "%s takes no arguments, not %s", cmdName(c), strconv.Quote(args[0]))
 		case len(args) < n:
 			return badUsage(env, c, "%s needs %s", cmdName(c), article(argNoun(c)))
 		}
