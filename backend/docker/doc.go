@@ -12,6 +12,7 @@
 //
 // Live: one event stream per Service keeps an in-memory snapshot of the managed containers;
 // sessions read it with Snapshot and are told of changes through Subscribe, so work against
-// Docker does not grow with the number of dashboards. Resource usage is sampled only for
-// containers someone is watching (WatchStats).
+// Docker does not grow with the number of dashboards. One reader samples the CPU and memory of
+// every running container every two seconds (from the cgroup files where the engine is local,
+// the stats API otherwise), whoever is looking.
 package docker

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
 
@@ -29,7 +30,7 @@ const (
 	backoffMax    = 5 * time.Second
 	resyncEvery   = time.Minute // a full resync even without events, for the "Up ..." texts
 	sampleEvery   = 2 * time.Second
-	sampleWorkers = 4
+	sampleWorkers = 32 // stats API calls at once: each waits for the engine's next one-second collection
 )
 
 // live is the in-memory state the one event stream keeps.
@@ -39,13 +40,11 @@ type live struct {
 	dirty   map[string]bool      // IDs with events since the last resync
 	health  Health
 	subs    map[*subscriber]struct{}
-	watched map[string]int       // engine ID -> number of watchers
-	prevCPU map[string]cpuSample // last CPU counters per watched container
+	prevCPU map[string]usageSample // last counters per running container
 
 	running bool
 	cancel  context.CancelFunc
 	done    sync.WaitGroup
-	kick    chan struct{} // wakes the sampler
 }
 
 type subscriber struct {
@@ -58,9 +57,7 @@ func (l *live) init() {
 	l.items = map[string]Container{}
 	l.dirty = map[string]bool{}
 	l.subs = map[*subscriber]struct{}{}
-	l.watched = map[string]int{}
-	l.prevCPU = map[string]cpuSample{}
-	l.kick = make(chan struct{}, 1)
+	l.prevCPU = map[string]usageSample{}
 	l.health = Health{Err: "not watching Docker yet", Since: time.Now()}
 }
 
@@ -323,7 +320,7 @@ func (s *Service) resync(ctx context.Context, full bool) error {
 			}
 			applyInspect(&c, ins.Container)
 		}
-		if known {
+		if known && c.State == string(container.StateRunning) {
 			c.CPUPercent, c.MemUsage, c.StatsAt = prev.CPUPercent, prev.MemUsage, prev.StatsAt
 		}
 		next[c.ID] = c
@@ -331,9 +328,9 @@ func (s *Service) resync(ctx context.Context, full bool) error {
 
 	s.live.mu.Lock()
 	defer s.live.mu.Unlock()
-	// Usage sampled while this resync ran is kept.
+	// Usage sampled while this resync ran is kept, for what still runs.
 	for id, c := range next {
-		if cur, ok := s.live.items[id]; ok && cur.StatsAt.After(c.StatsAt) {
+		if cur, ok := s.live.items[id]; ok && cur.StatsAt.After(c.StatsAt) && c.State == string(container.StateRunning) {
 			c.CPUPercent, c.MemUsage, c.StatsAt = cur.CPUPercent, cur.MemUsage, cur.StatsAt
 			next[id] = c
 		}

@@ -90,47 +90,60 @@ func TestSnapshotCostsNoAPICalls(t *testing.T) {
 	}
 }
 
-// TestWatchStats: usage is sampled only while watched, and lands in the snapshot.
-func TestWatchStats(t *testing.T) {
+// TestUsageOfEveryRunningContainer: CPU and memory of every running container land in the
+// snapshot without anyone asking, from the cgroup files here (no API call for them) and from
+// the stats API where those are not found; a stopped container has none.
+func TestUsageOfEveryRunningContainer(t *testing.T) {
 	t.Parallel()
-	r := newRig(t)
-	c := r.run(alice, docker.RunSpec{Name: "busy", CPUs: 0.2, Cmd: []string{"sh", "-c", "while :; do :; done"}})
-	until(t, r.svc, "busy in the snapshot", func() bool {
-		cs, _ := r.svc.Snapshot(alice, docker.ListOptions{})
-		return len(cs) == 1
-	})
-	// Once the events of the run have been folded in, nothing happens and nothing is asked.
-	quiet := false
-	for try := 0; try < 3 && !quiet; try++ {
-		before := r.svc.APICalls()
-		time.Sleep(2500 * time.Millisecond)
-		quiet = r.svc.APICalls() == before
-	}
-	if !quiet {
-		t.Error("API calls keep coming with nothing watched and nothing happening")
-	}
-
-	release := r.svc.WatchStats(c.ID)
-	release2 := r.svc.WatchStats(c.ID)
-	var got docker.Container
-	until(t, r.svc, "CPU and memory in the snapshot", func() bool {
-		cs, _ := r.svc.Snapshot(alice, docker.ListOptions{})
-		got, _ = find(cs, "alice", "busy")
-		return !got.StatsAt.IsZero() && got.CPUPercent > 0
-	})
-	if got.MemUsage <= 0 || got.MemLimit != r.svc.Config().DefaultMemory || got.CPUPercent > 100 {
-		t.Errorf("usage %+v", got)
-	}
-	release()
-	release() // idempotent
-	cs, _ := r.svc.Snapshot(alice, docker.ListOptions{})
-	if got, _ = find(cs, "alice", "busy"); got.StatsAt.IsZero() {
-		t.Error("one release dropped the stats while another watcher remains")
-	}
-	release2()
-	cs, _ = r.svc.Snapshot(alice, docker.ListOptions{})
-	if got, _ = find(cs, "alice", "busy"); !got.StatsAt.IsZero() {
-		t.Errorf("stats kept after the last release: %+v", got)
+	for _, via := range []string{"cgroup files", "stats API"} {
+		t.Run(via, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t)
+			if via == "stats API" {
+				docker.SetCgroupRoot(r.svc, "")
+			}
+			r.run(alice, docker.RunSpec{Name: "busy", CPUs: 0.2, Cmd: []string{"sh", "-c", "while :; do :; done"}})
+			r.run(bob, docker.RunSpec{Name: "idle"})
+			stopped := r.run(bob, docker.RunSpec{Name: "stopped"})
+			if err := r.svc.Stop(r.ctx, bob, "stopped"); err != nil {
+				t.Fatal(err)
+			}
+			var busy, idle docker.Container
+			until(t, r.svc, "usage of both running containers", func() bool {
+				cs, _ := r.svc.Snapshot(tina, docker.ListOptions{All: true, AllUsers: true})
+				busy, _ = find(cs, "alice", "busy")
+				idle, _ = find(cs, "bob", "idle")
+				st, _ := find(cs, "bob", "stopped")
+				return busy.CPUPercent > 0 && !idle.StatsAt.IsZero() && st.State == "exited"
+			})
+			if busy.MemUsage <= 0 || busy.MemLimit != r.svc.Config().DefaultMemory || busy.CPUPercent > 100 {
+				t.Errorf("busy: %+v", busy)
+			}
+			if idle.MemUsage <= 0 || idle.CPUPercent > 5 {
+				t.Errorf("idle: cpu %v mem %d", idle.CPUPercent, idle.MemUsage)
+			}
+			cs, _ := r.svc.Snapshot(bob, docker.ListOptions{All: true})
+			if st, _ := find(cs, "bob", "stopped"); !st.StatsAt.IsZero() || st.ID != stopped.ID {
+				t.Errorf("the stopped container has usage: %+v", st)
+			}
+			// Rounds go on at their fixed rate; from the cgroup files they ask the engine nothing
+			// (a window may still see the last events of the runs and the stop: take the
+			// quietest of three).
+			calls := int64(-1)
+			for range 3 {
+				before := r.svc.APICalls()
+				time.Sleep(4500 * time.Millisecond)
+				if n := r.svc.APICalls() - before; calls < 0 || n < calls {
+					calls = n
+				}
+			}
+			if via == "cgroup files" && calls != 0 {
+				t.Errorf("%d API calls in two rounds read from the cgroup files", calls)
+			}
+			if via == "stats API" && calls < 4 {
+				t.Errorf("%d API calls in two rounds over the stats API, want 2 a round", calls)
+			}
+		})
 	}
 }
 

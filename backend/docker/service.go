@@ -32,7 +32,8 @@ type Service struct {
 	gpuInv   GPUInventory // nil: no GPUs
 	gpuAlloc sync.Mutex   // server-wide: GPU choice and create happen as one
 
-	live live
+	live  live
+	usage cgroupUsage // where the engine is local, usage comes from the cgroup files
 }
 
 // New builds a Service for cfg, recording mutating actions in log (which may be nil). It
@@ -51,7 +52,7 @@ func New(cfg Config, log *audit.Log) (*Service, error) {
 }
 
 func newService(cfg Config, api engine, log *audit.Log) *Service {
-	s := &Service{cfg: cfg, api: api, audit: log, locks: map[string]*sync.Mutex{}}
+	s := &Service{cfg: cfg, api: api, audit: log, locks: map[string]*sync.Mutex{}, usage: cgroupUsage{root: "/sys/fs/cgroup"}}
 	s.live.init()
 	return s
 }
@@ -110,7 +111,7 @@ type Container struct {
 	CPUs     float64 `json:"cpus,omitempty"`      // CPU limit
 	MemLimit int64   `json:"mem_limit,omitempty"` // memory limit, bytes
 
-	// Usage, filled only while someone watches the container (WatchStats).
+	// Usage of a running container, sampled for every one every two seconds.
 	CPUPercent float64   `json:"cpu_percent,omitempty"` // 100 = one CPU busy
 	MemUsage   int64     `json:"mem_usage,omitempty"`   // bytes, page cache excluded
 	StatsAt    time.Time `json:"stats_at,omitzero"`     // zero: no sample

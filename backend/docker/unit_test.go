@@ -2,8 +2,11 @@ package docker
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/moby/moby/api/types/container"
@@ -168,11 +171,15 @@ func TestGenerateName(t *testing.T) {
 }
 
 func TestUsageMaths(t *testing.T) {
-	if got := cpuPercent(cpuSample{total: 0, system: 0, online: 2}, cpuSample{total: 5e8, system: 2e9, online: 2}); got != 50 {
-		t.Errorf("cpu %v", got)
+	t0 := time.Unix(1000, 0)
+	if got := cpuPercent(usageSample{cpu: 0, at: t0}, usageSample{cpu: 3e9, at: t0.Add(2 * time.Second)}); got != 150 {
+		t.Errorf("cpu %v, want 150 (one and a half CPUs busy)", got)
 	}
-	if got := cpuPercent(cpuSample{total: 10, system: 10}, cpuSample{total: 5, system: 20}); got != 0 {
+	if got := cpuPercent(usageSample{cpu: 10, at: t0}, usageSample{cpu: 5, at: t0.Add(time.Second)}); got != 0 {
 		t.Errorf("cpu after counter reset %v", got)
+	}
+	if got := cpuPercent(usageSample{cpu: 0, at: t0}, usageSample{cpu: 5, at: t0}); got != 0 {
+		t.Errorf("cpu over no time %v", got)
 	}
 	m := container.MemoryStats{Usage: 100, Stats: map[string]uint64{"total_inactive_file": 30}}
 	if got := memUsage(m); got != 70 {
@@ -245,5 +252,60 @@ func TestGPUsShown(t *testing.T) {
 	c := fromSummary(container.Summary{Labels: map[string]string{LabelName: "box", LabelOwner: "alice", LabelGPUs: "GPU-a", LabelGPUIndices: "3"}})
 	if c.GPUs != "3" {
 		t.Errorf("fromSummary: GPUs %q", c.GPUs)
+	}
+}
+
+// TestCgroupUsage reads made-up cgroup trees of every layout the engine uses.
+func TestCgroupUsage(t *testing.T) {
+	id := strings.Repeat("ab", 32)
+	write := func(t *testing.T, root string, files map[string]string) {
+		for name, body := range files {
+			p := filepath.Join(root, name)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	v2 := func(dir string) map[string]string {
+		return map[string]string{
+			dir + "/cpu.stat":       "usage_usec 2500\nuser_usec 2000\nsystem_usec 500\n",
+			dir + "/memory.current": "1000\n",
+			dir + "/memory.stat":    "anon 600\nfile 400\ninactive_file 300\n",
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+	}{
+		{"v2 cgroupfs", v2("docker/" + id)},
+		{"v2 systemd", v2("system.slice/docker-" + id + ".scope")},
+		{"v1 cgroupfs", map[string]string{
+			"cpuacct/docker/" + id + "/cpuacct.usage":        "2500000\n",
+			"memory/docker/" + id + "/memory.usage_in_bytes": "1000\n",
+			"memory/docker/" + id + "/memory.stat":           "cache 400\ntotal_inactive_file 300\n",
+		}},
+		{"v1 systemd", map[string]string{
+			"cpuacct/system.slice/docker-" + id + ".scope/cpuacct.usage":        "2500000\n",
+			"memory/system.slice/docker-" + id + ".scope/memory.usage_in_bytes": "1000\n",
+			"memory/system.slice/docker-" + id + ".scope/memory.stat":           "total_inactive_file 300\n",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			write(t, root, tc.files)
+			got, ok := cgroupUsage{root: root}.read(id)
+			if !ok || got.cpu != 2500000 || got.mem != 700 || got.at.IsZero() {
+				t.Errorf("read %+v %v, want 2.5 ms of CPU and 700 bytes", got, ok)
+			}
+			if _, ok := (cgroupUsage{root: root}).read(strings.Repeat("cd", 32)); ok {
+				t.Error("another container's cgroup was found")
+			}
+			if _, ok := (cgroupUsage{root: root}).read("../" + id); ok {
+				t.Error("a path was taken for an ID")
+			}
+		})
 	}
 }

@@ -5,8 +5,8 @@
 // The table costs no Docker API call: it is re-read from Snapshot when SubscribeFor says one
 // of the containers it shows changed. While the tab is on screen it wakes when an uptime it
 // shows would read differently (each second for a container started seconds ago, each minute
-// or day after), never otherwise. Usage is sampled (WatchStats) only for the selected running
-// container while the table is on screen. Every string from outside
+// or day after), never otherwise. CPU and memory of every running container come with the
+// snapshot (one reader for the whole server). Every string from outside
 // is neutralised before display.
 package containers
 
@@ -34,7 +34,6 @@ import (
 type Service interface {
 	Snapshot(id backend.Identity, opts docker.ListOptions) ([]docker.Container, docker.Health)
 	SubscribeFor(id backend.Identity, opts docker.ListOptions) (<-chan struct{}, func())
-	WatchStats(containerID string) (release func())
 	Config() docker.Config
 	Run(ctx context.Context, id backend.Identity, spec docker.RunSpec) (docker.Container, error)
 	Start(ctx context.Context, id backend.Identity, ref string) error
@@ -63,7 +62,7 @@ type (
 		tab *Tab
 		seq int
 	}
-	actionMsg  struct {
+	actionMsg struct {
 		tab        *Tab
 		ref, shown string
 		verb       string
@@ -135,8 +134,6 @@ type Tab struct {
 	logs   *logViewer
 	logGen int
 
-	watchID string
-	unwatch func()
 	shown   bool // the tab is on screen (Show)
 	tickSeq int  // the uptime tick that counts; older ones are dropped
 
@@ -181,17 +178,13 @@ func (t *Tab) Select(ref string) {
 // Selected is the ref ("owner/name") of the selected container, if any.
 func (t *Tab) Selected() string { return t.selRef }
 
-// Close releases the subscription, the stats watch and the log stream, and cancels calls
+// Close releases the subscription and the log stream, and cancels calls
 // in flight. Call it once the program has ended; it is safe to call more than once.
 func (t *Tab) Close() {
 	t.closeOnce.Do(func() {
 		t.cancel()
 		if t.unsub != nil {
 			t.unsub()
-		}
-		if t.unwatch != nil {
-			t.unwatch()
-			t.unwatch, t.watchID = nil, ""
 		}
 		if t.logs != nil {
 			t.logs.stream.close()
@@ -213,10 +206,9 @@ func (t *Tab) Init() tea.Cmd {
 	return t.waitChange()
 }
 
-// Show starts or stops what only matters on screen: the uptime tick and the stats watch.
+// Show starts or stops what only matters on screen: the uptime tick.
 func (t *Tab) Show(on bool) tea.Cmd {
 	t.shown = on
-	t.reconcileWatch()
 	return t.tick()
 }
 
@@ -451,9 +443,8 @@ func (t *Tab) current() (docker.Container, bool) {
 	return t.list[t.sel], true
 }
 
-// afterSelect follows the selection: the stats watch and, when open, the details.
+// afterSelect follows the selection with the details, when they are open.
 func (t *Tab) afterSelect() tea.Cmd {
-	t.reconcileWatch()
 	if !t.detailsOpen {
 		return nil
 	}
@@ -466,28 +457,6 @@ func (t *Tab) afterSelect() tea.Cmd {
 		return nil
 	}
 	return t.inspect(c)
-}
-
-// reconcileWatch keeps exactly one stats watch: on the selected running container while
-// the table is on screen, none otherwise.
-func (t *Tab) reconcileWatch() {
-	want := ""
-	if t.shown && t.form == nil && t.logs == nil && t.ctx.Err() == nil {
-		if c, ok := t.current(); ok && c.State == "running" && c.ID != "" {
-			want = c.ID
-		}
-	}
-	if want == t.watchID {
-		return
-	}
-	if t.unwatch != nil {
-		t.unwatch()
-		t.unwatch = nil
-	}
-	t.watchID = want
-	if want != "" {
-		t.unwatch = t.svc.WatchStats(want)
-	}
 }
 
 // shownName is how the tab names a container to its viewer: "box" for one's own,
@@ -710,7 +679,6 @@ func (t *Tab) openForm() tea.Cmd {
 	t.form = newForm(formLimits{defaultCPUs: cfg.DefaultCPUs, defaultMem: cfg.DefaultMemory, maxCPUs: q.MaxCPUs, maxMem: q.MaxMemory})
 	t.form.resize(t.width)
 	t.confirm = nil
-	t.reconcileWatch()
 	return nil
 }
 
@@ -720,7 +688,6 @@ func (t *Tab) formKey(msg tea.KeyPressMsg) tea.Cmd {
 	switch res {
 	case formCancel:
 		t.form = nil
-		t.reconcileWatch()
 		return nil
 	case formSubmit:
 		spec, ok := t.form.spec()
@@ -775,7 +742,6 @@ func (t *Tab) openLogs(c docker.Container, timestamps bool) tea.Cmd {
 	})
 	v.resize(t.width, t.height)
 	t.logs = v
-	t.reconcileWatch()
 	return v.stream.wait(t, v.gen)
 }
 
@@ -785,7 +751,6 @@ func (t *Tab) closeLogs() {
 	}
 	t.logs.stream.close()
 	t.logs = nil
-	t.reconcileWatch()
 }
 
 func (t *Tab) logsKey(msg tea.KeyPressMsg) tea.Cmd {

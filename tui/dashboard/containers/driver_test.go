@@ -199,7 +199,6 @@ type fakeService struct {
 	list    []docker.Container
 	health  docker.Health
 	subs    map[chan struct{}]bool
-	watches map[string]int
 	cfg     docker.Config
 	logs    string
 	logOpen int
@@ -208,7 +207,7 @@ type fakeService struct {
 
 func newFake(list ...docker.Container) *fakeService {
 	return &fakeService{list: list, health: docker.Health{OK: true}, subs: map[chan struct{}]bool{},
-		watches: map[string]int{}, cfg: docker.DefaultConfig()}
+		cfg: docker.DefaultConfig()}
 }
 
 func (f *fakeService) set(list []docker.Container, h docker.Health) {
@@ -255,32 +254,6 @@ func (f *fakeService) subscribers() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.subs)
-}
-
-func (f *fakeService) WatchStats(id string) func() {
-	f.mu.Lock()
-	f.watches[id]++
-	f.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			if f.watches[id]--; f.watches[id] == 0 {
-				delete(f.watches, id)
-			}
-		})
-	}
-}
-
-func (f *fakeService) watched() map[string]int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range f.watches {
-		out[k] = v
-	}
-	return out
 }
 
 func (f *fakeService) Config() docker.Config { return f.cfg }

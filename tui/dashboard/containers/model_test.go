@@ -57,47 +57,26 @@ func TestDegradesAndRecovers(t *testing.T) {
 	}
 }
 
-func TestStatsWatchFollowsSelectionAndScreen(t *testing.T) {
-	f := newFake(threeOfAlice()...)
+// TestUsageOnEveryRunningRow: CPU and memory come with the snapshot for every running
+// container, whichever row the cursor is on; a stopped one shows none.
+func TestUsageOnEveryRunningRow(t *testing.T) {
+	cs := threeOfAlice()
+	for i, pct := range []float64{12, 47} {
+		cs[i].CPUPercent, cs[i].MemUsage, cs[i].MemLimit, cs[i].StatsAt = pct, int64(i+1)<<30, 8<<30, fixedNow()
+	}
+	f := newFake(cs...)
 	tab := New(f, alice, testStyles(), fixedNow)
 	d := newDriver(t, tab)
-	watched := func(want ...string) {
-		t.Helper()
-		got := f.watched()
-		if len(got) != len(want) {
-			t.Fatalf("watched %v, want %v", got, want)
-		}
-		for _, id := range want {
-			if got[id] != 1 {
-				t.Fatalf("watched %v, want %v once each", got, want)
-			}
-		}
+	d.w = 100
+	d.render()
+	if !strings.Contains(d.row("a1"), "12%") || !strings.Contains(d.row("a1"), "1.0/8.0 GiB") {
+		t.Errorf("a1 (under the cursor) has no usage: %q", d.row("a1"))
 	}
-	d.press("j")
-	watched("alice-a2")
-	d.press("j") // a3 is not running: nothing to sample
-	watched()
-	d.press("k")
-	watched("alice-a2")
-	d.press("l") // the table is off screen while the log viewer is open
-	watched()
-	d.press("esc")
-	watched("alice-a2")
-	d.press("n")
-	watched()
-	d.press("esc")
-	watched("alice-a2")
-
-	// Another tab is on screen: the watch goes; back on screen, it comes back.
-	tab.Show(false)
-	watched()
-	tab.Show(true)
-	watched("alice-a2")
-
-	tab.Close()
-	watched()
-	if n := f.subscribers(); n != 0 {
-		t.Errorf("%d subscriptions left after Close", n)
+	if !strings.Contains(d.row("a2"), "47%") || !strings.Contains(d.row("a2"), "2.0/8.0 GiB") {
+		t.Errorf("a2 (not under the cursor) has no usage: %q", d.row("a2"))
+	}
+	if strings.Contains(d.row("a3"), "%") {
+		t.Errorf("the stopped a3 shows usage: %q", d.row("a3"))
 	}
 }
 
@@ -424,7 +403,7 @@ func TestNoGoroutineLeft(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		t.Errorf("%d goroutines left over (before: %d):\n%s", n-before, before, buf[:runtime.Stack(buf, true)])
 	}
-	if f.openLogs() != 0 || f.subscribers() != 0 || len(f.watched()) != 0 {
-		t.Errorf("left open: %d log streams, %d subscriptions, watches %v", f.openLogs(), f.subscribers(), f.watched())
+	if f.openLogs() != 0 || f.subscribers() != 0 {
+		t.Errorf("left open: %d log streams, %d subscriptions", f.openLogs(), f.subscribers())
 	}
 }
