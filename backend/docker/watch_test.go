@@ -70,6 +70,11 @@ func (f *fakeEngine) ContainerInspect(_ context.Context, id string, _ client.Con
 
 func (f *fakeEngine) Close() error { return nil }
 
+// ContainerStats has nothing to say: usage is not what these tests are about.
+func (f *fakeEngine) ContainerStats(context.Context, string, client.ContainerStatsOptions) (client.ContainerStatsResult, error) {
+	return client.ContainerStatsResult{}, errors.New("no stats from the fake engine")
+}
+
 func (f *fakeEngine) set(down error, items ...container.Summary) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
