@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"whalemountain/backend/docker"
+	"whalemountain/tui/sshd"
 )
 
 // Config is the whole server configuration: embedded defaults, then the YAML file, then
@@ -99,6 +100,39 @@ type Limits struct {
 	MaxSessionsPerUser int           `yaml:"max_sessions_per_user"`
 	FailuresPerMinute  int           `yaml:"failures_per_minute"`
 	ShutdownGrace      time.Duration `yaml:"shutdown_grace"`
+	// MaxStartups is OpenSSH's "soft:rate:hard" for connections not yet logged in;
+	// PerSourceMaxStartups caps those from one address.
+	MaxStartups          string `yaml:"max_startups"`
+	PerSourceMaxStartups int    `yaml:"per_source_max_startups"`
+	// MaxForwards caps the ssh -L channels open on one connection.
+	MaxForwards int `yaml:"max_forwards"`
+}
+
+// startups reads MaxStartups and PerSourceMaxStartups.
+func (l Limits) startups() (sshd.Startups, error) {
+	st := sshd.Startups{PerSource: l.PerSourceMaxStartups}
+	parts := strings.Split(l.MaxStartups, ":")
+	var err error
+	nums := make([]int, len(parts))
+	for i, p := range parts {
+		if nums[i], err = strconv.Atoi(p); err != nil {
+			break
+		}
+	}
+	switch {
+	case err != nil:
+		return st, fmt.Errorf("limits.max_startups: %q is not soft:rate:hard, such as 10:30:100", l.MaxStartups)
+	case len(nums) == 1:
+		st.Soft, st.Rate, st.Hard = nums[0], 100, nums[0]
+	case len(nums) == 3:
+		st.Soft, st.Rate, st.Hard = nums[0], nums[1], nums[2]
+	default:
+		return st, fmt.Errorf("limits.max_startups: %q is not soft:rate:hard, such as 10:30:100", l.MaxStartups)
+	}
+	if err := st.Validate(); err != nil {
+		return st, fmt.Errorf("limits.%w", err)
+	}
+	return st, nil
 }
 
 // defaultConfig is what `make run` gets on a fresh clone.
@@ -114,12 +148,15 @@ func defaultConfig() Config {
 			RequestTimeout: 10 * time.Second,
 		},
 		Limits: Limits{
-			MaxAuthTries:       6,
-			LoginGrace:         30 * time.Second,
-			IdleTimeout:        time.Hour,
-			MaxSessionsPerUser: 10,
-			FailuresPerMinute:  10,
-			ShutdownGrace:      10 * time.Second,
+			MaxAuthTries:         6,
+			LoginGrace:           30 * time.Second,
+			IdleTimeout:          time.Hour,
+			MaxSessionsPerUser:   10,
+			FailuresPerMinute:    10,
+			ShutdownGrace:        10 * time.Second,
+			MaxStartups:          "10:30:100",
+			PerSourceMaxStartups: 20,
+			MaxForwards:          64,
 		},
 		Docker: defaultDockerConfig(),
 		Images: ImagesConfig{SIF: SIFConfig{Quota: docker.DefaultSIFQuota, MaxBuilds: docker.DefaultSIFBuilds}},
@@ -321,6 +358,11 @@ func (c *Config) validate() error {
 		return bad("limits.failures_per_minute", "must be at least 1")
 	case l.ShutdownGrace < 0:
 		return bad("limits.shutdown_grace", "must not be negative")
+	case l.MaxForwards < 1:
+		return bad("limits.max_forwards", "must be at least 1")
+	}
+	if _, err := l.startups(); err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
 	if c.Docker.Enabled {
 		if _, err := c.Docker.backend(); err != nil {

@@ -55,6 +55,9 @@ func TestDefaultConfigIsValid(t *testing.T) {
 		{"limits.max_sessions_per_user", c.Limits.MaxSessionsPerUser, 10},
 		{"limits.failures_per_minute", c.Limits.FailuresPerMinute, 10},
 		{"limits.shutdown_grace", c.Limits.ShutdownGrace, 10 * time.Second},
+		{"limits.max_startups", c.Limits.MaxStartups, "10:30:100"},
+		{"limits.per_source_max_startups", c.Limits.PerSourceMaxStartups, 20},
+		{"limits.max_forwards", c.Limits.MaxForwards, 64},
 	}
 	for _, ch := range checks {
 		if !reflect.DeepEqual(ch.got, ch.want) {
@@ -199,6 +202,12 @@ func TestConfigValidateRefusesBadValues(t *testing.T) {
 		{"failures_per_minute zero", func(c *Config) { c.Limits.FailuresPerMinute = 0 }, "limits.failures_per_minute", ""},
 		{"failures_per_minute negative", func(c *Config) { c.Limits.FailuresPerMinute = -1 }, "limits.failures_per_minute", ""},
 		{"shutdown_grace negative", func(c *Config) { c.Limits.ShutdownGrace = -time.Second }, "limits.shutdown_grace", ""},
+		{"max_startups words", func(c *Config) { c.Limits.MaxStartups = "lots" }, "limits.max_startups", "lots"},
+		{"max_startups two numbers", func(c *Config) { c.Limits.MaxStartups = "10:30" }, "limits.max_startups", "10:30"},
+		{"max_startups hard under soft", func(c *Config) { c.Limits.MaxStartups = "10:30:5" }, "limits.max_startups", "10:30:5"},
+		{"max_startups rate over 100", func(c *Config) { c.Limits.MaxStartups = "10:130:100" }, "limits.max_startups", "130"},
+		{"per_source_max_startups zero", func(c *Config) { c.Limits.PerSourceMaxStartups = 0 }, "limits.per_source_max_startups", ""},
+		{"max_forwards zero", func(c *Config) { c.Limits.MaxForwards = 0 }, "limits.max_forwards", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -180,7 +180,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		IdleTimeout:        cfg.Limits.IdleTimeout,
 		MaxSessionsPerUser: cfg.Limits.MaxSessionsPerUser,
 		ShutdownGrace:      cfg.Limits.ShutdownGrace,
+		MaxForwards:        cfg.Limits.MaxForwards,
 	}
+	sc.Startups, _ = cfg.Limits.startups() // validated
 	for _, k := range signers {
 		sc.HostSigners = append(sc.HostSigners, k.Signer)
 	}

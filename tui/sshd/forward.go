@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"charm.land/ssh"
@@ -75,8 +76,14 @@ func (s *Server) directTCPIP(_ *ssh.Server, _ *gossh.ServerConn, newChan gossh.N
 		_ = newChan.Reject(gossh.ConnectionFailed, "malformed forward request")
 		return
 	}
+	done, ok := s.holdForward(ctx)
+	if !ok {
+		_ = newChan.Reject(gossh.ResourceShortage, fmt.Sprintf("at most %d forwards open on one connection", s.cfg.MaxForwards))
+		return
+	}
 	addr, target, id, err := s.forwardTarget(ctx, req.DestAddr, req.DestPort)
 	if err != nil {
+		done()
 		s.log.Info("port forward refused", "user", id.User, "role", id.Role, "remote", id.RemoteAddr, "key", id.KeyFingerprint,
 			"target", target, "reason", err)
 		_ = s.audit.Record(forwardEntry(id, target, audit.Refused, err.Error()))
@@ -86,17 +93,20 @@ func (s *Server) directTCPIP(_ *ssh.Server, _ *gossh.ServerConn, newChan gossh.N
 	d := net.Dialer{Timeout: 10 * time.Second}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
+		done()
 		_ = newChan.Reject(gossh.ConnectionFailed, fmt.Sprintf("nothing answers on %s", target))
 		return
 	}
 	ch, reqs, err := newChan.Accept()
 	if err != nil {
+		done()
 		conn.Close()
 		return
 	}
 	_ = s.audit.Record(forwardEntry(id, target, audit.OK, ""))
 	go gossh.DiscardRequests(reqs)
 	go func() {
+		defer done()
 		defer ch.Close()
 		defer conn.Close()
 		_, _ = io.Copy(ch, conn)
@@ -110,4 +120,27 @@ func (s *Server) directTCPIP(_ *ssh.Server, _ *gossh.ServerConn, newChan gossh.N
 			conn.Close()
 		}
 	}()
+}
+
+// holdForward takes one of the connection's places for an open forward, and says how to give
+// it back (once); false when the connection already holds Config.MaxForwards.
+func (s *Server) holdForward(ctx ssh.Context) (done func(), ok bool) {
+	st, _ := ctx.Value(connKey).(*connState)
+	if st == nil {
+		return nil, false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.forwards >= s.cfg.MaxForwards {
+		return nil, false
+	}
+	st.forwards++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			st.mu.Lock()
+			st.forwards--
+			st.mu.Unlock()
+		})
+	}, true
 }

@@ -41,6 +41,8 @@ type Config struct {
 	IdleTimeout        time.Duration // no traffic at all; default 1h
 	MaxSessionsPerUser int           // open sessions at once; default 10
 	ShutdownGrace      time.Duration // for open sessions at stop; default 10s
+	Startups           Startups      // connections not yet logged in; zero: DefaultStartups
+	MaxForwards        int           // open ssh -L channels per connection; default 64
 }
 
 func (c *Config) defaults() {
@@ -59,6 +61,12 @@ func (c *Config) defaults() {
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = 10 * time.Second
 	}
+	if c.Startups == (Startups{}) {
+		c.Startups = DefaultStartups
+	}
+	if c.MaxForwards <= 0 {
+		c.MaxForwards = 64
+	}
 }
 
 // Server is the running door.
@@ -71,7 +79,8 @@ type Server struct {
 	srv    *ssh.Server
 	prefix string
 
-	conns sync.Map // remote address -> *connState, for the handshake's outcome
+	conns    sync.Map // remote address -> *connState, for the handshake's outcome
+	startups *startups
 
 	mu       sync.Mutex
 	perUser  map[string]int
@@ -90,6 +99,8 @@ type connState struct {
 	lastErr  error
 	accepted bool
 	sessions map[*session]struct{}
+	release  func() // frees its place among the connections not yet logged in
+	forwards int    // open ssh -L channels
 
 	conn *activityConn
 }
@@ -129,8 +140,11 @@ func New(cfg Config, auth Authenticator, auditLog *audit.Log, deps cli.Deps, log
 	if auth == nil {
 		return nil, errors.New("ssh server: no authenticator")
 	}
+	if err := cfg.Startups.Validate(); err != nil {
+		return nil, fmt.Errorf("ssh server: %w", err)
+	}
 	s := &Server{cfg: cfg, auth: auth, audit: auditLog, deps: deps, log: logger,
-		perUser: map[string]int{}, sessions: map[*session]struct{}{}}
+		perUser: map[string]int{}, sessions: map[*session]struct{}{}, startups: newStartups(cfg.Startups, logger)}
 	s.prefix = usagePrefix(cfg.ServerName, cfg.Listen)
 
 	srv, err := wish.NewServer(
@@ -269,9 +283,14 @@ func (s *Server) onConn(ctx ssh.Context, c net.Conn) net.Conn {
 		c.Close()
 		return nil
 	}
+	release, ok := s.startups.admit(ip)
+	if !ok {
+		c.Close() // logged once per burst by the limiter
+		return nil
+	}
 	ac := &activityConn{Conn: c}
 	ac.last.Store(time.Now().UnixNano())
-	st := &connState{conn: ac, sessions: map[*session]struct{}{}}
+	st := &connState{conn: ac, sessions: map[*session]struct{}{}, release: release}
 	ctx.SetValue(connKey, st)
 	s.conns.Store(c.RemoteAddr().String(), st)
 	go s.watchIdle(ctx, st)
@@ -344,6 +363,7 @@ func (s *Server) publicKey(ctx ssh.Context, key ssh.PublicKey) bool {
 			st.lastKey = gossh.FingerprintSHA256(key)
 		} else {
 			st.accepted = true
+			st.release()
 		}
 		st.mu.Unlock()
 	}
@@ -363,6 +383,7 @@ func (s *Server) onConnFailed(c net.Conn, err error) {
 		return
 	}
 	st := v.(*connState)
+	st.release()
 	st.mu.Lock()
 	user, attempts, reason, lastErr, lastKey := st.user, st.attempts, st.reason, st.lastErr, st.lastKey
 	st.mu.Unlock()
@@ -383,7 +404,11 @@ func (s *Server) onConnFailed(c net.Conn, err error) {
 	_ = s.audit.Record(audit.Entry{User: user, Source: ip, Key: lastKey, Action: "login", Result: audit.Refused, Reason: reason})
 }
 
-func (s *Server) onConnClose(c net.Conn) { s.conns.Delete(c.RemoteAddr().String()) }
+func (s *Server) onConnClose(c net.Conn) {
+	if v, ok := s.conns.LoadAndDelete(c.RemoteAddr().String()); ok {
+		v.(*connState).release()
+	}
+}
 
 // Serve accepts connections on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
