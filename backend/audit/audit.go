@@ -30,7 +30,10 @@ type Entry struct {
 	Action string    `json:"action"`
 	Target string    `json:"target,omitempty"`
 	Result string    `json:"result"`
-	Reason string    `json:"reason,omitempty"`
+	Reason string    `json:"reason,omitempty"` // why it was refused or failed
+	// Note is what the user gave as the reason for the action, such as why a TA stopped a
+	// student's container.
+	Note string `json:"note,omitempty"`
 }
 
 // Log is an append-only JSON-lines file. It is safe for concurrent use.
@@ -74,6 +77,12 @@ func (l *Log) Record(e Entry) error {
 func (l *Log) Action(id backend.Identity, action, target, result, reason string) error {
 	return l.Record(Entry{User: id.User, Role: string(id.Role), Source: id.RemoteAddr,
 		Key: id.KeyFingerprint, Action: action, Target: target, Result: result, Reason: reason})
+}
+
+// ActionNote is Action with the reason the user gave for it.
+func (l *Log) ActionNote(id backend.Identity, action, target, result, reason, note string) error {
+	return l.Record(Entry{User: id.User, Role: string(id.Role), Source: id.RemoteAddr,
+		Key: id.KeyFingerprint, Action: action, Target: target, Result: result, Reason: reason, Note: note})
 }
 
 // Close closes the file.

@@ -150,6 +150,7 @@ func (s *Service) List(ctx context.Context, id backend.Identity, opts ListOption
 			continue
 		}
 		s.live.fill(&c)
+		s.notices.markStopped(&c)
 		out = append(out, c)
 	}
 	sortContainers(out)
@@ -466,6 +467,9 @@ func (s *Service) Start(ctx context.Context, id backend.Identity, ref string) er
 	if err == nil {
 		err = s.startHoldingGPUs(ctx, t)
 	}
+	if err == nil {
+		_ = s.notices.forget(t.owner, t.ID)
+	}
 	s.record(id, "start", auditTarget(t, ref), err)
 	return err
 }
@@ -524,15 +528,42 @@ func (s *Service) stopTimeout() *int {
 	return &secs
 }
 
-// Stop stops a running container (TERM, then KILL after Config.StopTimeout).
-func (s *Service) Stop(ctx context.Context, id backend.Identity, ref string) error {
-	t, err := s.find(ctx, id, ref)
+// Stop stops a running container (TERM, then KILL after Config.StopTimeout). The stop is
+// remembered, so the container reads "stopped" rather than the exit code of the signal.
+// When someone else (a TA) stops it, reason is why: the owner is told who did it and why
+// (Notices), and the audit line carries it.
+func (s *Service) Stop(ctx context.Context, id backend.Identity, ref, reason string) error {
+	reason, err := ValidateReason(reason)
+	var t found
+	if err == nil {
+		t, err = s.find(ctx, id, ref)
+	}
 	if err == nil {
 		_, err = s.api.ContainerStop(ctx, t.ID, client.ContainerStopOptions{Timeout: s.stopTimeout()})
 		err = engineErr("stop container "+t.typed, err)
 	}
-	s.record(id, "stop", auditTarget(t, ref), err)
+	if err == nil && slices.Contains([]container.ContainerState{container.StateRunning, container.StateRestarting, container.StatePaused},
+		container.ContainerState(t.State)) {
+		s.rememberStop(ctx, id, t, reason)
+	}
+	s.recordNote(id, "stop", auditTarget(t, ref), err, reason)
 	return err
+}
+
+// rememberStop records that id stopped t on purpose and, when t is someone else's, tells
+// its owner; then the dashboards showing t read it again.
+func (s *Service) rememberStop(ctx context.Context, id backend.Identity, t found, reason string) {
+	info := StopInfo{By: id.User, ByRole: string(id.Role), Reason: reason}
+	ins, err := s.api.ContainerInspect(context.WithoutCancel(ctx), t.ID, client.ContainerInspectOptions{})
+	if err == nil && ins.Container.State != nil && ins.Container.State.Status == container.StateExited {
+		if started := parseTime(ins.Container.State.StartedAt); !started.IsZero() {
+			_ = s.notices.recordStop(t.owner, t.ID, started, info)
+		}
+	}
+	if id.User != t.owner {
+		_ = s.notices.addNotice(t.owner, Notice{Container: t.name, Action: "stop", By: id.User, ByRole: string(id.Role), Reason: reason})
+	}
+	s.pokeOwner(t.owner)
 }
 
 // Restart stops (if running) and starts a container.
@@ -542,13 +573,22 @@ func (s *Service) Restart(ctx context.Context, id backend.Identity, ref string) 
 		_, err = s.api.ContainerRestart(ctx, t.ID, client.ContainerRestartOptions{Timeout: s.stopTimeout()})
 		err = engineErr("restart container "+t.typed, err)
 	}
+	if err == nil {
+		_ = s.notices.forget(t.owner, t.ID)
+	}
 	s.record(id, "restart", auditTarget(t, ref), err)
 	return err
 }
 
-// Remove removes a container; a running one only with force. The user's home stays.
-func (s *Service) Remove(ctx context.Context, id backend.Identity, ref string, force bool) error {
-	t, err := s.find(ctx, id, ref)
+// Remove removes a container; a running one only with force. The user's home stays. When
+// someone else (a TA) removes it, reason is why: the owner is told, and the audit line
+// carries it.
+func (s *Service) Remove(ctx context.Context, id backend.Identity, ref string, force bool, reason string) error {
+	reason, err := ValidateReason(reason)
+	var t found
+	if err == nil {
+		t, err = s.find(ctx, id, ref)
+	}
 	if err == nil && !force && (t.State == string(container.StateRunning) || t.State == string(container.StateRestarting)) {
 		err = errorf(ErrConflict, "container %s is running; stop it or use -f", t.typed)
 	}
@@ -559,7 +599,14 @@ func (s *Service) Remove(ctx context.Context, id backend.Identity, ref string, f
 		}
 		err = engineErr("remove container "+t.typed, err)
 	}
-	s.record(id, "rm", auditTarget(t, ref), err)
+	if err == nil {
+		_ = s.notices.forget(t.owner, t.ID)
+		if id.User != t.owner {
+			_ = s.notices.addNotice(t.owner, Notice{Container: t.name, Action: "rm", By: id.User, ByRole: string(id.Role), Reason: reason})
+			s.pokeOwner(t.owner)
+		}
+	}
+	s.recordNote(id, "rm", auditTarget(t, ref), err, reason)
 	return err
 }
 
@@ -587,6 +634,7 @@ func (s *Service) Inspect(ctx context.Context, id backend.Identity, ref string) 
 	d := Details{Container: fromSummary(t.summary)}
 	applyInspect(&d.Container, in)
 	s.live.fill(&d.Container)
+	s.notices.markStopped(&d.Container)
 	d.Home = expand(s.cfg.HomeTarget, t.owner)
 	if in.State != nil {
 		d.FinishedAt = parseTime(in.State.FinishedAt)
@@ -600,6 +648,7 @@ func (s *Service) Inspect(ctx context.Context, id backend.Identity, ref string) 
 		d.Cmd = in.Config.Cmd
 		d.Entrypoint = in.Config.Entrypoint
 		d.WorkingDir = in.Config.WorkingDir
+		d.ExposedPorts = exposedPorts(in.Config.ExposedPorts)
 		for _, kv := range in.Config.Env {
 			k, _, _ := strings.Cut(kv, "=")
 			d.EnvNames = append(d.EnvNames, k)
@@ -617,6 +666,19 @@ func (s *Service) Inspect(ctx context.Context, id backend.Identity, ref string) 
 		}
 	}
 	return d, nil
+}
+
+// exposedPorts are the ports of a port set as "8888/tcp", in numeric order.
+func exposedPorts(set network.PortSet) []string {
+	ports := slices.Collect(maps.Keys(set))
+	slices.SortFunc(ports, func(a, b network.Port) int {
+		return cmp.Or(cmp.Compare(a.Num(), b.Num()), strings.Compare(string(a.Proto()), string(b.Proto())))
+	})
+	out := make([]string, 0, len(ports))
+	for _, p := range ports {
+		out = append(out, p.String())
+	}
+	return out
 }
 
 // Logs streams a container's output. TTY containers give the raw stream; others are

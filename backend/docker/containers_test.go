@@ -205,9 +205,9 @@ func TestIsolation(t *testing.T) {
 	ops := map[string]func(ref string) error{
 		"inspect": func(ref string) error { _, err := r.svc.Inspect(r.ctx, bob, ref); return err },
 		"start":   func(ref string) error { return r.svc.Start(r.ctx, bob, ref) },
-		"stop":    func(ref string) error { return r.svc.Stop(r.ctx, bob, ref) },
+		"stop":    func(ref string) error { return r.svc.Stop(r.ctx, bob, ref, "") },
 		"restart": func(ref string) error { return r.svc.Restart(r.ctx, bob, ref) },
-		"rm":      func(ref string) error { return r.svc.Remove(r.ctx, bob, ref, true) },
+		"rm":      func(ref string) error { return r.svc.Remove(r.ctx, bob, ref, true, "") },
 		"logs": func(ref string) error {
 			rc, err := r.svc.Logs(r.ctx, bob, ref, docker.LogOptions{})
 			if err == nil {
@@ -242,7 +242,7 @@ func TestIsolation(t *testing.T) {
 	if _, err := r.svc.List(r.ctx, backend.Identity{}, docker.ListOptions{}); !errors.Is(err, docker.ErrPermission) {
 		t.Errorf("zero identity lists: %v", err)
 	}
-	if err := r.svc.Stop(r.ctx, backend.Identity{User: "alice"}, "box"); !errors.Is(err, docker.ErrPermission) {
+	if err := r.svc.Stop(r.ctx, backend.Identity{User: "alice"}, "box", ""); !errors.Is(err, docker.ErrPermission) {
 		t.Errorf("identity without role stops: %v", err)
 	}
 
@@ -266,11 +266,11 @@ func TestIsolation(t *testing.T) {
 	if own, _ := r.svc.List(r.ctx, tina, docker.ListOptions{All: true}); len(own) != 0 {
 		t.Errorf("TA's own list: %v", own)
 	}
-	if err := r.svc.Stop(r.ctx, tina, "alice/box"); err != nil {
+	if err := r.svc.Stop(r.ctx, tina, "alice/box", ""); err != nil {
 		t.Errorf("TA stop: %v", err)
 	}
 	_ = r.logs(tina, "alice/box", docker.LogOptions{})
-	if err := r.svc.Remove(r.ctx, tina, "alice/box", false); err != nil {
+	if err := r.svc.Remove(r.ctx, tina, "alice/box", false, ""); err != nil {
 		t.Errorf("TA rm: %v", err)
 	}
 	if _, err := r.svc.Inspect(r.ctx, alice, "box"); !errors.Is(err, docker.ErrNotFound) {
@@ -284,7 +284,7 @@ func TestHomeSurvivesRemove(t *testing.T) {
 	r := newRig(t)
 	w := r.run(alice, docker.RunSpec{Name: "writer", Cmd: []string{"sh", "-c", "echo hi > ~/f"}})
 	r.wait(w)
-	if err := r.svc.Remove(r.ctx, alice, "writer", false); err != nil {
+	if err := r.svc.Remove(r.ctx, alice, "writer", false, ""); err != nil {
 		t.Fatal(err)
 	}
 	rd := r.run(alice, docker.RunSpec{Name: "reader", Cmd: []string{"cat", "f"}})
@@ -323,7 +323,7 @@ func TestQuota(t *testing.T) {
 	refuse(docker.RunSpec{Name: "b"}, "quota: at most 1 running containers for students (you have 1)")
 	refuse(docker.RunSpec{Name: "b", CPUs: 2}, "quota: at most 1 CPUs per container for students (asked 2)")
 	refuse(docker.RunSpec{Name: "b", Memory: 1 << 30}, "quota: at most 128 MiB memory per container for students (asked 1.0 GiB)")
-	if err := r.svc.Stop(r.ctx, alice, "a"); err != nil {
+	if err := r.svc.Stop(r.ctx, alice, "a", ""); err != nil {
 		t.Fatal(err)
 	}
 	r.run(alice, docker.RunSpec{Name: "b"})
@@ -395,11 +395,11 @@ func TestBadInput(t *testing.T) {
 		err.Error() != "container box already exists" {
 		t.Errorf("second box: %v", err)
 	}
-	if err := r.svc.Remove(r.ctx, alice, "box", false); !errors.Is(err, docker.ErrConflict) ||
+	if err := r.svc.Remove(r.ctx, alice, "box", false, ""); !errors.Is(err, docker.ErrConflict) ||
 		err.Error() != "container box is running; stop it or use -f" {
 		t.Errorf("rm running box: %v", err)
 	}
-	if err := r.svc.Remove(r.ctx, alice, "box", true); err != nil {
+	if err := r.svc.Remove(r.ctx, alice, "box", true, ""); err != nil {
 		t.Errorf("rm -f box: %v", err)
 	}
 	// A generated name.
@@ -508,11 +508,11 @@ func TestAudit(t *testing.T) {
 	if _, err := svc.Run(ctx, alice, docker.RunSpec{Name: "box", Image: r.img}); err != nil {
 		t.Fatal(err)
 	}
-	_ = svc.Stop(ctx, alice, "box")
+	_ = svc.Stop(ctx, alice, "box", "")
 	_ = svc.Start(ctx, alice, "box")
 	_ = svc.Restart(ctx, alice, "box")
-	_ = svc.Remove(ctx, alice, "box", true)
-	_ = svc.Remove(ctx, bob, "alice/box", true)
+	_ = svc.Remove(ctx, alice, "box", true, "")
+	_ = svc.Remove(ctx, bob, "alice/box", true, "")
 	_, _ = svc.Run(ctx, alice, docker.RunSpec{Name: "Bad", Image: r.img})
 
 	got := auditLines(t, path)
@@ -542,5 +542,153 @@ func TestConfigDefaultsValid(t *testing.T) {
 	}
 	if err := dockertest.Config().Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStoppedOnPurpose: a container the server stopped reads as stopped, with who did it
+// and why; a crash keeps its exit code; a TA's stop or removal of a student's container is
+// a notice to the student, kept on disk, and the audit line carries the reason.
+func TestStoppedOnPurpose(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	svc, path := r.auditedService()
+	if err := svc.Watch(r.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.SetNoticeDir(filepath.Join(t.TempDir(), "notices")); err != nil {
+		t.Fatal(err)
+	}
+	ctx := r.ctx
+	for _, name := range []string{"box", "mine"} {
+		if _, err := svc.Run(ctx, alice, docker.RunSpec{Name: name, Image: r.img}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	crash, err := svc.Run(ctx, alice, docker.RunSpec{Name: "crash", Image: r.img, Cmd: []string{"sh", "-c", "sleep 1; exit 3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.wait(crash)
+	if err := svc.Stop(ctx, tina, "alice/box", "bad\nreason"); !errors.Is(err, docker.ErrInvalid) {
+		t.Errorf("a reason of two lines: %v", err)
+	}
+	if err := svc.Stop(ctx, tina, "alice/box", "the exam needs the GPU"); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Stop(ctx, alice, "mine", ""); err != nil {
+		t.Fatal(err)
+	}
+
+	byName := func(cs []docker.Container) map[string]docker.Container {
+		m := map[string]docker.Container{}
+		for _, c := range cs {
+			m[c.Name] = c
+		}
+		return m
+	}
+	waitUntil(t, "the snapshot to show the stops", func() bool {
+		snap, _ := svc.Snapshot(alice, docker.ListOptions{All: true})
+		m := byName(snap)
+		return m["box"].Stopped != nil && m["mine"].Stopped != nil && m["crash"].State == "exited"
+	})
+	snap, _ := svc.Snapshot(alice, docker.ListOptions{All: true})
+	listed, err := svc.List(ctx, alice, docker.ListOptions{All: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, cs := range map[string][]docker.Container{"snapshot": snap, "list": listed} {
+		m := byName(cs)
+		if s := m["box"].Stopped; s == nil || s.By != "tina" || s.ByRole != "ta" || s.Reason != "the exam needs the GPU" || m["box"].State != "exited" {
+			t.Errorf("%s: box %+v stopped %+v", what, m["box"], s)
+		}
+		if s := m["mine"].Stopped; s == nil || s.By != "alice" {
+			t.Errorf("%s: mine stopped %+v", what, s)
+		}
+		if c := m["crash"]; c.Stopped != nil || c.ExitCode != 3 {
+			t.Errorf("%s: the crash reads as stopped on purpose: %+v", what, c)
+		}
+	}
+	if d, err := svc.Inspect(ctx, alice, "box"); err != nil || d.Stopped == nil || d.Stopped.By != "tina" {
+		t.Errorf("inspect: %+v %v", d.Stopped, err)
+	}
+
+	// The student hears of the TA's stop (not of her own), and of a removal.
+	if err := svc.Remove(ctx, tina, "alice/crash", false, "cleaning up crashed containers"); err != nil {
+		t.Fatal(err)
+	}
+	ns, seen := svc.Notices(alice)
+	if seen != 0 || len(ns) != 2 || ns[0].Action != "stop" || ns[0].Container != "box" || ns[0].By != "tina" ||
+		ns[0].Reason != "the exam needs the GPU" || ns[1].Action != "rm" || ns[1].Container != "crash" {
+		t.Errorf("alice's notices: %+v", ns)
+	}
+	if ns, _ := svc.Notices(bob); len(ns) != 0 {
+		t.Errorf("bob's notices: %+v", ns)
+	}
+
+	// Started again: no longer stopped on purpose.
+	if err := svc.Start(ctx, tina, "alice/box"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "box running again", func() bool {
+		snap, _ := svc.Snapshot(alice, docker.ListOptions{All: true})
+		return byName(snap)["box"].State == "running"
+	})
+	if err := svc.Restart(ctx, alice, "mine"); err != nil {
+		t.Fatal(err)
+	}
+	snap, _ = svc.Snapshot(alice, docker.ListOptions{All: true})
+	if byName(snap)["box"].Stopped != nil {
+		t.Error("box still marked stopped after it started again")
+	}
+
+	var notes []string
+	b, _ := os.ReadFile(path)
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var e struct{ User, Action, Target, Result, Note string }
+		if err := json.Unmarshal([]byte(line), &e); err == nil && e.Note != "" {
+			notes = append(notes, strings.Join([]string{e.User, e.Action, e.Target, e.Result, e.Note}, " "))
+		}
+	}
+	want := []string{"tina stop alice/box ok the exam needs the GPU", "tina rm alice/crash ok cleaning up crashed containers"}
+	if !slices.Equal(notes, want) {
+		t.Errorf("audit notes:\n%s\nwant:\n%s", strings.Join(notes, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// waitUntil polls cond for up to a minute.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestDetailsPortsAndTimes: Inspect says which ports the image exposes, the address on the
+// user's own network, and when the container started and exited.
+func TestDetailsPortsAndTimes(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	img := dockertest.ImageWith(r.ctx, t, r.cli, "ports", "EXPOSE 8888 80/tcp 53/udp")
+	r.run(alice, docker.RunSpec{Name: "web", Image: img})
+	d, err := r.svc.Inspect(r.ctx, alice, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"53/udp", "80/tcp", "8888/tcp"}; !slices.Equal(d.ExposedPorts, want) {
+		t.Errorf("exposed ports %q, want %q", d.ExposedPorts, want)
+	}
+	if d.IPAddress == "" || d.Network == "" || d.StartedAt.IsZero() {
+		t.Errorf("address %q on %q, started %v", d.IPAddress, d.Network, d.StartedAt)
+	}
+	if err := r.svc.Stop(r.ctx, alice, "web", ""); err != nil {
+		t.Fatal(err)
+	}
+	d, err = r.svc.Inspect(r.ctx, alice, "web")
+	if err != nil || d.FinishedAt.IsZero() || d.FinishedAt.Before(d.StartedAt) {
+		t.Errorf("finished %v after started %v: %v", d.FinishedAt, d.StartedAt, err)
 	}
 }

@@ -355,7 +355,7 @@ func TestExecRefused(t *testing.T) {
 	r := newRig(t)
 	box := r.run(alice, docker.RunSpec{Name: "box"})
 	r.run(alice, docker.RunSpec{Name: "halt"})
-	if err := r.svc.Stop(r.ctx, alice, "halt"); err != nil {
+	if err := r.svc.Stop(r.ctx, alice, "halt", ""); err != nil {
 		t.Fatal(err)
 	}
 	ins, err := r.cli.ContainerInspect(r.ctx, box.ID, client.ContainerInspectOptions{})

@@ -107,7 +107,7 @@ func TestFilesContainerPutGet(t *testing.T) {
 	if err := r.svc.WriteFile(r.ctx, alice, box, "/tmp/data.bin", bytes.NewReader(small), int64(len(small)), 0o600, time.Time{}); err != nil {
 		t.Fatalf("put again: %v", err)
 	}
-	if err := r.svc.Stop(r.ctx, alice, "box"); err != nil {
+	if err := r.svc.Stop(r.ctx, alice, "box", ""); err != nil {
 		t.Fatal(err)
 	}
 	got, _, err = r.readAll(r.svc, alice, box, "/tmp/data.bin")
@@ -374,7 +374,7 @@ func TestFilesHomeVolume(t *testing.T) {
 		t.Errorf("bob's home shows alice's file: %v", err)
 	}
 	// The home outlives the container.
-	if err := r.svc.Remove(r.ctx, alice, c.Name, true); err != nil {
+	if err := r.svc.Remove(r.ctx, alice, c.Name, true, ""); err != nil {
 		t.Fatal(err)
 	}
 	if b, _, err := r.readAll(r.svc, alice, home, "/notes.bin"); err != nil || !bytes.Equal(b, data) {

@@ -181,7 +181,7 @@ func TestTwoClaimantsResolveToNeither(t *testing.T) {
 	if !errors.Is(err, docker.ErrConflict) || !strings.Contains(err.Error(), "more than one container is called box") {
 		t.Errorf("inspect of a doubly claimed name: %v", err)
 	}
-	if err := r.svc.Remove(r.ctx, alice, "box", true); !errors.Is(err, docker.ErrConflict) {
+	if err := r.svc.Remove(r.ctx, alice, "box", true, ""); !errors.Is(err, docker.ErrConflict) {
 		t.Errorf("rm of a doubly claimed name: %v", err)
 	}
 }

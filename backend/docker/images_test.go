@@ -504,7 +504,7 @@ func TestRemoveImageNotYoursWhateverItsState(t *testing.T) {
 			who  backend.Identity
 			name string
 		}{{bob, "box"}, {bob, "box2"}, {alice, "box"}} {
-			if err := r.svc.Remove(ctx, c.who, c.name, true); err != nil {
+			if err := r.svc.Remove(ctx, c.who, c.name, true, ""); err != nil {
 				t.Errorf("remove %s/%s: %v", c.who.User, c.name, err)
 			}
 		}

@@ -161,6 +161,7 @@ func (s *Service) Snapshot(id backend.Identity, opts ListOptions) ([]Container, 
 			continue
 		}
 		c.Labels = maps.Clone(c.Labels)
+		s.notices.markStopped(&c)
 		out = append(out, c)
 	}
 	sortContainers(out)

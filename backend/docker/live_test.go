@@ -105,7 +105,7 @@ func TestUsageOfEveryRunningContainer(t *testing.T) {
 			r.run(alice, docker.RunSpec{Name: "busy", CPUs: 0.2, Cmd: []string{"sh", "-c", "while :; do :; done"}})
 			r.run(bob, docker.RunSpec{Name: "idle"})
 			stopped := r.run(bob, docker.RunSpec{Name: "stopped"})
-			if err := r.svc.Stop(r.ctx, bob, "stopped"); err != nil {
+			if err := r.svc.Stop(r.ctx, bob, "stopped", ""); err != nil {
 				t.Fatal(err)
 			}
 			var busy, idle docker.Container

@@ -25,6 +25,8 @@ type Service struct {
 	audit *audit.Log
 	calls atomic.Int64
 
+	notices *noticeStore // notices to users and the stops done on purpose (notices.go)
+
 	locksMu sync.Mutex
 	locks   map[string]*sync.Mutex // per user: quota check and create happen as one
 
@@ -54,6 +56,7 @@ func New(cfg Config, log *audit.Log) (*Service, error) {
 func newService(cfg Config, api engine, log *audit.Log) *Service {
 	s := &Service{cfg: cfg, api: api, audit: log, locks: map[string]*sync.Mutex{}, usage: cgroupUsage{root: "/sys/fs/cgroup"}}
 	s.live.init()
+	s.notices = newNoticeStore()
 	return s
 }
 
@@ -82,6 +85,11 @@ func (s *Service) userLock(user string) *sync.Mutex {
 
 // record writes one audit line for a mutating action.
 func (s *Service) record(id backend.Identity, action, target string, err error) {
+	s.recordNote(id, action, target, err, "")
+}
+
+// recordNote is record with the reason the user gave for the action.
+func (s *Service) recordNote(id backend.Identity, action, target string, err error, note string) {
 	result, reason := audit.OK, ""
 	if err != nil {
 		result, reason = audit.Failed, err.Error()
@@ -91,7 +99,7 @@ func (s *Service) record(id backend.Identity, action, target string, err error) 
 			}
 		}
 	}
-	_ = s.audit.Action(id, action, target, result, reason)
+	_ = s.audit.ActionNote(id, action, target, result, reason, note)
 }
 
 // Container is one managed container as users see it.
@@ -104,6 +112,10 @@ type Container struct {
 	Status    string    `json:"status"` // "Up 2 hours", "Exited (0) 3 minutes ago"
 	Created   time.Time `json:"created"`
 	StartedAt time.Time `json:"started_at,omitzero"`
+
+	// Stopped is set when the container is exited because the server stopped it on purpose
+	// (its exit code is then only the signal that stopped it); nil for a crash or an exit.
+	Stopped *StopInfo `json:"stopped,omitempty"`
 
 	// GPUs are the GPUs allocated to it as shown to users: "0,2" (indices), "" for none.
 	GPUs string `json:"gpus,omitempty"`
@@ -139,6 +151,9 @@ type Details struct {
 	WorkingDir string    `json:"working_dir,omitempty"`
 	Network    string    `json:"network,omitempty"`
 	IPAddress  string    `json:"ip_address,omitempty"` // on the user's own network
+	// ExposedPorts are the ports the image and the container say they listen on, such as
+	// "8888/tcp", in numeric order: what `ssh -L PORT:NAME:PORT` can reach.
+	ExposedPorts []string `json:"exposed_ports,omitempty"`
 }
 
 var exitedRE = regexp.MustCompile(`^Exited \((-?\d+)\)`)

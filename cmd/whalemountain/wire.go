@@ -106,6 +106,11 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 		if err != nil {
 			return deps, closeAll, fmt.Errorf("docker: %w", err)
 		}
+		// What TAs did to students' containers, and the stops done on purpose, outlive a restart.
+		if err := svc.SetNoticeDir(filepath.Join(cfg.DataDir, "notices")); err != nil {
+			svc.Close()
+			return deps, closeAll, fmt.Errorf("docker: %w", err)
+		}
 		if err := svc.Watch(ctx); err != nil {
 			svc.Close()
 			return deps, closeAll, fmt.Errorf("docker: %w", err)

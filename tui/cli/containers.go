@@ -24,9 +24,9 @@ type Containers interface {
 	List(ctx context.Context, id backend.Identity, opts docker.ListOptions) ([]docker.Container, error)
 	Run(ctx context.Context, id backend.Identity, spec docker.RunSpec) (docker.Container, error)
 	Start(ctx context.Context, id backend.Identity, ref string) error
-	Stop(ctx context.Context, id backend.Identity, ref string) error
+	Stop(ctx context.Context, id backend.Identity, ref, reason string) error
 	Restart(ctx context.Context, id backend.Identity, ref string) error
-	Remove(ctx context.Context, id backend.Identity, ref string, force bool) error
+	Remove(ctx context.Context, id backend.Identity, ref string, force bool, reason string) error
 	Logs(ctx context.Context, id backend.Identity, ref string, opts docker.LogOptions) (io.ReadCloser, error)
 	Inspect(ctx context.Context, id backend.Identity, ref string) (docker.Details, error)
 }
@@ -152,7 +152,7 @@ func containerRow(c docker.Container, now time.Time) []string {
 	if c.GPUs != "" {
 		gpus = termsafe.Line(c.GPUs)
 	}
-	return []string{termsafe.Line(c.Name), termsafe.Line(c.Image), format.State(c.State, c.ExitCode), up, cpu, mem, gpus}
+	return []string{termsafe.Line(c.Name), termsafe.Line(c.Image), format.ContainerState(c.State, c.ExitCode, c.Stopped != nil), up, cpu, mem, gpus}
 }
 
 func runCmd(env Env) *cobra.Command {
@@ -206,17 +206,36 @@ func runCmd(env Env) *cobra.Command {
 }
 
 func lifecycleCmd(env Env, verb string) *cobra.Command {
-	return &cobra.Command{
+	var reason string
+	c := &cobra.Command{
 		Use:   verb + " NAME...",
 		Short: strings.ToUpper(verb[:1]) + verb[1:] + " containers",
 		Args:  minArgs(env),
 		RunE: func(c *cobra.Command, args []string) error {
 			do := map[string]func(context.Context, backend.Identity, string) error{
-				"start": env.Deps.Containers.Start, "stop": env.Deps.Containers.Stop, "restart": env.Deps.Containers.Restart,
+				"start": env.Deps.Containers.Start, "restart": env.Deps.Containers.Restart,
+				"stop": func(ctx context.Context, id backend.Identity, ref string) error {
+					return env.Deps.Containers.Stop(ctx, id, ref, reason)
+				},
 			}[verb]
 			return eachName(env, args, func(ref string) error { return do(env.Ctx, env.Identity, ref) })
 		},
 	}
+	if verb == "stop" {
+		reasonFlag(env, c, &reason)
+	}
+	return c
+}
+
+// reasonFlag is --reason: why a TA stops or removes a student's container; the owner is
+// told who did it and why.
+func reasonFlag(env Env, c *cobra.Command, reason *string) {
+	c.Flags().StringVar(reason, "reason", "", "why, told to the container's owner (for a student's container)")
+	if !env.Identity.IsTA() {
+		_ = c.Flags().MarkHidden("reason")
+		return
+	}
+	c.Use = strings.Replace(c.Use, " NAME...", " [--reason TEXT] NAME...", 1)
 }
 
 // eachName applies fn to every name, printing the name on success and a line on stderr for
@@ -246,18 +265,22 @@ func eachName(env Env, names []string, fn func(string) error) error {
 }
 
 func rmCmd(env Env) *cobra.Command {
-	var force bool
+	var (
+		force  bool
+		reason string
+	)
 	c := &cobra.Command{
 		Use:   "rm [-f] NAME...",
 		Short: "Remove containers (your home is kept)",
 		Args:  minArgs(env),
 		RunE: func(c *cobra.Command, args []string) error {
 			return eachName(env, args, func(ref string) error {
-				return env.Deps.Containers.Remove(env.Ctx, env.Identity, ref, force)
+				return env.Deps.Containers.Remove(env.Ctx, env.Identity, ref, force, reason)
 			})
 		},
 	}
 	c.Flags().BoolVarP(&force, "force", "f", false, "stop a running container first")
+	reasonFlag(env, c, &reason)
 	return c
 }
 

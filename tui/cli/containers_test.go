@@ -120,3 +120,65 @@ func TestRefusedReadsAudited(t *testing.T) {
 		t.Errorf("refusals recorded:\n%s\nwant:\n%s", strings.Join(f.refusals, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// reasonContainers records the reasons Stop and Remove are given.
+type reasonContainers struct {
+	Containers
+	calls []string
+}
+
+func (f *reasonContainers) Stop(_ context.Context, _ backend.Identity, ref, reason string) error {
+	f.calls = append(f.calls, "stop "+ref+" "+reason)
+	return nil
+}
+
+func (f *reasonContainers) Remove(_ context.Context, _ backend.Identity, ref string, force bool, reason string) error {
+	f.calls = append(f.calls, fmt.Sprintf("rm %s %v %s", ref, force, reason))
+	return nil
+}
+
+func TestStopAndRmTakeAReason(t *testing.T) {
+	var out, errb bytes.Buffer
+	env := aliceEnv(&out, &errb)
+	env.Identity = backend.Identity{User: "tina", Role: backend.RoleTA}
+	f := &reasonContainers{}
+	env.Deps.Containers = f
+	if code := Run(env, []string{"stop", "--reason", "the exam needs the GPU", "alice/box"}); code != 0 {
+		t.Fatalf("stop: exit %d: %s", code, errb.String())
+	}
+	if code := Run(env, []string{"rm", "-f", "--reason", "crashed for a day", "alice/old", "bob/x"}); code != 0 {
+		t.Fatalf("rm: exit %d: %s", code, errb.String())
+	}
+	want := []string{"stop alice/box the exam needs the GPU", "rm alice/old true crashed for a day", "rm bob/x true crashed for a day"}
+	if !slices.Equal(f.calls, want) {
+		t.Errorf("calls %q, want %q", f.calls, want)
+	}
+	out.Reset()
+	if code := Run(env, []string{"help", "stop"}); code != 0 || !strings.Contains(out.String(), "--reason") {
+		t.Errorf("TA's help for stop: %q", out.String())
+	}
+	// A student's own stop needs no reason; the flag is not in their help.
+	env = aliceEnv(&out, &errb)
+	env.Deps.Containers = f
+	out.Reset()
+	if code := Run(env, []string{"help", "rm"}); code != 0 || strings.Contains(out.String(), "reason") {
+		t.Errorf("student's help for rm: %q", out.String())
+	}
+}
+
+func TestPsSaysStoppedOnPurpose(t *testing.T) {
+	f := &fakeContainers{list: []docker.Container{
+		{Name: "box", Owner: "alice", Image: "busybox", State: "exited", ExitCode: 143, Stopped: &docker.StopInfo{By: "tina"}},
+		{Name: "crash", Owner: "alice", Image: "busybox", State: "exited", ExitCode: 143},
+	}}
+	var out, errb bytes.Buffer
+	env := aliceEnv(&out, &errb)
+	env.Deps.Containers = f
+	if code := Run(env, []string{"ps", "-a"}); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	lines := strings.Split(out.String(), "\n")
+	if !strings.Contains(lines[1], "stopped") || strings.Contains(lines[1], "exited") || !strings.Contains(lines[2], "exited(143)") {
+		t.Errorf("ps:\n%s", out.String())
+	}
+}

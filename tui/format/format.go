@@ -163,6 +163,18 @@ func UserPrefix(sshPrefix, user string) string {
 	return strings.Join(f, " ")
 }
 
+// ForwardLine is the ssh command that forwards port on the user's own machine to the same
+// port of their container name, through the server users reach with sshPrefix ("ssh -p 2222
+// host"): "ssh -L 8888:box:8888 -p 2222 alice@host".
+func ForwardLine(sshPrefix, user, name string, port int) string {
+	l := fmt.Sprintf("-L %d:%s:%d", port, name, port)
+	rest, ok := strings.CutPrefix(UserPrefix(sshPrefix, user), "ssh")
+	if !ok || strings.TrimSpace(rest) == "" {
+		return "ssh " + l + " HOST"
+	}
+	return "ssh " + l + rest
+}
+
 // SCPDownload is the scp command that downloads remotePath from the server users reach with
 // sshPrefix ("ssh -p 2222 alice@host" or "ssh host") into the current directory.
 func SCPDownload(sshPrefix, remotePath string) string {

@@ -162,3 +162,15 @@ func TestContainerState(t *testing.T) {
 		}
 	}
 }
+
+func TestForwardLine(t *testing.T) {
+	for _, tc := range []struct{ prefix, user, want string }{
+		{"ssh -p 2222 gpu1.ie.example", "alice", "ssh -L 8888:jupyter:8888 -p 2222 alice@gpu1.ie.example"},
+		{"ssh gpu1", "alice", "ssh -L 8888:jupyter:8888 alice@gpu1"},
+		{"", "alice", "ssh -L 8888:jupyter:8888 HOST"},
+	} {
+		if got := ForwardLine(tc.prefix, tc.user, "jupyter", 8888); got != tc.want {
+			t.Errorf("ForwardLine(%q) = %q, want %q", tc.prefix, got, tc.want)
+		}
+	}
+}

@@ -154,7 +154,7 @@ func burst(tb testing.TB, svc *docker.Service, id backend.Identity, image string
 		if _, err := svc.Run(ctx, id, docker.RunSpec{Name: name, Image: image}); err != nil {
 			tb.Fatal(err)
 		}
-		if err := svc.Remove(ctx, id, name, true); err != nil {
+		if err := svc.Remove(ctx, id, name, true, ""); err != nil {
 			tb.Fatal(err)
 		}
 	}

@@ -172,6 +172,7 @@ func (se *session) dashboardOnce(rt *input.Router, envs []string, styles dashboa
 		model.Update(back.status)
 	}
 	if ctr != nil {
+		ctr.SetPrefix(se.srv.prefix)
 		if back.selected != "" {
 			ctr.Select(back.selected)
 		}

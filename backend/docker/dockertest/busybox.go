@@ -79,11 +79,19 @@ func BusyboxImage(ctx context.Context, t testing.TB, cli *client.Client) (ref st
 // it, when the test ends.
 func LabelledImage(ctx context.Context, t testing.TB, cli *client.Client, name string, labels map[string]string) string {
 	t.Helper()
-	ref := "wm-test-" + name + ":" + RunID()
 	changes := make([]string, 0, len(labels))
 	for _, k := range slices.Sorted(maps.Keys(labels)) {
 		changes = append(changes, "LABEL "+strconv.Quote(k)+"="+strconv.Quote(labels[k]))
 	}
+	return ImageWith(ctx, t, cli, name, changes...)
+}
+
+// ImageWith returns a new image like BusyboxImage's, named "wm-test-<name>:<RunID>", with
+// Dockerfile instructions applied to its configuration ("EXPOSE 8888", "LABEL k=v"). It is
+// removed, with the run's containers made from it, when the test ends.
+func ImageWith(ctx context.Context, t testing.TB, cli *client.Client, name string, changes ...string) string {
+	t.Helper()
+	ref := "wm-test-" + name + ":" + RunID()
 	if _, err := importBusybox(ctx, cli, ref, changes...); err != nil {
 		t.Fatalf("build image %s: %v", ref, err)
 	}

@@ -37,11 +37,15 @@ type Service interface {
 	Config() docker.Config
 	Run(ctx context.Context, id backend.Identity, spec docker.RunSpec) (docker.Container, error)
 	Start(ctx context.Context, id backend.Identity, ref string) error
-	Stop(ctx context.Context, id backend.Identity, ref string) error
+	Stop(ctx context.Context, id backend.Identity, ref, reason string) error
 	Restart(ctx context.Context, id backend.Identity, ref string) error
-	Remove(ctx context.Context, id backend.Identity, ref string, force bool) error
+	Remove(ctx context.Context, id backend.Identity, ref string, force bool, reason string) error
 	Logs(ctx context.Context, id backend.Identity, ref string, opts docker.LogOptions) (io.ReadCloser, error)
 	Inspect(ctx context.Context, id backend.Identity, ref string) (docker.Details, error)
+	// Notices are what others (TAs) did to the user's containers, and up to which one they
+	// have been shown; MarkNoticesSeen moves that mark.
+	Notices(id backend.Identity) ([]docker.Notice, int64)
+	MarkNoticesSeen(id backend.Identity, seq int64)
 }
 
 var _ Service = (*docker.Service)(nil)
@@ -81,11 +85,14 @@ type (
 	}
 )
 
-// confirmation is a question waiting for y/N.
+// confirmation is a question waiting for y/N, or for the reason a TA gives for stopping or
+// removing someone else's container (its owner is told).
 type confirmation struct {
-	c     docker.Container
-	force bool
-	shell bool // start the container, then open a shell in it (instead of removing it)
+	c      docker.Container
+	verb   string // "remove", "stop", or "shell": start it, then open a shell in it
+	force  bool   // remove a running container
+	reason *textinput.Model
+	empty  bool // enter was pressed without a reason
 }
 
 // startedForShellMsg: a container started so that a shell can open in it.
@@ -134,6 +141,11 @@ type Tab struct {
 	logs   *logViewer
 	logGen int
 
+	noticeSeq   int64 // the last notice shown
+	noticesRead bool  // noticeSeq has been read from the backend
+
+	prefix string // how users reach the server ("ssh -p 2222 host"), for the ssh -L line
+
 	shown   bool // the tab is on screen (Show)
 	tickSeq int  // the uptime tick that counts; older ones are dropped
 
@@ -169,6 +181,10 @@ func New(svc Service, id backend.Identity, styles dashboard.Styles, now func() t
 // SetShell installs what `s` does; without it `s` says the shell is not available.
 func (t *Tab) SetShell(fn ShellFunc) { t.shell = fn }
 
+// SetPrefix is how users reach the server ("ssh -p 2222 host"): the details show the
+// `ssh -L` line for a container's ports with it.
+func (t *Tab) SetPrefix(prefix string) { t.prefix = prefix }
+
 // Select moves the selection to the container ref ("owner/name") as soon as it is listed.
 func (t *Tab) Select(ref string) {
 	t.goTo = ref
@@ -203,7 +219,28 @@ func (t *Tab) Init() tea.Cmd {
 	t.started = true
 	t.sub, t.unsub = t.svc.SubscribeFor(t.id, t.listOptions())
 	t.reload()
-	return t.waitChange()
+	return tea.Batch(t.waitChange(), t.notices())
+}
+
+// notices puts in the status line what others did to the user's containers since they
+// last saw it: at once while a dashboard is open, at the next login otherwise.
+func (t *Tab) notices() tea.Cmd {
+	ns, seen := t.svc.Notices(t.id)
+	if !t.noticesRead {
+		t.noticeSeq, t.noticesRead = seen, true
+	}
+	var fresh []docker.Notice
+	for _, n := range ns {
+		if n.Seq > t.noticeSeq {
+			fresh = append(fresh, n)
+		}
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	t.noticeSeq = fresh[len(fresh)-1].Seq
+	t.svc.MarkNoticesSeen(t.id, t.noticeSeq)
+	return dashboard.Status(noticeLine(fresh, t.now()), false)
 }
 
 // Show starts or stops what only matters on screen: the uptime tick.
@@ -264,10 +301,12 @@ func (t *Tab) Capturing() bool {
 	return t.filtering || t.form != nil || t.logs != nil || t.confirm != nil
 }
 
-// Keys are the bindings of what is on screen, for the footer and the help overlay.
+// Keys are the footer's bindings for what is on screen: the same at every width.
 func (t *Tab) Keys() []key.Binding {
 	k := t.keys
 	switch {
+	case t.confirm != nil && t.confirm.reason != nil:
+		return []key.Binding{withHelp(k.Give, "enter", t.confirm.verb), k.Keep}
 	case t.confirm != nil:
 		return []key.Binding{k.Yes, k.No}
 	case t.form != nil:
@@ -275,7 +314,7 @@ func (t *Tab) Keys() []key.Binding {
 	case t.logs != nil && t.logs.searching:
 		return []key.Binding{withHelp(k.Submit, "enter", "find"), withHelp(k.Cancel, "esc", "clear")}
 	case t.logs != nil:
-		return []key.Binding{k.Back, k.Search, k.NextMatch, k.Wrap, k.Timestamps, k.End}
+		return []key.Binding{k.Back, k.Search, withHelp(k.NextMatch, "n/N", "match"), k.Wrap, k.Timestamps, withHelp(k.End, "G", "follow")}
 	case t.filtering:
 		return []key.Binding{withHelp(k.Submit, "enter", "keep filter"), withHelp(k.Cancel, "esc", "clear")}
 	}
@@ -287,12 +326,20 @@ func (t *Tab) Keys() []key.Binding {
 			ss = withHelp(ss, "S", "start")
 		}
 	}
-	binds := []key.Binding{k.New, k.Shell, k.Logs, ss, k.Restart, k.Delete, k.Filter}
-	// The footer shares the line with "? help" and "q quit": details only where it fits.
-	if t.width >= 92 {
-		binds = append(binds, k.Details)
+	return []key.Binding{k.New, k.Shell, k.Logs, ss, k.Restart, k.Delete, k.Filter}
+}
+
+// FullKeys are every key of what is on screen, for the help overlay.
+func (t *Tab) FullKeys() []key.Binding {
+	k := t.keys
+	switch {
+	case t.logs != nil && !t.logs.searching:
+		return []key.Binding{k.Back, k.Search, k.NextMatch, k.PrevMatch, k.Wrap, k.Timestamps, k.End, k.Home,
+			k.Up, k.Down, k.PageUp, k.PageDown, k.Left}
+	case t.confirm != nil, t.form != nil, t.logs != nil, t.filtering:
+		return append(t.Keys(), key.NewBinding(key.WithHelp("ctrl+c", "quit")))
 	}
-	return binds
+	return append([]key.Binding{k.Up, k.Down, k.Top, k.Bottom, k.PageUp, k.PageDown, k.Details, k.Clear}, t.Keys()...)
 }
 
 func withHelp(b key.Binding, k, desc string) key.Binding {
@@ -308,7 +355,7 @@ func (t *Tab) Update(msg tea.Msg) (dashboard.Tab, tea.Cmd) {
 			return t, nil
 		}
 		t.reload()
-		return t, tea.Batch(t.waitChange(), t.afterSelect(), t.tick())
+		return t, tea.Batch(t.waitChange(), t.afterSelect(), t.tick(), t.notices())
 	case tickMsg:
 		if msg.tab != t || msg.seq != t.tickSeq || t.ctx.Err() != nil {
 			return t, nil
@@ -368,6 +415,9 @@ func (t *Tab) paste(msg tea.PasteMsg) tea.Cmd {
 	}, msg.Content)
 	var cmd tea.Cmd
 	switch {
+	case t.confirm != nil && t.confirm.reason != nil:
+		*t.confirm.reason, cmd = t.confirm.reason.Update(msg)
+		t.confirm.empty = false
 	case t.form != nil && !t.form.submitting:
 		f := t.form
 		f.inputs[f.focus], cmd = f.inputs[f.focus].Update(msg)
@@ -443,7 +493,8 @@ func (t *Tab) current() (docker.Container, bool) {
 	return t.list[t.sel], true
 }
 
-// afterSelect follows the selection with the details, when they are open.
+// afterSelect follows the selection with the details, when they are open: another
+// container, or the same one since it started or ended (the inspect's times are stale).
 func (t *Tab) afterSelect() tea.Cmd {
 	if !t.detailsOpen {
 		return nil
@@ -453,7 +504,8 @@ func (t *Tab) afterSelect() tea.Cmd {
 		t.detailsRef, t.details, t.detailsErr, t.detailsLoading = "", nil, "", false
 		return nil
 	}
-	if refOf(c) == t.detailsRef {
+	if refOf(c) == t.detailsRef && (t.detailsLoading || t.details == nil ||
+		t.details.State == c.State && t.details.StartedAt.Equal(c.StartedAt)) {
 		return nil
 	}
 	return t.inspect(c)
@@ -540,7 +592,7 @@ func (t *Tab) tableKey(msg tea.KeyPressMsg) tea.Cmd {
 			return dashboard.Status("shell: not available on this server", false)
 		}
 		if c.State != "running" {
-			t.confirm = &confirmation{c: c, shell: true}
+			t.confirm = &confirmation{c: c, verb: "shell"}
 			return nil
 		}
 		return t.shell(c)
@@ -548,9 +600,10 @@ func (t *Tab) tableKey(msg tea.KeyPressMsg) tea.Cmd {
 		return t.openLogs(c, false)
 	case key.Matches(msg, k.StartStop):
 		if c.State == "running" || c.State == "restarting" {
-			return t.action(c, "stop", "stopping…", func(ctx context.Context, ref string) error {
-				return t.svc.Stop(ctx, t.id, ref)
-			})
+			if c.Owner != t.id.User {
+				return t.askWhy(&confirmation{c: c, verb: "stop"})
+			}
+			return t.stop(c, "")
 		}
 		return t.action(c, "start", "starting…", func(ctx context.Context, ref string) error {
 			return t.svc.Start(ctx, t.id, ref)
@@ -560,7 +613,11 @@ func (t *Tab) tableKey(msg tea.KeyPressMsg) tea.Cmd {
 			return t.svc.Restart(ctx, t.id, ref)
 		})
 	case key.Matches(msg, k.Delete):
-		t.confirm = &confirmation{c: c, force: c.State == "running" || c.State == "restarting" || c.State == "paused"}
+		q := &confirmation{c: c, verb: "remove", force: c.State == "running" || c.State == "restarting" || c.State == "paused"}
+		if c.Owner != t.id.User {
+			return t.askWhy(q)
+		}
+		t.confirm = q
 		return nil
 	}
 	return nil
@@ -585,12 +642,49 @@ func (t *Tab) filterKey(msg tea.KeyPressMsg) tea.Cmd {
 	return tea.Batch(cmd, t.afterSelect())
 }
 
+// askWhy opens q with a line for the reason: a TA stopping or removing someone else's
+// container says why, and the owner is told.
+func (t *Tab) askWhy(q *confirmation) tea.Cmd {
+	in := textinput.New()
+	in.Prompt = ""
+	in.Placeholder = "why? " + termsafe.Line(q.c.Owner) + " is told"
+	in.CharLimit = 200
+	st := in.Styles()
+	st.Cursor.Blink = false
+	in.SetStyles(st)
+	q.reason = &in
+	t.confirm = q
+	return in.Focus()
+}
+
 func (t *Tab) confirmKey(msg tea.KeyPressMsg) tea.Cmd {
 	q := t.confirm
+	if q.reason != nil {
+		switch {
+		case key.Matches(msg, t.keys.Keep):
+			t.confirm = nil
+			return dashboard.Status("kept "+t.shownName(q.c), false)
+		case key.Matches(msg, t.keys.Give):
+			why := strings.TrimSpace(q.reason.Value())
+			if why == "" {
+				q.empty = true
+				return nil
+			}
+			t.confirm = nil
+			if q.verb == "stop" {
+				return t.stop(q.c, why)
+			}
+			return t.remove(q.c, q.force, why)
+		}
+		var cmd tea.Cmd
+		*q.reason, cmd = q.reason.Update(msg)
+		q.empty = false
+		return cmd
+	}
 	t.confirm = nil
-	if q.shell {
+	if q.verb == "shell" {
 		if !key.Matches(msg, t.keys.Yes) {
-			return dashboard.Status(t.shownName(q.c)+" left "+termsafe.Line(q.c.State), false)
+			return dashboard.Status(t.shownName(q.c)+" left "+stateWord(stateText(q.c)), false)
 		}
 		ref, parent := refOf(q.c), t.ctx
 		return func() tea.Msg {
@@ -602,10 +696,49 @@ func (t *Tab) confirmKey(msg tea.KeyPressMsg) tea.Cmd {
 	if !key.Matches(msg, t.keys.Yes) {
 		return dashboard.Status("kept "+t.shownName(q.c), false)
 	}
-	force := q.force
-	return t.action(q.c, "remove", "removing…", func(ctx context.Context, ref string) error {
-		return t.svc.Remove(ctx, t.id, ref, force)
+	return t.remove(q.c, q.force, "")
+}
+
+// stop stops c; reason is why, for someone else's container.
+func (t *Tab) stop(c docker.Container, reason string) tea.Cmd {
+	return t.action(c, "stop", "stopping…", func(ctx context.Context, ref string) error {
+		return t.svc.Stop(ctx, t.id, ref, reason)
 	})
+}
+
+// remove removes c; reason is why, for someone else's container.
+func (t *Tab) remove(c docker.Container, force bool, reason string) tea.Cmd {
+	return t.action(c, "remove", "removing…", func(ctx context.Context, ref string) error {
+		return t.svc.Remove(ctx, t.id, ref, force, reason)
+	})
+}
+
+// question is the line the open question shows: y/N, or the reason being typed.
+func (t *Tab) question(width int) []string {
+	q := t.confirm
+	name := t.shownName(q.c)
+	if q.reason == nil {
+		text := "remove " + name + "?"
+		switch {
+		case q.verb == "shell":
+			text = name + " is " + stateWord(stateText(q.c)) + ": start it and open a shell?"
+		case q.force:
+			text = name + " is " + stateWord(stateText(q.c)) + ": stop and remove it?"
+		}
+		return []string{t.st.Question(text, width)}
+	}
+	what := q.verb + " " + name
+	if q.force {
+		what = "stop and remove " + name
+	}
+	head := " " + what + ": why? " + termsafe.Line(q.c.Owner) + " reads this"
+	lines := []string{t.st.Failed.Bold(true).Render(ansi.Truncate(head, width, "…"))}
+	q.reason.SetWidth(max(1, width-4))
+	lines = append(lines, ansi.Truncate(" > "+q.reason.View(), width, "…"))
+	if q.empty {
+		lines = append(lines, t.st.Dim.Render(ansi.Truncate("   say why in a few words; esc keeps "+name, width, "…")))
+	}
+	return lines
 }
 
 // action runs one lifecycle call in a command; the row shows busy until it returns.
@@ -640,7 +773,10 @@ func (t *Tab) actionDone(msg actionMsg) tea.Cmd {
 // inspect opens the details of c: one Inspect call, in a command.
 func (t *Tab) inspect(c docker.Container) tea.Cmd {
 	ref := refOf(c)
-	t.detailsRef, t.details, t.detailsErr, t.detailsLoading = ref, nil, "", true
+	if ref != t.detailsRef {
+		t.details = nil // the same container's stay until the new ones come
+	}
+	t.detailsRef, t.detailsErr, t.detailsLoading = ref, "", true
 	svc, id, parent := t.svc, t.id, t.ctx
 	return func() tea.Msg {
 		ctx, cancel := context.WithTimeout(parent, inspectTimeout)
@@ -846,6 +982,9 @@ func (t *Tab) tableLines(width, height int) []string {
 	if t.detailsOpen {
 		if c, ok := t.current(); ok {
 			dv := detailsView{title: t.shownName(c), live: c, loading: t.detailsLoading, err: t.detailsErr, now: t.now()}
+			if c.Owner == t.id.User {
+				dv.forward = func(port int) string { return format.ForwardLine(t.prefix, t.id.User, c.Name, port) }
+			}
 			if t.detailsRef == refOf(c) {
 				dv.details = t.details
 			}
@@ -853,15 +992,8 @@ func (t *Tab) tableLines(width, height int) []string {
 			bottom = append(bottom, renderDetails(t.st, dv, width)...)
 		}
 	}
-	if q := t.confirm; q != nil {
-		text := "remove " + t.shownName(q.c) + "? y/N"
-		switch {
-		case q.shell:
-			text = t.shownName(q.c) + " is " + termsafe.Line(q.c.State) + ": start it and open a shell? y/N"
-		case q.force:
-			text = t.shownName(q.c) + " is " + termsafe.Line(q.c.State) + ": stop and remove it? y/N"
-		}
-		bottom = append(bottom, t.st.Failed.Bold(true).Render(cut(" "+text)))
+	if t.confirm != nil {
+		bottom = append(bottom, t.question(width)...)
 	}
 	// The table keeps at least its header and two rows; the details give way.
 	room := height - len(top) - len(bottom)

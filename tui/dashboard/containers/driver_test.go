@@ -3,8 +3,10 @@ package containers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -155,6 +157,20 @@ func (d *driver) waitFor(what string, cond func() bool) {
 	}
 }
 
+// settle handles the messages that arrive within d.
+func (d *driver) settle(dur time.Duration) {
+	deadline := time.After(dur)
+	for {
+		select {
+		case msg := <-d.msgs:
+			d.handle(msg)
+		case <-deadline:
+			d.render()
+			return
+		}
+	}
+}
+
 // waitScreen waits until the screen shows s.
 func (d *driver) waitScreen(s string) {
 	d.t.Helper()
@@ -203,6 +219,11 @@ type fakeService struct {
 	logs    string
 	logOpen int
 	logDone chan struct{}
+
+	actions []string // "stop alice/box why", "rm alice/box true why"
+	notices []docker.Notice
+	seen    int64
+	details docker.Details
 }
 
 func newFake(list ...docker.Container) *fakeService {
@@ -263,12 +284,46 @@ var errFake = errors.New("not in the fake")
 func (f *fakeService) Run(context.Context, backend.Identity, docker.RunSpec) (docker.Container, error) {
 	return docker.Container{}, errFake
 }
-func (f *fakeService) Start(context.Context, backend.Identity, string) error        { return errFake }
-func (f *fakeService) Stop(context.Context, backend.Identity, string) error         { return errFake }
-func (f *fakeService) Restart(context.Context, backend.Identity, string) error      { return errFake }
-func (f *fakeService) Remove(context.Context, backend.Identity, string, bool) error { return errFake }
-func (f *fakeService) Inspect(context.Context, backend.Identity, string) (docker.Details, error) {
+func (f *fakeService) Start(context.Context, backend.Identity, string) error { return errFake }
+func (f *fakeService) Stop(_ context.Context, _ backend.Identity, ref, reason string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.actions = append(f.actions, strings.TrimSpace("stop "+ref+" "+reason))
+	return nil
+}
+func (f *fakeService) Restart(context.Context, backend.Identity, string) error { return errFake }
+func (f *fakeService) Remove(_ context.Context, _ backend.Identity, ref string, force bool, reason string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.actions = append(f.actions, strings.TrimSpace(fmt.Sprintf("rm %s %v %s", ref, force, reason)))
+	return nil
+}
+
+func (f *fakeService) actionsDone() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.actions)
+}
+
+func (f *fakeService) Inspect(_ context.Context, _ backend.Identity, ref string) (docker.Details, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.details.Name != "" && f.details.Ref() == ref {
+		return f.details, nil
+	}
 	return docker.Details{}, errFake
+}
+
+func (f *fakeService) Notices(backend.Identity) ([]docker.Notice, int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.notices), f.seen
+}
+
+func (f *fakeService) MarkNoticesSeen(_ backend.Identity, seq int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seen = max(f.seen, seq)
 }
 
 // Logs serves the fake's text, then blocks like a followed stream until closed.

@@ -92,9 +92,15 @@ func TestEngineCreateStopRemove(t *testing.T) {
 	}
 
 	d.press("S")
-	d.waitFor("box exited", func() bool { return strings.Contains(d.row("box"), "exited") })
+	d.waitFor("box stopped", func() bool { return strings.Contains(d.row("box"), "stopped") })
 	d.waitStatus("box: stopped")
-	d.waitScreen("exit code")
+	// Stopped on purpose: no exit code (that of the signal), but when, and by whom.
+	d.waitScreen("state stopped")
+	d.waitScreen("stopped by its owner")
+	d.waitFor("when it stopped, from a new inspect", func() bool { return strings.Contains(d.screen, "· stopped ") })
+	if strings.Contains(d.screen, "exit code") {
+		t.Errorf("a container stopped on purpose shows an exit code:\n%s", d.screen)
+	}
 
 	d.press("S")
 	d.waitFor("box running again", func() bool { return strings.Contains(d.row("box"), "running") })
@@ -163,8 +169,15 @@ func TestEngineStudentSeesOwnTASeesAll(t *testing.T) {
 	td.typeText("b1")
 	td.waitFor("the filter to leave only b1", func() bool { return td.row("a1") == "" && td.row("b1") != "" })
 	td.press("enter", "S")
-	td.waitFor("b1 exited", func() bool { return strings.Contains(td.row("b1"), "exited") })
+	td.typeText("the exam needs the CPUs") // someone else's: the TA says why
+	td.press("enter")
+	td.waitFor("b1 stopped", func() bool { return strings.Contains(td.row("b1"), "stopped") })
 	td.waitStatus("bob/b1: stopped")
+	// Bob, with his dashboard open, is told at once who stopped it and why.
+	_, bd := e.tab(t, bob)
+	if st := bd.waitStatus("tina (TA) stopped your container b1"); !strings.Contains(st.Text, "the exam needs the CPUs") {
+		t.Errorf("bob's notice: %+v", st)
+	}
 }
 
 func TestEngineLogViewer(t *testing.T) {

@@ -1,6 +1,10 @@
 package containers
 
-import "charm.land/bubbles/v2/key"
+import (
+	"charm.land/bubbles/v2/key"
+
+	"whalemountain/tui/dashboard"
+)
 
 // keyMap holds the tab's key bindings, per page.
 type keyMap struct {
@@ -8,25 +12,21 @@ type keyMap struct {
 	Up, Down, Top, Bottom, PageUp, PageDown key.Binding
 	New, Shell, Logs, StartStop, Restart    key.Binding
 	Delete, Filter, Details, Clear          key.Binding
-	// confirmation
-	Yes, No key.Binding
+	// confirmation, and the reason asked of a TA acting on someone else's container
+	Yes, No, Give, Keep key.Binding
 	// form and filter
 	Submit, NextField, PrevField, Cancel key.Binding
 	// log viewer
-	Back, Search, NextMatch, PrevMatch, Wrap, Timestamps, End, Home key.Binding
+	Back, Search, NextMatch, PrevMatch, Wrap, Timestamps, End, Home, Left key.Binding
 }
 
 func defaultKeyMap() keyMap {
 	b := func(keys []string, help, desc string) key.Binding {
 		return key.NewBinding(key.WithKeys(keys...), key.WithHelp(help, desc))
 	}
+	nav, yn := dashboard.DefaultNavKeys(), dashboard.DefaultConfirmKeys()
 	return keyMap{
-		Up:       b([]string{"k", "up"}, "k/↑", "up"),
-		Down:     b([]string{"j", "down"}, "j/↓", "down"),
-		Top:      b([]string{"g", "home"}, "g", "first"),
-		Bottom:   b([]string{"G", "end"}, "G", "last"),
-		PageUp:   b([]string{"pgup", "ctrl+u"}, "pgup", "page up"),
-		PageDown: b([]string{"pgdown", "ctrl+d"}, "pgdn", "page down"),
+		Up: nav.Up, Down: nav.Down, Top: nav.Top, Bottom: nav.Bottom, PageUp: nav.PageUp, PageDown: nav.PageDown,
 
 		New:       b([]string{"n"}, "n", "new"),
 		Shell:     b([]string{"s"}, "s", "shell"),
@@ -36,10 +36,12 @@ func defaultKeyMap() keyMap {
 		Delete:    b([]string{"d", "delete"}, "d", "delete"),
 		Filter:    b([]string{"/"}, "/", "filter"),
 		Details:   b([]string{"enter"}, "enter", "details"),
-		Clear:     b([]string{"esc"}, "esc", "clear filter"),
+		Clear:     b([]string{"esc"}, "esc", "clear filter, close details"),
 
-		Yes: b([]string{"y", "Y"}, "y", "yes"),
-		No:  b([]string{"n", "N", "esc"}, "N", "no"),
+		Yes:  yn.Yes,
+		No:   yn.No,
+		Give: b([]string{"enter"}, "enter", "do it (the owner is told why)"),
+		Keep: b([]string{"esc"}, "esc", "keep it"),
 
 		Submit:    b([]string{"enter"}, "enter", "create"),
 		NextField: b([]string{"tab", "down"}, "tab", "next field"),
@@ -48,11 +50,12 @@ func defaultKeyMap() keyMap {
 
 		Back:       b([]string{"esc", "q"}, "esc", "back"),
 		Search:     b([]string{"/"}, "/", "search"),
-		NextMatch:  b([]string{"n"}, "n/N", "next/previous match"),
+		NextMatch:  b([]string{"n"}, "n", "next match"),
 		PrevMatch:  b([]string{"N"}, "N", "previous match"),
 		Wrap:       b([]string{"w"}, "w", "wrap"),
 		Timestamps: b([]string{"t"}, "t", "timestamps"),
 		End:        b([]string{"G", "end"}, "G", "end (follow)"),
+		Left:       b([]string{"left", "right"}, "←/→", "scroll sideways (without wrap)"),
 		Home:       b([]string{"g", "home"}, "g", "start"),
 	}
 }

@@ -2,6 +2,7 @@ package containers
 
 import (
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -216,9 +217,9 @@ func TestConfirmNamesTheContainer(t *testing.T) {
 		t.Errorf("no force question for a running container:\n%s", d.screen)
 	}
 	d.press("y")
-	d.waitStatus("not in the fake")
-	if m := d.status[len(d.status)-1]; !m.Err {
-		t.Errorf("failure not marked as an error: %+v", m)
+	d.waitStatus("a1: removed")
+	if got := tab.svc.(*fakeService).actionsDone(); !slices.Equal(got, []string{"rm alice/a1 true"}) {
+		t.Errorf("actions %q", got)
 	}
 }
 
@@ -320,6 +321,7 @@ func TestLogViewerWithoutEngine(t *testing.T) {
 }
 
 func TestKeysFitTheFooter(t *testing.T) {
+	footers := []string{""}
 	for _, width := range []int{80, 120} {
 		tab := New(newFake(threeOfAlice()...), alice, testStyles(), fixedNow)
 		tab.Init()
@@ -342,8 +344,18 @@ func TestKeysFitTheFooter(t *testing.T) {
 				t.Errorf("footer lacks %q: %q", k, footer)
 			}
 		}
-		if width >= 92 && !strings.Contains(footer, "enter details") {
-			t.Errorf("wide footer lacks enter: %q", footer)
+		if footers[0] != "" && footer != footers[0] {
+			t.Errorf("the footer differs with the width:\n%q\n%q", footers[0], footer)
+		}
+		footers[0] = footer
+		var help []string
+		for _, b := range tab.FullKeys() {
+			help = append(help, b.Help().Key+" "+b.Help().Desc)
+		}
+		for _, k := range []string{"j/↓ down", "k/↑ up", "enter details", "g first", "G last"} {
+			if !slices.Contains(help, k) {
+				t.Errorf("help lacks %q: %q", k, help)
+			}
 		}
 	}
 }

@@ -2,6 +2,7 @@ package containers
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,7 +22,7 @@ type column struct {
 	title string
 	min   int  // never shrunk below this (the line is cut instead)
 	right bool // right-aligned (numbers)
-	left  bool // truncated on the left, keeping the end (image tags)
+	left  bool // an image: shortened keeping its own name and tag (format.ShortImage)
 }
 
 // Column indexes of the cells rowCells returns (with the owner column, shift by one).
@@ -49,8 +50,8 @@ var ownerColumn = column{title: "OWNER", min: 5}
 
 const (
 	gap    = "  " // between columns
-	marker = "▸ " // before the selected row
-	nomark = "  "
+	marker = dashboard.Marker
+	nomark = dashboard.NoMarker
 )
 
 // columns returns the table's columns: OWNER first for TAs.
@@ -78,11 +79,17 @@ func rowCells(c docker.Container, now time.Time, owners bool) []string {
 	if c.GPUs != "" {
 		gpus = termsafe.Line(c.GPUs)
 	}
-	cells := []string{termsafe.Line(c.Name), termsafe.Line(c.Image), format.State(c.State, c.ExitCode), up, cpu, mem, gpus}
+	cells := []string{termsafe.Line(c.Name), termsafe.Line(c.Image), stateText(c), up, cpu, mem, gpus}
 	if owners {
 		cells = append([]string{termsafe.Line(c.Owner)}, cells...)
 	}
 	return cells
+}
+
+// stateText is the word for c's state: "running", "stopped" when the server stopped it on
+// purpose, "exited(3)" when it ended by itself.
+func stateText(c docker.Container) string {
+	return termsafe.Line(format.ContainerState(c.State, c.ExitCode, c.Stopped != nil))
 }
 
 // memCell is usage and limit in few cells: "3.1/8.0 GiB" when both share a unit,
@@ -114,7 +121,7 @@ func kindOf(state string) stateKind {
 	switch state {
 	case "running":
 		return kindRunning
-	case "exited", "created", "paused", "removing":
+	case "exited", "stopped", "created", "paused", "removing":
 		return kindStopped
 	default:
 		return kindFailed
@@ -133,8 +140,8 @@ func stateStyle(st dashboard.Styles, state string) lipgloss.Style {
 }
 
 // layoutWidths fits the columns into width cells: each column as wide as its widest cell,
-// then, while the line is too long, IMAGE shrinks first, then NAME, OWNER, MEM, each down
-// to its minimum. What still does not fit is cut at the end of the line.
+// then, while the line is too long, IMAGE shrinks to 16, NAME to 12, OWNER to 8, then each
+// of them and MEM to its minimum. What still does not fit is cut at the end of the line.
 func layoutWidths(cols []column, rows [][]string, width int) []int {
 	w := make([]int, len(cols))
 	for i, c := range cols {
@@ -149,15 +156,22 @@ func layoutWidths(cols []column, rows [][]string, width int) []int {
 	for _, x := range w {
 		total += x
 	}
-	for _, title := range []string{"IMAGE", "NAME", "OWNER", "MEM"} {
+	// First down to what still reads well (an image's own name and tag, a name), then to
+	// the minimums.
+	steps := []struct {
+		title string
+		floor int // 0: the column's minimum
+	}{{"IMAGE", 16}, {"NAME", 12}, {"OWNER", 8}, {"IMAGE", 0}, {"NAME", 0}, {"OWNER", 0}, {"MEM", 0}}
+	for _, step := range steps {
 		if total <= width {
 			break
 		}
 		for i, c := range cols {
-			if c.title != title || w[i] <= c.min {
+			floor := max(c.min, step.floor)
+			if c.title != step.title || w[i] <= floor {
 				continue
 			}
-			cut := min(total-width, w[i]-c.min)
+			cut := min(total-width, w[i]-floor)
 			w[i] -= cut
 			total -= cut
 		}
@@ -172,7 +186,7 @@ func fitCell(s string, w int, c column) string {
 	}
 	if ansi.StringWidth(s) > w {
 		if c.left {
-			s = ansi.TruncateLeft(s, ansi.StringWidth(s)-w+1, "…")
+			s = format.ShortImage(s, w)
 		} else {
 			s = ansi.Truncate(s, w, "…")
 		}
@@ -350,10 +364,15 @@ type detailsView struct {
 	loading bool
 	err     string
 	now     time.Time
+	// forward is the ssh -L line for a port ("" when the viewer cannot forward to it: the
+	// container is someone else's).
+	forward func(port int) string
 }
 
-// renderDetails is the pane under the table: a rule with the name, then home and limits,
-// state and times, image and command. Every line fits width.
+// renderDetails is the pane under the table: a rule with the name, then home and limits;
+// state, when it started and exited (and who stopped it, why); image and command; its
+// address on the user's network and its ports with the ssh -L line that reaches each.
+// Every line fits width.
 func renderDetails(st dashboard.Styles, dv detailsView, width int) []string {
 	c := dv.live
 	lines := []string{ruleLine(st, dv.title, width)}
@@ -369,7 +388,7 @@ func renderDetails(st dashboard.Styles, dv detailsView, width int) []string {
 	}
 	d := *dv.details
 	// The snapshot is newer than the inspect for what changes: state, start, limits.
-	d.State, d.ExitCode, d.StartedAt = c.State, c.ExitCode, c.StartedAt
+	d.State, d.ExitCode, d.StartedAt, d.Stopped = c.State, c.ExitCode, c.StartedAt, c.Stopped
 	if c.CPUs > 0 {
 		d.CPUs = c.CPUs
 	}
@@ -387,31 +406,118 @@ func renderDetails(st dashboard.Styles, dv detailsView, width int) []string {
 	first = append(first, "limits "+limitsText(d.CPUs, d.MemLimit, d.PidsLimit))
 	lines = append(lines, cut("  "+strings.Join(first, " · ")))
 
-	word := format.State(d.State, d.ExitCode)
-	second := []string{"state " + stateStyle(st, d.State).Render(word)}
-	if d.State == "exited" || d.State == "dead" {
-		second = append(second, fmt.Sprintf("exit code %d", d.ExitCode))
-	}
+	word := stateText(d.Container)
+	second := []string{"state " + stateStyle(st, stateWord(word)).Render(word)}
 	if !d.StartedAt.IsZero() {
 		second = append(second, "started "+ago(dv.now, d.StartedAt))
 	}
-	if d.State != "running" && !d.FinishedAt.IsZero() {
-		second = append(second, "finished "+ago(dv.now, d.FinishedAt))
+	if d.State != "running" && !d.FinishedAt.IsZero() && !d.FinishedAt.Before(d.StartedAt) {
+		ended := "exited "
+		if d.Stopped != nil {
+			ended = "stopped "
+		}
+		second = append(second, ended+ago(dv.now, d.FinishedAt))
+	}
+	if d.State == "exited" && d.Stopped == nil || d.State == "dead" {
+		second = append(second, fmt.Sprintf("exit code %d", d.ExitCode))
 	}
 	if d.OOMKilled {
 		second = append(second, st.Failed.Render("killed: out of memory"))
 	}
 	lines = append(lines, cut("  "+strings.Join(second, " · ")))
+	if s := d.Stopped; s != nil && d.State == "exited" {
+		by := termsafe.Line(s.By)
+		if s.By == c.Owner {
+			by = "its owner"
+		} else if s.ByRole != "" {
+			by += " (" + termsafe.Line(roleName(s.ByRole)) + ")"
+		}
+		line := "  stopped by " + by
+		if s.Reason != "" {
+			line += ": " + termsafe.Line(s.Reason)
+		}
+		lines = append(lines, cut(line))
+	}
 
 	third := []string{"image " + termsafe.Line(d.Image)}
 	if cmd := append(append([]string{}, d.Entrypoint...), d.Cmd...); len(cmd) > 0 {
 		third = append(third, "command "+termsafe.Line(joinCommand(cmd)))
 	}
 	lines = append(lines, cut("  "+strings.Join(third, " · ")))
+	if d.IPAddress != "" {
+		lines = append(lines, cut("  address "+termsafe.Line(d.IPAddress)+" on "+termsafe.Line(d.Network)))
+	}
+	lines = append(lines, portLines(d.ExposedPorts, dv.forward, width)...)
 	if d.Error != "" {
 		lines = append(lines, st.Failed.Render(cut("  ✗ error: "+termsafe.Line(d.Error))))
 	}
 	return lines
+}
+
+// maxPortLines is how many ports get an ssh -L line of their own.
+const maxPortLines = 3
+
+// portLines are the container's ports: "ports: ssh -L 8888:box:8888 -p 2222 alice@host"
+// for each TCP port (the first few), then the others by number.
+func portLines(ports []string, forward func(int) string, width int) []string {
+	cut := func(s string) string { return ansi.Truncate(s, width, "…") }
+	var lines, rest []string
+	for _, p := range ports {
+		num, proto, _ := strings.Cut(p, "/")
+		n, err := strconv.Atoi(num)
+		if err != nil || proto != "tcp" || forward == nil || len(lines) == maxPortLines {
+			rest = append(rest, termsafe.Line(p))
+			continue
+		}
+		label := "  ports: "
+		if len(lines) > 0 {
+			label = "         "
+		}
+		lines = append(lines, cut(label+forward(n)))
+	}
+	if len(rest) > 0 {
+		label := "  ports "
+		if len(lines) > 0 {
+			label = "  also "
+		}
+		lines = append(lines, cut(label+strings.Join(rest, ", ")))
+	}
+	return lines
+}
+
+// roleName is how a role reads after a name: "TA", "student".
+func roleName(role string) string {
+	if role == "ta" {
+		return "TA"
+	}
+	return role
+}
+
+// noticeLine words what others did to the user's containers, newest last, in one line:
+// "tina (TA) stopped box 2m ago: the exam needs the GPU".
+func noticeLine(ns []docker.Notice, now time.Time) string {
+	parts := make([]string, 0, len(ns))
+	for _, n := range ns {
+		verb := "stopped"
+		if n.Action == "rm" {
+			verb = "removed"
+		}
+		p := termsafe.Line(n.By)
+		if n.ByRole != "" {
+			p += " (" + termsafe.Line(roleName(n.ByRole)) + ")"
+		}
+		p += " " + verb + " your container " + termsafe.Line(n.Container)
+		if !n.At.IsZero() && now.Sub(n.At) >= time.Minute {
+			p += " " + ago(now, n.At)
+		}
+		if n.Reason != "" {
+			p += ": " + termsafe.Line(n.Reason)
+		} else {
+			p += " (no reason given)"
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, " · ")
 }
 
 // limitsText is "1 CPU, 2.0 GiB, 512 processes".

@@ -305,7 +305,7 @@ func TestRenderDetails(t *testing.T) {
 	text := plain(strings.Join(lines, "\n"))
 	for _, want := range []string{
 		"─ alice/box ─", "home /home/alice (persistent)", "home /home/alice (persistent) · GPU 0,2 · limits 1.5 CPUs, 2.0 GiB",
-		"state exited(3)", "exit code 3", "started 2h ago", "finished 1h ago", "image busybox:latest",
+		"state exited(3)", "exit code 3", "started 2h ago", "exited 1h ago", "image busybox:latest",
 		"command sh -c 'echo hi; exit 3'",
 	} {
 		if !strings.Contains(text, want) {
