@@ -387,10 +387,23 @@ func (m *Model) renderHelp(width, height int) string {
 			cur = append(cur, sec...)
 		}
 		flush()
+		// Too wide for the window: the columns share its width, long lines cut.
+		colW := max(8, (width-4-3*(len(cols)-1))/len(cols))
+		widest := 0
+		for _, c := range cols {
+			widest += lipgloss.Width(c)
+		}
 		gapped := make([]string, 0, 2*len(cols))
 		for i, c := range cols {
 			if i > 0 {
 				gapped = append(gapped, "   ")
+			}
+			if widest+3*(len(cols)-1)+4 > width {
+				ls := strings.Split(c, "\n")
+				for j := range ls {
+					ls[j] = truncate(ls[j], colW)
+				}
+				c = strings.Join(ls, "\n")
 			}
 			gapped = append(gapped, c)
 		}

@@ -63,9 +63,12 @@ func DefaultStyles() Styles {
 }
 
 // Question is a yes/no question as every tab asks it, in one line of width cells:
-// " remove box? y/N". The question must be neutralised already.
+// " remove box? y/N"; a long question is cut, never its "y/N". The question must be
+// neutralised already.
 func (st Styles) Question(question string, width int) string {
-	return st.Failed.Bold(true).Render(ansi.Truncate(" "+question+" y/N", width, "…"))
+	const answers = " y/N"
+	line := ansi.Truncate(" "+question, max(0, width-len(answers)), "…") + answers
+	return st.Failed.Bold(true).Render(ansi.Truncate(line, width, ""))
 }
 
 // SelectedRow draws a selected row: the marker, the row, the highlight across width.

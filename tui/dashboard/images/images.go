@@ -210,7 +210,7 @@ func (t *Tab) Capturing() bool { return t.prompting || t.confirm != nil || t.sif
 // Keys are the bindings for the footer: what can be done on what is on screen.
 func (t *Tab) Keys() []key.Binding {
 	back := func(keys ...string) key.Binding {
-		return key.NewBinding(key.WithKeys(keys...), key.WithHelp(strings.Join(keys, "/"), "back to the server's images"))
+		return key.NewBinding(key.WithKeys(keys...), key.WithHelp(strings.Join(keys, "/"), "back to all images"))
 	}
 	switch {
 	case t.prompting:
@@ -548,7 +548,7 @@ func (t *Tab) View(width, height int) string {
 		t.input.SetWidth(max(1, width-len(t.input.Prompt)-3))
 		bottom = append(bottom, cut(" "+t.input.View()))
 	case t.confirm != nil:
-		bottom = append(bottom, t.st.Question("remove "+t.confirm.shown+"?", width))
+		bottom = append(bottom, t.st.Question("remove "+format.ShortImage(t.confirm.shown, width-14)+"?", width))
 	case t.pullFail != "":
 		bottom = append(bottom, "")
 		for _, l := range wrap(" ✗ "+t.pullFail, width, maxFailLines) {

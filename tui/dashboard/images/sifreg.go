@@ -237,7 +237,7 @@ func (t *Tab) sifTable(width, height int) []string {
 	}
 	cut := func(s string) string { return ansi.Truncate(s, width, "…") }
 	v := &t.sifList
-	title := t.st.Header.Render(cut(" My SIF files · v/esc: back to the server's images"))
+	title := t.st.Header.Render(cut(" My SIF files · v/esc: back to all images"))
 	var used int64
 	for _, f := range v.files {
 		used += f.Size
@@ -389,7 +389,7 @@ func (t *Tab) registryTable(width, height int) []string {
 	}
 	cut := func(s string) string { return ansi.Truncate(s, width, "…") }
 	r := &t.registry
-	title := t.st.Header.Render(cut(" My registry: your GitLab projects' images · m/esc: back"))
+	title := t.st.Header.Render(cut(" My registry: your GitLab projects' images · m/esc: back to all images"))
 	if l := t.placeholder(width, r.err, r.loading, len(r.rows), "Asking GitLab…", "No images in the registries of your GitLab projects."); l != "" {
 		return []string{title, l}
 	}
