@@ -3,6 +3,7 @@ package docker
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"math"
 	"slices"
 
@@ -46,12 +47,19 @@ type objectLabels struct {
 	gpus       string // UUIDs, comma-separated
 	gpuIndices string
 	sifUser    string // the user a SIF export is for
+	// extra are labels the user asked for (the Docker API's create); every server key and
+	// selector is written over them, so they never decide anything the server reads.
+	extra map[string]string
 }
 
 // containerLabels is the complete label set of a new container: the site's selectors,
 // managed=true and every server key, so none is left for the image to fill.
 func (s *Service) containerLabels(l objectLabels) map[string]string {
-	m := s.cfg.selectors()
+	m := maps.Clone(l.extra)
+	if m == nil {
+		m = map[string]string{}
+	}
+	maps.Copy(m, s.cfg.selectors())
 	m[LabelKind] = l.kind
 	m[LabelOwner] = l.owner
 	m[LabelName] = l.name

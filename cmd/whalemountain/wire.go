@@ -143,6 +143,7 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 		deps.Exec = svc
 		deps.Files = svc
 		deps.FilesOptions = files.Options{TempDir: filepath.Join(cfg.DataDir, "spool"), SIF: sifs}
+		deps.DockerAPI = docker.NewAPI(svc, images, docker.APIOptions{SpoolDir: filepath.Join(cfg.DataDir, "spool")})
 		logger.Info("containers on the Docker Engine", "host", firstNonEmpty(dc.Host, "default socket"),
 			"home", firstNonEmpty(dc.HomeHostPath, "per-user volume "+dc.NamePrefix+"-home-<user>"), "mounted_at", dc.HomeTarget)
 	} else {

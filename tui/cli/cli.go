@@ -18,6 +18,7 @@ import (
 
 	"whalemountain/backend"
 	"whalemountain/backend/docker"
+	"whalemountain/tui/dockerapi"
 	"whalemountain/tui/files"
 	"whalemountain/tui/format"
 	"whalemountain/tui/termsafe"
@@ -62,6 +63,9 @@ type Deps struct {
 	// FilesOptions say where transfers are spooled.
 	Files        files.Backend
 	FilesOptions files.Options
+	// DockerAPI is the per-user Docker Engine API (docker system dial-stdio, forwarded
+	// sockets); the commands themselves do not use it. nil when containers are off.
+	DockerAPI dockerapi.Backend
 }
 
 // usageError marks an error as bad usage (exit status 2).

@@ -172,6 +172,8 @@ func New(cfg Config, auth Authenticator, auditLog *audit.Log, deps cli.Deps, log
 			srv.ChannelHandlers = map[string]ssh.ChannelHandler{
 				"session":      sessionHandler,
 				"direct-tcpip": s.directTCPIP,
+				// ssh -L LOCAL:/docker.sock: the user's own Docker API (dockerapi.go).
+				"direct-streamlocal@openssh.com": s.directStreamLocal,
 			}
 			srv.ReversePortForwardingCallback = func(ssh.Context, string, uint32) bool { return false }
 			// A subsystem the server does not list is refused before any handler runs; sftp
@@ -561,7 +563,7 @@ func (s *Server) identify(_ ssh.Handler) ssh.Handler {
 		_ = s.audit.Action(id, "login", sessionKind(sess), audit.Accepted, "")
 		s.log.Info("session", "user", id.User, "role", id.Role, "remote", ip, "key", id.KeyFingerprint,
 			"source", id.KeySource, "kind", sessionKind(sess))
-		code := se.run()
+		code := se.serve()
 		_ = sess.Exit(code)
 	}
 }

@@ -1,0 +1,941 @@
+package docker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+
+	"whalemountain/backend"
+)
+
+// The Docker API's create (POST /containers/create), checked rather than trusted.
+//
+// A request is read field by field against the policy: anything that would give a
+// container more than the policy allows (privileges, host namespaces, capabilities beyond
+// the allow-list, devices, security options, host paths, the Docker socket, sysctls, other
+// users' containers, resources over the quota) is refused with one line that names the
+// field and the docker flag that sets it. What is allowed is copied, field by field, into a
+// request of the server's own making, which then goes the one way every container is made
+// (createContainer): the server's labels, the user's network and home, the hardening and
+// the GPU allocation are imposed there, whatever the request said. A field this file does
+// not copy never reaches the engine.
+
+// createPlan is what a checked create request asks for, in the server's terms.
+type createPlan struct {
+	config  container.Config // the allowed part of Config, without labels
+	host    container.HostConfig
+	cpus    float64 // 0: Config.DefaultCPUs
+	memory  int64   // 0: Config.DefaultMemory
+	gpus    string  // as --gpus takes it: "N" or "0,2"; "" for none
+	labels  map[string]string
+	aliases []string
+
+	volumes     []volumeUse // the user's own named volumes
+	tmpfs       []mount.Mount
+	volumesFrom []string // the user's own containers, as typed (with :ro or :rw)
+	netFrom     string   // --network container:X, X as typed
+	netNone     bool
+}
+
+// volumeUse is a named volume of the user's mounted at target.
+type volumeUse struct {
+	name     string
+	target   string
+	readOnly bool
+	noCopy   bool
+	subpath  string
+}
+
+// refused is a refusal of one field of a create request.
+func refused(field, flag, why string) error {
+	if flag != "" {
+		field = flag + " (" + field + ")"
+	}
+	return errorf(ErrPermission, "%s: %s", field, why)
+}
+
+func invalidField(field, flag, why string) error {
+	if flag != "" {
+		field = flag + " (" + field + ")"
+	}
+	return errorf(ErrInvalid, "%s: %s", field, why)
+}
+
+var (
+	hostnameRE   = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,62}[A-Za-z0-9])?$`)
+	apiLabelRE   = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._/-]{0,126}[A-Za-z0-9])?$`)
+	restartNames = []container.RestartPolicyMode{"", container.RestartPolicyDisabled, container.RestartPolicyAlways,
+		container.RestartPolicyOnFailure, container.RestartPolicyUnlessStopped}
+	logDrivers = []string{"", "json-file", "local"}
+	logOptions = []string{"max-size", "max-file", "compress", "labels", "env", "labels-regex", "env-regex", "tag"}
+)
+
+// Limits on what an API create may carry besides what run checks.
+const (
+	maxAPILabels  = 64
+	maxAPIMounts  = 16
+	maxAPIAliases = 8
+	maxStopSecs   = 600
+)
+
+// createRules is what checkCreate measures a request against.
+type createRules struct {
+	caps  []string // allowed capabilities, "CAP_X"
+	quota Quota
+	role  string // "students", for quota lines
+	home  string // where the home is mounted
+}
+
+func (s *Service) createRules(id backend.Identity) createRules {
+	return createRules{caps: s.cfg.capabilities(), quota: s.cfg.quota(id.Role), role: roleWord(id.Role),
+		home: expand(s.cfg.HomeTarget, id.User)}
+}
+
+// checkCreate reads a create request against the rules: the first field that asks for more
+// than the policy allows is refused, naming it; otherwise the plan holds what is allowed.
+func checkCreate(req container.CreateRequest, r createRules) (createPlan, error) {
+	var p createPlan
+	cfg := req.Config
+	if cfg == nil {
+		return p, invalidField("Config", "", "missing")
+	}
+	hc := req.HostConfig
+	if hc == nil {
+		hc = &container.HostConfig{}
+	}
+	if err := checkConfig(cfg, &p); err != nil {
+		return p, err
+	}
+	if err := checkHostNamespaces(hc); err != nil {
+		return p, err
+	}
+	if err := checkPrivileges(hc, r); err != nil {
+		return p, err
+	}
+	if err := checkDevices(hc, &p); err != nil {
+		return p, err
+	}
+	if err := checkResources(hc, r, &p); err != nil {
+		return p, err
+	}
+	if err := checkMounts(hc, cfg, r, &p); err != nil {
+		return p, err
+	}
+	if err := checkNetwork(hc, req.NetworkingConfig, &p); err != nil {
+		return p, err
+	}
+	if err := checkMisc(hc, &p); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// checkConfig copies the allowed part of Config.
+func checkConfig(cfg *container.Config, p *createPlan) error {
+	if cfg.Image == "" {
+		return invalidField("Config.Image", "", "no image given")
+	}
+	if _, err := ParseImage(cfg.Image); err != nil {
+		return err
+	}
+	if err := ValidateEnv(cfg.Env); err != nil {
+		return err
+	}
+	if err := validateCmd(cfg.Cmd); err != nil {
+		return err
+	}
+	// An entrypoint of one empty string is how clients say "none" (--entrypoint "").
+	if !slices.Equal(cfg.Entrypoint, []string{""}) {
+		if err := validateCmd(cfg.Entrypoint); err != nil {
+			return err
+		}
+	}
+	for _, f := range []struct{ field, flag, v string }{
+		{"Config.Hostname", "--hostname", cfg.Hostname}, {"Config.Domainname", "--domainname", cfg.Domainname},
+	} {
+		if f.v != "" && (!hostnameRE.MatchString(f.v) || len(f.v) > 253) {
+			return invalidField(f.field, f.flag, fmt.Sprintf("invalid host name %s", shown(f.v)))
+		}
+	}
+	if cfg.User != "" && (len(cfg.User) > 64 || strings.ContainsAny(cfg.User, "\x00\n ")) {
+		return invalidField("Config.User", "--user", fmt.Sprintf("invalid user %s", shown(cfg.User)))
+	}
+	if cfg.WorkingDir != "" && (!path.IsAbs(cfg.WorkingDir) || len(cfg.WorkingDir) > 4096 || strings.ContainsRune(cfg.WorkingDir, 0)) {
+		return invalidField("Config.WorkingDir", "--workdir", "must be an absolute path")
+	}
+	if cfg.StopTimeout != nil && (*cfg.StopTimeout < -1 || *cfg.StopTimeout > maxStopSecs) {
+		return invalidField("Config.StopTimeout", "--stop-timeout", fmt.Sprintf("must be at most %d seconds", maxStopSecs))
+	}
+	if len(cfg.Labels) > maxAPILabels {
+		return invalidField("Config.Labels", "--label", fmt.Sprintf("at most %d labels", maxAPILabels))
+	}
+	labels := map[string]string{}
+	for k, v := range cfg.Labels {
+		if !apiLabelRE.MatchString(k) || len(v) > 4096 || strings.ContainsRune(v, 0) {
+			return invalidField("Config.Labels", "--label", fmt.Sprintf("invalid label %s", shown(k)))
+		}
+		// The server's own keys are its to write: asked-for values are dropped, never used.
+		if strings.HasPrefix(k, "whalemountain.") {
+			continue
+		}
+		labels[k] = v
+	}
+	p.labels = labels
+	p.config = container.Config{
+		Hostname:     cfg.Hostname,
+		Domainname:   cfg.Domainname,
+		User:         cfg.User,
+		AttachStdin:  cfg.AttachStdin,
+		AttachStdout: cfg.AttachStdout,
+		AttachStderr: cfg.AttachStderr,
+		ExposedPorts: maps.Clone(cfg.ExposedPorts),
+		Tty:          cfg.Tty,
+		OpenStdin:    cfg.OpenStdin,
+		StdinOnce:    cfg.StdinOnce,
+		Env:          slices.Clone(cfg.Env),
+		Cmd:          slices.Clone(cfg.Cmd),
+		Healthcheck:  cfg.Healthcheck,
+		Image:        cfg.Image,
+		Volumes:      maps.Clone(cfg.Volumes),
+		WorkingDir:   cfg.WorkingDir,
+		Entrypoint:   slices.Clone(cfg.Entrypoint),
+		StopSignal:   cfg.StopSignal,
+		StopTimeout:  cfg.StopTimeout,
+		Shell:        slices.Clone(cfg.Shell),
+	}
+	for v := range p.config.Volumes {
+		if !path.IsAbs(v) || strings.ContainsAny(v, ":\x00") {
+			return invalidField("Config.Volumes", "--volume", fmt.Sprintf("invalid anonymous volume path %s", shown(v)))
+		}
+	}
+	p.netNone = cfg.NetworkDisabled
+	return nil
+}
+
+// checkHostNamespaces refuses every namespace shared with the host or another container
+// (the network is checkNetwork's).
+func checkHostNamespaces(hc *container.HostConfig) error {
+	why := "containers on this server get namespaces of their own"
+	switch {
+	case hc.PidMode != "":
+		if hc.PidMode.IsHost() {
+			return refused("HostConfig.PidMode", "--pid", "the host's PID namespace is not allowed: "+why)
+		}
+		return refused("HostConfig.PidMode", "--pid", "sharing another container's PID namespace is not allowed: "+why)
+	case hc.IpcMode != "" && hc.IpcMode != container.IPCModePrivate && hc.IpcMode != container.IPCModeShareable && hc.IpcMode != container.IPCModeNone:
+		return refused("HostConfig.IpcMode", "--ipc", "only a private IPC namespace is allowed: "+why)
+	case hc.UTSMode != "":
+		return refused("HostConfig.UTSMode", "--uts", "the host's UTS namespace is not allowed: "+why)
+	case hc.UsernsMode != "":
+		return refused("HostConfig.UsernsMode", "--userns", "the user namespace cannot be chosen: "+why)
+	case hc.CgroupnsMode != "" && hc.CgroupnsMode != container.CgroupnsModePrivate:
+		return refused("HostConfig.CgroupnsMode", "--cgroupns", "only a private cgroup namespace is allowed: "+why)
+	case hc.Cgroup != "":
+		return refused("HostConfig.Cgroup", "", "sharing another container's cgroup is not allowed: "+why)
+	case hc.CgroupParent != "":
+		return refused("HostConfig.CgroupParent", "--cgroup-parent", "the cgroup is the server's to choose")
+	}
+	return nil
+}
+
+// checkPrivileges refuses privileged mode, capabilities beyond the allow-list and security
+// options that loosen confinement.
+func checkPrivileges(hc *container.HostConfig, r createRules) error {
+	if hc.Privileged {
+		return refused("HostConfig.Privileged", "--privileged", "privileged containers are not allowed on this server")
+	}
+	for _, c := range hc.CapAdd {
+		name := "CAP_" + strings.TrimPrefix(strings.ToUpper(c), "CAP_")
+		if !slices.Contains(r.caps, name) {
+			return refused("HostConfig.CapAdd", "--cap-add", fmt.Sprintf("capability %s is not allowed (allowed: %s)",
+				shown(c), strings.Join(capNames(r.caps), ", ")))
+		}
+	}
+	for _, o := range hc.SecurityOpt {
+		switch strings.TrimSpace(o) {
+		case "no-new-privileges", "no-new-privileges:true", "no-new-privileges=true":
+			continue
+		}
+		return refused("HostConfig.SecurityOpt", "--security-opt", fmt.Sprintf("%s is not allowed: seccomp, AppArmor and "+
+			"SELinux confinement are the server's", shown(optName(o))))
+	}
+	if hc.MaskedPaths != nil || hc.ReadonlyPaths != nil {
+		return refused("HostConfig.MaskedPaths", "--security-opt systempaths=unconfined", "the masked and read-only system paths are the server's")
+	}
+	if hc.Runtime != "" && hc.Runtime != "runc" {
+		return refused("HostConfig.Runtime", "--runtime", fmt.Sprintf("runtime %s is not allowed (GPUs: --gpus)", shown(hc.Runtime)))
+	}
+	if len(hc.Sysctls) > 0 {
+		return refused("HostConfig.Sysctls", "--sysctl", "sysctls are not allowed on this server")
+	}
+	if hc.OomKillDisable != nil && *hc.OomKillDisable {
+		return refused("HostConfig.OomKillDisable", "--oom-kill-disable", "the OOM killer stays on")
+	}
+	if hc.OomScoreAdj < 0 {
+		return refused("HostConfig.OomScoreAdj", "--oom-score-adj", "a negative adjustment is not allowed")
+	}
+	if len(hc.Ulimits) > 0 {
+		return refused("HostConfig.Ulimits", "--ulimit", "limits are the server's")
+	}
+	if hc.CPURealtimePeriod != 0 || hc.CPURealtimeRuntime != 0 {
+		return refused("HostConfig.CpuRealtimeRuntime", "--cpu-rt-runtime", "real-time scheduling is not allowed")
+	}
+	if len(hc.StorageOpt) > 0 {
+		return refused("HostConfig.StorageOpt", "--storage-opt", "storage options are the server's")
+	}
+	if len(hc.Annotations) > 0 {
+		return refused("HostConfig.Annotations", "--annotation", "runtime annotations are not allowed")
+	}
+	return nil
+}
+
+// optName is a security option without a value that may be a whole profile.
+func optName(o string) string {
+	if k, _, ok := strings.Cut(o, "="); ok {
+		return k + "=..."
+	}
+	if k, _, ok := strings.Cut(o, ":"); ok {
+		return k + ":..."
+	}
+	return o
+}
+
+func capNames(caps []string) []string {
+	out := make([]string, len(caps))
+	for i, c := range caps {
+		out[i] = strings.TrimPrefix(c, "CAP_")
+	}
+	return out
+}
+
+// checkDevices refuses devices; GPUs come through the allocator (--gpus).
+func checkDevices(hc *container.HostConfig, p *createPlan) error {
+	if len(hc.Devices) > 0 {
+		return refused("HostConfig.Devices", "--device", "host devices are not allowed on this server (GPUs: --gpus N)")
+	}
+	if len(hc.DeviceCgroupRules) > 0 {
+		return refused("HostConfig.DeviceCgroupRules", "--device-cgroup-rule", "device rules are not allowed on this server")
+	}
+	if len(hc.DeviceRequests) > 1 {
+		return refused("HostConfig.DeviceRequests", "--gpus", "only one GPU request is allowed")
+	}
+	for _, d := range hc.DeviceRequests {
+		if d.Driver != "" && d.Driver != "nvidia" || !gpuCaps(d.Capabilities) || len(d.Options) > 0 {
+			return refused("HostConfig.DeviceRequests", "--gpus", "only GPUs can be requested")
+		}
+		switch {
+		case len(d.DeviceIDs) > 0 && d.Count != 0:
+			return invalidField("HostConfig.DeviceRequests", "--gpus", "give a count or GPU indices, not both")
+		case len(d.DeviceIDs) > 0:
+			for _, g := range d.DeviceIDs {
+				if g == "" || strings.Trim(g, "0123456789") != "" {
+					return invalidField("HostConfig.DeviceRequests", "--gpus", "name GPUs by index, such as --gpus device=0,2")
+				}
+			}
+			p.gpus = strings.Join(d.DeviceIDs, ",")
+		case d.Count < 0:
+			return invalidField("HostConfig.DeviceRequests", "--gpus", "ask for a number of GPUs, not all of them")
+		case d.Count > 0:
+			p.gpus = strconv.Itoa(d.Count)
+		}
+	}
+	return nil
+}
+
+// gpuCaps reports whether a device request's capabilities ask for GPUs and nothing else.
+func gpuCaps(caps [][]string) bool {
+	if len(caps) == 0 {
+		return false
+	}
+	for _, set := range caps {
+		for _, c := range set {
+			if c != "gpu" && c != "compute" && c != "utility" {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// checkResources reads the CPU and memory limits against the quota.
+func checkResources(hc *container.HostConfig, r createRules, p *createPlan) error {
+	cpus := float64(hc.NanoCPUs) / 1e9
+	if hc.CPUQuota > 0 {
+		period := hc.CPUPeriod
+		if period <= 0 {
+			period = 100000
+		}
+		if hc.NanoCPUs != 0 {
+			return invalidField("HostConfig.CpuQuota", "--cpu-quota", "give --cpus or --cpu-quota, not both")
+		}
+		cpus = float64(hc.CPUQuota) / float64(period)
+	}
+	switch {
+	case hc.NanoCPUs < 0 || hc.CPUQuota < 0 && hc.CPUQuota != -1 || math.IsNaN(cpus):
+		return invalidField("HostConfig.NanoCpus", "--cpus", "must be positive")
+	case cpus != 0 && cpus < 0.01:
+		return invalidField("HostConfig.NanoCpus", "--cpus", "at least 0.01")
+	case cpus > r.quota.MaxCPUs:
+		return errorf(ErrQuota, "--cpus (HostConfig.NanoCpus): quota: at most %g CPUs per container for %s (asked %g)", r.quota.MaxCPUs, r.role, cpus)
+	}
+	switch {
+	case hc.Memory < 0:
+		return invalidField("HostConfig.Memory", "--memory", "must be positive")
+	case hc.Memory != 0 && hc.Memory < minMemory:
+		return invalidField("HostConfig.Memory", "--memory", "at least "+formatBytes(minMemory))
+	case hc.Memory > r.quota.MaxMemory:
+		return errorf(ErrQuota, "--memory (HostConfig.Memory): quota: at most %s memory per container for %s (asked %s)",
+			formatBytes(r.quota.MaxMemory), r.role, formatBytes(hc.Memory))
+	}
+	if hc.MemorySwap > 0 && hc.MemorySwap > max(hc.Memory, r.quota.MaxMemory) {
+		return errorf(ErrQuota, "--memory-swap (HostConfig.MemorySwap): no swap beyond the memory limit on this server")
+	}
+	if hc.ShmSize < 0 || hc.ShmSize > r.quota.MaxMemory {
+		return errorf(ErrQuota, "--shm-size (HostConfig.ShmSize): at most the memory quota, %s", formatBytes(r.quota.MaxMemory))
+	}
+	p.cpus, p.memory = cpus, hc.Memory
+	return nil
+}
+
+// checkMounts allows the user's own named volumes, anonymous volumes and tmpfs; never a
+// host path, the Docker socket, a volume driver or another user's container's volumes.
+func checkMounts(hc *container.HostConfig, cfg *container.Config, r createRules, p *createPlan) error {
+	if hc.VolumeDriver != "" {
+		return refused("HostConfig.VolumeDriver", "--volume-driver", "volume drivers are not allowed")
+	}
+	if len(hc.Binds)+len(hc.Mounts)+len(hc.Tmpfs) > maxAPIMounts {
+		return invalidField("HostConfig.Mounts", "--mount", fmt.Sprintf("at most %d mounts", maxAPIMounts))
+	}
+	targets := map[string]bool{r.home: true}
+	target := func(field, flag, t string) error {
+		t = path.Clean(t)
+		switch {
+		case !path.IsAbs(t) || strings.ContainsAny(t, "\x00,") || len(t) > 4096:
+			return invalidField(field, flag, fmt.Sprintf("invalid mount target %s", shown(t)))
+		case t == "/":
+			return invalidField(field, flag, "cannot mount over /")
+		case targets[t]:
+			if t == r.home {
+				return invalidField(field, flag, fmt.Sprintf("%s is your home, mounted into every container", t))
+			}
+			return invalidField(field, flag, fmt.Sprintf("%s is mounted twice", t))
+		}
+		targets[t] = true
+		return nil
+	}
+	for _, b := range hc.Binds {
+		src, dst, opts := splitBind(b)
+		if dst == "" {
+			return invalidField("HostConfig.Binds", "--volume", fmt.Sprintf("invalid volume %s: use NAME:/path", shown(b)))
+		}
+		if strings.HasPrefix(src, "/") || strings.HasPrefix(src, ".") || strings.HasPrefix(src, "~") {
+			return hostPathRefusal("HostConfig.Binds", "--volume", src)
+		}
+		if err := ValidateVolumeName(src); err != nil {
+			return invalidField("HostConfig.Binds", "--volume", err.Error())
+		}
+		if err := target("HostConfig.Binds", "--volume", dst); err != nil {
+			return err
+		}
+		v := volumeUse{name: src, target: path.Clean(dst)}
+		for o := range strings.SplitSeq(opts, ",") {
+			switch o {
+			case "", "rw", "z", "Z":
+			case "ro":
+				v.readOnly = true
+			case "nocopy":
+				v.noCopy = true
+			default:
+				return invalidField("HostConfig.Binds", "--volume", fmt.Sprintf("option %s is not allowed", shown(o)))
+			}
+		}
+		p.volumes = append(p.volumes, v)
+	}
+	for _, m := range hc.Mounts {
+		switch m.Type {
+		case mount.TypeBind:
+			return hostPathRefusal("HostConfig.Mounts", "--mount", m.Source)
+		case mount.TypeVolume:
+			if m.Source == "" {
+				return invalidField("HostConfig.Mounts", "--mount", "a volume mount needs a volume name (anonymous: --volume /path)")
+			}
+			if err := ValidateVolumeName(m.Source); err != nil {
+				return invalidField("HostConfig.Mounts", "--mount", err.Error())
+			}
+			if o := m.VolumeOptions; o != nil && (o.DriverConfig != nil || len(o.Labels) > 0) {
+				return refused("HostConfig.Mounts", "--mount", "volume drivers and options are not allowed")
+			}
+			if err := target("HostConfig.Mounts", "--mount", m.Target); err != nil {
+				return err
+			}
+			v := volumeUse{name: m.Source, target: path.Clean(m.Target), readOnly: m.ReadOnly}
+			if o := m.VolumeOptions; o != nil {
+				v.noCopy = o.NoCopy
+				if o.Subpath != "" {
+					if path.IsAbs(o.Subpath) || path.Clean(o.Subpath) != o.Subpath || strings.HasPrefix(o.Subpath, "..") {
+						return invalidField("HostConfig.Mounts", "--mount", "invalid volume-subpath")
+					}
+					v.subpath = o.Subpath
+				}
+			}
+			p.volumes = append(p.volumes, v)
+		case mount.TypeTmpfs:
+			if m.Source != "" {
+				return invalidField("HostConfig.Mounts", "--mount", "a tmpfs has no source")
+			}
+			if err := target("HostConfig.Mounts", "--mount", m.Target); err != nil {
+				return err
+			}
+			t := mount.Mount{Type: mount.TypeTmpfs, Target: path.Clean(m.Target), ReadOnly: m.ReadOnly}
+			if o := m.TmpfsOptions; o != nil {
+				if len(o.Options) > 0 {
+					return refused("HostConfig.Mounts", "--mount", "tmpfs options other than size and mode are not allowed")
+				}
+				if o.SizeBytes < 0 || o.SizeBytes > r.quota.MaxMemory {
+					return errorf(ErrQuota, "--mount (HostConfig.Mounts): a tmpfs of at most %s", formatBytes(r.quota.MaxMemory))
+				}
+				t.TmpfsOptions = &mount.TmpfsOptions{SizeBytes: o.SizeBytes, Mode: o.Mode}
+			}
+			p.tmpfs = append(p.tmpfs, t)
+		default:
+			return refused("HostConfig.Mounts", "--mount", fmt.Sprintf("mounts of type %s are not allowed (volume and tmpfs are)", shown(string(m.Type))))
+		}
+	}
+	for t, opts := range hc.Tmpfs {
+		if err := target("HostConfig.Tmpfs", "--tmpfs", t); err != nil {
+			return err
+		}
+		if strings.ContainsAny(opts, "\x00") || len(opts) > 256 {
+			return invalidField("HostConfig.Tmpfs", "--tmpfs", "invalid options")
+		}
+	}
+	for _, vf := range hc.VolumesFrom {
+		ref, mode, _ := strings.Cut(vf, ":")
+		if mode != "" && mode != "ro" && mode != "rw" {
+			return invalidField("HostConfig.VolumesFrom", "--volumes-from", fmt.Sprintf("invalid mode %s", shown(mode)))
+		}
+		if ref == "" {
+			return invalidField("HostConfig.VolumesFrom", "--volumes-from", "no container given")
+		}
+		p.volumesFrom = append(p.volumesFrom, vf)
+	}
+	for v := range cfg.Volumes {
+		if targets[path.Clean(v)] && path.Clean(v) == r.home {
+			return invalidField("Config.Volumes", "--volume", fmt.Sprintf("%s is your home, mounted into every container", v))
+		}
+	}
+	return nil
+}
+
+// hostPathRefusal is the line for a host path in a mount, the Docker socket named.
+func hostPathRefusal(field, flag, src string) error {
+	if strings.Contains(src, "docker.sock") || strings.Contains(src, "containerd") {
+		return refused(field, flag, "the Docker socket is never mounted into a container")
+	}
+	return refused(field, flag, fmt.Sprintf("host path %s: paths of the server are not mounted into containers; "+
+		"use a named volume (-v NAME:/path) or your home", shown(src)))
+}
+
+// splitBind cuts "src:dst[:opts]".
+func splitBind(b string) (src, dst, opts string) {
+	parts := strings.Split(b, ":")
+	switch len(parts) {
+	case 2:
+		return parts[0], parts[1], ""
+	case 3:
+		return parts[0], parts[1], parts[2]
+	}
+	return "", "", ""
+}
+
+// checkNetwork allows the user's own network (the default), none, or the network of one of
+// the user's own containers; never the host's or another network.
+func checkNetwork(hc *container.HostConfig, nc *network.NetworkingConfig, p *createPlan) error {
+	switch m := hc.NetworkMode; {
+	case m == "" || m == "default" || m == network.NetworkBridge:
+	case m == network.NetworkNone:
+		p.netNone = true
+	case m.IsHost():
+		return refused("HostConfig.NetworkMode", "--network", "the host's network is not allowed: containers get your own network")
+	case m.IsContainer():
+		p.netFrom = m.ConnectedContainer()
+		if p.netFrom == "" {
+			return invalidField("HostConfig.NetworkMode", "--network", "no container given")
+		}
+	default:
+		return refused("HostConfig.NetworkMode", "--network", fmt.Sprintf("network %s is not available: containers get your own network", shown(string(m))))
+	}
+	if len(hc.PortBindings) > 0 || hc.PublishAllPorts {
+		for _, bs := range hc.PortBindings {
+			if len(bs) > 0 {
+				return refused("HostConfig.PortBindings", "--publish", "ports are not published on the server; reach them with ssh -L PORT:NAME:PORT")
+			}
+		}
+		if hc.PublishAllPorts {
+			return refused("HostConfig.PublishAllPorts", "--publish-all", "ports are not published on the server; reach them with ssh -L PORT:NAME:PORT")
+		}
+	}
+	if len(hc.Links) > 0 {
+		return refused("HostConfig.Links", "--link", "links are not available; your containers reach each other by name on your network")
+	}
+	if nc != nil {
+		for name, ep := range nc.EndpointsConfig {
+			if name != "" && name != "default" && name != network.NetworkBridge && name != string(hc.NetworkMode) {
+				return refused("NetworkingConfig.EndpointsConfig", "--network", fmt.Sprintf("network %s is not available: containers get your own network", shown(name)))
+			}
+			if ep == nil {
+				continue
+			}
+			if ep.IPAMConfig != nil && (ep.IPAMConfig.IPv4Address.IsValid() || ep.IPAMConfig.IPv6Address.IsValid()) {
+				return refused("NetworkingConfig.EndpointsConfig", "--ip", "addresses are the server's to give")
+			}
+			if len(ep.Links) > 0 {
+				return refused("NetworkingConfig.EndpointsConfig", "--link", "links are not available")
+			}
+			for _, a := range ep.Aliases {
+				if !nameRE.MatchString(a) {
+					return invalidField("NetworkingConfig.EndpointsConfig", "--network-alias", fmt.Sprintf("invalid alias %s", shown(a)))
+				}
+				if len(p.aliases) < maxAPIAliases && !slices.Contains(p.aliases, a) {
+					p.aliases = append(p.aliases, a)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// checkMisc copies the remaining harmless settings and refuses the rest.
+func checkMisc(hc *container.HostConfig, p *createPlan) error {
+	if !slices.Contains(logDrivers, hc.LogConfig.Type) {
+		return refused("HostConfig.LogConfig", "--log-driver", fmt.Sprintf("log driver %s is not allowed (json-file and local are)", shown(hc.LogConfig.Type)))
+	}
+	for k := range hc.LogConfig.Config {
+		if !slices.Contains(logOptions, k) {
+			return refused("HostConfig.LogConfig", "--log-opt", fmt.Sprintf("log option %s is not allowed", shown(k)))
+		}
+	}
+	if !slices.Contains(restartNames, hc.RestartPolicy.Name) {
+		return invalidField("HostConfig.RestartPolicy", "--restart", fmt.Sprintf("invalid restart policy %s", shown(string(hc.RestartPolicy.Name))))
+	}
+	if hc.RestartPolicy.MaximumRetryCount < 0 || hc.RestartPolicy.MaximumRetryCount > 100 {
+		return invalidField("HostConfig.RestartPolicy", "--restart", "at most 100 retries")
+	}
+	if hc.Isolation != "" && hc.Isolation != container.IsolationDefault {
+		return refused("HostConfig.Isolation", "--isolation", "only the default isolation is available")
+	}
+	for _, h := range hc.ExtraHosts {
+		if len(h) > 512 || strings.ContainsAny(h, "\x00\n ") {
+			return invalidField("HostConfig.ExtraHosts", "--add-host", fmt.Sprintf("invalid host %s", shown(h)))
+		}
+	}
+	for _, g := range hc.GroupAdd {
+		if g == "" || len(g) > 64 || strings.ContainsAny(g, "\x00\n :") {
+			return invalidField("HostConfig.GroupAdd", "--group-add", fmt.Sprintf("invalid group %s", shown(g)))
+		}
+	}
+	p.host = container.HostConfig{
+		LogConfig:      container.LogConfig{Type: hc.LogConfig.Type, Config: maps.Clone(hc.LogConfig.Config)},
+		RestartPolicy:  hc.RestartPolicy,
+		AutoRemove:     hc.AutoRemove,
+		ConsoleSize:    hc.ConsoleSize,
+		DNS:            slices.Clone(hc.DNS),
+		DNSOptions:     slices.Clone(hc.DNSOptions),
+		DNSSearch:      slices.Clone(hc.DNSSearch),
+		ExtraHosts:     slices.Clone(hc.ExtraHosts),
+		GroupAdd:       slices.Clone(hc.GroupAdd),
+		OomScoreAdj:    hc.OomScoreAdj,
+		ReadonlyRootfs: hc.ReadonlyRootfs,
+		Tmpfs:          maps.Clone(hc.Tmpfs),
+		ShmSize:        hc.ShmSize,
+		Umask:          hc.Umask,
+	}
+	p.host.Mounts = slices.Clone(p.tmpfs)
+	return nil
+}
+
+// volumeNameRE are the names of users' own volumes: as container names, a little longer.
+var volumeNameRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,62}[a-zA-Z0-9])?$`)
+
+// ValidateVolumeName checks the name of a user's own volume as users type it.
+func ValidateVolumeName(name string) error {
+	if !volumeNameRE.MatchString(name) {
+		return errorf(ErrInvalid, "invalid volume name %s: use 1-64 letters, digits, '_', '.' and '-', starting and ending with a letter or digit", shown(name))
+	}
+	return nil
+}
+
+// decodeCreate reads a create request body.
+func decodeCreate(body []byte) (container.CreateRequest, error) {
+	var req container.CreateRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return req, errorf(ErrInvalid, "the create request is not valid JSON")
+	}
+	return req, nil
+}
+
+// APICreated is what a create through the Docker API made.
+type APICreated struct {
+	ID   string
+	Name string
+}
+
+// CreateFromAPI creates (not starts) a container for the identity from a Docker API create
+// request body: checked field by field (checkCreate), counted against the same quota as
+// run, then made the one way every container is made. name is the name the user asked for
+// ("" to have one made up). The request's references to other containers (--volumes-from,
+// --network container:) are looked up among the caller's own containers only; anything
+// else is "no such container". Audited as "create".
+func (s *Service) CreateFromAPI(ctx context.Context, id backend.Identity, name string, body []byte) (APICreated, error) {
+	c, err := s.createFromAPI(ctx, id, name, body)
+	target := name
+	if c.Name != "" {
+		target = c.Name
+	}
+	s.record(id, "create", id.User+"/"+shown(target), err)
+	return c, err
+}
+
+func (s *Service) createFromAPI(ctx context.Context, id backend.Identity, name string, body []byte) (APICreated, error) {
+	if err := checkIdentity(id); err != nil {
+		return APICreated{}, err
+	}
+	name = strings.TrimPrefix(name, "/")
+	if name != "" {
+		if err := ValidateName(name); err != nil {
+			return APICreated{}, err
+		}
+	}
+	req, err := decodeCreate(body)
+	if err != nil {
+		return APICreated{}, err
+	}
+	p, err := checkCreate(req, s.createRules(id))
+	if err != nil {
+		return APICreated{}, err
+	}
+	image, err := ParseImage(p.config.Image)
+	if err != nil {
+		return APICreated{}, err
+	}
+	q := s.cfg.quota(id.Role)
+	cpus, mem := p.cpus, p.memory
+	if cpus == 0 {
+		cpus = min(s.cfg.DefaultCPUs, q.MaxCPUs)
+	}
+	if mem == 0 {
+		mem = min(s.cfg.DefaultMemory, q.MaxMemory)
+	}
+	gpuCount, gpuIndices, err := ParseGPUs(p.gpus)
+	if err != nil {
+		return APICreated{}, err
+	}
+	nGPUs := gpuCount + len(gpuIndices)
+	var inv []GPUInfo
+	if nGPUs > 0 {
+		inv = s.gpuInventory()
+	}
+	if err := checkGPURequest(nGPUs, inv, q, roleWord(id.Role)); err != nil {
+		return APICreated{}, err
+	}
+
+	lock := s.userLock(id.User)
+	lock.Lock()
+	defer lock.Unlock()
+	mine, err := s.ownContainers(ctx, id.User)
+	if err != nil {
+		return APICreated{}, err
+	}
+	names := map[string]bool{}
+	for _, c := range mine {
+		names[c.Labels[LabelName]] = true
+	}
+	if name != "" && names[name] {
+		return APICreated{}, errorf(ErrConflict, "Conflict. The container name \"/%s\" is already in use; remove it or choose another name", name)
+	}
+	if len(mine) >= q.MaxContainers {
+		return APICreated{}, errorf(ErrQuota, "quota: at most %d containers for %s (you have %d)", q.MaxContainers, roleWord(id.Role), len(mine))
+	}
+	// Other containers named in the request: the caller's own, or nothing.
+	own := func(field, flag, ref string) (container.Summary, error) {
+		c, ok, err := resolveAmong(mine, ref)
+		if err != nil {
+			return c, invalidField(field, flag, err.Error())
+		}
+		if !ok {
+			return c, invalidField(field, flag, "no such container: "+shown(ref))
+		}
+		return c, nil
+	}
+	var fromMounts []mount.Mount
+	for _, vf := range p.volumesFrom {
+		ref, mode, _ := strings.Cut(vf, ":")
+		c, err := own("HostConfig.VolumesFrom", "--volumes-from", ref)
+		if err != nil {
+			return APICreated{}, err
+		}
+		ms, err := s.volumesOf(ctx, id.User, c.ID, mode == "ro")
+		if err != nil {
+			return APICreated{}, err
+		}
+		fromMounts = append(fromMounts, ms...)
+	}
+	var netFromID string
+	if p.netFrom != "" {
+		c, err := own("HostConfig.NetworkMode", "--network", p.netFrom)
+		if err != nil {
+			return APICreated{}, err
+		}
+		netFromID = c.ID
+	}
+
+	img, err := s.localImage(ctx, image)
+	if err != nil {
+		return APICreated{}, errorf(ErrNoImage, "No such image: %s", image)
+	}
+	_ = img
+	if name == "" {
+		name = generateName(image, names)
+	}
+	home, err := s.ensureHome(ctx, id.User)
+	if err != nil {
+		return APICreated{}, err
+	}
+	hc := p.host
+	hc.Mounts = append([]mount.Mount{home}, hc.Mounts...)
+	for _, v := range p.volumes {
+		engineName, err := s.ensureUserVolume(ctx, id.User, v.name)
+		if err != nil {
+			return APICreated{}, err
+		}
+		m := mount.Mount{Type: mount.TypeVolume, Source: engineName, Target: v.target, ReadOnly: v.readOnly}
+		if v.noCopy || v.subpath != "" {
+			m.VolumeOptions = &mount.VolumeOptions{NoCopy: v.noCopy, Subpath: v.subpath}
+		}
+		hc.Mounts = append(hc.Mounts, m)
+	}
+	for _, m := range fromMounts {
+		if !slices.ContainsFunc(hc.Mounts, func(x mount.Mount) bool { return x.Target == m.Target }) {
+			hc.Mounts = append(hc.Mounts, m)
+		}
+	}
+	opts := client.ContainerCreateOptions{Config: &p.config, HostConfig: &hc}
+	switch {
+	case netFromID != "":
+		hc.NetworkMode = container.NetworkMode("container:" + netFromID)
+		opts.Config.Hostname, opts.Config.Domainname, opts.Config.ExposedPorts = "", "", nil
+	case p.netNone:
+		hc.NetworkMode = network.NetworkNone
+	default:
+		netID, err := s.ensureNetwork(ctx, id.User)
+		if err != nil {
+			return APICreated{}, err
+		}
+		hc.NetworkMode = container.NetworkMode(netID)
+		aliases := append([]string{name}, slices.DeleteFunc(p.aliases, func(a string) bool { return a == name })...)
+		opts.NetworkingConfig = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+			s.cfg.networkName(id.User): {NetworkID: netID, Aliases: aliases},
+		}}
+	}
+	labels := objectLabels{kind: KindContainer, owner: id.User, name: name, extra: p.labels}
+	if nGPUs > 0 {
+		s.gpuAlloc.Lock()
+		defer s.gpuAlloc.Unlock()
+		taken, err := s.takenGPUs(ctx)
+		if err != nil {
+			return APICreated{}, err
+		}
+		chosen, err := ChooseGPUs(inv, taken, gpuCount, gpuIndices, s.cfg.GPUPolicy)
+		if err != nil {
+			return APICreated{}, err
+		}
+		req, uuids := gpuDeviceRequest(chosen)
+		hc.Resources.DeviceRequests = []container.DeviceRequest{req}
+		labels.gpus, labels.gpuIndices = uuids, indicesLabel(chosen)
+	}
+	created, err := s.createContainer(ctx, opts, labels, limits{cpus: cpus, memory: mem}, s.cfg.containerName(id.User, name))
+	if err != nil {
+		if e := noNvidiaRuntime(err); e != nil {
+			return APICreated{}, e
+		}
+		return APICreated{}, err
+	}
+	return APICreated{ID: created, Name: name}, nil
+}
+
+// resolveAmong finds ref among a user's containers: their name for it, the full engine ID,
+// or an unambiguous prefix of the ID (as the docker CLI writes them). It never looks
+// anywhere else, so another user's name, ID or prefix finds nothing.
+func resolveAmong(mine []container.Summary, ref string) (container.Summary, bool, error) {
+	ref = strings.TrimPrefix(ref, "/")
+	if ref == "" {
+		return container.Summary{}, false, nil
+	}
+	for _, c := range mine {
+		if c.ID == ref || c.Labels[LabelName] == ref {
+			return c, true, nil
+		}
+	}
+	if !hexRE.MatchString(ref) {
+		return container.Summary{}, false, nil
+	}
+	var hits []container.Summary
+	for _, c := range mine {
+		if strings.HasPrefix(c.ID, ref) {
+			hits = append(hits, c)
+		}
+	}
+	switch len(hits) {
+	case 0:
+		return container.Summary{}, false, nil
+	case 1:
+		return hits[0], true, nil
+	}
+	return container.Summary{}, false, fmt.Errorf("more than one of your containers has an ID starting with %s", ref)
+}
+
+var hexRE = regexp.MustCompile(`^[0-9a-f]{1,64}$`)
+
+// volumesOf are the volume mounts of one of the user's containers that are the user's
+// own (their home, their named volumes), for --volumes-from.
+func (s *Service) volumesOf(ctx context.Context, user, containerID string, readOnly bool) ([]mount.Mount, error) {
+	res, err := s.api.ContainerInspect(ctx, containerID, client.ContainerInspectOptions{})
+	if err != nil {
+		return nil, engineErr("inspect container for --volumes-from", err)
+	}
+	var out []mount.Mount
+	for _, m := range res.Container.Mounts {
+		if m.Type != mount.TypeVolume || m.Name == s.cfg.volumeName(user) {
+			continue
+		}
+		if _, ok := s.userVolumeName(user, m.Name); !ok {
+			continue
+		}
+		out = append(out, mount.Mount{Type: mount.TypeVolume, Source: m.Name, Target: m.Destination, ReadOnly: readOnly || !m.RW})
+	}
+	return out, nil
+}
+
+// CreateContainer is POST /containers/create (CreateFromAPI), answered as the engine does.
+func (a *API) CreateContainer(ctx context.Context, id backend.Identity, name string, body []byte) ([]byte, error) {
+	c, err := a.svc.CreateFromAPI(ctx, id, name, body)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(struct {
+		ID       string `json:"Id"`
+		Warnings []string
+	}{c.ID, []string{}})
+}
