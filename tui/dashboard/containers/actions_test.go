@@ -138,6 +138,13 @@ func TestDetailsShowPortsAddressAndTimes(t *testing.T) {
 			t.Errorf("details lack %q:\n%s", want, text)
 		}
 	}
+	// Not running: nothing to forward to yet.
+	stopped := live
+	stopped.State = "exited"
+	text = plain(strings.Join(renderDetails(st, detailsView{title: "jupyter", live: stopped, details: d, now: t0, forward: forward}, 80), "\n"))
+	if strings.Contains(text, "ssh -L") || !strings.Contains(text, "ports 53/udp, 8080/tcp, 8888/tcp") {
+		t.Errorf("a stopped container's details:\n%s", text)
+	}
 	// Someone else's container (a TA looking): the ports, no ssh line.
 	other := plain(strings.Join(renderDetails(st, detailsView{title: "alice/jupyter", live: live, details: d, now: t0}, 80), "\n"))
 	if strings.Contains(other, "ssh -L") || !strings.Contains(other, "ports 53/udp, 8080/tcp, 8888/tcp") {

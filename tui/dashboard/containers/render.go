@@ -447,7 +447,11 @@ func renderDetails(st dashboard.Styles, dv detailsView, width int) []string {
 	if d.IPAddress != "" {
 		lines = append(lines, cut("  address "+termsafe.Line(d.IPAddress)+" on "+termsafe.Line(d.Network)))
 	}
-	lines = append(lines, portLines(d.ExposedPorts, dv.forward, width)...)
+	forward := dv.forward
+	if d.State != "running" {
+		forward = nil // nothing to reach until it runs
+	}
+	lines = append(lines, portLines(d.ExposedPorts, forward, width)...)
 	if d.Error != "" {
 		lines = append(lines, st.Failed.Render(cut("  ✗ error: "+termsafe.Line(d.Error))))
 	}

@@ -419,7 +419,7 @@ func (t *Tab) key(msg tea.KeyPressMsg) tea.Cmd {
 		return t.loadSIFs()
 	case key.Matches(msg, t.regKey):
 		if t.reg == nil {
-			return dashboard.Status("my registry: this server has no GitLab (gitlab.url is not set), so it cannot list your registry; pull by name with p", true)
+			return dashboard.Status("no registry view: this server has no GitLab (gitlab.url is not set)", true)
 		}
 		return t.openRegistry()
 	case key.Matches(msg, t.reload):
