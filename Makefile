@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin/whalemountain
 
-.PHONY: build run test vet fmt-check bench clean
+.PHONY: build run test vet fmt-check bench fuzz fuzz-short clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/whalemountain
@@ -22,6 +22,23 @@ vet:
 
 test: fmt-check vet build
 	$(GO) test -count=1 -p 1 -timeout 20m ./...
+	$(MAKE) --no-print-directory fuzz-short
+
+# Every parser of outside input has a fuzz target; its seeds run with the tests above, and
+# each is fuzzed a little by `make test` (FUZZTIME) and for minutes by `make fuzz`.
+FUZZ_TARGETS := FuzzParseRef:./backend/docker FuzzParseImage:./backend/docker FuzzLine:./tui/termsafe \
+	FuzzResolve:./tui/files FuzzRewriteTar:./backend/sif FuzzConfigFile:./cmd/whalemountain
+FUZZTIME ?= 3s
+
+fuzz-short:
+	@for t in $(FUZZ_TARGETS); do \
+		name=$${t%%:*}; pkg=$${t#*:}; \
+		echo "fuzz $$name ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/wm-fuzz.log 2>&1 || { cat /tmp/wm-fuzz.log; exit 1; }; \
+	done
+
+fuzz:
+	$(MAKE) --no-print-directory fuzz-short FUZZTIME=2m
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./...

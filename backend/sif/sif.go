@@ -247,6 +247,13 @@ var genLinks = [][2]string{ // name, target
 // image's. (Its /etc/hosts and /etc/resolv.conf are replaced by generated files.)
 var dropped = map[string]bool{".dockerenv": true, "etc/hostname": true}
 
+// outside reports whether a tar entry's name (as cleanName leaves it) climbs out of the
+// image's root. The engine's export never holds one; a stream that does is not trusted.
+func outside(name string) bool {
+	c := path.Clean(name)
+	return c == ".." || strings.HasPrefix(c, "../")
+}
+
 func cleanName(n string) string {
 	n = strings.TrimPrefix(n, "./")
 	n = strings.TrimLeft(n, "/")
@@ -284,6 +291,9 @@ func rewriteTar(r io.Reader, w io.Writer, im image) error {
 			return err
 		}
 		name := cleanName(h.Name)
+		if outside(name) || h.Typeflag == tar.TypeLink && outside(cleanName(h.Linkname)) {
+			return fmt.Errorf("the image's filesystem names a path outside it: %q", h.Name)
+		}
 		if replaced[name] || dropped[name] {
 			continue
 		}

@@ -722,3 +722,22 @@ func TestBuildToolFailure(t *testing.T) {
 		t.Errorf("files left behind: %v", ents)
 	}
 }
+
+// TestRewriteRefusesPathsOutside: an entry, or a hard link's target, that climbs out of the
+// image stops the build instead of reaching tar2sqfs.
+func TestRewriteRefusesPathsOutside(t *testing.T) {
+	for _, h := range []*tar.Header{
+		{Name: "../../etc/evil", Typeflag: tar.TypeReg, Mode: 0o644},
+		{Name: "a/../../x", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "etc/hard", Typeflag: tar.TypeLink, Linkname: "../../etc/shadow"},
+	} {
+		var in bytes.Buffer
+		tw := tar.NewWriter(&in)
+		_ = tw.WriteHeader(h)
+		_ = tw.Close()
+		err := RewriteTar(&in, io.Discard, ImageConfig{}, "x:1", "amd64", time.Unix(0, 0))
+		if err == nil || !strings.Contains(err.Error(), "outside") {
+			t.Errorf("%s (%q): %v, want refused", h.Name, h.Linkname, err)
+		}
+	}
+}
