@@ -368,13 +368,13 @@ func testStudentFlow(t *testing.T, cli *client.Client, img string) {
 		}
 	}
 
-	// stop: gone from ps, exited in ps -a
+	// stop: gone from ps, stopped (not the exit code of the signal) in ps -a
 	if out := s.mustRun(t, alice, "alice", "stop", "box"); out != "box\n" {
 		t.Errorf("stop stdout = %q, want %q", out, "box\n")
 	}
 	out = s.mustRun(t, alice, "alice", "ps", "-a")
-	if row := tableRow(outLines(out), "box"); row == nil || !strings.HasPrefix(row[2], "exited") {
-		t.Errorf("ps -a does not show box exited:\n%s", out)
+	if row := tableRow(outLines(out), "box"); row == nil || row[2] != "stopped" {
+		t.Errorf("ps -a does not show box stopped:\n%s", out)
 	}
 	if out := s.mustRun(t, alice, "alice", "ps"); tableRow(outLines(out), "box") != nil {
 		t.Errorf("ps (running only) lists the stopped box:\n%s", out)
