@@ -341,8 +341,11 @@ func TestExecStreamEndLeavesNothing(t *testing.T) {
 	r.untilTop(box, "sleep 100 to start", running("sleep 100"))
 	send(t, ex, "\x1e\x1d\x1e\x1d\x1e\x1d") // ctrl-^ ctrl-] three times
 	out.all()
-	code, err := waitExit(t, ex)
-	t.Logf("wait after the stream ended early: %d %v", code, err)
+	// Wait returns (waitExit fails the test otherwise), and never as a clean exit: the shell
+	// was cut off, it did not end by itself.
+	if code, err := waitExit(t, ex); err == nil && code == 0 {
+		t.Errorf("wait after the stream ended early: exit 0, as if the shell had ended by itself")
+	}
 	r.untilTop(box, "the exec's processes to go", func(ps map[string]string) bool {
 		return !running("sleep 100")(ps) && len(ps) == len(before)
 	})
