@@ -53,6 +53,13 @@ const ErrorFor = 10 * time.Second
 // statusExpiredMsg ends the error line with that sequence number, if it still shows.
 type statusExpiredMsg struct{ seq int }
 
+// helpMsg opens the help overlay.
+type helpMsg struct{}
+
+// OpenHelp is a command that opens the help overlay, for a tab that takes the keys (a log
+// viewer) but leaves "?" to the help.
+func OpenHelp() tea.Msg { return helpMsg{} }
+
 // Status is a command that sets the status line.
 func Status(text string, isErr bool) tea.Cmd {
 	return func() tea.Msg { return StatusMsg{Text: text, Err: isErr} }
@@ -146,6 +153,9 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if msg.seq == m.statusN {
 			m.status = StatusMsg{}
 		}
+		return m, nil
+	case helpMsg:
+		m.help = true
 		return m, nil
 	case tea.KeyPressMsg:
 		return m.key(msg)

@@ -279,3 +279,17 @@ func TestStatusGoesWithNextKeyAndErrorsExpire(t *testing.T) {
 		t.Errorf("error line still shown after it expired: %q", status())
 	}
 }
+
+func TestOpenHelpFromATabThatTakesTheKeys(t *testing.T) {
+	st := DefaultStyles()
+	m := New(Info{User: "alice", Role: "student"}, st, keysTab{Notice: Notice{Name: "Logs", Styles: st},
+		keys: []key.Binding{bind("esc", "back")}, full: manyKeys(3, "f"), capturing: true})
+	m.Update(press("?")) // the tab takes it
+	if strings.Contains(plain(m.View().Content), "Everywhere") {
+		t.Fatal("? opened the help although the tab takes the keys")
+	}
+	m.Update(OpenHelp())
+	if !strings.Contains(plain(m.View().Content), "f2 ") {
+		t.Errorf("OpenHelp did not open the help with the tab's keys:\n%s", plain(m.View().Content))
+	}
+}

@@ -286,6 +286,7 @@ func screenCases() []screenCase {
 		{name: "containers reason empty", who: ta, keys: []string{"j", "j", "j", "S", "enter"}, want: "say why"},
 		{name: "containers form", who: student, keys: []string{"n"}, want: "New container"},
 		{name: "containers logs", who: student, keys: []string{"l"}, want: "logs: alice-notebook-0"},
+		{name: "containers logs help", who: student, keys: []string{"l", "?"}, want: "timestamps"},
 		{name: "containers logs search", who: student, keys: []string{"l", "/", "epoch"}, want: "/epoch"},
 		{name: "containers filter", who: student, keys: []string{"/", "note"}, want: "/note"},
 		{name: "images", who: student, keys: []string{"2"}, want: "ubuntu:24.04"},

@@ -314,7 +314,7 @@ func (t *Tab) Keys() []key.Binding {
 	case t.logs != nil && t.logs.searching:
 		return []key.Binding{withHelp(k.Submit, "enter", "find"), withHelp(k.Cancel, "esc", "clear")}
 	case t.logs != nil:
-		return []key.Binding{k.Back, k.Search, withHelp(k.NextMatch, "n/N", "match"), k.Wrap, k.Timestamps, withHelp(k.End, "G", "follow")}
+		return []key.Binding{k.Back, k.Search, withHelp(k.NextMatch, "n/N", "match"), k.Wrap, withHelp(k.End, "G", "follow"), k.Help}
 	case t.filtering:
 		return []key.Binding{withHelp(k.Submit, "enter", "keep filter"), withHelp(k.Cancel, "esc", "clear")}
 	}
@@ -923,6 +923,8 @@ func (t *Tab) logsKey(msg tea.KeyPressMsg) tea.Cmd {
 	case key.Matches(msg, k.Back):
 		t.closeLogs()
 		return nil
+	case key.Matches(msg, k.Help):
+		return dashboard.OpenHelp
 	case key.Matches(msg, k.Search):
 		v.searching = true
 		v.search.CursorEnd()

@@ -17,7 +17,7 @@ type keyMap struct {
 	// form and filter
 	Submit, NextField, PrevField, Cancel key.Binding
 	// log viewer
-	Back, Search, NextMatch, PrevMatch, Wrap, Timestamps, End, Home, Left key.Binding
+	Back, Search, NextMatch, PrevMatch, Wrap, Timestamps, End, Home, Left, Help key.Binding
 }
 
 func defaultKeyMap() keyMap {
@@ -56,6 +56,7 @@ func defaultKeyMap() keyMap {
 		Timestamps: b([]string{"t"}, "t", "timestamps"),
 		End:        b([]string{"G", "end"}, "G", "end (follow)"),
 		Left:       b([]string{"left", "right"}, "←/→", "scroll sideways (without wrap)"),
+		Help:       b([]string{"?"}, "?", "help"),
 		Home:       b([]string{"g", "home"}, "g", "start"),
 	}
 }
