@@ -6,6 +6,7 @@ package dashboard
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -297,9 +298,11 @@ func (m *Model) renderFooter(width int) string {
 	tab := m.tabs[m.active]
 	quit := m.keys.Quit
 	binds := append([]key.Binding{}, tab.Keys()...)
-	if tab.Capturing() && !m.help {
+	hasHelp := slices.ContainsFunc(binds, func(b key.Binding) bool { return b.Help().Key == m.keys.Help.Help().Key })
+	switch {
+	case tab.Capturing() && !m.help:
 		quit.SetHelp("ctrl+c", "quit")
-	} else {
+	case !hasHelp:
 		binds = append(binds, m.keys.Help)
 	}
 	right := renderKeys(m.styles, []key.Binding{quit}) + " "

@@ -339,6 +339,9 @@ func TestEveryScreenFits(t *testing.T) {
 				if strings.Contains(text, "any key closes this help") && strings.Count(text, "╮")+strings.Count(text, "╯") != 2 {
 					t.Errorf("%dx%d: the help's box is not whole:\n%s", w, h, text)
 				}
+				if strings.Count(foot, "? help") > 1 {
+					t.Errorf("%dx%d: the footer says ? help twice: %q", w, h, foot)
+				}
 				footers = append(footers, strings.Join(strings.Fields(foot), " "))
 			}
 			if footers[0] != footers[1] {

@@ -55,7 +55,7 @@ func defaultKeyMap() keyMap {
 		Wrap:       b([]string{"w"}, "w", "wrap"),
 		Timestamps: b([]string{"t"}, "t", "timestamps"),
 		End:        b([]string{"G", "end"}, "G", "end (follow)"),
-		Left:       b([]string{"left", "right"}, "←/→", "scroll sideways (without wrap)"),
+		Left:       b([]string{"left", "right"}, "←/→", "scroll sideways"),
 		Help:       b([]string{"?"}, "?", "help"),
 		Home:       b([]string{"g", "home"}, "g", "start"),
 	}
