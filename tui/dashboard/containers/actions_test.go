@@ -10,6 +10,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"whalemountain/backend/docker"
+	"whalemountain/tui/format"
 )
 
 // A TA stopping or removing a student's container says why; the student reads it.
@@ -184,5 +185,21 @@ func TestTAViewShortensImagesFromTheLeft(t *testing.T) {
 	}
 	if !strings.Contains(d.row("jupyter-notebook"), " …/alice/ml:latest ") {
 		t.Errorf("image not shortened to its own name:\n%s", strings.Join(lines, "\n"))
+	}
+}
+
+func TestShortenedImageColumnTakesWhatItNeeds(t *testing.T) {
+	// 3 cells too wide: the image loses its registry host, and its column only what it needs.
+	c := running("alice", "notebook-of-alice-2024", "registry.example.org/group/alice/ml:latest", time.Hour)
+	cols := columns(false)
+	rows := [][]string{rowCells(c, t0, false)}
+	full := layoutWidths(cols, rows, 200)
+	total := ansi.StringWidth(marker) + ansi.StringWidth(gap)*(len(cols)-1)
+	for _, w := range full {
+		total += w
+	}
+	w := layoutWidths(cols, rows, total-3)
+	if w[colImage] != ansi.StringWidth("…/group/alice/ml:latest") {
+		t.Errorf("IMAGE column %d cells for %q", w[colImage], format.ShortImage(rows[0][colImage], full[colImage]-3))
 	}
 }

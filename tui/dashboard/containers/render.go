@@ -176,6 +176,17 @@ func layoutWidths(cols []column, rows [][]string, width int) []int {
 			total -= cut
 		}
 	}
+	// An image shortened by whole path components may need less than its column got.
+	for i, c := range cols {
+		if !c.left {
+			continue
+		}
+		need := ansi.StringWidth(c.title)
+		for _, r := range rows {
+			need = max(need, ansi.StringWidth(format.ShortImage(r[i], w[i])))
+		}
+		w[i] = min(w[i], need)
+	}
 	return w
 }
 
