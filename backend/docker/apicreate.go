@@ -215,11 +215,6 @@ func checkConfig(cfg *container.Config, p *createPlan) error {
 		StopTimeout:  cfg.StopTimeout,
 		Shell:        slices.Clone(cfg.Shell),
 	}
-	for v := range p.config.Volumes {
-		if !path.IsAbs(v) || strings.ContainsAny(v, ":\x00") {
-			return invalidField("Config.Volumes", "--volume", fmt.Sprintf("invalid anonymous volume path %s", shown(v)))
-		}
-	}
 	p.netNone = cfg.NetworkDisabled
 	return nil
 }
@@ -532,6 +527,9 @@ func checkMounts(hc *container.HostConfig, cfg *container.Config, r createRules,
 		p.volumesFrom = append(p.volumesFrom, vf)
 	}
 	for v := range cfg.Volumes {
+		if !path.IsAbs(v) || strings.ContainsAny(v, ":\x00") {
+			return invalidField("Config.Volumes", "--volume", fmt.Sprintf("invalid anonymous volume path %s", shown(v)))
+		}
 		if targets[path.Clean(v)] && path.Clean(v) == r.home {
 			return invalidField("Config.Volumes", "--volume", fmt.Sprintf("%s is your home, mounted into every container", v))
 		}

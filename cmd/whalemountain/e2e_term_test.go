@@ -39,9 +39,16 @@ func (s *server) openTerminal(t *testing.T, key *testKey, user string, cols, row
 	bin := sshBinary(t)
 	cmd := exec.Command(bin, s.sshArgs(key, user, []string{"-tt"}, remote...)...)
 	cmd.Env = append(environWithout("SSH_AUTH_SOCK"), "TERM=xterm-256color")
+	return startTerminal(t, cmd, cols, rows)
+}
+
+// startTerminal starts cmd (its environment set by the caller) in a cols x rows PTY drawn
+// by a VT emulator.
+func startTerminal(t *testing.T, cmd *exec.Cmd, cols, rows int) *terminal {
+	t.Helper()
 	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: uint16(cols), Rows: uint16(rows)})
 	if err != nil {
-		t.Fatalf("start ssh in a pty: %v", err)
+		t.Fatalf("start %s in a pty: %v", cmd.Path, err)
 	}
 	tm := &terminal{t: t, cmd: cmd, ptmx: ptmx, emu: vt.NewEmulator(cols, rows),
 		exited: make(chan struct{}), drained: make(chan struct{})}

@@ -159,6 +159,9 @@ var routes = []route{
 	// none to list, none to inspect, so `docker inspect NAME` ends as for a missing object.
 	{"GET", re(`/networks`), (*handler).listNetworks},
 	{"GET", re(`/networks/` + idPart), (*handler).inspectNetwork},
+	// Nor plugins, which `docker inspect NAME` looks through last.
+	{"GET", re(`/plugins`), (*handler).listNetworks},
+	{"GET", re(`/plugins/` + namePart + `/json`), (*handler).inspectPlugin},
 }
 
 func re(p string) *regexp.Regexp { return regexp.MustCompile(`^` + p + `$`) }

@@ -598,7 +598,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, _ []string) {
 	}
 }
 
-// --- networks ---
+// --- networks and plugins: none ---
 
 func (h *handler) listNetworks(w http.ResponseWriter, _ *http.Request, _ []string) {
 	writeJSON(w, http.StatusOK, []byte("[]"))
@@ -606,4 +606,8 @@ func (h *handler) listNetworks(w http.ResponseWriter, _ *http.Request, _ []strin
 
 func (h *handler) inspectNetwork(w http.ResponseWriter, _ *http.Request, a []string) {
 	writeError(w, http.StatusNotFound, "network "+termsafe.Line(a[0])+" not found")
+}
+
+func (h *handler) inspectPlugin(w http.ResponseWriter, _ *http.Request, a []string) {
+	writeError(w, http.StatusNotFound, "plugin "+termsafe.Line(a[0])+" not found")
 }
