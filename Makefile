@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin/whalemountain
 
-.PHONY: build run test vet fmt-check bench fuzz fuzz-short clean
+.PHONY: build run test vet lint fmt-check bench fuzz fuzz-short clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/whalemountain
@@ -20,7 +20,13 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-test: fmt-check vet build
+# staticcheck, pinned; `go run` builds it once into the build cache.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+lint:
+	$(GO) run $(STATICCHECK) ./...
+
+test: fmt-check vet lint build
 	$(GO) test -count=1 -p 1 -timeout 20m ./...
 	$(MAKE) --no-print-directory fuzz-short
 

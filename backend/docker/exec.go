@@ -177,7 +177,7 @@ func (s *Service) exec(ctx context.Context, id backend.Identity, ref string, spe
 		// Resize corrects.
 		rctx, cancel := context.WithTimeout(ctx, resizeTimeout)
 		for {
-			_, err := s.api.ExecResize(rctx, created.ID, client.ExecResizeOptions{Width: size.Width, Height: size.Height})
+			_, err := s.api.ExecResize(rctx, created.ID, client.ExecResizeOptions(size))
 			if err == nil {
 				break
 			}

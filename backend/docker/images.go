@@ -651,14 +651,14 @@ const (
 
 // pullReason sorts the error of a failed pull into one of the pull* lines, with the kind of
 // error it is (nil: none in particular).
-func pullReason(err error) (kind error, reason string) {
+func pullReason(err error) (reason string, kind error) {
 	var se *streamError
 	if !errors.As(err, &se) {
 		switch {
 		case cerrdefs.IsNotFound(err):
-			return ErrNoImage, pullNotFound
+			return pullNotFound, ErrNoImage
 		case cerrdefs.IsUnauthorized(err), cerrdefs.IsPermissionDenied(err):
-			return nil, pullDenied
+			return pullDenied, nil
 		}
 	}
 	text := strings.ToLower(err.Error())
@@ -667,15 +667,15 @@ func pullReason(err error) (kind error, reason string) {
 	}
 	switch {
 	case has("manifest unknown", "not found", "name unknown", "repository does not exist", "pull access denied"):
-		return ErrNoImage, pullNotFound
+		return pullNotFound, ErrNoImage
 	case has("unauthorized", "denied", "authentication required", "forbidden"):
-		return nil, pullDenied
+		return pullDenied, nil
 	case has("no such host", "connection refused", "dial tcp", "timeout", "timed out", "deadline exceeded",
 		"network is unreachable", "host is unreachable", "no route to host", "connection reset",
 		"server misbehaving", "name resolution"):
-		return nil, pullUnreachable
+		return pullUnreachable, nil
 	}
-	return nil, pullRefused
+	return pullRefused, nil
 }
 
 // pullErr words a failed pull in one line of the project's own; the engine's text is logged.
@@ -684,7 +684,7 @@ func pullErr(log *slog.Logger, familiar string, err error) error {
 	if !errors.As(err, &se) && client.IsErrConnectionFailed(err) {
 		return &wrapped{kind: ErrUnavailable, msg: "pull " + familiar + ": Docker unreachable", err: err}
 	}
-	kind, reason := pullReason(err)
+	reason, kind := pullReason(err)
 	log.Warn("image pull failed", "image", familiar, "reason", reason, "err", err.Error())
 	return &wrapped{kind: kind, msg: "pull " + familiar + ": " + reason, err: err}
 }

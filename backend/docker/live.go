@@ -75,9 +75,6 @@ func (l *live) notifyLocked(owners map[string]bool) {
 	}
 }
 
-// ownerOf is a one-owner set for notifyLocked.
-func ownerOf(c Container) map[string]bool { return map[string]bool{c.Owner: true} }
-
 func (l *live) setHealth(ok bool, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

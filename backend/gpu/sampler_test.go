@@ -12,6 +12,7 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxa100"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
 )
 
 const gib = int64(1) << 30
@@ -34,11 +35,11 @@ var owners = fakeOwners{aliceID: {"alice", "jupyter"}, bobID: {"bob", "train"}}
 
 // newServer is the 8-GPU mock with every function the sampler calls set: GPU i is 10*i %
 // busy, 30+i °C, 50+i W, and runs no processes.
-func newServer(t *testing.T) *dgxa100.Server {
+func newServer(t *testing.T) *server.Server {
 	t.Helper()
 	srv := dgxa100.New()
 	for i, d := range srv.Devices {
-		dev := d.(*dgxa100.Device)
+		dev := d.(*server.Device)
 		dev.GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) {
 			return nvml.Utilization{Gpu: uint32(10 * i), Memory: 1}, nvml.SUCCESS
 		}
@@ -54,7 +55,7 @@ func newServer(t *testing.T) *dgxa100.Server {
 	return srv
 }
 
-func device(srv *dgxa100.Server, i int) *dgxa100.Device { return srv.Devices[i].(*dgxa100.Device) }
+func device(srv *server.Server, i int) *server.Device { return srv.Devices[i].(*server.Device) }
 
 // procRoot is a fake /proc with one cgroup file per PID.
 func procRoot(t *testing.T, cgroups map[int]string) string {
@@ -74,7 +75,7 @@ func procRoot(t *testing.T, cgroups map[int]string) string {
 
 // busyServer has processes of alice, bob, an unknown container and the host on GPU 0, and
 // one of alice on GPU 3.
-func busyServer(t *testing.T) (*dgxa100.Server, string) {
+func busyServer(t *testing.T) (*server.Server, string) {
 	srv := newServer(t)
 	device(srv, 0).GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) {
 		return []nvml.ProcessInfo{

@@ -667,7 +667,7 @@ func testDashboardLive(t *testing.T, cli *client.Client, img string) {
 
 	tm := s.openDashboard(t, alice, "alice", "student", 120, 30)
 	rowState := func(ls []string) string {
-		if row := tableRow(ls, "live"); row != nil && len(row) > 2 {
+		if row := tableRow(ls, "live"); len(row) > 2 {
 			return row[2]
 		}
 		return ""

@@ -243,15 +243,5 @@ func (tm *terminal) waitExit(timeout time.Duration) int {
 	return tm.code
 }
 
-// hasExited reports whether ssh has ended.
-func (tm *terminal) hasExited() bool {
-	select {
-	case <-tm.exited:
-		return true
-	default:
-		return false
-	}
-}
-
 // cellWidth is the width of a screen line in cells.
 func cellWidth(line string) int { return ansi.StringWidth(line) }

@@ -436,15 +436,6 @@ func (t *Tab) paste(msg tea.PasteMsg) tea.Cmd {
 	return cmd
 }
 
-func (t *Tab) anyRunning() bool {
-	for _, c := range t.list {
-		if c.State == "running" {
-			return true
-		}
-	}
-	return false
-}
-
 // reload re-reads the snapshot (no API call).
 func (t *Tab) reload() {
 	t.all, t.health = t.svc.Snapshot(t.id, t.listOptions())

@@ -218,7 +218,6 @@ type fakeService struct {
 	cfg     docker.Config
 	logs    string
 	logOpen int
-	logDone chan struct{}
 
 	actions []string // "stop alice/box why", "rm alice/box true why"
 	notices []docker.Notice
