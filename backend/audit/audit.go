@@ -38,9 +38,12 @@ type Entry struct {
 
 // Log is an append-only JSON-lines file. It is safe for concurrent use.
 type Log struct {
-	mu  sync.Mutex
-	f   *os.File
-	now func() time.Time
+	mu   sync.Mutex
+	f    *os.File
+	path string
+	now  func() time.Time
+
+	followers followers
 }
 
 // Open opens (creating if needed, mode 0600) the audit log at path for appending.
@@ -49,7 +52,7 @@ func Open(path string) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open audit log %s: %w", path, err)
 	}
-	return &Log{f: f, now: time.Now}, nil
+	return &Log{f: f, path: path, now: time.Now}, nil
 }
 
 // Record appends e, filling Time when it is zero.
@@ -70,6 +73,7 @@ func (l *Log) Record(e Entry) error {
 	if _, err := l.f.Write(b); err != nil {
 		return fmt.Errorf("append audit entry: %w", err)
 	}
+	l.wakeFollowers()
 	return nil
 }
 

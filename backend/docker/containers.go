@@ -159,12 +159,13 @@ func (s *Service) List(ctx context.Context, id backend.Identity, opts ListOption
 
 // Run creates and starts a container for the identity.
 func (s *Service) Run(ctx context.Context, id backend.Identity, spec RunSpec) (Container, error) {
-	c, err := s.run(ctx, id, &spec)
+	c, err := s.run(ctx, id, &spec, "")
 	s.record(id, "run", id.User+"/"+shown(spec.Name), err)
 	return c, err
 }
 
-func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec) (Container, error) {
+// run creates and starts spec for id; preset is the course preset it comes from ("": none).
+func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec, preset string) (Container, error) {
 	if err := checkIdentity(id); err != nil {
 		return Container{}, err
 	}
@@ -289,7 +290,7 @@ func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec) (
 			s.cfg.networkName(id.User): {NetworkID: netID, Aliases: []string{spec.Name}},
 		}},
 	}
-	labels := objectLabels{kind: KindContainer, owner: id.User, name: spec.Name}
+	labels := objectLabels{kind: KindContainer, owner: id.User, name: spec.Name, preset: preset}
 	if nGPUs > 0 {
 		// The choice, the create and the start happen as one for the whole server, so two
 		// runs never take the same free GPU.

@@ -28,6 +28,7 @@ func forgedLabels(cfg docker.Config) map[string]string {
 		docker.LabelGPUs:       "GPU-1111,GPU-2222",
 		docker.LabelGPUIndices: "0,1",
 		docker.LabelSIFExport:  "alice",
+		docker.LabelPreset:     "oslab",
 	}
 	for k, v := range cfg.Labels {
 		m[k] = v // the site's selectors too

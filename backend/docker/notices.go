@@ -28,16 +28,21 @@ import (
 //
 // Without a directory (tests, SetNoticeDir never called) the same is kept in memory only.
 
-// Notice is one thing done to a user's container by someone else.
+// Notice is one thing done to a user's container by someone else, or a message a TA sent
+// to everyone (Action "wall", Container empty, the text in Message).
 type Notice struct {
 	Seq       int64     `json:"seq"` // increasing per user
 	At        time.Time `json:"at"`
-	Container string    `json:"container"` // the owner's name for it
-	Action    string    `json:"action"`    // "stop" or "rm"
+	Container string    `json:"container,omitempty"` // the owner's name for it
+	Action    string    `json:"action"`              // "stop", "rm" or "wall"
 	By        string    `json:"by"`
 	ByRole    string    `json:"by_role"`
 	Reason    string    `json:"reason,omitempty"`
+	Message   string    `json:"message,omitempty"` // of a wall
 }
+
+// NoticeWall is the Action of a message sent to everyone.
+const NoticeWall = "wall"
 
 // StopInfo says that the server stopped a container on purpose: who, when and why.
 type StopInfo struct {
@@ -265,4 +270,56 @@ func (s *Service) pokeOwner(owner string) {
 	s.live.mu.Lock()
 	defer s.live.mu.Unlock()
 	s.live.notifyLocked(map[string]bool{owner: true})
+}
+
+// Wall keeps message as a notice from the TA id for every user the server knows of (those
+// with containers, those with a notice file) and for the users in also (those connected
+// now), and wakes their dashboards, which show it until dismissed. It is audited.
+func (s *Service) Wall(id backend.Identity, message string, also []string) (users int, err error) {
+	defer func() { s.recordNote(id, NoticeWall, "everyone", err, message) }()
+	if err := checkIdentity(id); err != nil {
+		return 0, err
+	}
+	if !id.IsTA() {
+		return 0, errorf(ErrPermission, "wall is for TAs")
+	}
+	message = strings.TrimSpace(message)
+	if message == "" {
+		return 0, errorf(ErrInvalid, "the message is empty")
+	}
+	if !utf8.ValidString(message) || strings.ContainsFunc(message, isControlRune) {
+		return 0, errorf(ErrInvalid, "the message must be one line of plain text")
+	}
+	if n := utf8.RuneCountInString(message); n > maxReasonLen {
+		return 0, errorf(ErrInvalid, "the message is %d characters long; at most %d", n, maxReasonLen)
+	}
+	to := map[string]bool{}
+	for _, u := range also {
+		if userRE.MatchString(u) {
+			to[u] = true
+		}
+	}
+	s.live.mu.Lock()
+	for _, c := range s.live.items {
+		if c.Owner != "" {
+			to[c.Owner] = true
+		}
+	}
+	s.live.mu.Unlock()
+	s.notices.mu.Lock()
+	for u := range s.notices.users {
+		to[u] = true
+	}
+	s.notices.mu.Unlock()
+	at := s.notices.now().UTC()
+	var errs []error
+	for u := range to {
+		if err := s.notices.addNotice(u, Notice{At: at, Action: NoticeWall, By: id.User, ByRole: string(id.Role), Message: message}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.live.mu.Lock()
+	s.live.notifyLocked(to)
+	s.live.mu.Unlock()
+	return len(to), errors.Join(errs...)
 }

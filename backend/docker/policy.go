@@ -36,7 +36,7 @@ const (
 
 // ServerLabelKeys are every label key the server reads off a container; each is set on
 // every create (the site's selector labels from Config.Labels are set too).
-var ServerLabelKeys = []string{LabelManaged, LabelKind, LabelOwner, LabelName, LabelGPUs, LabelGPUIndices, LabelSIFExport}
+var ServerLabelKeys = []string{LabelManaged, LabelKind, LabelOwner, LabelName, LabelGPUs, LabelGPUIndices, LabelSIFExport, LabelPreset}
 
 // objectLabels are the values of a new container's server labels; what is empty is
 // written empty.
@@ -47,6 +47,7 @@ type objectLabels struct {
 	gpus       string // UUIDs, comma-separated
 	gpuIndices string
 	sifUser    string // the user a SIF export is for
+	preset     string // the course preset a user's container was made from
 	// extra are labels the user asked for (the Docker API's create); every server key and
 	// selector is written over them, so they never decide anything the server reads.
 	extra map[string]string
@@ -66,6 +67,7 @@ func (s *Service) containerLabels(l objectLabels) map[string]string {
 	m[LabelGPUs] = l.gpus
 	m[LabelGPUIndices] = l.gpuIndices
 	m[LabelSIFExport] = l.sifUser
+	m[LabelPreset] = l.preset
 	return m
 }
 

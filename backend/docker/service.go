@@ -26,6 +26,7 @@ type Service struct {
 	calls atomic.Int64
 
 	notices *noticeStore // notices to users and the stops done on purpose (notices.go)
+	presets []Preset     // the course presets (presets.go); set before serving
 
 	locksMu sync.Mutex
 	locks   map[string]*sync.Mutex // per user: quota check and create happen as one
@@ -120,6 +121,9 @@ type Container struct {
 	// GPUs are the GPUs allocated to it as shown to users: "0,2" (indices), "" for none.
 	GPUs string `json:"gpus,omitempty"`
 
+	// Preset is the course preset it was made from, "" for none.
+	Preset string `json:"preset,omitempty"`
+
 	CPUs     float64 `json:"cpus,omitempty"`      // CPU limit
 	MemLimit int64   `json:"mem_limit,omitempty"` // memory limit, bytes
 
@@ -169,6 +173,7 @@ func fromSummary(sum container.Summary) Container {
 		Created: time.Unix(sum.Created, 0).UTC(),
 		Labels:  maps.Clone(sum.Labels),
 		GPUs:    gpusShown(sum.Labels),
+		Preset:  sum.Labels[LabelPreset],
 	}
 	if m := exitedRE.FindStringSubmatch(sum.Status); m != nil {
 		c.ExitCode, _ = strconv.Atoi(m[1])
@@ -187,6 +192,7 @@ func applyInspect(c *Container, in container.InspectResponse) {
 		}
 		c.Name, c.Owner = in.Config.Labels[LabelName], in.Config.Labels[LabelOwner]
 		c.GPUs = gpusShown(in.Config.Labels)
+		c.Preset = in.Config.Labels[LabelPreset]
 		c.Image = in.Config.Image
 	}
 	if t := parseTime(in.Created); !t.IsZero() {

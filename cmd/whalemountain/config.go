@@ -33,6 +33,8 @@ type Config struct {
 	Limits     Limits       `yaml:"limits"`
 	Docker     DockerConfig `yaml:"docker"`
 	Images     ImagesConfig `yaml:"images"`
+	// Presets are the course's ready-made containers (presets.go).
+	Presets []PresetConfig `yaml:"presets"`
 	// MetricsAddr is where the Prometheus endpoint listens (plain HTTP); empty turns it off.
 	MetricsAddr string `yaml:"metrics_addr"`
 }
@@ -393,7 +395,7 @@ func (c *Config) validate() error {
 	case s.MaxBuilds < 0:
 		return bad("images.sif.max_builds", "must not be negative")
 	}
-	return nil
+	return c.validatePresets()
 }
 
 // loadToken reads the GitLab token from token_file unless the environment gave one. The file

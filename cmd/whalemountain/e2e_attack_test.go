@@ -303,6 +303,7 @@ func TestE2EAttack(t *testing.T) {
 	f.imageRows(tb)
 	f.gpuRows(tb)
 	f.sifRows(tb)
+	f.consoleRows(tb)
 	tb.run(t)
 
 	// Phase 2: an image whose labels lie, run and exported by mallory.

@@ -538,7 +538,14 @@ func testIsolation(t *testing.T, cli *client.Client, img string) {
 	if _, ok := findEntry(s.psJSON(t, tanaka, "tanaka", "--all-users"), "alice", "box"); !ok {
 		t.Errorf("the TA's ps --all-users --json has no alice/box")
 	}
-	if out := s.mustRun(t, tanaka, "tanaka", "stop", "alice/box"); out != "alice/box\n" {
+	// Another user's container is never stopped without saying why.
+	if r := s.run(t, tanaka, "tanaka", "stop", "alice/box"); r.Code != 2 || !strings.Contains(r.Stderr, "--reason") {
+		t.Errorf("the TA's stop of alice/box without --reason: want exit 2 naming --reason, got %s", r)
+	}
+	if st := s.engineInspect(t, box.ID).State; st == nil || !st.Running {
+		t.Errorf("alice's box stopped although the TA gave no reason: %+v", st)
+	}
+	if out := s.mustRun(t, tanaka, "tanaka", "stop", "--reason", "checking the TA console", "alice/box"); out != "alice/box\n" {
 		t.Errorf("the TA's stop stdout = %q", out)
 	}
 	if st := s.engineInspect(t, box.ID).State; st == nil || st.Running {

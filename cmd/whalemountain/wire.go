@@ -91,6 +91,9 @@ func accessLevelName(level int) string {
 // (Docker stopped) is not fatal: its tab and commands say so and it recovers by itself.
 func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *slog.Logger) (cli.Deps, func(), error) {
 	var deps cli.Deps
+	if auditLog != nil {
+		deps.Audit = auditLog
+	}
 	var closers []func()
 	closeAll := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -111,12 +114,17 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 			svc.Close()
 			return deps, closeAll, fmt.Errorf("docker: %w", err)
 		}
+		if err := svc.SetPresets(cfg.presets()); err != nil {
+			svc.Close()
+			return deps, closeAll, fmt.Errorf("config: %w", err)
+		}
 		if err := svc.Watch(ctx); err != nil {
 			svc.Close()
 			return deps, closeAll, fmt.Errorf("docker: %w", err)
 		}
 		closers = append(closers, func() { svc.Close() })
 		deps.Containers = svc
+		deps.Presets = svc
 		images, err := docker.NewImageService(svc, cfg.Images.ImagePolicy, cfg.Images.credentials())
 		if err != nil {
 			svc.Close()

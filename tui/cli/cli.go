@@ -66,6 +66,12 @@ type Deps struct {
 	// DockerAPI is the per-user Docker Engine API (docker system dial-stdio, forwarded
 	// sockets); the commands themselves do not use it. nil when containers are off.
 	DockerAPI dockerapi.Backend
+	// Audit is the audit log, for reading; nil when none is kept.
+	Audit AuditLog
+	// Presets are the course presets; nil when containers are off.
+	Presets Presets
+	// Console is the SSH door's own list of sessions and its wall; set by the door.
+	Console Console
 }
 
 // usageError marks an error as bad usage (exit status 2).
@@ -139,6 +145,8 @@ func newRoot(env Env) *cobra.Command {
 	root.AddCommand(registryCmd(env, env.Deps.Registry))
 	root.AddCommand(shellCmds(env)...)
 	root.AddCommand(gpusCmd(env, env.Deps.GPUs))
+	root.AddCommand(consoleCmds(env)...)
+	root.AddCommand(presetsCmd(env))
 	// Ours replaces cobra's default help command, which Execute would otherwise add beside
 	// it; added now (it needs the others in place), so help is listed and found before
 	// anything runs.

@@ -157,22 +157,29 @@ func containerRow(c docker.Container, now time.Time) []string {
 
 func runCmd(env Env) *cobra.Command {
 	var (
-		name, memory, gpus string
-		cpus               float64
-		envs               []string
+		name, memory, gpus, preset string
+		cpus                       float64
+		envs                       []string
 	)
 	c := &cobra.Command{
-		Use:   "run [--name N] [--cpus X] [--memory M] [--gpus N|0,2] [-e K=V]... IMAGE [CMD...]",
+		Use:   "run [--name N] [--cpus X] [--memory M] [--gpus N|0,2] [-e K=V]... IMAGE [CMD...] | run --preset P [--name N]",
 		Short: "Create and start a container",
 		Long: "Create and start a container from an image on this server. Your persistent home is\n" +
 			"mounted in it; without CMD it runs the image's command, or stays up for `shell`.",
 		Args: func(c *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return badUsage(env, c, "run needs an IMAGE")
+			if len(args) == 0 && preset == "" {
+				return badUsage(env, c, "run needs an IMAGE or --preset")
 			}
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
+			if preset != "" {
+				changed := false
+				for _, f := range []string{"cpus", "memory", "gpus", "env"} {
+					changed = changed || c.Flags().Changed(f)
+				}
+				return runPreset(env, preset, name, args, changed)
+			}
 			spec := docker.RunSpec{Name: name, Image: args[0], Cmd: args[1:], Env: envs, CPUs: cpus, GPUs: gpus}
 			if memory != "" {
 				m, err := units.RAMInBytes(memory)
@@ -202,6 +209,7 @@ func runCmd(env Env) *cobra.Command {
 	c.Flags().StringVar(&memory, "memory", "", "memory limit, e.g. 512m, 4g")
 	c.Flags().StringVar(&gpus, "gpus", "", "GPUs: a count (1) or GPU indices (0,2)")
 	c.Flags().StringArrayVarP(&envs, "env", "e", nil, "environment variable K=V (repeatable)")
+	c.Flags().StringVar(&preset, "preset", "", "a course preset (see presets): its image, limits and command")
 	return c
 }
 
@@ -218,6 +226,11 @@ func lifecycleCmd(env Env, verb string) *cobra.Command {
 					return env.Deps.Containers.Stop(ctx, id, ref, reason)
 				},
 			}[verb]
+			if verb == "stop" {
+				if err := needReason(env, c, args, reason); err != nil {
+					return err
+				}
+			}
 			return eachName(env, args, func(ref string) error { return do(env.Ctx, env.Identity, ref) })
 		},
 	}
@@ -236,6 +249,21 @@ func reasonFlag(env Env, c *cobra.Command, reason *string) {
 		return
 	}
 	c.Use = strings.Replace(c.Use, " NAME...", " [--reason TEXT] NAME...", 1)
+}
+
+// needReason refuses, before anything is done, a TA's stop or rm of another user's container
+// ("owner/name") without --reason: the owner is always told why.
+func needReason(env Env, c *cobra.Command, refs []string, reason string) error {
+	if !env.Identity.IsTA() || strings.TrimSpace(reason) != "" {
+		return nil
+	}
+	for _, ref := range refs {
+		if owner, _, ok := strings.Cut(ref, "/"); ok && owner != env.Identity.User {
+			return badUsage(env, c, "%s is %s's container: say why with --reason TEXT (%s is told)",
+				termsafe.Line(ref), termsafe.Line(owner), termsafe.Line(owner))
+		}
+	}
+	return nil
 }
 
 // eachName applies fn to every name, printing the name on success and a line on stderr for
@@ -274,6 +302,9 @@ func rmCmd(env Env) *cobra.Command {
 		Short: "Remove containers (your home is kept)",
 		Args:  minArgs(env),
 		RunE: func(c *cobra.Command, args []string) error {
+			if err := needReason(env, c, args, reason); err != nil {
+				return err
+			}
 			return eachName(env, args, func(ref string) error {
 				return env.Deps.Containers.Remove(env.Ctx, env.Identity, ref, force, reason)
 			})

@@ -29,15 +29,17 @@ type Info struct {
 // KeyMap holds the root's key bindings.
 type KeyMap struct {
 	Next, Prev, Help, Quit key.Binding
+	Dismiss                key.Binding // closes the banner of a TA's message
 }
 
 // DefaultKeyMap is the root's bindings.
 func DefaultKeyMap() KeyMap {
 	return KeyMap{
-		Next: key.NewBinding(key.WithKeys("tab", "right"), key.WithHelp("tab", "next tab")),
-		Prev: key.NewBinding(key.WithKeys("shift+tab", "left"), key.WithHelp("shift+tab", "previous tab")),
-		Help: key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "help")),
-		Quit: key.NewBinding(key.WithKeys("q", "ctrl+c"), key.WithHelp("q", "quit")),
+		Next:    key.NewBinding(key.WithKeys("tab", "right"), key.WithHelp("tab", "next tab")),
+		Prev:    key.NewBinding(key.WithKeys("shift+tab", "left"), key.WithHelp("shift+tab", "previous tab")),
+		Help:    key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "help")),
+		Quit:    key.NewBinding(key.WithKeys("q", "ctrl+c"), key.WithHelp("q", "quit")),
+		Dismiss: key.NewBinding(key.WithKeys("x"), key.WithHelp("x", "dismiss message")),
 	}
 }
 
@@ -47,6 +49,17 @@ type StatusMsg struct {
 	Text string
 	Err  bool
 }
+
+// WallMsg is a message a TA sent to everyone: the dashboard shows it in a banner above the
+// tab until the user dismisses it (x).
+type WallMsg struct {
+	From, Role string
+	Text       string
+	At         time.Time
+}
+
+// Wall is a command that shows a TA's message in the banner.
+func Wall(m WallMsg) tea.Cmd { return func() tea.Msg { return m } }
 
 // ErrorFor is how long an error stays in the status line when no key is pressed.
 const ErrorFor = 10 * time.Second
@@ -80,6 +93,7 @@ type Model struct {
 	status  StatusMsg
 	statusN int // counts status lines, so that only the current one expires
 	leaving bool
+	walls   []WallMsg // TAs' messages not yet dismissed, oldest first
 	styles  Styles
 	keys    KeyMap
 }
@@ -158,6 +172,12 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case helpMsg:
 		m.help = true
 		return m, nil
+	case WallMsg:
+		m.walls = append(m.walls, msg)
+		if len(m.walls) > 5 {
+			m.walls = m.walls[len(m.walls)-5:]
+		}
+		return m, nil
 	case tea.KeyPressMsg:
 		return m.key(msg)
 	}
@@ -195,6 +215,9 @@ func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		case key.Matches(msg, m.keys.Help):
 			m.help = true
 			return m, nil
+		case len(m.walls) > 0 && key.Matches(msg, m.keys.Dismiss):
+			m.walls = m.walls[1:]
+			return m, nil
 		case key.Matches(msg, m.keys.Next):
 			return m, m.switchTo((m.active + 1) % len(m.tabs))
 		case key.Matches(msg, m.keys.Prev):
@@ -230,6 +253,10 @@ func (m *Model) render() string {
 	footer := m.renderFooter(w)
 	status := m.renderStatus(w)
 	bodyH := h - 4 // header, tabs, status, footer
+	banner := m.renderBanner(w)
+	if banner != "" {
+		bodyH--
+	}
 	var body string
 	if m.help {
 		body = m.renderHelp(w, bodyH)
@@ -237,7 +264,38 @@ func (m *Model) render() string {
 		body = m.tabs[m.active].View(w, bodyH)
 	}
 	body = fit(body, w, bodyH)
+	if banner != "" {
+		return strings.Join([]string{header, tabs, banner, body, status, footer}, "\n")
+	}
 	return strings.Join([]string{header, tabs, body, status, footer}, "\n")
+}
+
+// Walls is the number of TAs' messages waiting to be dismissed.
+func (m *Model) Walls() int { return len(m.walls) }
+
+// renderBanner is the oldest TA message not yet dismissed, in one line with the key that
+// closes it: " Message from tina (TA) 14:02: the server restarts at 18:00 · x dismiss".
+func (m *Model) renderBanner(width int) string {
+	if len(m.walls) == 0 {
+		return ""
+	}
+	wm := m.walls[0]
+	from := termsafe.Line(wm.From)
+	if wm.Role == "ta" {
+		from += " (TA)"
+	}
+	at := ""
+	if !wm.At.IsZero() {
+		at = " " + wm.At.Local().Format("15:04")
+	}
+	more := ""
+	if len(m.walls) > 1 {
+		more = fmt.Sprintf(" (+%d)", len(m.walls)-1)
+	}
+	tail := "  x dismiss" + more + " "
+	text := truncate(" Message from "+from+at+": "+termsafe.Line(wm.Text), max(1, width-ansi.StringWidth(tail)))
+	pad := max(0, width-ansi.StringWidth(text)-ansi.StringWidth(tail))
+	return m.styles.Banner.Render(text + strings.Repeat(" ", pad) + tail)
 }
 
 // renderHeader is " WhaleMountain · server" on the left and "user (role)" on the right.

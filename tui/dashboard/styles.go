@@ -34,6 +34,7 @@ type Styles struct {
 	Selected   lipgloss.Style
 	Dim        lipgloss.Style
 	ColumnHead lipgloss.Style
+	Banner     lipgloss.Style // a TA's message to everyone
 }
 
 // DefaultStyles are the dashboard's styles; the session's colour profile downsamples them.
@@ -59,6 +60,7 @@ func DefaultStyles() Styles {
 		Selected:   lipgloss.NewStyle().Reverse(true),
 		Dim:        lipgloss.NewStyle().Foreground(grey),
 		ColumnHead: lipgloss.NewStyle().Bold(true),
+		Banner:     lipgloss.NewStyle().Bold(true).Reverse(true),
 	}
 }
 

@@ -104,8 +104,17 @@ func (s *Server) directTCPIP(_ *ssh.Server, _ *gossh.ServerConn, newChan gossh.N
 		return
 	}
 	_ = s.audit.Record(forwardEntry(id, target, audit.OK, ""))
+	open := &openForward{id: id, since: time.Now(), target: target}
+	s.mu.Lock()
+	s.forwards[open] = struct{}{}
+	s.mu.Unlock()
 	go gossh.DiscardRequests(reqs)
 	go func() {
+		defer func() {
+			s.mu.Lock()
+			delete(s.forwards, open)
+			s.mu.Unlock()
+		}()
 		defer done()
 		defer ch.Close()
 		defer conn.Close()

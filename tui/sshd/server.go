@@ -85,6 +85,7 @@ type Server struct {
 	mu       sync.Mutex
 	perUser  map[string]int
 	sessions map[*session]struct{}
+	forwards map[*openForward]struct{}
 	stopping atomic.Bool
 	wg       sync.WaitGroup
 }
@@ -144,8 +145,9 @@ func New(cfg Config, auth Authenticator, auditLog *audit.Log, deps cli.Deps, log
 		return nil, fmt.Errorf("ssh server: %w", err)
 	}
 	s := &Server{cfg: cfg, auth: auth, audit: auditLog, deps: deps, log: logger,
-		perUser: map[string]int{}, sessions: map[*session]struct{}{}, startups: newStartups(cfg.Startups, logger)}
+		perUser: map[string]int{}, sessions: map[*session]struct{}{}, forwards: map[*openForward]struct{}{}, startups: newStartups(cfg.Startups, logger)}
 	s.prefix = usagePrefix(cfg.ServerName, cfg.Listen)
+	s.deps.Console = s
 
 	srv, err := wish.NewServer(
 		wish.WithAddress(cfg.Listen),

@@ -29,13 +29,19 @@ type session struct {
 	sess ssh.Session
 	id   backend.Identity
 
+	since  time.Time
+	hasPty bool
+
 	mu   sync.Mutex
 	prog *tea.Program  // the dashboard while it runs
 	idle time.Duration // set when the connection was closed for idleness
+	what string        // what it is doing now, for who: "dashboard", "shell in box"
 }
 
 func newSession(s *Server, sess ssh.Session, id backend.Identity) *session {
-	return &session{srv: s, sess: sess, id: id}
+	_, hasPty := ptyOf(sess)
+	return &session{srv: s, sess: sess, id: id, since: time.Now(), hasPty: hasPty,
+		what: initialWhat(sess.Command(), sess.Subsystem(), hasPty)}
 }
 
 // run serves the session and returns its exit status.
@@ -233,6 +239,8 @@ func (se *session) shell(rt *input.Router, term string, c docker.Container) retu
 	if c.Owner != se.id.User {
 		ref = c.Ref()
 	}
+	se.setWhat("shell in " + ref)
+	defer se.setWhat("dashboard")
 	size := rt.Size()
 	ex, err := se.srv.deps.Exec.Exec(se.sess.Context(), se.id, ref, backend.ExecSpec{
 		TTY: true, Term: term, Width: size.Width, Height: size.Height,

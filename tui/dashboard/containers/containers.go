@@ -230,17 +230,29 @@ func (t *Tab) notices() tea.Cmd {
 		t.noticeSeq, t.noticesRead = seen, true
 	}
 	var fresh []docker.Notice
+	var cmds []tea.Cmd
+	last := t.noticeSeq
 	for _, n := range ns {
-		if n.Seq > t.noticeSeq {
-			fresh = append(fresh, n)
+		if n.Seq <= t.noticeSeq {
+			continue
 		}
+		last = n.Seq
+		if n.Action == docker.NoticeWall {
+			// A TA's message to everyone: a banner until dismissed.
+			cmds = append(cmds, dashboard.Wall(dashboard.WallMsg{From: n.By, Role: n.ByRole, Text: n.Message, At: n.At}))
+			continue
+		}
+		fresh = append(fresh, n)
 	}
-	if len(fresh) == 0 {
+	if last == t.noticeSeq {
 		return nil
 	}
-	t.noticeSeq = fresh[len(fresh)-1].Seq
+	t.noticeSeq = last
 	t.svc.MarkNoticesSeen(t.id, t.noticeSeq)
-	return dashboard.Status(noticeLine(fresh, t.now()), false)
+	if len(fresh) > 0 {
+		cmds = append(cmds, dashboard.Status(noticeLine(fresh, t.now()), false))
+	}
+	return tea.Sequence(cmds...)
 }
 
 // Show starts or stops what only matters on screen: the uptime tick.

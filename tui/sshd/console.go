@@ -1,0 +1,137 @@
+package sshd
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"whalemountain/backend"
+	"whalemountain/tui/cli"
+	"whalemountain/tui/termsafe"
+)
+
+// The class console's view of the door: who is connected, doing what (cli.Console).
+
+var _ cli.Console = (*Server)(nil)
+
+// openForward is one open ssh -L channel, for who.
+type openForward struct {
+	id     backend.Identity
+	since  time.Time
+	target string
+}
+
+// what says what a new session is for, before it does anything.
+func initialWhat(args []string, subsystem string, hasPty bool) string {
+	switch {
+	case subsystem != "":
+		return termsafe.Line(subsystem)
+	case isDialStdio(args):
+		return "docker API"
+	case len(args) >= 2 && args[0] == "shell":
+		return "shell in " + termsafe.Line(args[len(args)-1])
+	case len(args) > 0:
+		return "command " + termsafe.Line(args[0])
+	case hasPty:
+		return "dashboard"
+	}
+	return "command help"
+}
+
+func (se *session) setWhat(what string) {
+	se.mu.Lock()
+	se.what = what
+	se.mu.Unlock()
+}
+
+// Who lists the open sessions and forwards id may see: a TA every one, a student their own.
+func (s *Server) Who(id backend.Identity) []cli.SessionInfo {
+	if !id.Valid() {
+		return nil
+	}
+	mine := func(user string) bool { return id.IsTA() || user == id.User }
+	var out []cli.SessionInfo
+	s.mu.Lock()
+	for se := range s.sessions {
+		if !mine(se.id.User) {
+			continue
+		}
+		se.mu.Lock()
+		out = append(out, cli.SessionInfo{User: se.id.User, Role: string(se.id.Role), From: se.id.RemoteAddr, Since: se.since, What: se.what})
+		se.mu.Unlock()
+	}
+	for f := range s.forwards {
+		if mine(f.id.User) {
+			out = append(out, cli.SessionInfo{User: f.id.User, Role: string(f.id.Role), From: f.id.RemoteAddr, Since: f.since, What: "forward to " + termsafe.Line(f.target)})
+		}
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].User != out[j].User {
+			return out[i].User < out[j].User
+		}
+		return out[i].Since.Before(out[j].Since)
+	})
+	return out
+}
+
+// Users is the number of open sessions of each user now.
+func (s *Server) Users() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.perUser))
+	for u, n := range s.perUser {
+		out[u] = n
+	}
+	return out
+}
+
+// Wall sends a TA's message to everyone: open dashboards show it in a banner until it is
+// dismissed, a terminal in a shell gets one line on stderr, and it is kept as a notice for
+// every user (shown at the next login). It returns the number of open sessions reached.
+func (s *Server) Wall(id backend.Identity, message string) (int, error) {
+	if !id.IsTA() {
+		return 0, errors.New("wall is for TAs")
+	}
+	if s.deps.Docker == nil {
+		return 0, errors.New("wall needs containers on (docker.enabled): messages are kept with the users' notices")
+	}
+	s.mu.Lock()
+	open := make([]*session, 0, len(s.sessions))
+	users := make([]string, 0, len(s.perUser))
+	for se := range s.sessions {
+		open = append(open, se)
+	}
+	for u := range s.perUser {
+		users = append(users, u)
+	}
+	s.mu.Unlock()
+	// The notice wakes every open dashboard of those users; the dashboard shows it.
+	if _, err := s.deps.Docker.Wall(id, message, users); err != nil {
+		return 0, err
+	}
+	message = termsafe.Line(strings.TrimSpace(message))
+	reached := 0
+	for _, se := range open {
+		se.mu.Lock()
+		p, what, pty := se.prog, se.what, se.hasPty
+		se.mu.Unlock()
+		switch {
+		case p != nil:
+			reached++
+		case pty && strings.HasPrefix(what, "shell in "):
+			reached++
+			_, _ = fmt.Fprintf(se.sess.Stderr(), "\r\nwhalemountain: message from %s (%s): %s\r\n", termsafe.Line(id.User), dashboardRole(id.Role), message)
+		}
+	}
+	return reached, nil
+}
+
+func dashboardRole(r backend.Role) string {
+	if r == backend.RoleTA {
+		return "TA"
+	}
+	return string(r)
+}
