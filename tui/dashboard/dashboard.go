@@ -1,5 +1,5 @@
 // Package dashboard is the Bubble Tea dashboard a student or TA sees after `ssh -p 2222 host`:
-// a header saying who they are, tabs (Containers, Images, GPUs, Pods, Runner), a status line
+// a header saying who they are, tabs (Containers, Images, GPUs, Pods, Runner; Class for TAs), a status line
 // and a help overlay. Tabs are small components; this root model is the only one that
 // returns a tea.View.
 package dashboard
@@ -178,6 +178,8 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.walls = m.walls[len(m.walls)-5:]
 		}
 		return m, nil
+	case OpenMsg:
+		return m, m.open(msg)
 	case tea.KeyPressMsg:
 		return m.key(msg)
 	}
@@ -188,6 +190,21 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		cmds = append(cmds, cmd)
 	}
 	return m, tea.Batch(cmds...)
+}
+
+// open switches to the tab titled msg.Tab, its filter set first; nothing when there is none.
+func (m *Model) open(msg OpenMsg) tea.Cmd {
+	for i, t := range m.tabs {
+		if t.Title() != msg.Tab {
+			continue
+		}
+		var cmd tea.Cmd
+		if f, ok := t.(Filterer); ok {
+			cmd = f.SetFilter(msg.Filter)
+		}
+		return tea.Batch(cmd, m.switchTo(i))
+	}
+	return nil
 }
 
 func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {

@@ -33,6 +33,22 @@ type Shower interface {
 	Show(on bool) tea.Cmd
 }
 
+// Filterer is a tab whose list can be filtered from outside (OpenMsg).
+type Filterer interface {
+	SetFilter(filter string) tea.Cmd
+}
+
+// OpenMsg asks the root to make the tab titled Tab the active one and, when it is a
+// Filterer, to set its filter first: the Class tab's enter opens a user's containers.
+type OpenMsg struct {
+	Tab, Filter string
+}
+
+// Open is a command that sends OpenMsg.
+func Open(tab, filter string) tea.Cmd {
+	return func() tea.Msg { return OpenMsg{Tab: tab, Filter: filter} }
+}
+
 // FullHelper is a tab whose help overlay lists more keys than its footer: moving (j/k),
 // paging, closing. FullKeys replaces Keys in the help overlay.
 type FullHelper interface {

@@ -9,6 +9,7 @@ import (
 
 	"whalemountain/backend"
 	"whalemountain/tui/cli"
+	"whalemountain/tui/dashboard/class"
 	"whalemountain/tui/termsafe"
 )
 
@@ -84,6 +85,20 @@ func (s *Server) Users() map[string]int {
 	out := make(map[string]int, len(s.perUser))
 	for u, n := range s.perUser {
 		out[u] = n
+	}
+	return out
+}
+
+// Sessions is who has a session open now, and whether as a TA (the Class tab).
+func (s *Server) Sessions() map[string]class.Presence {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]class.Presence, len(s.perUser))
+	for se := range s.sessions {
+		p := out[se.id.User]
+		p.Sessions++
+		p.TA = p.TA || se.id.IsTA()
+		out[se.id.User] = p
 	}
 	return out
 }

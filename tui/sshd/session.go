@@ -15,6 +15,7 @@ import (
 	"whalemountain/tui/bridge"
 	"whalemountain/tui/cli"
 	"whalemountain/tui/dashboard"
+	"whalemountain/tui/dashboard/class"
 	"whalemountain/tui/dashboard/containers"
 	"whalemountain/tui/dashboard/gpus"
 	"whalemountain/tui/dashboard/images"
@@ -287,13 +288,26 @@ func (se *session) tabs(st dashboard.Styles) ([]dashboard.Tab, *containers.Tab, 
 		closeRest := closeAll
 		closeAll = func() { closeRest(); imgTab.Close() }
 	}
-	return []dashboard.Tab{
+	tabs := []dashboard.Tab{
 		ctr,
 		img,
 		gpuTab,
 		notice("Pods", "Kubernetes pods are not available on this server yet."),
 		notice("Runner", "GitLab CI runners are not available on this server yet."),
-	}, ctrTab, closeAll
+	}
+	// The Class tab is a TA's alone: everyone's containers and sessions at a glance.
+	if se.id.IsTA() {
+		switch d := se.srv.deps.Docker; {
+		case d != nil:
+			classTab := class.New(d, se.srv, se.id, st)
+			tabs = append(tabs, classTab)
+			closeRest := closeAll
+			closeAll = func() { closeRest(); classTab.Close() }
+		default:
+			tabs = append(tabs, notice("Class", "The class view needs containers on (docker.enabled: false)."))
+		}
+	}
+	return tabs, ctrTab, closeAll
 }
 
 // notifyShutdown tells the user, in one line, that the server is stopping.

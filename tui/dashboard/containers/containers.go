@@ -153,8 +153,9 @@ type Tab struct {
 }
 
 var (
-	_ dashboard.Tab    = (*Tab)(nil)
-	_ dashboard.Shower = (*Tab)(nil)
+	_ dashboard.Tab      = (*Tab)(nil)
+	_ dashboard.Shower   = (*Tab)(nil)
+	_ dashboard.Filterer = (*Tab)(nil)
 )
 
 // New builds the tab for one session. now is the clock for uptimes (time.Now in production).
@@ -189,6 +190,16 @@ func (t *Tab) SetPrefix(prefix string) { t.prefix = prefix }
 func (t *Tab) Select(ref string) {
 	t.goTo = ref
 	t.refilter()
+}
+
+// SetFilter replaces the filter ("owner:ann" keeps exactly ann's containers), as if typed and
+// kept with enter; the Class tab opens a user's containers with it.
+func (t *Tab) SetFilter(filter string) tea.Cmd {
+	t.filtering = false
+	t.filter.Blur()
+	t.filter.SetValue(termsafe.Line(filter))
+	t.refilter()
+	return nil
 }
 
 // Selected is the ref ("owner/name") of the selected container, if any.

@@ -322,11 +322,15 @@ func scrollOffset(selected, n, visible int) int {
 func refOf(c docker.Container) string { return c.Owner + "/" + c.Name }
 
 // matches reports whether a container matches a filter: a case-insensitive substring of
-// its name, image or owner. The empty filter matches everything.
+// its name, image or owner, or "owner:NAME" for exactly that owner's. The empty filter
+// matches everything.
 func matches(c docker.Container, filter string) bool {
 	f := strings.ToLower(strings.TrimSpace(filter))
 	if f == "" {
 		return true
+	}
+	if owner, ok := strings.CutPrefix(f, "owner:"); ok {
+		return strings.EqualFold(c.Owner, strings.TrimSpace(owner))
 	}
 	for _, s := range []string{c.Name, c.Image, c.Owner} {
 		if strings.Contains(strings.ToLower(s), f) {

@@ -440,3 +440,13 @@ func TestFormGPUsField(t *testing.T) {
 		}
 	}
 }
+
+func TestOwnerFilter(t *testing.T) {
+	list := []docker.Container{running("ann", "a", "img", time.Hour), running("joann", "b", "ann/img", time.Hour)}
+	if got := filterList(list, "owner:Ann"); len(got) != 1 || got[0].Owner != "ann" {
+		t.Errorf("owner:Ann keeps %v", got)
+	}
+	if got := filterList(list, "ann"); len(got) != 2 {
+		t.Errorf("ann keeps %d", len(got))
+	}
+}

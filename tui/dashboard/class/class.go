@@ -1,0 +1,311 @@
+// Package class is the dashboard's Class tab, for TAs only: one row per user with anything
+// on the server or a session open — sessions now, containers running of all, GPUs held, CPU
+// and memory in use (summed over their running containers) and how much of the role's
+// container quota they use. Rows sort by any column (o), filter by user or preset (/), and
+// enter opens the Containers tab filtered to that user.
+//
+// The table costs no Docker API call: it is re-read from the backend's snapshot when
+// SubscribeFor says something changed, and only while the tab is on screen (it subscribes
+// on Show(true) and lets go on Show(false)). Session counts are read when the tab is shown
+// and with each change of the snapshot; nothing polls.
+package class
+
+import (
+	"strings"
+
+	"charm.land/bubbles/v2/key"
+	"charm.land/bubbles/v2/textinput"
+	tea "charm.land/bubbletea/v2"
+
+	"whalemountain/backend"
+	"whalemountain/backend/docker"
+	"whalemountain/tui/dashboard"
+	"whalemountain/tui/termsafe"
+)
+
+// Service is what the tab needs from backend/docker; *docker.Service satisfies it.
+type Service interface {
+	Snapshot(id backend.Identity, opts docker.ListOptions) ([]docker.Container, docker.Health)
+	SubscribeFor(id backend.Identity, opts docker.ListOptions) (<-chan struct{}, func())
+	Config() docker.Config
+}
+
+var _ Service = (*docker.Service)(nil)
+
+// Presence is one user's open sessions now; TA when one of them is a TA's.
+type Presence struct {
+	Sessions int
+	TA       bool
+}
+
+// Sessions lists who is connected; the SSH server provides it.
+type Sessions interface {
+	Sessions() map[string]Presence
+}
+
+// ContainersTab is the title of the tab enter opens.
+const ContainersTab = "Containers"
+
+type changedMsg struct {
+	tab *Tab
+	gen int
+}
+
+type keyMap struct {
+	Sort, Filter, Open, Clear, Submit, Cancel key.Binding
+	nav                                       dashboard.NavKeys
+}
+
+func defaultKeyMap() keyMap {
+	return keyMap{
+		Sort:   key.NewBinding(key.WithKeys("o"), key.WithHelp("o", "sort")),
+		Filter: key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter")),
+		Open:   key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "containers")),
+		Clear:  key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "clear filter")),
+		Submit: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "keep filter")),
+		Cancel: key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "clear")),
+		nav:    dashboard.DefaultNavKeys(),
+	}
+}
+
+// Tab is the Class tab. Build it with New only for a TA; Close releases the subscription.
+type Tab struct {
+	svc   Service
+	who   Sessions // nil: no session counts
+	id    backend.Identity
+	st    dashboard.Styles
+	keys  keyMap
+	quota func(ta bool) int
+
+	shown  bool
+	gen    int // the subscription that counts; a change of an older one is dropped
+	sub    <-chan struct{}
+	unsub  func()
+	closed bool
+
+	conts  []docker.Container
+	health docker.Health
+	pres   map[string]Presence
+	rows   []Row // filtered and sorted
+	sortBy Column
+	sel    int
+	selUsr string
+
+	filter    textinput.Model
+	filtering bool
+
+	pageRows int // table rows on screen, for page up and down
+}
+
+var (
+	_ dashboard.Tab        = (*Tab)(nil)
+	_ dashboard.Shower     = (*Tab)(nil)
+	_ dashboard.FullHelper = (*Tab)(nil)
+)
+
+// New builds the tab for a TA's session; who may be nil.
+func New(svc Service, who Sessions, id backend.Identity, st dashboard.Styles) *Tab {
+	f := textinput.New()
+	f.Prompt = "/"
+	f.Placeholder = "user or preset"
+	f.CharLimit = 64
+	s := f.Styles()
+	s.Cursor.Blink = false
+	f.SetStyles(s)
+	cfg := svc.Config()
+	return &Tab{svc: svc, who: who, id: id, st: st, keys: defaultKeyMap(), filter: f,
+		quota: func(ta bool) int {
+			if ta {
+				return cfg.TA.MaxContainers
+			}
+			return cfg.Student.MaxContainers
+		}}
+}
+
+// Title is the tab's name.
+func (t *Tab) Title() string { return "Class" }
+
+// Init does nothing: the tab reads and subscribes only while on screen.
+func (t *Tab) Init() tea.Cmd { return nil }
+
+// Close lets go of the subscription; safe to call more than once.
+func (t *Tab) Close() {
+	t.closed = true
+	t.stop()
+}
+
+func (t *Tab) stop() {
+	t.gen++
+	if t.unsub != nil {
+		t.unsub()
+	}
+	t.sub, t.unsub = nil, nil
+}
+
+// Show subscribes to the snapshot and reads it while the tab is on screen.
+func (t *Tab) Show(on bool) tea.Cmd {
+	t.shown = on
+	if !on || t.closed {
+		t.stop()
+		return nil
+	}
+	if t.sub == nil {
+		t.gen++
+		t.sub, t.unsub = t.svc.SubscribeFor(t.id, t.opts())
+	}
+	t.reload()
+	return t.wait()
+}
+
+func (t *Tab) opts() docker.ListOptions { return docker.ListOptions{All: true, AllUsers: true} }
+
+func (t *Tab) wait() tea.Cmd {
+	ch, gen := t.sub, t.gen
+	if ch == nil {
+		return nil
+	}
+	return func() tea.Msg {
+		if _, ok := <-ch; !ok {
+			return nil
+		}
+		return changedMsg{tab: t, gen: gen}
+	}
+}
+
+// reload re-reads the snapshot and the session counts (no API call).
+func (t *Tab) reload() {
+	t.conts, t.health = t.svc.Snapshot(t.id, t.opts())
+	t.pres = nil
+	if t.who != nil {
+		t.pres = t.who.Sessions()
+	}
+	t.refresh()
+}
+
+// refresh rebuilds the rows and keeps the selection on the same user.
+func (t *Tab) refresh() {
+	t.rows = Rows(t.conts, t.pres, t.quota, t.filter.Value(), t.sortBy)
+	t.sel = 0
+	for i, r := range t.rows {
+		if r.User == t.selUsr {
+			t.sel = i
+			break
+		}
+	}
+	t.selUsr = ""
+	if len(t.rows) > 0 {
+		t.selUsr = t.rows[t.sel].User
+	}
+}
+
+// Capturing is true while typing the filter.
+func (t *Tab) Capturing() bool { return t.filtering }
+
+// Keys are the footer's bindings.
+func (t *Tab) Keys() []key.Binding {
+	if t.filtering {
+		return []key.Binding{t.keys.Submit, t.keys.Cancel}
+	}
+	return []key.Binding{t.keys.Open, t.keys.Sort, t.keys.Filter}
+}
+
+// FullKeys are every key, for the help overlay.
+func (t *Tab) FullKeys() []key.Binding {
+	if t.filtering {
+		return t.Keys()
+	}
+	n := t.keys.nav
+	return append([]key.Binding{n.Up, n.Down, n.Top, n.Bottom, n.PageUp, n.PageDown, t.keys.Clear}, t.Keys()...)
+}
+
+// Update handles the tab's messages and, when it is active, key presses.
+func (t *Tab) Update(msg tea.Msg) (dashboard.Tab, tea.Cmd) {
+	switch msg := msg.(type) {
+	case changedMsg:
+		if msg.tab != t || msg.gen != t.gen || !t.shown {
+			return t, nil
+		}
+		t.reload()
+		return t, t.wait()
+	case tea.KeyPressMsg:
+		return t, t.key(msg)
+	}
+	return t, nil
+}
+
+func (t *Tab) key(msg tea.KeyPressMsg) tea.Cmd {
+	k := t.keys
+	if t.filtering {
+		switch {
+		case key.Matches(msg, k.Submit):
+			t.filtering = false
+			t.filter.Blur()
+			return nil
+		case key.Matches(msg, k.Cancel):
+			t.filtering = false
+			t.filter.Blur()
+			t.filter.SetValue("")
+			t.refresh()
+			return nil
+		}
+		var cmd tea.Cmd
+		t.filter, cmd = t.filter.Update(msg)
+		t.refresh()
+		return cmd
+	}
+	page := max(1, t.pageRows)
+	move := func(to int) {
+		if len(t.rows) == 0 {
+			return
+		}
+		t.sel = min(max(to, 0), len(t.rows)-1)
+		t.selUsr = t.rows[t.sel].User
+	}
+	switch {
+	case key.Matches(msg, k.Sort):
+		t.sortBy = (t.sortBy + 1) % numColumns
+		t.refresh()
+	case key.Matches(msg, k.Filter):
+		t.filtering = true
+		t.filter.CursorEnd()
+		return t.filter.Focus()
+	case key.Matches(msg, k.Clear):
+		if t.filter.Value() != "" {
+			t.filter.SetValue("")
+			t.refresh()
+		}
+	case key.Matches(msg, k.Open):
+		if t.selUsr != "" {
+			return dashboard.Open(ContainersTab, "owner:"+t.selUsr)
+		}
+	case key.Matches(msg, k.nav.Up):
+		move(t.sel - 1)
+	case key.Matches(msg, k.nav.Down):
+		move(t.sel + 1)
+	case key.Matches(msg, k.nav.Top):
+		move(0)
+	case key.Matches(msg, k.nav.Bottom):
+		move(len(t.rows) - 1)
+	case key.Matches(msg, k.nav.PageUp):
+		move(t.sel - page)
+	case key.Matches(msg, k.nav.PageDown):
+		move(t.sel + page)
+	}
+	return nil
+}
+
+// View renders the body.
+func (t *Tab) View(width, height int) string {
+	filter := ""
+	if t.filtering {
+		t.filter.SetWidth(max(1, width-4))
+		filter = t.filter.View()
+	} else if v := t.filter.Value(); v != "" {
+		filter = "filter: " + termsafe.Line(v) + " · esc clears"
+	}
+	t.pageRows = max(1, height-3)
+	return Render(t.st, View{
+		Rows: t.rows, Sel: t.sel, SortBy: t.sortBy, Filter: filter, Filtering: t.filtering,
+		Empty: strings.TrimSpace(t.filter.Value()) != "", Health: t.health,
+	}, width, height)
+}

@@ -1,0 +1,253 @@
+package class
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
+
+	"whalemountain/backend"
+	"whalemountain/backend/docker"
+	"whalemountain/tui/dashboard"
+)
+
+var ta = backend.Identity{User: "tina", Role: backend.RoleTA}
+
+type fakeSvc struct {
+	mu    sync.Mutex
+	conts []docker.Container
+	subs  map[chan struct{}]bool
+	pres  map[string]Presence
+	reads int // Sessions calls
+}
+
+func newFake() *fakeSvc {
+	conts, pres := sample()
+	return &fakeSvc{conts: conts, pres: pres, subs: map[chan struct{}]bool{}}
+}
+
+func (f *fakeSvc) Snapshot(backend.Identity, docker.ListOptions) ([]docker.Container, docker.Health) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]docker.Container(nil), f.conts...), docker.Health{OK: true}
+}
+
+func (f *fakeSvc) SubscribeFor(id backend.Identity, opts docker.ListOptions) (<-chan struct{}, func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch := make(chan struct{}, 1)
+	f.subs[ch] = true
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			f.mu.Lock()
+			delete(f.subs, ch)
+			f.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+func (f *fakeSvc) Config() docker.Config {
+	return docker.Config{Student: docker.Quota{MaxContainers: 5}, TA: docker.Quota{MaxContainers: 20}}
+}
+
+func (f *fakeSvc) Sessions() map[string]Presence {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reads++
+	out := map[string]Presence{}
+	for k, v := range f.pres {
+		out[k] = v
+	}
+	return out
+}
+
+func (f *fakeSvc) change(fn func()) {
+	f.mu.Lock()
+	fn()
+	for ch := range f.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	f.mu.Unlock()
+}
+
+func (f *fakeSvc) subscribers() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.subs)
+}
+
+// await runs cmd (a wait for a change) with a bound.
+func await(t *testing.T, cmd tea.Cmd) tea.Msg {
+	t.Helper()
+	if cmd == nil {
+		t.Fatal("no command to wait on")
+	}
+	got := make(chan tea.Msg, 1)
+	go func() { got <- cmd() }()
+	select {
+	case m := <-got:
+		return m
+	case <-time.After(30 * time.Second):
+		t.Fatal("no change came")
+		return nil
+	}
+}
+
+func press(tab *Tab, s string) tea.Cmd {
+	var msg tea.KeyPressMsg
+	switch s {
+	case "enter":
+		msg = tea.KeyPressMsg{Code: tea.KeyEnter}
+	case "esc":
+		msg = tea.KeyPressMsg{Code: tea.KeyEscape}
+	default:
+		msg = tea.KeyPressMsg{Code: rune(s[0]), Text: s}
+	}
+	_, cmd := tab.Update(msg)
+	return cmd
+}
+
+func TestLiveOnlyOnScreen(t *testing.T) {
+	f := newFake()
+	tab := New(f, f, ta, dashboard.DefaultStyles())
+	defer tab.Close()
+	if tab.Init() != nil || f.subscribers() != 0 {
+		t.Fatal("the tab subscribes before it is on screen")
+	}
+	wait := tab.Show(true)
+	if f.subscribers() != 1 || f.reads != 1 {
+		t.Fatalf("on screen: %d subscriptions, %d session reads", f.subscribers(), f.reads)
+	}
+	if !strings.Contains(tab.View(80, 20), "4 users") {
+		t.Fatalf("first read:\n%s", tab.View(80, 20))
+	}
+	f.change(func() {
+		f.conts = append(f.conts, docker.Container{Owner: "dave", Name: "d", State: "running"})
+		f.pres["erin"] = Presence{Sessions: 3}
+	})
+	msg := await(t, wait)
+	_, wait = tab.Update(msg)
+	view := ansi.Strip(tab.View(80, 20))
+	if !strings.Contains(view, "dave") || !strings.Contains(view, "erin") || f.reads != 2 {
+		t.Fatalf("after a change (session reads %d):\n%s", f.reads, view)
+	}
+	tab.Show(false)
+	if f.subscribers() != 0 {
+		t.Fatal("off screen the subscription stays")
+	}
+	if m := await(t, wait); m != nil {
+		if _, cmd := tab.Update(m); cmd != nil {
+			t.Fatal("a change after leaving the screen still waits for more")
+		}
+	}
+	tab.Show(true)
+	if f.subscribers() != 1 || f.reads != 3 {
+		t.Fatalf("shown again: %d subscriptions, %d session reads", f.subscribers(), f.reads)
+	}
+	tab.Close()
+	if f.subscribers() != 0 {
+		t.Fatal("Close keeps the subscription")
+	}
+}
+
+func TestKeys(t *testing.T) {
+	f := newFake()
+	tab := New(f, f, ta, dashboard.DefaultStyles())
+	defer tab.Close()
+	tab.Show(true)
+	if tab.sortBy != ByUser {
+		t.Fatal("the first sort is by user")
+	}
+	for want := BySessions; want < numColumns; want++ {
+		press(tab, "o")
+		if tab.sortBy != want {
+			t.Fatalf("o: sort %d, want %d", tab.sortBy, want)
+		}
+	}
+	press(tab, "o")
+	if tab.sortBy != ByUser {
+		t.Fatal("o does not come back to user")
+	}
+	press(tab, "j")
+	if tab.selUsr != "bob" {
+		t.Fatalf("j selects %q", tab.selUsr)
+	}
+	cmd := press(tab, "enter")
+	if cmd == nil {
+		t.Fatal("enter does nothing")
+	}
+	if got := cmd(); got != (dashboard.OpenMsg{Tab: "Containers", Filter: "owner:bob"}) {
+		t.Fatalf("enter sends %#v", got)
+	}
+	press(tab, "/")
+	if !tab.Capturing() {
+		t.Fatal("/ does not start the filter")
+	}
+	for _, r := range "ml1" {
+		press(tab, string(r))
+	}
+	press(tab, "enter")
+	if tab.Capturing() || len(tab.rows) != 1 || tab.rows[0].User != "alice" {
+		t.Fatalf("filter by preset: %+v", tab.rows)
+	}
+	press(tab, "esc")
+	if len(tab.rows) != 4 {
+		t.Fatalf("esc keeps the filter: %d rows", len(tab.rows))
+	}
+}
+
+// The root: the footer's keys fit 80 columns, and enter opens the Containers tab filtered.
+func TestInDashboard(t *testing.T) {
+	f := newFake()
+	tab := New(f, f, ta, dashboard.DefaultStyles())
+	defer tab.Close()
+	ctr := &filterTab{}
+	m := dashboard.New(dashboard.Info{User: "tina", Role: "ta"}, dashboard.DefaultStyles(),
+		ctr, dashboard.Notice{Name: "Images"}, dashboard.Notice{Name: "GPUs"}, dashboard.Notice{Name: "Pods"}, dashboard.Notice{Name: "Runner"}, tab)
+	m.Init()
+	for _, size := range [][2]int{{80, 24}, {200, 60}} {
+		m.Update(tea.WindowSizeMsg{Width: size[0], Height: size[1]})
+		m.Update(tea.KeyPressMsg{Code: '6', Text: "6"})
+		lines := strings.Split(m.View().Content, "\n")
+		if len(lines) != size[1] {
+			t.Fatalf("%dx%d: %d lines", size[0], size[1], len(lines))
+		}
+		for _, l := range lines {
+			if ansi.StringWidth(l) > size[0] {
+				t.Errorf("%dx%d: line too wide: %q", size[0], size[1], ansi.Strip(l))
+			}
+		}
+		plain := ansi.Strip(m.View().Content)
+		if !strings.Contains(lines[1], "[5 Runner]") || !strings.Contains(lines[1], "[6 Class]") || !strings.Contains(plain, "USER") {
+			t.Fatalf("%dx%d: tab bar or header missing:\n%s", size[0], size[1], plain)
+		}
+		footer := ansi.Strip(lines[len(lines)-1])
+		for _, k := range []string{"enter containers", "o sort", "/ filter", "? help", "q quit"} {
+			if !strings.Contains(footer, k) {
+				t.Errorf("%dx%d: footer %q lacks %q", size[0], size[1], footer, k)
+			}
+		}
+	}
+	_, cmd := m.Update(tea.KeyPressMsg{Code: tea.KeyEnter})
+	m.Update(cmd())
+	if m.Active() != 0 || ctr.filter != "owner:alice" {
+		t.Fatalf("enter: active %d, containers filter %q", m.Active(), ctr.filter)
+	}
+}
+
+type filterTab struct {
+	dashboard.Notice
+	filter string
+}
+
+func (f *filterTab) Title() string                           { return "Containers" }
+func (f *filterTab) Update(tea.Msg) (dashboard.Tab, tea.Cmd) { return f, nil }
+func (f *filterTab) SetFilter(s string) tea.Cmd              { f.filter = s; return nil }

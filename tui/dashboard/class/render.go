@@ -1,0 +1,276 @@
+package class
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/charmbracelet/x/ansi"
+
+	"whalemountain/backend/docker"
+	"whalemountain/tui/dashboard"
+	"whalemountain/tui/format"
+	"whalemountain/tui/termsafe"
+)
+
+// Row is one user: what they hold now.
+type Row struct {
+	User     string
+	TA       bool // known only while they have a session open; else the student quota counts
+	Sessions int
+	Running  int // containers running
+	Total    int // containers in any state
+	GPUs     int // GPUs held by their running containers
+	CPU      float64
+	Mem      int64    // bytes in use by their running containers
+	Quota    int      // the role's MaxContainers (0: none)
+	Presets  []string // course presets of their containers, sorted
+}
+
+// Column is what the rows sort by.
+type Column int
+
+// The sort keys, in the order o cycles through them. User sorts A to Z, the others biggest
+// first (ties by user).
+const (
+	ByUser Column = iota
+	BySessions
+	ByContainers
+	ByGPUs
+	ByCPU
+	ByMem
+	ByQuota
+	numColumns
+)
+
+var headers = [numColumns]string{"USER", "SESSIONS", "CONTAINERS", "GPUS", "CPU", "MEMORY", "QUOTA"}
+
+// Rows folds containers and sessions into one row per user, keeps those matching filter
+// (a substring of the user or of one of their presets) and sorts them by col.
+func Rows(conts []docker.Container, pres map[string]Presence, quota func(ta bool) int, filter string, col Column) []Row {
+	by := map[string]*Row{}
+	get := func(user string) *Row {
+		r := by[user]
+		if r == nil {
+			p := pres[user]
+			r = &Row{User: user, TA: p.TA, Sessions: p.Sessions}
+			if quota != nil {
+				r.Quota = quota(p.TA)
+			}
+			by[user] = r
+		}
+		return r
+	}
+	for u, p := range pres {
+		if p.Sessions > 0 {
+			get(u)
+		}
+	}
+	for _, c := range conts {
+		r := get(c.Owner)
+		r.Total++
+		if c.Preset != "" && !slices.Contains(r.Presets, c.Preset) {
+			r.Presets = append(r.Presets, c.Preset)
+		}
+		if c.State != "running" {
+			continue
+		}
+		r.Running++
+		r.GPUs += countGPUs(c.GPUs)
+		r.CPU += c.CPUPercent
+		r.Mem += c.MemUsage
+	}
+	f := strings.ToLower(strings.TrimSpace(filter))
+	rows := make([]Row, 0, len(by))
+	for _, r := range by {
+		slices.Sort(r.Presets)
+		if f == "" || strings.Contains(strings.ToLower(r.User), f) ||
+			slices.ContainsFunc(r.Presets, func(p string) bool { return strings.Contains(strings.ToLower(p), f) }) {
+			rows = append(rows, *r)
+		}
+	}
+	slices.SortFunc(rows, func(a, b Row) int {
+		if c := compare(a, b, col); c != 0 {
+			return c
+		}
+		return strings.Compare(a.User, b.User)
+	})
+	return rows
+}
+
+// compare orders a before b (negative) when a comes first under col.
+func compare(a, b Row, col Column) int {
+	desc := func(x, y float64) int {
+		switch {
+		case x > y:
+			return -1
+		case x < y:
+			return 1
+		}
+		return 0
+	}
+	switch col {
+	case BySessions:
+		return desc(float64(a.Sessions), float64(b.Sessions))
+	case ByContainers:
+		if c := desc(float64(a.Running), float64(b.Running)); c != 0 {
+			return c
+		}
+		return desc(float64(a.Total), float64(b.Total))
+	case ByGPUs:
+		return desc(float64(a.GPUs), float64(b.GPUs))
+	case ByCPU:
+		return desc(a.CPU, b.CPU)
+	case ByMem:
+		return desc(float64(a.Mem), float64(b.Mem))
+	case ByQuota:
+		return desc(quotaUse(a), quotaUse(b))
+	}
+	return 0
+}
+
+func quotaUse(r Row) float64 {
+	if r.Quota <= 0 {
+		return float64(r.Total)
+	}
+	return float64(r.Total) / float64(r.Quota)
+}
+
+func countGPUs(s string) int {
+	n := 0
+	for p := range strings.SplitSeq(s, ",") {
+		if strings.TrimSpace(p) != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// View is everything Render draws.
+type View struct {
+	Rows      []Row
+	Sel       int
+	SortBy    Column
+	Filter    string // the filter line (the input while typing), "" for none
+	Filtering bool
+	Empty     bool // a filter is set: an empty table says nothing matches
+	Health    docker.Health
+}
+
+// Column widths after USER; USER takes what is left (8 to 24 cells).
+var widths = [numColumns]int{0, 9, 11, 5, 6, 8, 9}
+
+// Render draws the tab's body in width x height cells: a summary line (or the filter),
+// the header with the sort column marked, then as many rows as fit around the selection.
+func Render(st dashboard.Styles, v View, width, height int) string {
+	if width <= 0 || height <= 0 {
+		return ""
+	}
+	cut := func(s string) string { return ansi.Truncate(s, width, "…") }
+	var lines []string
+	if !v.Health.OK && !v.Health.Since.IsZero() {
+		reason := v.Health.Err
+		if reason == "" {
+			reason = "no answer"
+		}
+		lines = append(lines, st.Failed.Render(cut(" Docker unreachable: "+termsafe.Line(reason)+" — showing the last known containers")))
+	}
+	switch {
+	case v.Filtering:
+		lines = append(lines, cut(" "+v.Filter))
+	case v.Filter != "":
+		lines = append(lines, st.Dim.Render(cut(" "+v.Filter)))
+	default:
+		lines = append(lines, st.Dim.Render(cut(" "+summary(v.Rows)+" · sorted by "+strings.ToLower(headers[v.SortBy]))))
+	}
+	userW := width - 1
+	for _, w := range widths[1:] {
+		userW -= w + 2
+	}
+	userW = min(max(userW, 8), 24)
+	head := make([]string, numColumns)
+	for i, h := range headers {
+		if Column(i) == v.SortBy {
+			h += "↓"
+			if Column(i) == ByUser {
+				h = headers[i] + "↑"
+			}
+		}
+		head[i] = h
+	}
+	lines = append(lines, st.ColumnHead.Render(cut(line(head, userW))))
+	if len(v.Rows) == 0 {
+		msg := "  Nobody has a container or a session open."
+		if v.Empty {
+			msg = "  Nobody matches the filter. esc clears it."
+		}
+		lines = append(lines, st.Notice.Render(cut(msg)))
+		return strings.Join(lines, "\n")
+	}
+	room := max(1, height-len(lines))
+	first := 0
+	if v.Sel >= room {
+		first = v.Sel - room + 1
+	}
+	for i := first; i < len(v.Rows) && i < first+room; i++ {
+		l := cut(line(Cells(v.Rows[i]), userW))
+		if i == v.Sel {
+			l = st.SelectedRow(l, width)
+		}
+		lines = append(lines, l)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Cells is a row's text, column by column.
+func Cells(r Row) []string {
+	user := termsafe.Line(r.User)
+	if r.TA {
+		user += " (TA)"
+	}
+	cpu, mem := "-", "-"
+	if r.Running > 0 {
+		cpu, mem = format.Percent(r.CPU), format.Bytes(r.Mem)
+	}
+	quota := strconv.Itoa(r.Total)
+	if r.Quota > 0 {
+		quota = fmt.Sprintf("%d/%d", r.Total, r.Quota)
+	}
+	return []string{user, strconv.Itoa(r.Sessions), fmt.Sprintf("%d/%d", r.Running, r.Total),
+		strconv.Itoa(r.GPUs), cpu, mem, quota}
+}
+
+// line lays out cells: USER left-aligned in userW cells, the numbers right-aligned.
+func line(cells []string, userW int) string {
+	var b strings.Builder
+	b.WriteString(" ")
+	b.WriteString(pad(ansi.Truncate(cells[0], userW, "…"), userW, false))
+	for i := 1; i < len(cells); i++ {
+		b.WriteString("  ")
+		b.WriteString(pad(ansi.Truncate(cells[i], widths[i], "…"), widths[i], true))
+	}
+	return b.String()
+}
+
+func pad(s string, w int, right bool) string {
+	gap := strings.Repeat(" ", max(0, w-ansi.StringWidth(s)))
+	if right {
+		return gap + s
+	}
+	return s + gap
+}
+
+// summary is "12 users · 5 connected · 9/14 containers running · 3 GPUs".
+func summary(rows []Row) string {
+	var conn, run, total, gpus int
+	for _, r := range rows {
+		if r.Sessions > 0 {
+			conn++
+		}
+		run += r.Running
+		total += r.Total
+		gpus += r.GPUs
+	}
+	return fmt.Sprintf("%d users · %d connected · %d/%d containers running · %d GPUs", len(rows), conn, run, total, gpus)
+}
