@@ -628,6 +628,10 @@ func checkMisc(hc *container.HostConfig, p *createPlan) error {
 	if !slices.Contains(restartNames, hc.RestartPolicy.Name) {
 		return invalidField("HostConfig.RestartPolicy", "--restart", fmt.Sprintf("invalid restart policy %s", shown(string(hc.RestartPolicy.Name))))
 	}
+	if hc.RestartPolicy.Name == container.RestartPolicyAlways || hc.RestartPolicy.Name == container.RestartPolicyUnlessStopped {
+		return refused("HostConfig.RestartPolicy", "--restart", fmt.Sprintf("%s would start the container again whenever the engine "+
+			"restarts, past the running quota; use on-failure", hc.RestartPolicy.Name))
+	}
 	if hc.RestartPolicy.MaximumRetryCount < 0 || hc.RestartPolicy.MaximumRetryCount > 100 {
 		return invalidField("HostConfig.RestartPolicy", "--restart", "at most 100 retries")
 	}

@@ -134,6 +134,8 @@ func TestCheckCreateRefusesEachField(t *testing.T) {
 		{"log option", map[string]any{"HostConfig.LogConfig": map[string]any{"Type": "json-file", "Config": map[string]string{"path": "/etc"}}}, "--log-opt", ErrPermission},
 		{"isolation", map[string]any{"HostConfig.Isolation": "hyperv"}, "HostConfig.Isolation", ErrPermission},
 		{"restart", map[string]any{"HostConfig.RestartPolicy": map[string]any{"Name": "forever"}}, "HostConfig.RestartPolicy", ErrInvalid},
+		{"restart always", map[string]any{"HostConfig.RestartPolicy": map[string]any{"Name": "always"}}, "--restart (HostConfig.RestartPolicy)", ErrPermission},
+		{"restart unless-stopped", map[string]any{"HostConfig.RestartPolicy": map[string]any{"Name": "unless-stopped"}}, "past the running quota", ErrPermission},
 		{"no image", map[string]any{"Image": ""}, "Config.Image", ErrInvalid},
 		{"bad env", map[string]any{"Env": []string{"A B=1"}}, "environment variable", ErrInvalid},
 		{"bad hostname", map[string]any{"Hostname": "a\x1b[2Jb"}, "Config.Hostname", ErrInvalid},
@@ -238,9 +240,9 @@ func TestCheckCreateAllows(t *testing.T) {
 				}
 			}},
 		{"entrypoint reset", map[string]any{"Entrypoint": []string{""}}, nil},
-		{"restart and auto-remove", map[string]any{"HostConfig.RestartPolicy": map[string]any{"Name": "unless-stopped"}, "HostConfig.AutoRemove": true},
+		{"restart and auto-remove", map[string]any{"HostConfig.RestartPolicy": map[string]any{"Name": "on-failure", "MaximumRetryCount": 3}, "HostConfig.AutoRemove": true},
 			func(t *testing.T, p createPlan) {
-				if !p.host.AutoRemove || p.host.RestartPolicy.Name != "unless-stopped" {
+				if !p.host.AutoRemove || p.host.RestartPolicy.Name != "on-failure" {
 					t.Errorf("host %+v", p.host)
 				}
 			}},

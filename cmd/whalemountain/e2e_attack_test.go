@@ -4,9 +4,10 @@ package main
 // container, a stopped one, a file in her home, a SIF and tags in her registry namespace,
 // and an attacker (mallory) who tries every door: the command line with every way of
 // naming alice's objects, scp and sftp, port forwarding, raw SSH channels and requests,
-// image removal and pulls aimed at the server's own network, images whose labels lie, the
-// login itself, and shell metacharacters. Each attempt is one row of a table: the door, the
-// input and what must hold. A row that does not hold says so with what came back.
+// the per-user Docker API (the real docker CLI and raw HTTP), image removal and pulls
+// aimed at the server's own network, images whose labels lie, the login itself, and shell
+// metacharacters. Each attempt is one row of a table: the door, the input and what must
+// hold. A row that does not hold says so with what came back.
 //
 // "Not found" must not tell alice's objects from nothing: wherever a row names one of
 // alice's objects, mallory's answer is compared byte for byte (stdout, stderr, exit status)
@@ -301,6 +302,7 @@ func TestE2EAttack(t *testing.T) {
 	f.forwardRows(tb)
 	f.requestRows(tb)
 	f.imageRows(tb)
+	f.dockerAPIRows(tb)
 	f.gpuRows(tb)
 	f.sifRows(tb)
 	f.consoleRows(tb)

@@ -19,11 +19,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+	"golang.org/x/crypto/ssh"
 
 	"whalemountain/backend/docker"
 	"whalemountain/backend/docker/dockertest"
@@ -257,6 +259,18 @@ func TestE2EDockerAPI(t *testing.T) {
 		t.Errorf("docker exec -it: exit %d, want 5", code)
 	}
 
+	// A process started with exec ends when its client goes away (the docker CLI and its
+	// ssh killed), as a shell does; the engine by itself would leave it running.
+	tm = d.terminal(80, 24, "exec", "-it", "web", "sh", "-c", "echo ready; sleep 4242")
+	tm.waitText("ready")
+	if !containerRuns(t, s, id, "sleep 4242") {
+		t.Fatal("the exec'd process is not in the container")
+	}
+	_ = syscall.Kill(-tm.cmd.Process.Pid, syscall.SIGKILL)
+	if !poll(2*pollTimeout, func() bool { return !containerRuns(t, s, id, "sleep 4242") }) {
+		t.Error("the exec'd process outlived its client")
+	}
+
 	// logs -f follows until the container ends.
 	d.must("run", "-d", "--name", "logger", img, "sh", "-c", "for i in 1 2 3; do echo line$i; sleep 1; done")
 	if out := d.must("logs", "-f", "logger"); out != "line1\nline2\nline3\n" {
@@ -355,6 +369,24 @@ func TestE2EDockerAPI(t *testing.T) {
 			return e.User == "alice" && e.Action == action && e.Key == alice.Fingerprint && e.Result == "ok"
 		})
 	}
+}
+
+// containerRuns reports whether a process whose command line contains cmd runs in the
+// container, as the engine's top shows it.
+func containerRuns(t *testing.T, s *ctrServer, id, cmd string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
+	defer cancel()
+	res, err := s.cli.ContainerTop(ctx, id, client.ContainerTopOptions{})
+	if err != nil {
+		t.Fatalf("top: %v", err)
+	}
+	for _, p := range res.Processes {
+		if strings.Contains(strings.Join(p, " "), cmd) {
+			return true
+		}
+	}
+	return false
 }
 
 // checkHardened proves from the engine's own inspect that a container made through the
@@ -517,6 +549,7 @@ func dockerRefusals(img, bobID string) []dockerRefusal {
 		{args: run("--memory", "64g"), want: "--memory (HostConfig.Memory): quota"},
 		{args: run("--cpus", "64"), want: "--cpus (HostConfig.NanoCpus): quota"},
 		{args: run("--oom-kill-disable"), want: "HostConfig.OomKillDisable"},
+		{args: []string{"run", "-d", "--restart", "always", img, "true"}, want: "--restart (HostConfig.RestartPolicy)"},
 		{args: run("--ulimit", "nofile=1048576:1048576"), want: "--ulimit (HostConfig.Ulimits)"},
 		{args: run("--log-driver", "syslog", "--log-opt", "syslog-address=tcp://127.0.0.1:514"), want: "--log-driver (HostConfig.LogConfig)"},
 		bobRow("bob-box", "--link (HostConfig.Links)", run("--link", "bob-box:db")...),
@@ -582,18 +615,15 @@ func TestE2EDockerAPIRefusals(t *testing.T) {
 	for i, row := range rows {
 		name := fmt.Sprintf("%02d_%s", i+1, strings.Join(row.args, "_"))
 		t.Run(clip(name, 60), func(t *testing.T) {
-			dc := d
+			dc := &dockerCLI{t: t, dir: d.dir, env: d.env}
 			if row.df != "" {
-				dir := filepath.Join(d.dir, fmt.Sprintf("ctx%d", i))
-				if err := os.MkdirAll(dir, 0o700); err != nil {
+				dc.dir = filepath.Join(d.dir, fmt.Sprintf("ctx%d", i))
+				if err := os.MkdirAll(dc.dir, 0o700); err != nil {
 					t.Fatal(err)
 				}
-				if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(row.df), 0o600); err != nil {
+				if err := os.WriteFile(filepath.Join(dc.dir, "Dockerfile"), []byte(row.df), 0o600); err != nil {
 					t.Fatal(err)
 				}
-				dc = &dockerCLI{t: t, dir: dir, env: d.env}
-			} else {
-				dc = &dockerCLI{t: t, dir: d.dir, env: d.env}
 			}
 			r := dc.run(row.args...)
 			if row.bob != "" {
@@ -652,6 +682,19 @@ func TestE2EDockerAPIIdentity(t *testing.T) {
 	d := newDockerCLI(t, s.server, stranger, "alice")
 	if r := d.run("ps"); r.Code == 0 {
 		t.Errorf("a key alice never registered reached her API: %s", r)
+	}
+	// A terminal belongs to the session that asked for it: after one with a PTY, another
+	// session on the same connection (a ControlMaster, a Go client) is dial-stdio as usual.
+	c, err := s.dial(&ssh.ClientConfig{User: "alice", Auth: []ssh.AuthMethod{ssh.PublicKeys(alice.Signer)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if r, err := atkExec(c, "whoami", true, 20*time.Second); err != nil || r.Code != 0 {
+		t.Fatalf("whoami with a PTY: %s %v", r, err)
+	}
+	if got, err := rawAPI(c, "", "GET", "/v1.41/_ping", ""); err != nil || got != "200 OK OK" {
+		t.Errorf("dial-stdio after a PTY session on the same connection: %q, %v", got, err)
 	}
 	r := s.ssh(t, alice, "alice", "docker", "ps")
 	if r.Code != 2 || !strings.Contains(r.Stderr, "DOCKER_HOST=ssh://alice@") || !strings.Contains(r.Stderr, ":"+s.Port+" docker ps") {

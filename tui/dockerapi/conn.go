@@ -54,8 +54,13 @@ func Serve(ctx context.Context, conn Conn, h http.Handler, log *slog.Logger) err
 		_ = conn.CloseWrite()
 		cancel()
 	}()
-	tc := &trackedConn{UnixConn: srvConn, closed: make(chan struct{})}
+	tc := newTrackedConn(srvConn)
 	srv := &http.Server{
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if tc, ok := c.(*trackedConn); ok {
+				tc.setActive(st == http.StateActive)
+			}
+		},
 		Handler:           h,
 		ReadHeaderTimeout: time.Minute,
 		IdleTimeout:       time.Hour,
@@ -118,17 +123,81 @@ func socketPair() (*net.UnixConn, *net.UnixConn, error) {
 	return conns[0], conns[1], nil
 }
 
-// trackedConn tells the listener when the connection is closed.
+// trackedConn is the server's end of the connection. It tells the listener when it is
+// closed, and holds back the client's end of input from net/http while a request is being
+// answered: net/http takes an end of input during a request for a client that went away
+// and cancels the request, but a client that sends its request and then closes its side
+// (a script piping a request into dial-stdio) still wants the answer. Once the answer is
+// sent the end of input goes through and the connection ends; a hijacked stream gets it at
+// once, as the client's end of stdin.
 type trackedConn struct {
 	*net.UnixConn
 	once   sync.Once
 	closed chan struct{}
+
+	mu     sync.Mutex
+	active bool          // a request is being answered (http.StateActive)
+	abort  chan struct{} // closed while a read deadline in the past is set
+}
+
+func newTrackedConn(c *net.UnixConn) *trackedConn {
+	return &trackedConn{UnixConn: c, closed: make(chan struct{}), abort: make(chan struct{})}
 }
 
 func (c *trackedConn) Close() error {
 	err := c.UnixConn.Close()
 	c.once.Do(func() { close(c.closed) })
 	return err
+}
+
+func (c *trackedConn) setActive(on bool) {
+	c.mu.Lock()
+	c.active = on
+	c.mu.Unlock()
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.UnixConn.Read(p)
+	if n > 0 || !errors.Is(err, io.EOF) {
+		return n, err
+	}
+	c.mu.Lock()
+	active, abort := c.active, c.abort
+	c.mu.Unlock()
+	if !active {
+		return n, err
+	}
+	// Until net/http stops this read (a deadline in the past, when the answer is done).
+	select {
+	case <-abort:
+		return 0, os.ErrDeadlineExceeded
+	case <-c.closed:
+		return 0, net.ErrClosed
+	}
+}
+
+func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	past := !t.IsZero() && !t.After(time.Now())
+	select {
+	case <-c.abort:
+		if !past {
+			c.abort = make(chan struct{})
+		}
+	default:
+		if past {
+			close(c.abort)
+		}
+	}
+	c.mu.Unlock()
+	return c.UnixConn.SetReadDeadline(t)
+}
+
+func (c *trackedConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.UnixConn.SetWriteDeadline(t)
 }
 
 // oneConnListener hands out one connection, then waits for it to be closed.

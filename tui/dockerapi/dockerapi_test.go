@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"whalemountain/backend"
 	"whalemountain/backend/docker"
@@ -29,6 +31,16 @@ func (f *fakeBackend) Version(context.Context) (docker.APIVersion, error) {
 func (f *fakeBackend) SupportsVersion(ctx context.Context, v string) (docker.APIVersion, bool, error) {
 	av, _ := f.Version(ctx)
 	return av, versionNewer(v, av.MinVersion) && versionNewer(av.Version, v), nil
+}
+
+// InfoJSON takes a while, and fails if the request is cancelled meanwhile.
+func (f *fakeBackend) InfoJSON(ctx context.Context, _ backend.Identity) ([]byte, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(300 * time.Millisecond):
+		return []byte(`{"ID":"x"}`), nil
+	}
 }
 
 func (f *fakeBackend) RecordRefusal(_ backend.Identity, action, target string, _ error) {
@@ -184,5 +196,42 @@ func TestParseFilters(t *testing.T) {
 	}
 	if _, err := parseFilters(`{"label":"x"}`); err == nil {
 		t.Error("a malformed filter was accepted")
+	}
+}
+
+// TestHalfCloseAfterRequest: a client that sends its request and closes its side at once
+// (a script piping into dial-stdio) still gets the whole answer, then the connection ends.
+func TestHalfCloseAfterRequest(t *testing.T) {
+	srvEnd, cliEnd, err := socketPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cliEnd.Close()
+	h := Handler(&fakeBackend{}, backend.Identity{User: "alice", Role: backend.RoleStudent}, Options{Logger: slog.New(slog.DiscardHandler)})
+	done := make(chan error, 1)
+	go func() {
+		defer srvEnd.Close()
+		done <- Serve(context.Background(), srvEnd, h, slog.New(slog.DiscardHandler))
+	}()
+	if _, err := io.WriteString(cliEnd, "GET /v1.41/info HTTP/1.1\r\nHost: docker\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cliEnd.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(cliEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(got), "HTTP/1.1 200 OK") || !strings.Contains(string(got), `{"ID":"x"}`) {
+		t.Errorf("answer %q", got)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("Serve did not end after the client's last answer")
 	}
 }

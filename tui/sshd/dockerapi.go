@@ -19,16 +19,16 @@ import (
 //   - `docker system dial-stdio` as an SSH command, what the docker CLI's ssh:// transport
 //     runs on the remote: the session's stdin and stdout are one HTTP connection.
 //   - OpenSSH's forwarding of a unix socket (`ssh -L /tmp/gpu1.sock:/docker.sock`), a
-//     direct-streamlocal@openssh.com channel per connection to the local socket. Only the
-//     names in dockerSockets are served, and each is the caller's own API, never the
-//     engine's socket; any other path is refused and audited.
+//     direct-streamlocal@openssh.com channel per connection to the local socket. Only
+//     dockerSocket is served, and it is the caller's own API; every other path — the
+//     engine's own /var/run/docker.sock included, so nobody mistakes what they reach for
+//     the engine — is refused and audited.
 
-// dockerSockets are the socket paths a forward may name: /docker.sock, and the engine's
-// usual paths, which people type out of habit.
-var dockerSockets = []string{"/docker.sock", "/var/run/docker.sock", "/run/docker.sock"}
+// dockerSocket is the one socket path a forward may name.
+const dockerSocket = "/docker.sock"
 
 // isDialStdio reports whether a command is the docker CLI's dial-stdio, with or without a
-// --host/-H naming one of dockerSockets (docker context with a path in the ssh URL).
+// --host/-H naming dockerSocket (a docker context with that path in its ssh URL).
 func isDialStdio(args []string) bool {
 	if len(args) < 3 || args[0] != "docker" {
 		return false
@@ -45,7 +45,7 @@ func isDialStdio(args []string) bool {
 			}
 			value, rest = rest[1], rest[1:]
 		}
-		if !slices.Contains(dockerSockets, strings.TrimPrefix(value, "unix://")) {
+		if strings.TrimPrefix(value, "unix://") != dockerSocket {
 			return false
 		}
 		rest = rest[1:]
@@ -139,7 +139,7 @@ func (s *Server) directStreamLocal(_ *ssh.Server, _ *gossh.ServerConn, newChan g
 	id, err := s.channelIdentity(ctx)
 	switch {
 	case err != nil:
-	case !slices.Contains(dockerSockets, req.SocketPath):
+	case req.SocketPath != dockerSocket:
 		err = fmt.Errorf("only the Docker API can be forwarded to a unix socket: %s", strings.Replace(
 			format.UserPrefix(s.prefix, id.User), "ssh ", "ssh -L /tmp/docker.sock:/docker.sock ", 1))
 	case s.deps.DockerAPI == nil:

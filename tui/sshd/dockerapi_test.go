@@ -2,14 +2,14 @@ package sshd
 
 import "testing"
 
-// TestIsDialStdio: the docker CLI's remote command is recognised, with the socket paths a
+// TestIsDialStdio: the docker CLI's remote command is recognised, with the socket path a
 // docker context may name; nothing else is taken for it.
 func TestIsDialStdio(t *testing.T) {
 	yes := [][]string{
 		{"docker", "system", "dial-stdio"},
-		{"docker", "--host", "unix:///var/run/docker.sock", "system", "dial-stdio"},
+		{"docker", "--host", "unix:///docker.sock", "system", "dial-stdio"},
 		{"docker", "--host=unix:///docker.sock", "system", "dial-stdio"},
-		{"docker", "-H", "unix:///run/docker.sock", "system", "dial-stdio"},
+		{"docker", "-H", "/docker.sock", "system", "dial-stdio"},
 	}
 	no := [][]string{
 		nil,
@@ -17,6 +17,7 @@ func TestIsDialStdio(t *testing.T) {
 		{"docker", "ps"},
 		{"docker", "system", "dial-stdio", "extra"},
 		{"docker", "--host", "tcp://10.0.0.1:2375", "system", "dial-stdio"},
+		{"docker", "--host", "unix:///var/run/docker.sock", "system", "dial-stdio"},
 		{"docker", "--host", "unix:///var/run/containerd/containerd.sock", "system", "dial-stdio"},
 		{"docker", "--host"},
 		{"docker", "--tlsverify", "system", "dial-stdio"},

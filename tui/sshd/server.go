@@ -102,6 +102,9 @@ type connState struct {
 	sessions map[*session]struct{}
 	release  func() // frees its place among the connections not yet logged in
 	forwards int    // open ssh -L channels
+	// ptys are the PTY requests of the connection's sessions, by session: the context
+	// charm.land/ssh hands the PTY handler is the connection's, shared by all its sessions.
+	ptys map[ssh.Session]ssh.Pty
 
 	conn *activityConn
 }
@@ -128,7 +131,6 @@ func (c *activityConn) idleFor() time.Duration {
 type ctxKey struct{ name string }
 
 var (
-	ptyKey  = &ctxKey{"pty"}
 	connKey = &ctxKey{"conn-state"}
 )
 
@@ -252,15 +254,38 @@ func usagePrefix(server, listen string) string {
 // Prefix is the usage prefix shown to users.
 func (s *Server) Prefix() string { return s.prefix }
 
-// storePty records the PTY request without emulating one, so writes stay byte-exact and the
-// session's one input reader stays ours.
-func storePty(ctx ssh.Context, _ ssh.Session, pty ssh.Pty) (func() error, error) {
-	ctx.SetValue(ptyKey, pty)
-	return func() error { return nil }, nil
+// storePty records the PTY request of one session without emulating one, so writes stay
+// byte-exact and the session's one input reader stays ours. It is kept for that session
+// alone: another session on the same connection (OpenSSH's ControlMaster, a Go client)
+// has a terminal only if it asked for one.
+func storePty(ctx ssh.Context, sess ssh.Session, pty ssh.Pty) (func() error, error) {
+	st, _ := ctx.Value(connKey).(*connState)
+	if st == nil {
+		return nil, errors.New("no connection state")
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.ptys == nil {
+		st.ptys = map[ssh.Session]ssh.Pty{}
+	}
+	st.ptys[sess] = pty
+	return func() error {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		delete(st.ptys, sess)
+		return nil
+	}, nil
 }
 
+// ptyOf is the PTY session s asked for, if it did.
 func ptyOf(s ssh.Session) (ssh.Pty, bool) {
-	p, ok := s.Context().Value(ptyKey).(ssh.Pty)
+	st, _ := s.Context().Value(connKey).(*connState)
+	if st == nil {
+		return ssh.Pty{}, false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	p, ok := st.ptys[s]
 	return p, ok
 }
 
