@@ -26,8 +26,11 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint:
 	$(GO) run $(STATICCHECK) ./...
 
+# The Kubernetes tests need the test cluster's programs: WM_KUBE_BIN, else built (once, cached).
 test: fmt-check vet lint build
-	$(GO) test -count=1 -p 1 -timeout 20m ./...
+	@bin="$${WM_KUBE_BIN:-}"; if [ -z "$$bin" ]; then bin=$$(.ci/kubetools/build) || exit 1; fi; \
+	echo "WM_KUBE_BIN=$$bin"; \
+	WM_KUBE_BIN="$$bin" $(GO) test -count=1 -p 1 -timeout 20m ./...
 	$(MAKE) --no-print-directory fuzz-short
 
 # Every parser of outside input has a fuzz target; its seeds run with the tests above, and
