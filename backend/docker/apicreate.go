@@ -760,15 +760,11 @@ func (s *Service) createFromAPI(ctx context.Context, id backend.Identity, name s
 	if err != nil {
 		return APICreated{}, err
 	}
-	names := map[string]bool{}
-	for _, c := range mine {
-		names[c.Labels[LabelName]] = true
-	}
-	if name != "" && names[name] {
-		return APICreated{}, errorf(ErrConflict, "Conflict. The container name \"/%s\" is already in use; remove it or choose another name", name)
-	}
-	if len(mine) >= q.MaxContainers {
-		return APICreated{}, errorf(ErrQuota, "quota: at most %d containers for %s (you have %d)", q.MaxContainers, roleWord(id.Role), len(mine))
+	// The same room as every create: a free name, the role's container quota. The running
+	// quota is the start's to check.
+	names, err := s.createRoom(id, mine, name, false)
+	if err != nil {
+		return APICreated{}, err
 	}
 	// Other containers named in the request: the caller's own, or nothing.
 	own := func(field, flag, ref string) (container.Summary, error) {

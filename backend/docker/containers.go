@@ -226,22 +226,9 @@ func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec, p
 	if err != nil {
 		return Container{}, err
 	}
-	names := map[string]bool{}
-	running := 0
-	for _, c := range mine {
-		names[c.Labels[LabelName]] = true
-		if c.State == container.StateRunning || c.State == container.StateRestarting {
-			running++
-		}
-	}
-	if spec.Name != "" && names[spec.Name] {
-		return Container{}, errorf(ErrConflict, "container %s already exists", spec.Name)
-	}
-	if len(mine) >= q.MaxContainers {
-		return Container{}, errorf(ErrQuota, "quota: at most %d containers for %s (you have %d)", q.MaxContainers, roleWord(id.Role), len(mine))
-	}
-	if running >= q.MaxRunning {
-		return Container{}, errorf(ErrQuota, "quota: at most %d running containers for %s (you have %d)", q.MaxRunning, roleWord(id.Role), running)
+	names, err := s.createRoom(id, mine, spec.Name, true)
+	if err != nil {
+		return Container{}, err
 	}
 
 	img, err := s.localImage(ctx, image)

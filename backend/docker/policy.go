@@ -10,6 +10,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+
+	"whalemountain/backend"
 )
 
 // The create policy: what every container this package makes carries, whichever door asks
@@ -151,6 +153,31 @@ func (s *Service) createContainer(ctx context.Context, opts client.ContainerCrea
 		}
 		name = engineName + "-" + randomSuffix(4)
 	}
+}
+
+// createRoom checks that id, whose containers are mine, may make one more called name ("":
+// one to be named), and, when it starts at once, run one more: the name is free and the
+// role's quotas have room. Every door's create goes through it (run, the Docker API). It
+// returns the names taken.
+func (s *Service) createRoom(id backend.Identity, mine []container.Summary, name string, start bool) (map[string]bool, error) {
+	q := s.cfg.quota(id.Role)
+	names := map[string]bool{}
+	running := 0
+	for _, c := range mine {
+		names[c.Labels[LabelName]] = true
+		if c.State == container.StateRunning || c.State == container.StateRestarting {
+			running++
+		}
+	}
+	switch {
+	case name != "" && names[name]:
+		return names, errorf(ErrConflict, "container %s already exists", name)
+	case len(mine) >= q.MaxContainers:
+		return names, errorf(ErrQuota, "quota: at most %d containers for %s (you have %d)", q.MaxContainers, roleWord(id.Role), len(mine))
+	case start && running >= q.MaxRunning:
+		return names, errorf(ErrQuota, "quota: at most %d running containers for %s (you have %d)", q.MaxRunning, roleWord(id.Role), running)
+	}
+	return names, nil
 }
 
 // claimants keeps, of a list, the user containers that claim owner/name; more than one is
