@@ -36,7 +36,8 @@ test: fmt-check vet lint build
 # Every parser of outside input has a fuzz target; its seeds run with the tests above, and
 # each is fuzzed a little by `make test` (FUZZTIME) and for minutes by `make fuzz`.
 FUZZ_TARGETS := FuzzParseRef:./backend/docker FuzzParseImage:./backend/docker FuzzLine:./tui/termsafe \
-	FuzzResolve:./tui/files FuzzRewriteTar:./backend/sif FuzzConfigFile:./cmd/whalemountain
+	FuzzResolve:./tui/files FuzzRewriteTar:./backend/sif FuzzConfigFile:./cmd/whalemountain \
+	FuzzCheckCreate:./backend/docker FuzzScanDockerfile:./backend/docker FuzzParseFilters:./tui/dockerapi
 FUZZTIME ?= 3s
 
 fuzz-short:
