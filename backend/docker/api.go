@@ -386,7 +386,7 @@ func matchName(pattern, name string) bool {
 func (a *API) redactSummary(c container.Summary, user string) container.Summary {
 	c.Names = []string{"/" + c.Labels[LabelName]}
 	c.Labels = maps.Clone(c.Labels)
-	c.HostConfig.NetworkMode = a.userNetworkMode(c.HostConfig.NetworkMode, user)
+	c.HostConfig.NetworkMode = userNetworkMode(c.HostConfig.NetworkMode)
 	if c.NetworkSettings != nil {
 		nets := map[string]*network.EndpointSettings{}
 		for name, ep := range c.NetworkSettings.Networks {
@@ -402,10 +402,10 @@ func (a *API) redactSummary(c container.Summary, user string) container.Summary 
 	return c
 }
 
-// userNetworkMode is how the user sees a container's network mode.
-func (a *API) userNetworkMode(mode, user string) string {
-	switch {
-	case mode == "none" || strings.HasPrefix(mode, "container:"):
+// userNetworkMode is how the user sees a container's network mode: their own network is
+// the default one.
+func userNetworkMode(mode string) string {
+	if mode == "none" || strings.HasPrefix(mode, "container:") {
 		return mode
 	}
 	return "default"
@@ -459,7 +459,7 @@ func (a *API) redactInspect(in container.InspectResponse, user string) container
 	if hc := in.HostConfig; hc != nil {
 		h := *hc
 		h.Binds = nil
-		h.NetworkMode = container.NetworkMode(a.userNetworkMode(string(h.NetworkMode), user))
+		h.NetworkMode = container.NetworkMode(userNetworkMode(string(h.NetworkMode)))
 		h.Mounts = slices.Clone(h.Mounts)
 		for i, m := range h.Mounts {
 			if m.Type == "bind" {

@@ -355,11 +355,10 @@ func (a *API) build(ctx context.Context, id backend.Identity, params map[string]
 			}
 		}
 	}
-	netID, err := a.svc.ensureNetwork(ctx, id.User)
-	if err != nil {
+	// The RUN steps run on the user's own network, by name (the classic builder's way).
+	if _, err := a.svc.ensureNetwork(ctx, id.User); err != nil {
 		return err
 	}
-	_ = netID
 	p.opts.NetworkMode = a.svc.cfg.networkName(id.User)
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
 		return err

@@ -3,6 +3,7 @@ package docker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -799,11 +800,12 @@ func (s *Service) createFromAPI(ctx context.Context, id backend.Identity, name s
 		netFromID = c.ID
 	}
 
-	img, err := s.localImage(ctx, image)
-	if err != nil {
+	if _, err := s.localImage(ctx, image); errors.Is(err, ErrNoImage) {
+		// As the engine says it, so the docker CLI pulls (through the policy) and tries again.
 		return APICreated{}, errorf(ErrNoImage, "No such image: %s", image)
+	} else if err != nil {
+		return APICreated{}, err
 	}
-	_ = img
 	if name == "" {
 		name = generateName(image, names)
 	}
