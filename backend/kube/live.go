@@ -31,8 +31,9 @@ type ListOptions struct {
 }
 
 const (
-	probeEvery = 2 * time.Second // while unhealthy, how often the cluster is asked again
-	byPodIndex = "byPod"         // events by the namespace/name of the pod they are about
+	probeEvery        = 2 * time.Second  // while unhealthy, how often the cluster is asked again
+	healthyProbeEvery = 10 * time.Second // while healthy
+	byPodIndex        = "byPod"          // events by the namespace/name of the pod they are about
 )
 
 // live is the in-memory state the one informer set keeps.
@@ -224,42 +225,76 @@ func (s *Service) Watch(ctx context.Context) error {
 	nsF.Start(ctx.Done())
 	podF.Start(ctx.Done())
 	evF.Start(ctx.Done())
-	l.done.Add(1)
+	synced := make(chan struct{})
+	l.done.Add(2)
+	go func() {
+		defer l.done.Done()
+		if cache.WaitForCacheSync(ctx.Done(), l.nsInf.HasSynced, l.podInf.HasSynced, l.evInf.HasSynced) {
+			close(synced)
+		}
+	}()
 	go func() {
 		defer l.done.Done()
 		defer nsF.Shutdown()
 		defer podF.Shutdown()
 		defer evF.Shutdown()
-		if !cache.WaitForCacheSync(ctx.Done(), l.nsInf.HasSynced, l.podInf.HasSynced, l.evInf.HasSynced) {
-			return
-		}
-		l.setHealth(true, nil)
-		s.probe(ctx)
+		s.probe(ctx, synced)
 	}()
 	return nil
 }
 
-// probe, while the snapshot is unhealthy, asks the cluster again every probeEvery and
-// marks it healthy when it answers (the informers retry on their own).
-func (s *Service) probe(ctx context.Context) {
-	t := time.NewTicker(probeEvery)
-	defer t.Stop()
+// probe keeps Health true to the cluster: every probeEvery while the snapshot is not
+// current (healthyProbeEvery while it is), it asks for one object of each kind the informers
+// watch — from the API server's cache, so it costs next to nothing — and calls the snapshot
+// current once those answer and the informers have synced. The informers retry on their own
+// (silently, when the cluster is unreachable: hence the probe).
+func (s *Service) probe(ctx context.Context, synced <-chan struct{}) {
+	l := &s.live
 	for {
+		isSynced := l.nsInf.HasSynced() && l.podInf.HasSynced() && l.evInf.HasSynced()
+		err := s.ping(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			l.setHealth(false, err)
+		case isSynced:
+			l.setHealth(true, nil)
+		}
+		wait := probeEvery
+		if s.Health().OK {
+			wait = healthyProbeEvery
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
-		}
-		if s.Health().OK {
-			continue
-		}
-		pctx, cancel := context.WithTimeout(ctx, probeEvery)
-		_, err := s.cs.CoreV1().Pods("").List(pctx, metav1.ListOptions{Limit: 1, ResourceVersion: ""})
-		cancel()
-		if err == nil {
-			s.live.setHealth(true, nil)
+		case <-synced: // the first fill: say so at once
+			synced = nil
+			t.Stop()
 		}
 	}
+}
+
+// ping lists one object of each kind the informers watch, from the API server's cache.
+func (s *Service) ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, probeEvery)
+	defer cancel()
+	o := metav1.ListOptions{Limit: 1, ResourceVersion: "0"}
+	nsO := o
+	nsO.LabelSelector = labelSelector(s.cfg.selectors())
+	if _, err := s.cs.CoreV1().Namespaces().List(ctx, nsO); err != nil {
+		return apiErr("watch Kubernetes", err)
+	}
+	if _, err := s.cs.CoreV1().Pods("").List(ctx, o); err != nil {
+		return apiErr("watch Kubernetes", err)
+	}
+	if _, err := s.cs.CoreV1().Events("").List(ctx, o); err != nil {
+		return apiErr("watch Kubernetes", err)
+	}
+	return nil
 }
 
 // Close stops watching.

@@ -1,10 +1,18 @@
 package kube_test
 
 import (
+	"io"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"whalemountain/backend/kube"
 	"whalemountain/backend/kube/kubetest"
@@ -98,4 +106,141 @@ func TestSnapshotFollowsTheClusterAndWakesOnlyTheOwner(t *testing.T) {
 	if _, ok := <-bobCh; ok {
 		t.Error("channel open after cancel")
 	}
+}
+
+// When the API server cannot be reached the snapshot says so; when it can again the
+// snapshot catches up by itself.
+func TestSnapshotRecoversAfterAnOutage(t *testing.T) {
+	t.Parallel()
+	c := kubetest.Get(t)
+	u, err := url.Parse(c.Server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, u.Host)
+	path := c.ServerKubeconfig(t)
+	kc, err := clientcmd.LoadFromFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cl := range kc.Clusters {
+		cl.Server = "https://" + p.addr
+	}
+	proxied := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, proxied); err != nil {
+		t.Fatal(err)
+	}
+	svc := kubetest.NewService(t, nil, func(cfg *kube.Config) { cfg.Kubeconfig = proxied })
+	ctx := ctxFor(t)
+	alice := kubetest.Student("alice")
+	runRunning(t, svc, alice, kube.RunSpec{Name: "before"})
+
+	waitHealth := func(ok bool) kube.Health {
+		t.Helper()
+		ch, cancel := svc.SubscribeFor(alice, kube.ListOptions{})
+		defer cancel()
+		deadline := time.After(bound)
+		for {
+			if h := svc.Health(); h.OK == ok {
+				return h
+			}
+			select {
+			case <-ch:
+			case <-deadline:
+				t.Fatalf("health not %v within %s: %+v", ok, bound, svc.Health())
+			}
+		}
+	}
+	p.cut()
+	h := waitHealth(false)
+	if !strings.Contains(h.Err, "Kubernetes unreachable") {
+		t.Errorf("health while cut off: %+v", h)
+	}
+	if pods, _ := svc.Snapshot(alice, kube.ListOptions{}); len(pods) != 1 {
+		t.Errorf("the last known pods are kept: %+v", pods)
+	}
+	// Meanwhile a pod is made behind the server's back.
+	ns := svc.Config().Namespace("alice")
+	if _, err := c.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "during"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox:1"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p.restore()
+	waitHealth(true)
+	waitPod(t, svc, alice, "during", func(kube.Pod) bool { return true })
+}
+
+// proxy is a TCP proxy to the API server that a test can cut off and restore.
+type proxy struct {
+	t      *testing.T
+	addr   string
+	target string
+	mu     sync.Mutex
+	l      net.Listener
+	conns  map[net.Conn]bool
+}
+
+func startProxy(t *testing.T, target string) *proxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{t: t, addr: l.Addr().String(), target: target, conns: map[net.Conn]bool{}}
+	p.serve(l)
+	t.Cleanup(p.cut)
+	return p
+}
+
+func (p *proxy) serve(l net.Listener) {
+	p.mu.Lock()
+	p.l = l
+	p.mu.Unlock()
+	go func() {
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", p.target)
+			if err != nil {
+				_ = in.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns[in], p.conns[out] = true, true
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(out, in); _ = out.Close() }()
+			go func() { _, _ = io.Copy(in, out); _ = in.Close() }()
+		}
+	}()
+}
+
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.l != nil {
+		_ = p.l.Close()
+		p.l = nil
+	}
+	for c := range p.conns {
+		_ = c.Close()
+	}
+	clear(p.conns)
+}
+
+func (p *proxy) restore() {
+	var l net.Listener
+	var err error
+	for range 50 { // the port was just closed: it may take a moment to be free
+		if l, err = net.Listen("tcp", p.addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		p.t.Fatalf("restore proxy: %v", err)
+	}
+	p.serve(l)
 }

@@ -200,6 +200,16 @@ func TestKubeconfigReachesOwnNamespaceOnly(t *testing.T) {
 				t.Errorf("kubectl %s: %q, want yes", strings.Join(args, " "), out)
 			}
 		}
+		waitPod(t, svc, alice, "by-kubectl", running)
+		if out, err := run("exec", "by-kubectl", "--", "echo", "hi"); err != nil || out != "hi" {
+			t.Errorf("kubectl exec: %v: %q", err, out)
+		}
+		if out, err := run("logs", "by-kubectl", "--tail", "1"); err != nil || out != kubetest.LogLines[len(kubetest.LogLines)-1] {
+			t.Errorf("kubectl logs: %v: %q", err, out)
+		}
+		if out, err := run("get", "pods", "-n", bobNS); err == nil || !strings.Contains(err.Error(), "Forbidden") {
+			t.Errorf("kubectl get pods -n bob: %v: %q", err, out)
+		}
 		if out, err := run("version"); err != nil || !strings.Contains(out, "v1.37.2") {
 			t.Errorf("kubectl version: %v: %s", err, out)
 		}
