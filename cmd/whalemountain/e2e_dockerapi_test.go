@@ -306,7 +306,7 @@ func TestE2EDockerAPI(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte(df), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tag := e2eNamespace + "/alice/hello:1"
+	tag := e2eNamespace + "/alice/hello-" + s.prefix + ":1" // of this run alone: tags are the engine's, shared
 	d.must("build", "-t", tag, ctxDir)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
