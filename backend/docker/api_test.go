@@ -26,7 +26,7 @@ func TestAPICreateGoesTheOneWay(t *testing.T) {
 	body := func(gpus int) []byte {
 		b, _ := json.Marshal(map[string]any{
 			"Image": r.img, "Cmd": []string{"sleep", "60"},
-			"Labels": map[string]string{docker.LabelOwner: "bob", docker.LabelGPUs: "GPU-forged", "course": "os"},
+			"Labels":     map[string]string{docker.LabelOwner: "bob", docker.LabelGPUs: "GPU-forged", "course": "os"},
 			"HostConfig": map[string]any{"DeviceRequests": []map[string]any{{"Count": gpus, "Capabilities": [][]string{{"gpu"}}}}},
 		})
 		return b
