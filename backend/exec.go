@@ -36,6 +36,13 @@ type Execution interface {
 	Close() error
 }
 
+// Executor runs processes in the containers or pods an identity may reach; ref names one
+// as its user typed it ("box", or "alice/box" for a TA). The container and pod rooms both
+// have it.
+type Executor interface {
+	Exec(ctx context.Context, id Identity, ref string, spec ExecSpec) (Execution, error)
+}
+
 // ExecSpec is what to run in a container or pod.
 type ExecSpec struct {
 	Cmd    []string // empty: the default shell (bash if the container has it, else sh)

@@ -121,6 +121,34 @@ func (m *Model) SetActive(i int) {
 // from now on no input is consumed by the dashboard. The caller also returns tea.Quit.
 func (m *Model) HandOff() { m.leaving = true }
 
+// Close releases what the tabs hold (subscriptions, streams); call it once the program
+// has ended.
+func (m *Model) Close() {
+	for _, t := range m.tabs {
+		if c, ok := t.(Closer); ok {
+			c.Close()
+		}
+	}
+}
+
+// SetShell gives every tab that offers shells the way to ask for one.
+func (m *Model) SetShell(fn ShellFunc) {
+	for _, t := range m.tabs {
+		if s, ok := t.(ShellOpener); ok {
+			s.SetShell(fn)
+		}
+	}
+}
+
+// Select puts the selection of tab i on the row ref, when the tab can.
+func (m *Model) Select(i int, ref string) {
+	if i >= 0 && i < len(m.tabs) {
+		if s, ok := m.tabs[i].(Selecter); ok {
+			s.Select(ref)
+		}
+	}
+}
+
 // Init starts every tab and tells the active one it is on screen.
 func (m *Model) Init() tea.Cmd {
 	cmds := make([]tea.Cmd, 0, len(m.tabs)+1)

@@ -173,7 +173,7 @@ func newRig(t *testing.T, id backend.Identity, withGitLab bool, pullErr error, w
 	st := dashboard.DefaultStyles()
 	ctr := containers.New(&ctrs{list: containerList()}, id, st, func() time.Time { return now })
 	ctr.SetPrefix("ssh -p 2222 gpu1.ie.example")
-	ctr.SetShell(func(docker.Container) tea.Cmd { return nil })
+	ctr.SetShell(func(dashboard.Shell) tea.Cmd { return nil })
 	deps := images.Deps{Images: &imgs{fail: pullErr}, SIFs: sifs{}, Prefix: "ssh -p 2222 gpu1.ie.example"}
 	if withGitLab {
 		deps.Registry = reg{}

@@ -79,3 +79,11 @@ func (st Styles) SelectedRow(row string, width int) string {
 	line := ansi.Truncate(Marker+row, width, "…")
 	return st.Selected.Render(line + strings.Repeat(" ", max(0, width-ansi.StringWidth(line))))
 }
+
+// RuleLine is " ─ title ─────" across width: the line above a details pane, a form or a
+// log page.
+func RuleLine(st Styles, title string, width int) string {
+	title = ansi.Truncate(title, max(0, width-4), "…")
+	rest := max(0, width-4-ansi.StringWidth(title))
+	return st.Rule.Render(" ─ ") + st.Header.Render(title) + " " + st.Rule.Render(strings.Repeat("─", rest))
+}

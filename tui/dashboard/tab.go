@@ -1,8 +1,12 @@
 package dashboard
 
 import (
+	"context"
+
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
+
+	"whalemountain/backend"
 )
 
 // Tab is one page of the dashboard. The root model owns switching, the header, the footer and
@@ -24,6 +28,38 @@ type Tab interface {
 	// Capturing reports whether the tab is taking text input, so that the root leaves keys
 	// such as q, ?, tab and digits to it.
 	Capturing() bool
+}
+
+// Closer is a tab that holds something (subscriptions, streams, calls in flight) until it is
+// closed. The Model owns its tabs: Model.Close closes every Closer, once the program ended.
+type Closer interface {
+	Close()
+}
+
+// Shell is a terminal a tab asks for. The session leaves the dashboard for it and then comes
+// back to the tab that asked, on the row Back names: the session never looks inside either.
+type Shell struct {
+	// Name is what status lines call it: "box", "alice/box", "pod lab".
+	Name string
+	// Back is the tab's own reference of the row to come back to (Selecter.Select).
+	Back string
+	// Open starts the process the terminal shows.
+	Open func(ctx context.Context, spec backend.ExecSpec) (backend.Execution, error)
+}
+
+// ShellFunc asks for a shell; the tab returns its command from Update.
+type ShellFunc func(Shell) tea.Cmd
+
+// ShellOpener is a tab that offers shells in what it lists. The session gives it the way
+// to ask for one; without SetShell the tab says shells are not available.
+type ShellOpener interface {
+	SetShell(ShellFunc)
+}
+
+// Selecter is a tab that can put its selection on a row again, by the reference it gave
+// as Shell.Back.
+type Selecter interface {
+	Select(ref string)
 }
 
 // Shower is a tab that wants to know whether it is on screen, so that it ticks, samples or

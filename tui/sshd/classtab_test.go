@@ -15,8 +15,8 @@ func TestClassTabOnlyForTAs(t *testing.T) {
 		class bool
 	}{{backend.RoleStudent, false}, {backend.RoleTA, true}} {
 		se := &session{srv: srv, id: backend.Identity{User: "u", Role: c.role}}
-		tabs, _, closeTabs := se.tabs(dashboard.DefaultStyles())
-		closeTabs()
+		tabs := se.tabs(dashboard.DefaultStyles())
+		dashboard.New(dashboard.Info{}, dashboard.DefaultStyles(), tabs...).Close()
 		var titles []string
 		for _, tab := range tabs {
 			titles = append(titles, tab.Title())

@@ -11,7 +11,6 @@ import (
 	"github.com/charmbracelet/colorprofile"
 
 	"whalemountain/backend"
-	"whalemountain/backend/docker"
 	"whalemountain/tui/bridge"
 	"whalemountain/tui/cli"
 	"whalemountain/tui/dashboard"
@@ -145,52 +144,46 @@ func (se *session) dashboard(pty ssh.Pty, winch <-chan ssh.Window) int {
 	styles := dashboard.DefaultStyles()
 	var back returnPoint
 	for {
-		shellIn, code := se.dashboardOnce(rt, envs, styles, back)
+		shellIn, active, code := se.dashboardOnce(rt, envs, styles, back)
 		if shellIn == nil || code != 0 || sess.Context().Err() != nil {
 			return code
 		}
-		back = se.shell(rt, pty.Term, *shellIn)
+		back = se.shell(rt, pty.Term, *shellIn, active)
 		if sess.Context().Err() != nil {
 			return 0
 		}
 	}
 }
 
-// returnPoint is where the dashboard comes back to after a shell: same tab, same row, and
-// a line about how the shell ended.
+// returnPoint is where the dashboard comes back to after a shell: the tab that asked for
+// it, its row (the tab's own reference), and a line about how the shell ended.
 type returnPoint struct {
 	active   int
 	selected string
 	status   dashboard.StatusMsg
 }
 
-// dashboardOnce runs the dashboard until the user quits (nil) or asks for a shell in a
-// container (that container).
-func (se *session) dashboardOnce(rt *input.Router, envs []string, styles dashboard.Styles, back returnPoint) (*docker.Container, int) {
+// dashboardOnce runs the dashboard until the user quits (nil) or a tab asks for a shell
+// (that shell, and the tab that asked).
+func (se *session) dashboardOnce(rt *input.Router, envs []string, styles dashboard.Styles, back returnPoint) (*dashboard.Shell, int, int) {
 	sess := se.sess
 	var model *dashboard.Model
-	var shellIn *docker.Container
-	tabs, ctr, closeTabs := se.tabs(styles)
-	defer closeTabs() // after the program has ended
+	var shellIn *dashboard.Shell
 	model = dashboard.New(dashboard.Info{Server: se.srv.cfg.ServerName, User: se.id.User, Role: string(se.id.Role)},
-		styles, tabs...)
+		styles, se.tabs(styles)...)
+	defer model.Close() // after the program has ended
 	model.SetActive(back.active)
 	if back.status.Text != "" {
 		model.Update(back.status)
 	}
-	if ctr != nil {
-		ctr.SetPrefix(se.srv.prefix)
-		if back.selected != "" {
-			ctr.Select(back.selected)
-		}
-		if se.srv.deps.Exec != nil {
-			ctr.SetShell(func(c docker.Container) tea.Cmd {
-				shellIn = &c
-				model.HandOff()
-				return tea.Quit
-			})
-		}
+	if back.selected != "" {
+		model.Select(back.active, back.selected)
 	}
+	model.SetShell(func(sh dashboard.Shell) tea.Cmd {
+		shellIn = &sh
+		model.HandOff()
+		return tea.Quit
+	})
 	// The screen paints what changed when it changes; Bubble Tea's own renderer (a frame
 	// ticker and two cell buffers per session) stays off, and the ticker it keeps even so is
 	// stopped once the program runs (ReleaseTerminal: Bubble Tea holds no terminal here).
@@ -223,31 +216,27 @@ func (se *session) dashboardOnce(rt *input.Router, envs []string, styles dashboa
 	se.mu.Unlock()
 	if idle > 0 {
 		_, _ = fmt.Fprintf(sess, "whalemountain: no activity for %s; closing.\r\n", idle)
-		return nil, 0
+		return nil, 0, 0
 	}
 	if err != nil && sess.Context().Err() == nil {
 		se.srv.log.Warn("dashboard ended with an error", "user", se.id.User, "err", err)
-		return nil, 1
+		return nil, 0, 1
 	}
-	return shellIn, 0
+	return shellIn, model.Active(), 0
 }
 
-// shell runs a terminal in container c on the session's raw input stream, then says where to
-// come back to.
-func (se *session) shell(rt *input.Router, term string, c docker.Container) returnPoint {
-	back := returnPoint{active: 0, selected: c.Ref()}
-	ref := c.Name
-	if c.Owner != se.id.User {
-		ref = c.Ref()
-	}
-	se.setWhat("shell in " + ref)
+// shell runs sh's terminal on the session's raw input stream, then says where to come back
+// to: tab active, on the row sh names.
+func (se *session) shell(rt *input.Router, term string, sh dashboard.Shell, active int) returnPoint {
+	back := returnPoint{active: active, selected: sh.Back}
+	se.setWhat("shell in " + sh.Name)
 	defer se.setWhat("dashboard")
 	size := rt.Size()
-	ex, err := se.srv.deps.Exec.Exec(se.sess.Context(), se.id, ref, backend.ExecSpec{
+	ex, err := sh.Open(se.sess.Context(), backend.ExecSpec{
 		TTY: true, Term: term, Width: size.Width, Height: size.Height,
 	})
 	if err != nil {
-		back.status = dashboard.StatusMsg{Text: "shell in " + ref + ": " + err.Error(), Err: true}
+		back.status = dashboard.StatusMsg{Text: "shell in " + sh.Name + ": " + err.Error(), Err: true}
 		return back
 	}
 	stream := rt.Stream()
@@ -257,57 +246,48 @@ func (se *session) shell(rt *input.Router, term string, c docker.Container) retu
 	})
 	switch {
 	case err != nil:
-		back.status = dashboard.StatusMsg{Text: "shell in " + ref + ": " + err.Error(), Err: true}
+		back.status = dashboard.StatusMsg{Text: "shell in " + sh.Name + ": " + err.Error(), Err: true}
 	default:
-		back.status = dashboard.StatusMsg{Text: fmt.Sprintf("shell in %s ended (exit %d)", ref, res.ExitCode)}
+		back.status = dashboard.StatusMsg{Text: fmt.Sprintf("shell in %s ended (exit %d)", sh.Name, res.ExitCode)}
 	}
 	return back
 }
 
-// tabs builds the session's tabs (and returns the containers tab, when there is one) and the
-// func that releases what they hold.
-func (se *session) tabs(st dashboard.Styles) ([]dashboard.Tab, *containers.Tab, func()) {
+// tabs builds the session's tabs, in the order the tab bar shows them; the dashboard owns
+// them (and closes them) from then on.
+func (se *session) tabs(st dashboard.Styles) []dashboard.Tab {
+	d := se.srv.deps
 	notice := func(name, line string) dashboard.Tab {
 		return dashboard.Notice{Name: name, Line: line, Styles: st}
 	}
-	closeAll := func() {}
-	var ctrTab *containers.Tab
-	ctr := notice("Containers", "Containers are off on this server (docker.enabled: false).")
-	if d := se.srv.deps.Docker; d != nil {
-		ctrTab = containers.New(d, se.id, st, time.Now)
-		ctr, closeAll = ctrTab, ctrTab.Close
+	var tabs []dashboard.Tab
+	if d.Docker != nil {
+		ctr := containers.New(d.Docker, se.id, st, time.Now)
+		ctr.SetPrefix(se.srv.prefix)
+		tabs = append(tabs, ctr)
+	} else {
+		tabs = append(tabs, notice("Containers", "Containers are off on this server (docker.enabled: false)."))
 	}
-	src, _ := se.srv.deps.GPUs.(gpus.Source) // nil when GPUs are off: the tab says so
-	gpuTab := gpus.New(src, se.id, st)
-	closeCtr := closeAll
-	closeAll = func() { closeCtr(); gpuTab.Close() }
-	img := notice("Images", "Images are off on this server (docker.enabled: false).")
-	if se.srv.deps.Images != nil {
-		imgTab := images.New(images.Deps{Images: se.srv.deps.Images, SIFs: se.srv.deps.SIFs, Registry: se.srv.deps.Registry, Prefix: se.srv.prefix}, se.id, st)
-		img = imgTab
-		closeRest := closeAll
-		closeAll = func() { closeRest(); imgTab.Close() }
+	if d.Images != nil {
+		tabs = append(tabs, images.New(images.Deps{Images: d.Images, SIFs: d.SIFs, Registry: d.Registry, Prefix: se.srv.prefix}, se.id, st))
+	} else {
+		tabs = append(tabs, notice("Images", "Images are off on this server (docker.enabled: false)."))
 	}
-	tabs := []dashboard.Tab{
-		ctr,
-		img,
-		gpuTab,
+	src, _ := d.GPUs.(gpus.Source) // nil when GPUs are off: the tab says so
+	tabs = append(tabs,
+		gpus.New(src, se.id, st),
 		notice("Pods", "Kubernetes pods are not available on this server yet."),
 		notice("Runner", "GitLab CI runners are not available on this server yet."),
-	}
+	)
 	// The Class tab is a TA's alone: everyone's containers and sessions at a glance.
 	if se.id.IsTA() {
-		switch d := se.srv.deps.Docker; {
-		case d != nil:
-			classTab := class.New(d, se.srv, se.id, st)
-			tabs = append(tabs, classTab)
-			closeRest := closeAll
-			closeAll = func() { closeRest(); classTab.Close() }
-		default:
+		if d.Docker != nil {
+			tabs = append(tabs, class.New(d.Docker, se.srv, se.id, st))
+		} else {
 			tabs = append(tabs, notice("Class", "The class view needs containers on (docker.enabled: false)."))
 		}
 	}
-	return tabs, ctrTab, closeAll
+	return tabs
 }
 
 // notifyShutdown tells the user, in one line, that the server is stopping.

@@ -12,6 +12,7 @@ package containers
 
 import (
 	"context"
+	"errors"
 	"io"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	"whalemountain/backend"
 	"whalemountain/backend/docker"
 	"whalemountain/tui/dashboard"
+	"whalemountain/tui/dashboard/logview"
 	"whalemountain/tui/format"
 	"whalemountain/tui/termsafe"
 )
@@ -49,9 +51,6 @@ type Service interface {
 }
 
 var _ Service = (*docker.Service)(nil)
-
-// ShellFunc opens a shell in a container; the tab calls it for `s`.
-type ShellFunc func(c docker.Container) tea.Cmd
 
 // Timings.
 const (
@@ -111,7 +110,7 @@ type Tab struct {
 	keys   keyMap
 	ctx    context.Context // ends with Close: cancels calls in flight and the log stream
 	cancel context.CancelFunc
-	shell  ShellFunc
+	shell  dashboard.ShellFunc
 
 	started   bool
 	unsub     func()
@@ -137,9 +136,8 @@ type Tab struct {
 	confirm *confirmation
 	busy    map[string]string // ref -> "stopping…" while an action runs
 
-	form   *form
-	logs   *logViewer
-	logGen int
+	form *form
+	logs *logview.Viewer
 
 	noticeSeq   int64 // the last notice shown
 	noticesRead bool  // noticeSeq has been read from the backend
@@ -180,7 +178,7 @@ func New(svc Service, id backend.Identity, styles dashboard.Styles, now func() t
 }
 
 // SetShell installs what `s` does; without it `s` says the shell is not available.
-func (t *Tab) SetShell(fn ShellFunc) { t.shell = fn }
+func (t *Tab) SetShell(fn dashboard.ShellFunc) { t.shell = fn }
 
 // SetPrefix is how users reach the server ("ssh -p 2222 host"): the details show the
 // `ssh -L` line for a container's ports with it.
@@ -214,7 +212,7 @@ func (t *Tab) Close() {
 			t.unsub()
 		}
 		if t.logs != nil {
-			t.logs.stream.close()
+			t.logs.Close()
 		}
 	})
 }
@@ -334,10 +332,8 @@ func (t *Tab) Keys() []key.Binding {
 		return []key.Binding{k.Yes, k.No}
 	case t.form != nil:
 		return []key.Binding{k.Submit, k.NextField, k.Cancel}
-	case t.logs != nil && t.logs.searching:
-		return []key.Binding{withHelp(k.Submit, "enter", "find"), withHelp(k.Cancel, "esc", "clear")}
 	case t.logs != nil:
-		return []key.Binding{k.Back, k.Search, withHelp(k.NextMatch, "n/N", "match"), k.Wrap, withHelp(k.End, "G", "follow"), k.Help}
+		return t.logs.Keys()
 	case t.filtering:
 		return []key.Binding{withHelp(k.Submit, "enter", "keep filter"), withHelp(k.Cancel, "esc", "clear")}
 	}
@@ -356,10 +352,9 @@ func (t *Tab) Keys() []key.Binding {
 func (t *Tab) FullKeys() []key.Binding {
 	k := t.keys
 	switch {
-	case t.logs != nil && !t.logs.searching:
-		return []key.Binding{k.Back, k.Search, k.NextMatch, k.PrevMatch, k.Wrap, k.Timestamps, k.End, k.Home,
-			k.Up, k.Down, k.PageUp, k.PageDown, k.Left}
-	case t.confirm != nil, t.form != nil, t.logs != nil, t.filtering:
+	case t.logs != nil:
+		return t.logs.FullKeys()
+	case t.confirm != nil, t.form != nil, t.filtering:
 		return append(t.Keys(), key.NewBinding(key.WithHelp("ctrl+c", "quit")))
 	}
 	return append([]key.Binding{k.Up, k.Down, k.Top, k.Bottom, k.PageUp, k.PageDown, k.Details, k.Clear}, t.Keys()...)
@@ -372,6 +367,11 @@ func withHelp(b key.Binding, k, desc string) key.Binding {
 
 // Update handles the tab's messages and, when it is active, key presses.
 func (t *Tab) Update(msg tea.Msg) (dashboard.Tab, tea.Cmd) {
+	if t.logs != nil {
+		if cmd := t.logs.Update(msg); cmd != nil {
+			return t, cmd
+		}
+	}
 	switch msg := msg.(type) {
 	case changedMsg:
 		if msg.tab != t || t.ctx.Err() != nil {
@@ -396,7 +396,7 @@ func (t *Tab) Update(msg tea.Msg) (dashboard.Tab, tea.Cmd) {
 		if msg.err != nil {
 			return t, dashboard.ErrorStatus(msg.err)
 		}
-		return t, t.shell(msg.c)
+		return t, t.shell(t.shellIn(msg.c))
 	case runMsg:
 		if msg.tab != t {
 			return t, nil
@@ -414,12 +414,6 @@ func (t *Tab) Update(msg tea.Msg) (dashboard.Tab, tea.Cmd) {
 			t.details, t.detailsErr = &d, ""
 		}
 		return t, t.tick() // the details' times may want an earlier tick
-	case logMsg:
-		if msg.tab != t || t.logs == nil || msg.gen != t.logs.gen {
-			return t, nil
-		}
-		t.logs.refresh(t.st)
-		return t, t.logs.stream.wait(t, msg.gen)
 	case tea.PasteMsg:
 		return t, t.paste(msg)
 	case tea.KeyPressMsg:
@@ -446,11 +440,8 @@ func (t *Tab) paste(msg tea.PasteMsg) tea.Cmd {
 		f.inputs[f.focus], cmd = f.inputs[f.focus].Update(msg)
 		f.touched[f.focus] = true
 		f.validate()
-	case t.logs != nil && t.logs.searching:
-		t.logs.search, cmd = t.logs.search.Update(msg)
-		t.logs.query = t.logs.search.Value()
-		t.logs.findMatches()
-		t.logs.render(t.st)
+	case t.logs != nil && t.logs.Searching():
+		cmd = t.logs.TypeSearch(msg)
 	case t.filtering:
 		t.filter, cmd = t.filter.Update(msg)
 		t.refilter()
@@ -609,9 +600,9 @@ func (t *Tab) tableKey(msg tea.KeyPressMsg) tea.Cmd {
 			t.confirm = &confirmation{c: c, verb: "shell"}
 			return nil
 		}
-		return t.shell(c)
+		return t.shell(t.shellIn(c))
 	case key.Matches(msg, k.Logs):
-		return t.openLogs(c, false)
+		return t.openLogs(c)
 	case key.Matches(msg, k.StartStop):
 		if c.State == "running" || c.State == "restarting" {
 			if c.Owner != t.id.User {
@@ -872,105 +863,44 @@ func (t *Tab) runDone(msg runMsg) tea.Cmd {
 	return tea.Batch(dashboard.Status(t.shownName(msg.c)+": created and started", false), t.afterSelect())
 }
 
-// openLogs starts the log viewer on c, ending any stream that was open.
-func (t *Tab) openLogs(c docker.Container, timestamps bool) tea.Cmd {
-	var prev *logViewer
-	if t.logs != nil {
-		prev = t.logs
-		prev.stream.close()
+// shellIn is a shell in c, for the session: through the service's Exec, coming back to c.
+func (t *Tab) shellIn(c docker.Container) dashboard.Shell {
+	ref := c.Name
+	if c.Owner != t.id.User {
+		ref = c.Ref()
 	}
-	t.logGen++
-	v := newLogViewer(c, t.shownName(c))
-	if prev != nil && refOf(prev.target) == refOf(c) {
-		v.vp.SoftWrap, v.query = prev.vp.SoftWrap, prev.query
-		v.search.SetValue(prev.query)
-	}
-	v.gen, v.timestamps = t.logGen, timestamps
-	ref, svc, id := refOf(c), t.svc, t.id
-	v.stream = openLogStream(t.ctx, func(ctx context.Context) (io.ReadCloser, error) {
-		return svc.Logs(ctx, id, ref, docker.LogOptions{Follow: true, Tail: logTail, Timestamps: timestamps})
-	})
-	v.resize(t.width, t.height)
-	t.logs = v
-	return v.stream.wait(t, v.gen)
+	svc, id := t.svc, t.id
+	return dashboard.Shell{Name: ref, Back: refOf(c), Open: func(ctx context.Context, spec backend.ExecSpec) (backend.Execution, error) {
+		ex, ok := svc.(backend.Executor)
+		if !ok {
+			return nil, errors.New("shells are not available on this server")
+		}
+		return ex.Exec(ctx, id, ref, spec)
+	}}
 }
 
-func (t *Tab) closeLogs() {
-	if t.logs == nil {
-		return
+// openLogs starts the log viewer on c, ending any stream that was open.
+func (t *Tab) openLogs(c docker.Container) tea.Cmd {
+	ref, svc, id := refOf(c), t.svc, t.id
+	open := func(ctx context.Context, timestamps bool) (io.ReadCloser, error) {
+		return svc.Logs(ctx, id, ref, docker.LogOptions{Follow: true, Tail: logview.Tail, Timestamps: timestamps})
 	}
-	t.logs.stream.close()
-	t.logs = nil
+	var cmd tea.Cmd
+	t.logs, cmd = logview.Open(t.ctx, t.logs, ref, t.shownName(c), open, false, t.st, t.width, t.height)
+	return cmd
 }
 
 func (t *Tab) logsKey(msg tea.KeyPressMsg) tea.Cmd {
-	v, k := t.logs, t.keys
-	if v.searching {
-		switch msg.String() {
-		case "enter":
-			v.searching = false
-			v.search.Blur()
-			v.cur = -1
-			if v.follow && len(v.found) > 0 {
-				v.jump(-1, t.st)
-			} else {
-				v.jump(1, t.st)
-			}
-			return nil
-		case "esc":
-			v.searching = false
-			v.search.Blur()
-			v.search.SetValue("")
-			v.query = ""
-			v.findMatches()
-			v.render(t.st)
-			return nil
-		}
-		var cmd tea.Cmd
-		v.search, cmd = v.search.Update(msg)
-		v.query = v.search.Value()
-		v.findMatches()
-		v.render(t.st)
-		return cmd
-	}
-	switch {
-	case key.Matches(msg, k.Back):
-		t.closeLogs()
-		return nil
-	case key.Matches(msg, k.Help):
-		return dashboard.OpenHelp
-	case key.Matches(msg, k.Search):
-		v.searching = true
-		v.search.CursorEnd()
-		return v.search.Focus()
-	case key.Matches(msg, k.NextMatch):
-		v.jump(1, t.st)
-	case key.Matches(msg, k.PrevMatch):
-		v.jump(-1, t.st)
-	case key.Matches(msg, k.Wrap):
-		v.vp.SoftWrap = !v.vp.SoftWrap
-		v.vp.SetXOffset(0)
-		v.render(t.st)
-	case key.Matches(msg, k.Timestamps):
-		return t.openLogs(v.target, !v.timestamps)
-	case key.Matches(msg, k.End):
-		v.follow = true
-		v.vp.GotoBottom()
-	case key.Matches(msg, k.Home):
-		v.follow = false
-		v.vp.GotoTop()
-	default:
-		v.vp, _ = v.vp.Update(msg)
-		v.follow = v.vp.AtBottom()
-	}
-	return nil
+	next, _, cmd := t.logs.HandleKey(t.ctx, msg)
+	t.logs = next
+	return cmd
 }
 
 // View draws the tab's body in width x height cells.
 func (t *Tab) View(width, height int) string {
 	t.width, t.height = width, height
 	if t.logs != nil {
-		return t.logs.view(t.st, width, height)
+		return t.logs.View(width, height)
 	}
 	if t.form != nil {
 		have, running := t.own()

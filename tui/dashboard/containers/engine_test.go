@@ -198,12 +198,12 @@ func TestEngineLogViewer(t *testing.T) {
 	d.press("enter")
 	d.waitScreen(`match 1 of 1 for "hello-from"`)
 
-	first := tab.logs.stream
+	first := tab.logs.Done()
 	d.press("t")
 	stamp := regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z hello-from-logs`)
 	d.waitFor("timestamped lines", func() bool { return stamp.MatchString(d.screen) })
 	select {
-	case <-first.done:
+	case <-first:
 	case <-time.After(waitLimit):
 		t.Fatal("the first stream's reader did not end")
 	}
@@ -211,13 +211,13 @@ func TestEngineLogViewer(t *testing.T) {
 		t.Errorf("title does not say timestamps:\n%s", d.screen)
 	}
 
-	second := tab.logs.stream
+	second := tab.logs.Done()
 	d.press("esc")
 	if tab.logs != nil {
 		t.Fatal("esc did not close the log viewer")
 	}
 	select {
-	case <-second.done:
+	case <-second:
 	case <-time.After(waitLimit):
 		t.Fatal("the stream's reader did not end after esc")
 	}

@@ -322,7 +322,7 @@ func splitCommand(s string) ([]string, error) {
 // renderForm draws the form: one line per field with its error (if any) on the line
 // below, then the quota line and, while creating, a note.
 func renderForm(st dashboard.Styles, f *form, quotaLine string, width int) []string {
-	lines := []string{ruleLine(st, "New container", width)}
+	lines := []string{dashboard.RuleLine(st, "New container", width)}
 	const labelW = formLabelW
 	for i := range f.inputs {
 		label := fmt.Sprintf("  %-*s", labelW, fieldLabels[i])

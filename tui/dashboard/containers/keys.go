@@ -16,8 +16,6 @@ type keyMap struct {
 	Yes, No, Give, Keep key.Binding
 	// form and filter
 	Submit, NextField, PrevField, Cancel key.Binding
-	// log viewer
-	Back, Search, NextMatch, PrevMatch, Wrap, Timestamps, End, Home, Left, Help key.Binding
 }
 
 func defaultKeyMap() keyMap {
@@ -47,16 +45,5 @@ func defaultKeyMap() keyMap {
 		NextField: b([]string{"tab", "down"}, "tab", "next field"),
 		PrevField: b([]string{"shift+tab", "up"}, "shift+tab", "previous field"),
 		Cancel:    b([]string{"esc"}, "esc", "cancel"),
-
-		Back:       b([]string{"esc", "q"}, "esc", "back"),
-		Search:     b([]string{"/"}, "/", "search"),
-		NextMatch:  b([]string{"n"}, "n", "next match"),
-		PrevMatch:  b([]string{"N"}, "N", "previous match"),
-		Wrap:       b([]string{"w"}, "w", "wrap"),
-		Timestamps: b([]string{"t"}, "t", "timestamps"),
-		End:        b([]string{"G", "end"}, "G", "end (follow)"),
-		Left:       b([]string{"left", "right"}, "←/→", "scroll sideways"),
-		Help:       b([]string{"?"}, "?", "help"),
-		Home:       b([]string{"g", "home"}, "g", "start"),
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"whalemountain/backend"
 	"whalemountain/backend/docker"
+	"whalemountain/tui/dashboard"
 )
 
 // Tests of the tab's own logic against an in-memory service; engine_test.go drives the
@@ -231,13 +232,13 @@ func TestShellKey(t *testing.T) {
 
 	opened := make(chan string, 4)
 	tab = New(newFake(threeOfAlice()...), alice, testStyles(), fixedNow)
-	tab.SetShell(func(c docker.Container) tea.Cmd {
-		opened <- c.Name + ":" + c.State
+	tab.SetShell(func(sh dashboard.Shell) tea.Cmd {
+		opened <- sh.Name + ":" + sh.Back
 		return nil
 	})
 	d = newDriver(t, tab)
 	d.press("s") // a1 runs: straight in
-	if got := <-opened; got != "a1:running" {
+	if got := <-opened; got != "a1:alice/a1" {
 		t.Fatalf("shell opened for %q", got)
 	}
 	d.press("G", "s") // a3 exited: asks first
@@ -300,20 +301,20 @@ func TestLogViewerWithoutEngine(t *testing.T) {
 			t.Errorf("log line of %d cells: %q", w, ansi.Strip(l))
 		}
 	}
-	stream := tab.logs.stream
+	stream := tab.logs.Done()
 	d.press("t") // re-opens the stream with timestamps; the first one ends
 	select {
-	case <-stream.done:
+	case <-stream:
 	case <-time.After(waitLimit):
 		t.Fatal("the first stream's reader did not end")
 	}
-	stream = tab.logs.stream
+	stream = tab.logs.Done()
 	d.press("q")
 	if tab.logs != nil || tab.Capturing() {
 		t.Fatal("q did not go back to the table")
 	}
 	select {
-	case <-stream.done:
+	case <-stream:
 	case <-time.After(waitLimit):
 		t.Fatal("the stream's reader did not end")
 	}

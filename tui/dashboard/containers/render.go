@@ -363,13 +363,6 @@ func unreachableLine(st dashboard.Styles, reason string, width int) string {
 	return st.Failed.Render(ansi.Truncate(line, width, "…"))
 }
 
-// ruleLine is " ─ title ─────" across width.
-func ruleLine(st dashboard.Styles, title string, width int) string {
-	title = ansi.Truncate(title, max(0, width-4), "…")
-	rest := max(0, width-4-ansi.StringWidth(title))
-	return st.Rule.Render(" ─ ") + st.Header.Render(title) + " " + st.Rule.Render(strings.Repeat("─", rest))
-}
-
 // detailsView is what the details pane shows: the live row and, once Inspect answered,
 // the details.
 type detailsView struct {
@@ -390,7 +383,7 @@ type detailsView struct {
 // Every line fits width.
 func renderDetails(st dashboard.Styles, dv detailsView, width int) []string {
 	c := dv.live
-	lines := []string{ruleLine(st, dv.title, width)}
+	lines := []string{dashboard.RuleLine(st, dv.title, width)}
 	cut := func(s string) string { return ansi.Truncate(s, width, "…") }
 	if dv.err != "" {
 		lines = append(lines, st.Failed.Render(cut("  ✗ "+termsafe.Line(dv.err))))

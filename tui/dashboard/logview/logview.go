@@ -1,4 +1,8 @@
-package containers
+// Package logview is the dashboard's log viewer, shared by every tab whose objects have
+// logs (containers, pods): one followed stream at a time, read by a goroutine into a bounded
+// ring of neutralised lines, shown in a viewport that sticks to the end unless scrolled up,
+// with search, wrap and timestamps.
+package logview
 
 import (
 	"context"
@@ -15,16 +19,15 @@ import (
 	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
 
-	"whalemountain/backend/docker"
+	"charm.land/bubbles/v2/key"
+
 	"whalemountain/tui/dashboard"
 	"whalemountain/tui/termsafe"
 )
 
-// The log viewer: one followed stream at a time, read by a goroutine into a bounded ring of
-// neutralised lines, shown in a viewport that sticks to the end unless scrolled up.
-
 const (
-	logTail     = 500                   // lines of history asked for when the stream opens
+	// Tail is how many lines of history a viewer asks for when its stream opens.
+	Tail        = 500
 	logKeep     = 5000                  // lines kept; older ones are dropped
 	maxLogLine  = 16 << 10              // a longer line is broken
 	logThrottle = 50 * time.Millisecond // at most this often a redraw for new lines
@@ -160,15 +163,12 @@ func openLogStream(parent context.Context, open func(context.Context) (io.ReadCl
 // close ends the stream; the goroutine returns once the reader is closed.
 func (s *logStream) close() { s.cancel() }
 
-// logMsg says that the stream of generation gen has new lines.
-type logMsg struct {
-	tab *Tab
-	gen int
-}
+// logMsg says that the stream of viewer v has new lines.
+type logMsg struct{ v *Viewer }
 
 // wait returns a command that delivers a logMsg when the stream has news, at most every
 // logThrottle, and nothing once the stream is closed.
-func (s *logStream) wait(tab *Tab, gen int) tea.Cmd {
+func (s *logStream) wait(v *Viewer) tea.Cmd {
 	return func() tea.Msg {
 		select {
 		case <-s.ring.notify:
@@ -180,18 +180,25 @@ func (s *logStream) wait(tab *Tab, gen int) tea.Cmd {
 		case <-s.ctx.Done():
 			return nil
 		}
-		return logMsg{tab: tab, gen: gen}
+		return logMsg{v: v}
 	}
 }
 
 // match is one occurrence of the search text: line number (in stream numbering), byte range.
 type match struct{ line, start, end int }
 
-// logViewer is the log page of one container.
-type logViewer struct {
-	target     docker.Container
-	title      string // the container as the viewer names it, neutralised
-	gen        int
+// Opener opens the log stream of what a viewer shows, following it, with the last Tail
+// lines of history and, when timestamps is set, each line's time.
+type Opener func(ctx context.Context, timestamps bool) (io.ReadCloser, error)
+
+// Viewer is the log page of one object. Open one with Open; the tab that holds it passes it
+// every message (Update), its key presses while it is open (Key), and draws it (View).
+type Viewer struct {
+	key        string // what it shows, so that reopening keeps wrap and search
+	title      string // the object as the viewer names it, neutralised
+	open       Opener
+	st         dashboard.Styles
+	keys       KeyMap
 	stream     *logStream
 	vp         viewport.Model
 	lines      []string
@@ -208,7 +215,7 @@ type logViewer struct {
 	cur       int // index into found, -1 for none
 }
 
-func newLogViewer(target docker.Container, title string) *logViewer {
+func newViewer(key, title string, open Opener, st dashboard.Styles) *Viewer {
 	vp := viewport.New()
 	vp.MouseWheelEnabled = false
 	vp.KeyMap.Left.SetKeys("left")
@@ -220,12 +227,12 @@ func newLogViewer(target docker.Container, title string) *logViewer {
 	s := in.Styles()
 	s.Cursor.Blink = false
 	in.SetStyles(s)
-	return &logViewer{target: target, title: title, vp: vp, follow: true, search: in, cur: -1}
+	return &Viewer{key: key, title: title, open: open, st: st, keys: DefaultKeyMap(), vp: vp, follow: true, search: in, cur: -1}
 }
 
 // refresh takes the ring's lines into the viewport, keeping the view where the user left it
 // (or at the end while following).
-func (v *logViewer) refresh(st dashboard.Styles) {
+func (v *Viewer) refresh(st dashboard.Styles) {
 	lines, first, ended, err := v.stream.ring.snapshot()
 	if !v.follow && first > v.first {
 		// Lines dropped off the top: keep the same lines in view.
@@ -241,7 +248,7 @@ func (v *logViewer) refresh(st dashboard.Styles) {
 }
 
 // render puts the lines, with search matches marked, into the viewport.
-func (v *logViewer) render(st dashboard.Styles) {
+func (v *Viewer) render(st dashboard.Styles) {
 	y := v.vp.YOffset()
 	out := make([]string, len(v.lines))
 	copy(out, v.lines)
@@ -279,7 +286,7 @@ func (v *logViewer) render(st dashboard.Styles) {
 
 // findMatches finds the query in every line: case-insensitive unless it has upper case.
 // The current match stays on the same line when it can.
-func (v *logViewer) findMatches() {
+func (v *Viewer) findMatches() {
 	var curLine, curStart = -1, 0
 	if v.cur >= 0 && v.cur < len(v.found) {
 		curLine, curStart = v.found[v.cur].line, v.found[v.cur].start
@@ -317,7 +324,7 @@ func (v *logViewer) findMatches() {
 }
 
 // jump moves to the next (d=1) or previous (d=-1) match and shows it.
-func (v *logViewer) jump(d int, st dashboard.Styles) {
+func (v *Viewer) jump(d int, st dashboard.Styles) {
 	if len(v.found) == 0 {
 		return
 	}
@@ -342,7 +349,7 @@ func (v *logViewer) jump(d int, st dashboard.Styles) {
 }
 
 // show scrolls so that a match is in view, a third from the top.
-func (v *logViewer) show(m match) {
+func (v *Viewer) show(m match) {
 	row := v.rowOf(m.line - v.first)
 	v.vp.SetYOffset(max(0, row-v.vp.Height()/3))
 	if !v.vp.SoftWrap {
@@ -356,7 +363,7 @@ func (v *logViewer) show(m match) {
 }
 
 // rowOf is the viewport row where raw line i starts (they differ when wrapping).
-func (v *logViewer) rowOf(i int) int {
+func (v *Viewer) rowOf(i int) int {
 	if !v.vp.SoftWrap || v.vp.Width() <= 0 {
 		return i
 	}
@@ -368,7 +375,7 @@ func (v *logViewer) rowOf(i int) int {
 }
 
 // rawLineAt is the raw line shown at viewport row y.
-func (v *logViewer) rawLineAt(y int) int {
+func (v *Viewer) rawLineAt(y int) int {
 	if !v.vp.SoftWrap || v.vp.Width() <= 0 {
 		return min(y, max(0, len(v.lines)-1))
 	}
@@ -383,7 +390,7 @@ func (v *logViewer) rawLineAt(y int) int {
 }
 
 // resize fits the viewport into the body: a title line above, a status line below.
-func (v *logViewer) resize(width, height int) {
+func (v *Viewer) resize(width, height int) {
 	h := max(1, height-2)
 	if v.vp.Width() == width && v.vp.Height() == h {
 		return
@@ -397,7 +404,7 @@ func (v *logViewer) resize(width, height int) {
 }
 
 // view draws the title, the lines and the status line.
-func (v *logViewer) view(st dashboard.Styles, width, height int) string {
+func (v *Viewer) view(st dashboard.Styles, width, height int) string {
 	v.resize(width, height)
 	var flags []string
 	if v.follow {
@@ -412,7 +419,7 @@ func (v *logViewer) view(st dashboard.Styles, width, height int) string {
 		flags = append(flags, "timestamps")
 	}
 	title := "logs: " + v.title + " · " + strings.Join(flags, " · ")
-	lines := []string{ruleLine(st, title, width)}
+	lines := []string{dashboard.RuleLine(st, title, width)}
 	body := v.vp.View()
 	if len(v.lines) == 0 {
 		note := "  waiting for output…"
@@ -426,7 +433,7 @@ func (v *logViewer) view(st dashboard.Styles, width, height int) string {
 	return strings.Join(lines, "\n")
 }
 
-func (v *logViewer) statusLine(st dashboard.Styles, width int) string {
+func (v *Viewer) statusLine(st dashboard.Styles, width int) string {
 	cut := func(s string) string { return ansi.Truncate(s, width, "…") }
 	switch {
 	case v.searching:
@@ -475,3 +482,171 @@ func fitLines(s string, width, height int) []string {
 	}
 	return lines
 }
+
+// KeyMap holds the viewer's key bindings.
+type KeyMap struct {
+	Back, Search, NextMatch, PrevMatch, Wrap, Timestamps, End, Home, Left, Help key.Binding
+	Up, Down, PageUp, PageDown                                                  key.Binding
+	Find, Clear                                                                 key.Binding // while searching
+}
+
+// DefaultKeyMap is the viewer's bindings (less's and vim's).
+func DefaultKeyMap() KeyMap {
+	b := func(keys []string, help, desc string) key.Binding {
+		return key.NewBinding(key.WithKeys(keys...), key.WithHelp(help, desc))
+	}
+	nav := dashboard.DefaultNavKeys()
+	return KeyMap{
+		Back:       b([]string{"esc", "q"}, "esc", "back"),
+		Search:     b([]string{"/"}, "/", "search"),
+		NextMatch:  b([]string{"n"}, "n", "next match"),
+		PrevMatch:  b([]string{"N"}, "N", "previous match"),
+		Wrap:       b([]string{"w"}, "w", "wrap"),
+		Timestamps: b([]string{"t"}, "t", "timestamps"),
+		End:        b([]string{"G", "end"}, "G", "end (follow)"),
+		Left:       b([]string{"left", "right"}, "←/→", "scroll sideways"),
+		Help:       b([]string{"?"}, "?", "help"),
+		Home:       b([]string{"g", "home"}, "g", "start"),
+		Up:         nav.Up, Down: nav.Down, PageUp: nav.PageUp, PageDown: nav.PageDown,
+		Find:  b([]string{"enter"}, "enter", "find"),
+		Clear: b([]string{"esc"}, "esc", "clear"),
+	}
+}
+
+// Open starts a viewer on the object key (titled title), ending prev's stream when there is
+// one; reopening the same object keeps prev's wrap and search. The stream lives until Close
+// or until ctx ends. The command it returns delivers the stream's news to Update.
+func Open(ctx context.Context, prev *Viewer, key, title string, open Opener, timestamps bool, st dashboard.Styles, width, height int) (*Viewer, tea.Cmd) {
+	v := newViewer(key, title, open, st)
+	if prev != nil {
+		prev.Close()
+		if prev.key == key {
+			v.vp.SoftWrap, v.query = prev.vp.SoftWrap, prev.query
+			v.search.SetValue(prev.query)
+		}
+	}
+	v.timestamps = timestamps
+	v.stream = openLogStream(ctx, func(ctx context.Context) (io.ReadCloser, error) { return open(ctx, timestamps) })
+	v.resize(width, height)
+	return v, v.stream.wait(v)
+}
+
+// Close ends the viewer's stream. It may be called more than once.
+func (v *Viewer) Close() { v.stream.close() }
+
+// Key says what the object the viewer shows is (as given to Open).
+func (v *Viewer) Key() string { return v.key }
+
+// Update takes the viewer's own messages (new lines) and ignores the rest, and those of an
+// earlier viewer.
+func (v *Viewer) Update(msg tea.Msg) tea.Cmd {
+	if m, ok := msg.(logMsg); ok && m.v == v {
+		v.refresh(v.st)
+		return v.stream.wait(v)
+	}
+	return nil
+}
+
+// Searching reports whether the search line takes the keys.
+func (v *Viewer) Searching() bool { return v.searching }
+
+// Keys are the footer's bindings.
+func (v *Viewer) Keys() []key.Binding {
+	k := v.keys
+	if v.searching {
+		return []key.Binding{k.Find, k.Clear}
+	}
+	return []key.Binding{k.Back, k.Search, withHelp(k.NextMatch, "n/N", "match"), k.Wrap, withHelp(k.End, "G", "follow"), k.Help}
+}
+
+// FullKeys are every binding, for the help overlay.
+func (v *Viewer) FullKeys() []key.Binding {
+	k := v.keys
+	if v.searching {
+		return append(v.Keys(), key.NewBinding(key.WithHelp("ctrl+c", "quit")))
+	}
+	return []key.Binding{k.Back, k.Search, k.NextMatch, k.PrevMatch, k.Wrap, k.Timestamps, k.End, k.Home,
+		k.Up, k.Down, k.PageUp, k.PageDown, k.Left}
+}
+
+func withHelp(b key.Binding, k, desc string) key.Binding {
+	b.SetHelp(k, desc)
+	return b
+}
+
+// HandleKey takes a key press: closed says the user left the viewer (the holder drops it;
+// its stream is already closed); a reopened viewer (timestamps on or off) comes back as next.
+func (v *Viewer) HandleKey(ctx context.Context, msg tea.KeyPressMsg) (next *Viewer, closed bool, cmd tea.Cmd) {
+	k, st := v.keys, v.st
+	if v.searching {
+		switch msg.String() {
+		case "enter":
+			v.searching = false
+			v.search.Blur()
+			v.cur = -1
+			if v.follow && len(v.found) > 0 {
+				v.jump(-1, st)
+			} else {
+				v.jump(1, st)
+			}
+			return v, false, nil
+		case "esc":
+			v.searching = false
+			v.search.Blur()
+			v.search.SetValue("")
+			v.query = ""
+			v.findMatches()
+			v.render(st)
+			return v, false, nil
+		}
+		return v, false, v.TypeSearch(msg)
+	}
+	switch {
+	case key.Matches(msg, k.Back):
+		v.Close()
+		return nil, true, nil
+	case key.Matches(msg, k.Help):
+		return v, false, dashboard.OpenHelp
+	case key.Matches(msg, k.Search):
+		v.searching = true
+		v.search.CursorEnd()
+		return v, false, v.search.Focus()
+	case key.Matches(msg, k.NextMatch):
+		v.jump(1, st)
+	case key.Matches(msg, k.PrevMatch):
+		v.jump(-1, st)
+	case key.Matches(msg, k.Wrap):
+		v.vp.SoftWrap = !v.vp.SoftWrap
+		v.vp.SetXOffset(0)
+		v.render(st)
+	case key.Matches(msg, k.Timestamps):
+		nv, cmd := Open(ctx, v, v.key, v.title, v.open, !v.timestamps, st, v.vp.Width(), v.vp.Height()+2)
+		return nv, false, cmd
+	case key.Matches(msg, k.End):
+		v.follow = true
+		v.vp.GotoBottom()
+	case key.Matches(msg, k.Home):
+		v.follow = false
+		v.vp.GotoTop()
+	default:
+		v.vp, _ = v.vp.Update(msg)
+		v.follow = v.vp.AtBottom()
+	}
+	return v, false, nil
+}
+
+// TypeSearch gives the search line a message while searching (a key or a paste).
+func (v *Viewer) TypeSearch(msg tea.Msg) tea.Cmd {
+	var cmd tea.Cmd
+	v.search, cmd = v.search.Update(msg)
+	v.query = v.search.Value()
+	v.findMatches()
+	v.render(v.st)
+	return cmd
+}
+
+// View draws the viewer in width x height cells.
+func (v *Viewer) View(width, height int) string { return v.view(v.st, width, height) }
+
+// Done is closed once the viewer's stream is closed and its reader has returned.
+func (v *Viewer) Done() <-chan struct{} { return v.stream.done }
