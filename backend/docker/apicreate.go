@@ -813,6 +813,13 @@ func (s *Service) createFromAPI(ctx context.Context, id backend.Identity, name s
 	if err != nil {
 		return APICreated{}, err
 	}
+	data, err := s.grantFor(ctx, id)
+	if err != nil {
+		return APICreated{}, err
+	}
+	if err := checkGrantTargets(p, req, data); err != nil {
+		return APICreated{}, err
+	}
 	hc := p.host
 	hc.Mounts = append([]mount.Mount{home}, hc.Mounts...)
 	for _, v := range p.volumes {
@@ -827,7 +834,8 @@ func (s *Service) createFromAPI(ctx context.Context, id backend.Identity, name s
 		hc.Mounts = append(hc.Mounts, m)
 	}
 	for _, m := range fromMounts {
-		if !slices.ContainsFunc(hc.Mounts, func(x mount.Mount) bool { return x.Target == m.Target }) {
+		if !slices.ContainsFunc(hc.Mounts, func(x mount.Mount) bool { return x.Target == m.Target }) &&
+			!slices.ContainsFunc(data.mounts, func(x mount.Mount) bool { return x.Target == m.Target }) {
 			hc.Mounts = append(hc.Mounts, m)
 		}
 	}
@@ -849,7 +857,7 @@ func (s *Service) createFromAPI(ctx context.Context, id backend.Identity, name s
 			s.cfg.networkName(id.User): {NetworkID: netID, Aliases: aliases},
 		}}
 	}
-	labels := objectLabels{kind: KindContainer, owner: id.User, name: name, extra: p.labels}
+	labels := objectLabels{kind: KindContainer, owner: id.User, name: name, extra: p.labels, data: data}
 	if nGPUs > 0 {
 		s.gpuAlloc.Lock()
 		defer s.gpuAlloc.Unlock()
@@ -873,6 +881,38 @@ func (s *Service) createFromAPI(ctx context.Context, id backend.Identity, name s
 		return APICreated{}, err
 	}
 	return APICreated{ID: created, Name: name}, nil
+}
+
+// checkGrantTargets refuses a request that mounts something of its own where the server
+// places a dataset or a group workspace.
+func checkGrantTargets(p createPlan, req container.CreateRequest, data grant) error {
+	placed := map[string]bool{}
+	for _, m := range data.mounts {
+		placed[path.Clean(m.Target)] = true
+	}
+	var asked []string
+	for _, v := range p.volumes {
+		asked = append(asked, v.target)
+	}
+	for _, t := range p.tmpfs {
+		asked = append(asked, t.Target)
+	}
+	if req.HostConfig != nil {
+		for t := range req.HostConfig.Tmpfs {
+			asked = append(asked, t)
+		}
+	}
+	if req.Config != nil {
+		for v := range req.Config.Volumes {
+			asked = append(asked, v)
+		}
+	}
+	for _, t := range asked {
+		if placed[path.Clean(t)] {
+			return invalidField("HostConfig.Mounts", "--volume", fmt.Sprintf("%s is where the server mounts shared data (datasets, group workspaces)", shown(path.Clean(t))))
+		}
+	}
+	return nil
 }
 
 // resolveAmong finds ref among a user's containers: their name for it, the full engine ID,

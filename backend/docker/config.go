@@ -74,6 +74,12 @@ type Config struct {
 	// Student and TA are the per-role quotas.
 	Student Quota
 	TA      Quota
+
+	// Datasets are mounted read-only into the containers of the users who may see each;
+	// Groups make a read-write workspace for each group, mounted into its members'
+	// containers (shared.go).
+	Datasets []Dataset
+	Groups   []GroupWorkspace
 }
 
 // DefaultCapabilities is a small allow-list that still lets root install packages (apt, apk)
@@ -198,7 +204,7 @@ func (c Config) Validate() error {
 	if c.DefaultMemory < minMemory {
 		return bad("DefaultMemory", "must be at least %s (got %d)", formatBytes(minMemory), c.DefaultMemory)
 	}
-	return nil
+	return c.validateShared()
 }
 
 // minMemory is the smallest memory limit the engine accepts.

@@ -251,6 +251,10 @@ func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec, p
 	if err != nil {
 		return Container{}, err
 	}
+	data, err := s.grantFor(ctx, id)
+	if err != nil {
+		return Container{}, err
+	}
 
 	env := slices.Clone(spec.Env)
 	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "HOME=") }) {
@@ -277,7 +281,7 @@ func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec, p
 			s.cfg.networkName(id.User): {NetworkID: netID, Aliases: []string{spec.Name}},
 		}},
 	}
-	labels := objectLabels{kind: KindContainer, owner: id.User, name: spec.Name, preset: preset}
+	labels := objectLabels{kind: KindContainer, owner: id.User, name: spec.Name, preset: preset, data: data}
 	if nGPUs > 0 {
 		// The choice, the create and the start happen as one for the whole server, so two
 		// runs never take the same free GPU.
@@ -488,12 +492,19 @@ func (s *Service) startHoldingGPUs(ctx context.Context, t found) error {
 	return engineErr("start container "+t.typed, err)
 }
 
-// startCheck resolves ref and, for the owner's own stopped container, checks the running
-// quota. TAs acting on someone else's container are not bound by their own quota.
+// startCheck resolves ref and checks that its owner still may have the shared data it
+// mounts; for the owner's own stopped container, it checks the running quota too. TAs acting
+// on someone else's container are not bound by their own quota.
 func (s *Service) startCheck(ctx context.Context, id backend.Identity, ref string) (found, error) {
 	t, err := s.find(ctx, id, ref)
-	if err != nil || t.owner != id.User || t.State == string(container.StateRunning) {
+	if err != nil {
 		return t, err
+	}
+	if err := s.checkGrant(ctx, id, t); err != nil {
+		return t, err
+	}
+	if t.owner != id.User || t.State == string(container.StateRunning) {
+		return t, nil
 	}
 	mine, err := s.ownContainers(ctx, id.User)
 	if err != nil {

@@ -67,9 +67,13 @@ const (
 )
 
 // Place is where a path lives: one of the caller's own containers, by the name they gave
-// it, or their persistent home. Other users' containers are never a place, not even for TAs.
+// it, their persistent home, a dataset they may see (read-only) or the workspace of one of
+// their groups. Other users' containers are never a place, not even for TAs.
 type Place struct {
-	Container string // the container's name; empty for the home
+	Container string // the container's name
+	Dataset   string // a dataset's name
+	Group     string // a workspace group's path
+	// all empty: the home
 }
 
 // Home is the caller's persistent home.
@@ -78,8 +82,17 @@ var Home = Place{}
 // InContainer is the caller's container of that name.
 func InContainer(name string) Place { return Place{Container: name} }
 
+// InDataset is the dataset of that name.
+func InDataset(name string) Place { return Place{Dataset: name} }
+
+// InGroup is the workspace of that group.
+func InGroup(group string) Place { return Place{Group: group} }
+
 // IsHome reports whether p is the home.
-func (p Place) IsHome() bool { return p.Container == "" }
+func (p Place) IsHome() bool { return p == Place{} }
+
+// IsShared reports whether p is a dataset or a group workspace.
+func (p Place) IsShared() bool { return p.Dataset != "" || p.Group != "" }
 
 // FileInfo describes one file, directory or symlink.
 type FileInfo struct {
@@ -110,9 +123,14 @@ type FileAttrs struct {
 type spot struct {
 	owner string
 	name  string // the container's name; "" for the home
+	place Place
 	root  *os.Root
 	cid   string
 	base  string
+
+	readOnly bool   // a dataset: nothing is changed through the server
+	limit    int64  // a group workspace's size limit in bytes (0: none)
+	sizeKey  string // what dirSize measures it as
 }
 
 func (sp *spot) close() {
@@ -122,18 +140,36 @@ func (sp *spot) close() {
 }
 
 // where is how the path is named in errors: "box:/etc/hostname", "~/notes.txt".
-func (sp *spot) where(p string) string { return whereIn(Place{Container: sp.name}, p) }
+func (sp *spot) where(p string) string {
+	if sp.place.IsShared() {
+		return whereIn(sp.place, p)
+	}
+	return whereIn(Place{Container: sp.name}, p)
+}
 
 func whereIn(place Place, p string) string {
-	if place.IsHome() {
+	switch {
+	case place.Dataset != "":
+		return strings.TrimSuffix("/datasets/"+place.Dataset+p, "/")
+	case place.Group != "":
+		return strings.TrimSuffix("/groups/"+place.Group+p, "/")
+	case place.IsHome():
 		return "~" + strings.TrimSuffix(p, "/")
 	}
 	return place.Container + ":" + p
 }
 
+// writable refuses changes to a dataset.
+func (sp *spot) writable(p string) error {
+	if sp.readOnly {
+		return errorf(ErrPermission, "%s is read-only: datasets are the site's", shown(sp.where(p)))
+	}
+	return nil
+}
+
 // auditFile is the audit target for a path: "alice/box:/tmp/x" or "alice:~/x".
 func auditFile(id backend.Identity, place Place, p string) string {
-	if place.IsHome() {
+	if place.IsHome() || place.IsShared() {
 		return id.User + ":" + shown(whereIn(place, p))
 	}
 	return id.User + "/" + shown(whereIn(place, p))
@@ -203,6 +239,9 @@ func (s *Service) open(ctx context.Context, id backend.Identity, place Place) (*
 	if err := checkIdentity(id); err != nil {
 		return nil, err
 	}
+	if place.IsShared() {
+		return s.openShared(ctx, id, place)
+	}
 	if !place.IsHome() {
 		// A plain name: "owner/name" and engine names never reach a container here.
 		if !nameRE.MatchString(place.Container) {
@@ -253,6 +292,42 @@ func (s *Service) open(ctx context.Context, id backend.Identity, place Place) (*
 		return nil, errorf(ErrConflict, "your home is reached through one of your containers and you have none; run one first")
 	}
 	return &spot{owner: id.User, cid: pick.ID, base: target}, nil
+}
+
+// openShared opens a dataset the caller may see (read-only) or the workspace of one of
+// their groups; anything else is no such file, the same for a name that does not exist.
+func (s *Service) openShared(ctx context.Context, id backend.Identity, place Place) (*spot, error) {
+	gone := func() error { return noSuchFile(whereIn(place, "/")) }
+	if place.Dataset != "" {
+		d, err := s.datasetFor(ctx, id, place.Dataset)
+		if errors.Is(err, errNotMember) {
+			return nil, gone()
+		}
+		if err != nil {
+			return nil, err
+		}
+		root, err := s.openDataset(ctx, d)
+		if err != nil {
+			if errors.Is(err, ErrUnsupported) {
+				return nil, err
+			}
+			slog.Warn("cannot open a dataset", "dataset", d.Name, "err", err)
+			return nil, gone()
+		}
+		return &spot{owner: id.User, place: place, root: root, readOnly: true}, nil
+	}
+	sh, err := s.shareFor(ctx, id.User, place.Group)
+	if errors.Is(err, errNotMember) {
+		return nil, gone()
+	}
+	if err != nil {
+		return nil, err
+	}
+	root, err := s.openGroup(ctx, sh)
+	if err != nil {
+		return nil, err
+	}
+	return &spot{owner: id.User, place: place, root: root, limit: sh.ws.Size, sizeKey: "group:" + sh.group}, nil
 }
 
 // daemonHoster is the engine client's address (the SDK client has it).
@@ -649,8 +724,20 @@ func (s *Service) writeFile(ctx context.Context, id backend.Identity, place Plac
 		return err
 	}
 	defer sp.close()
+	if err := sp.writable(p); err != nil {
+		return err
+	}
+	if sp.limit > 0 {
+		if used := s.dirSize(sp.root, sp.sizeKey); used >= 0 && used+size > sp.limit {
+			return errorf(ErrQuota, "quota: the workspace of %s is limited to %s (%s used)", place.Group, formatBytes(sp.limit), formatBytes(used))
+		}
+	}
 	if sp.root != nil {
-		return writeHost(sp, p, r, size, mode, mtime)
+		err := writeHost(sp, p, r, size, mode, mtime)
+		if err == nil && sp.sizeKey != "" {
+			s.grew(sp.sizeKey, size)
+		}
+		return err
 	}
 	dir, err := s.parentDir(ctx, sp, p)
 	if err != nil {
@@ -816,6 +903,9 @@ func (s *Service) makeDir(ctx context.Context, id backend.Identity, place Place,
 		return err
 	}
 	defer sp.close()
+	if err := sp.writable(p); err != nil {
+		return err
+	}
 	if p == "/" {
 		return errorf(ErrConflict, "%s: already exists", shown(sp.where(p)))
 	}
@@ -891,6 +981,9 @@ func (s *Service) hostOnly(ctx context.Context, id backend.Identity, place Place
 		return err
 	}
 	defer sp.close()
+	if err := sp.writable(p); err != nil {
+		return err
+	}
 	if sp.root == nil {
 		if place.IsHome() {
 			return errorf(ErrUnsupported, "%s in your home is not supported here; use a shell in one of your containers", what)
@@ -920,6 +1013,9 @@ func (s *Service) setFileAttrs(ctx context.Context, id backend.Identity, place P
 		return err
 	}
 	defer sp.close()
+	if err := sp.writable(p); err != nil {
+		return err
+	}
 	if sp.root != nil {
 		return setHostAttrs(sp, p, attrs)
 	}

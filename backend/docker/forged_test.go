@@ -17,8 +17,8 @@ import (
 )
 
 // forgedLabels are what a crafted image of bob's says: every label key the server reads,
-// with values that would hand his container to alice as "box", mark it a SIF export and
-// claim both GPUs.
+// with values that would hand his container to alice as "box", mark it a SIF export, claim
+// both GPUs and the shared data of others.
 func forgedLabels(cfg docker.Config) map[string]string {
 	m := map[string]string{
 		docker.LabelManaged:    "true",
@@ -29,6 +29,8 @@ func forgedLabels(cfg docker.Config) map[string]string {
 		docker.LabelGPUIndices: "0,1",
 		docker.LabelSIFExport:  "alice",
 		docker.LabelPreset:     "oslab",
+		docker.LabelDatasets:   "secret",
+		docker.LabelGroups:     "os/team-a",
 	}
 	for k, v := range cfg.Labels {
 		m[k] = v // the site's selectors too

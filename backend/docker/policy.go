@@ -5,10 +5,13 @@ import (
 	"log/slog"
 	"maps"
 	"math"
+	"path"
 	"slices"
+	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
 
 	"whalemountain/backend"
@@ -38,7 +41,7 @@ const (
 
 // ServerLabelKeys are every label key the server reads off a container; each is set on
 // every create (the site's selector labels from Config.Labels are set too).
-var ServerLabelKeys = []string{LabelManaged, LabelKind, LabelOwner, LabelName, LabelGPUs, LabelGPUIndices, LabelSIFExport, LabelPreset}
+var ServerLabelKeys = []string{LabelManaged, LabelKind, LabelOwner, LabelName, LabelGPUs, LabelGPUIndices, LabelSIFExport, LabelPreset, LabelDatasets, LabelGroups}
 
 // objectLabels are the values of a new container's server labels; what is empty is
 // written empty.
@@ -50,6 +53,9 @@ type objectLabels struct {
 	gpuIndices string
 	sifUser    string // the user a SIF export is for
 	preset     string // the course preset a user's container was made from
+	// data is the shared data a user's container gets (grantFor): mounted by
+	// createContainer and named in LabelDatasets and LabelGroups.
+	data grant
 	// extra are labels the user asked for (the Docker API's create); every server key and
 	// selector is written over them, so they never decide anything the server reads.
 	extra map[string]string
@@ -70,6 +76,8 @@ func (s *Service) containerLabels(l objectLabels) map[string]string {
 	m[LabelGPUIndices] = l.gpuIndices
 	m[LabelSIFExport] = l.sifUser
 	m[LabelPreset] = l.preset
+	m[LabelDatasets] = strings.Join(l.data.datasets, ",")
+	m[LabelGroups] = strings.Join(l.data.groups, ",")
 	return m
 }
 
@@ -96,7 +104,7 @@ type limits struct {
 // harden puts the hardening on hc, whatever was there: no privileges, capabilities dropped
 // to the allow-list, no-new-privileges, private IPC and cgroup namespaces, no host
 // namespaces or devices, pids, memory (no swap on top) and CPU limits. Mounts are left as
-// the caller placed them (the user's home only).
+// the caller placed them (checked by checkHostMounts).
 func (s *Service) harden(hc *container.HostConfig, lim limits) {
 	secOpt := []string{"no-new-privileges:true"}
 	if s.cfg.AllowNewPrivileges {
@@ -137,6 +145,12 @@ func (s *Service) createContainer(ctx context.Context, opts client.ContainerCrea
 	}
 	opts.Config.Labels = s.containerLabels(l)
 	s.harden(opts.HostConfig, lim)
+	if l.kind == KindContainer {
+		opts.HostConfig.Mounts = withGrant(opts.HostConfig.Mounts, l.data.mounts)
+	}
+	if err := s.checkHostMounts(opts.HostConfig.Mounts, l.owner); err != nil {
+		return "", err
+	}
 	what := "create container " + shown(l.name)
 	if l.kind != KindContainer {
 		what = "create " + l.kind + " container for " + l.sifUser
@@ -153,6 +167,34 @@ func (s *Service) createContainer(ctx context.Context, opts client.ContainerCrea
 		}
 		name = engineName + "-" + randomSuffix(4)
 	}
+}
+
+// withGrant is ms with the granted mounts added; a mount of ms at the target of a granted
+// one gives way to it.
+func withGrant(ms, granted []mount.Mount) []mount.Mount {
+	out := slices.DeleteFunc(slices.Clone(ms), func(m mount.Mount) bool {
+		return slices.ContainsFunc(granted, func(g mount.Mount) bool { return path.Clean(g.Target) == path.Clean(m.Target) })
+	})
+	return append(out, granted...)
+}
+
+// checkHostMounts is the last look at a container's mounts before it is made: the only host
+// paths are the owner's home and the site's datasets (read-only); never the Docker socket.
+func (s *Service) checkHostMounts(ms []mount.Mount, owner string) error {
+	for _, m := range ms {
+		if m.Type != mount.TypeBind {
+			continue
+		}
+		home := s.cfg.HomeHostPath != "" && owner != "" && m.Source == expand(s.cfg.HomeHostPath, owner)
+		dataset := m.ReadOnly && slices.ContainsFunc(s.cfg.Datasets, func(d Dataset) bool {
+			return d.HostPath != "" && d.HostPath == m.Source && d.target() == m.Target
+		})
+		if !home && !dataset {
+			slog.Error("refusing a container with a host path the policy does not place", "source", m.Source, "target", m.Target)
+			return errorf(ErrPermission, "host path %s: paths of the server are not mounted into containers", shown(m.Source))
+		}
+	}
+	return nil
 }
 
 // createRoom checks that id, whose containers are mine, may make one more called name ("":

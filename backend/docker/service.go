@@ -35,6 +35,9 @@ type Service struct {
 	gpuInv   GPUInventory // nil: no GPUs
 	gpuAlloc sync.Mutex   // server-wide: GPU choice and create happen as one
 
+	groupDir GroupDirectory // who belongs to which group; nil: nobody gets group data
+	shared   sharedState    // what is known about shared data (shared.go)
+
 	live  live
 	usage cgroupUsage // where the engine is local, usage comes from the cgroup files
 }

@@ -35,6 +35,9 @@ type Config struct {
 	Images     ImagesConfig `yaml:"images"`
 	// Presets are the course's ready-made containers (presets.go).
 	Presets []PresetConfig `yaml:"presets"`
+	// Datasets and Groups are the data that is not one user's (shared.go).
+	Datasets []DatasetConfig `yaml:"datasets"`
+	Groups   []GroupConfig   `yaml:"groups"`
 	// MetricsAddr is where the Prometheus endpoint listens (plain HTTP); empty turns it off.
 	MetricsAddr string `yaml:"metrics_addr"`
 }
@@ -362,8 +365,11 @@ func (c *Config) validate() error {
 	if _, err := l.startups(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
+	if err := c.validateShared(); err != nil {
+		return err
+	}
 	if c.Docker.Enabled {
-		if _, err := c.Docker.backend(); err != nil {
+		if _, err := c.dockerPolicy(); err != nil {
 			return err
 		}
 	}

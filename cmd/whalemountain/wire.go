@@ -101,7 +101,7 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 		}
 	}
 	if cfg.Docker.Enabled {
-		dc, err := cfg.Docker.backend()
+		dc, err := cfg.dockerPolicy()
 		if err != nil {
 			return deps, closeAll, err
 		}
@@ -118,6 +118,23 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 			svc.Close()
 			return deps, closeAll, fmt.Errorf("config: %w", err)
 		}
+		if len(cfg.Datasets) > 0 || len(cfg.Groups) > 0 {
+			var gl *gitlab.Client
+			if g := cfg.GitLab; g.URL != "" {
+				if gl, err = gitlab.New(g.URL, g.token, gitlab.WithTimeout(g.RequestTimeout)); err != nil {
+					svc.Close()
+					return deps, closeAll, fmt.Errorf("config: gitlab.url: %w", err)
+				}
+			}
+			svc.SetGroupDirectory(cfg.groupDirectory(gl, logger))
+			for _, d := range dc.Datasets {
+				logger.Info("dataset mounted read-only into the containers of those who may see it", "dataset", d.Name,
+					"source", firstNonEmpty(d.HostPath, "volume "+d.Volume))
+			}
+			for _, g := range dc.Groups {
+				logger.Info("group workspaces for the members of", "group", g.Group, "size", g.Size)
+			}
+		}
 		if err := svc.Watch(ctx); err != nil {
 			svc.Close()
 			return deps, closeAll, fmt.Errorf("docker: %w", err)
@@ -125,6 +142,7 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 		closers = append(closers, func() { svc.Close() })
 		deps.Containers = svc
 		deps.Presets = svc
+		deps.Shared = svc
 		images, err := docker.NewImageService(svc, cfg.Images.ImagePolicy, cfg.Images.credentials())
 		if err != nil {
 			svc.Close()

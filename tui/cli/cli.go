@@ -72,6 +72,8 @@ type Deps struct {
 	Presets Presets
 	// Console is the SSH door's own list of sessions and its wall; set by the door.
 	Console Console
+	// Shared lists datasets and group workspaces; nil when containers are off.
+	Shared SharedData
 }
 
 // usageError marks an error as bad usage (exit status 2).
@@ -147,6 +149,7 @@ func newRoot(env Env) *cobra.Command {
 	root.AddCommand(gpusCmd(env, env.Deps.GPUs))
 	root.AddCommand(consoleCmds(env)...)
 	root.AddCommand(presetsCmd(env))
+	root.AddCommand(datasetsCmd(env), groupsCmd(env))
 	// Ours replaces cobra's default help command, which Execute would otherwise add beside
 	// it; added now (it needs the others in place), so help is listed and found before
 	// anything runs.

@@ -5,6 +5,8 @@
 //	/containers/NAME/PATH     PATH inside the container NAME, running or stopped
 //	/home/PATH                the user's persistent home (where a session starts)
 //	/sif/NAME.sif             the user's SIF files, read-only (made with the sif command), shown 0755
+//	/datasets/NAME/PATH       the site's datasets the user may see, read-only
+//	/groups/GROUP/PATH        the workspaces of the user's groups (GROUP is a path: os-2026/team-a)
 //
 // It turns SFTP requests into calls on a Backend (backend/docker's Service) that carry the
 // session's Identity; authorisation is the backend's. Anything that is not the user's own
@@ -35,6 +37,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -57,6 +60,8 @@ type Backend interface {
 	RemovePath(ctx context.Context, id backend.Identity, place docker.Place, p string) error
 	RenamePath(ctx context.Context, id backend.Identity, place docker.Place, from, to string) error
 	SetFileAttrs(ctx context.Context, id backend.Identity, place docker.Place, p string, attrs docker.FileAttrs) error
+	Datasets(ctx context.Context, id backend.Identity) ([]docker.DatasetInfo, error)
+	MyGroups(ctx context.Context, id backend.Identity) ([]string, error)
 }
 
 var _ Backend = (*docker.Service)(nil)
@@ -158,6 +163,8 @@ const (
 	nodePlace             // a path in a container or the home
 	nodeSIFDir            // /sif
 	nodeSIF               // /sif/NAME
+	nodeDatasets          // /datasets
+	nodeGroupsDir         // /groups, or a level above the user's groups (path: "os-2026")
 )
 
 // node is a virtual path resolved.
@@ -169,7 +176,12 @@ type node struct {
 
 // prefix is the virtual path of the place's top.
 func (n node) prefix() string {
-	if n.place.IsHome() {
+	switch {
+	case n.place.Dataset != "":
+		return "/datasets/" + n.place.Dataset
+	case n.place.Group != "":
+		return "/groups/" + n.place.Group
+	case n.place.IsHome():
 		return "/home"
 	}
 	return "/containers/" + n.place.Container
@@ -212,18 +224,74 @@ func resolve(p string) (node, error) {
 		// Any name: reading a name that is no SIF file finds nothing, writing anything here
 		// is refused as read-only.
 		return node{kind: nodeSIF, path: rest}, nil
+	case "datasets":
+		if rest == "" {
+			return node{kind: nodeDatasets}, nil
+		}
+		name, inside, _ := strings.Cut(rest, "/")
+		return node{kind: nodePlace, place: docker.InDataset(name), path: "/" + inside}, nil
+	case "groups":
+		// Where a group's path ends is known only from the user's groups (handler.resolve).
+		return node{kind: nodeGroupsDir, path: rest}, nil
 	}
 	return node{}, sftp.ErrSSHFxNoSuchFile
 }
 
-// resolve maps p to a node of this session's tree (no /sif without a SIF store).
+// resolve maps p to a node of this session's tree (no /sif without a SIF store; under
+// /groups, the user's own groups and the levels above them, nothing else).
 func (h *handler) resolve(p string) (node, error) {
 	n, err := resolve(p)
 	if err == nil && (n.kind == nodeSIFDir || n.kind == nodeSIF) && h.opts.SIF == nil {
 		return node{}, sftp.ErrSSHFxNoSuchFile
 	}
-	return n, err
+	if err != nil || n.kind != nodeGroupsDir || n.path == "" {
+		return n, err
+	}
+	groups, err := h.b.MyGroups(h.ctx, h.id)
+	if err != nil {
+		return node{}, h.fxErr("groups", p, err)
+	}
+	return resolveGroup(n.path, groups)
 }
+
+// resolveGroup maps rest (what follows /groups/) to the workspace of one of groups, or to a
+// level above them; anything else is no such file.
+func resolveGroup(rest string, groups []string) (node, error) {
+	for _, g := range groups {
+		if rest == g || strings.HasPrefix(rest, g+"/") {
+			return node{kind: nodePlace, place: docker.InGroup(g), path: "/" + strings.TrimPrefix(strings.TrimPrefix(rest, g), "/")}, nil
+		}
+	}
+	for _, g := range groups {
+		if strings.HasPrefix(g, rest+"/") {
+			return node{kind: nodeGroupsDir, path: rest}, nil
+		}
+	}
+	return node{}, sftp.ErrSSHFxNoSuchFile
+}
+
+// groupLevel lists the names one level below prefix ("" for /groups) among groups.
+func groupLevel(prefix string, groups []string) []string {
+	var out []string
+	for _, g := range groups {
+		rest := g
+		if prefix != "" {
+			var ok bool
+			if rest, ok = strings.CutPrefix(g, prefix+"/"); !ok {
+				continue
+			}
+		}
+		first, _, _ := strings.Cut(rest, "/")
+		if !slices.Contains(out, first) {
+			out = append(out, first)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// errDatasetReadOnly is the answer to any change under /datasets.
+var errDatasetReadOnly = fail(sftp.ErrSSHFxPermissionDenied, "/datasets is read-only: datasets are the site's")
 
 // errSIFReadOnly is the answer to any change under /sif.
 var errSIFReadOnly = fail(sftp.ErrSSHFxPermissionDenied, "/sif is read-only: SIF files are made with the sif command and removed with sif rm")
@@ -382,6 +450,10 @@ func (h *handler) stat(p string, follow bool) (fs.FileInfo, error) {
 		return h.dirInfo("containers", time.Time{}), nil
 	case nodeSIFDir:
 		return h.dirInfo("sif", time.Time{}), nil
+	case nodeDatasets:
+		return h.dirInfo("datasets", time.Time{}), nil
+	case nodeGroupsDir:
+		return h.dirInfo(path.Base("/groups/"+n.path), time.Time{}), nil
 	case nodeSIF:
 		f, sf, err := h.opts.SIF.Open(h.ctx, h.id, n.path)
 		if err != nil {
@@ -422,11 +494,38 @@ func (h *handler) list(p string) (sftp.ListerAt, error) {
 	}
 	switch n.kind {
 	case nodeRoot:
-		root := lister{h.dirInfo("containers", time.Time{}), h.dirInfo("home", time.Time{})}
+		root := lister{h.dirInfo("containers", time.Time{})}
+		if ds, err := h.b.Datasets(h.ctx, h.id); err == nil && len(ds) > 0 {
+			root = append(root, h.dirInfo("datasets", time.Time{}))
+		}
+		if gs, err := h.b.MyGroups(h.ctx, h.id); err == nil && len(gs) > 0 {
+			root = append(root, h.dirInfo("groups", time.Time{}))
+		}
+		root = append(root, h.dirInfo("home", time.Time{}))
 		if h.opts.SIF != nil {
 			root = append(root, h.dirInfo("sif", time.Time{}))
 		}
 		return root, nil
+	case nodeDatasets:
+		ds, err := h.b.Datasets(h.ctx, h.id)
+		if err != nil {
+			return nil, h.fxErr("list", p, err)
+		}
+		out := make(lister, 0, len(ds))
+		for _, d := range ds {
+			out = append(out, h.dirInfo(d.Name, time.Time{}))
+		}
+		return out, nil
+	case nodeGroupsDir:
+		gs, err := h.b.MyGroups(h.ctx, h.id)
+		if err != nil {
+			return nil, h.fxErr("list", p, err)
+		}
+		var out lister
+		for _, name := range groupLevel(n.path, gs) {
+			out = append(out, h.dirInfo(name, time.Time{}))
+		}
+		return out, nil
 	case nodeSIFDir:
 		sifs, err := h.opts.SIF.List(h.ctx, h.id)
 		if err != nil {
@@ -708,6 +807,9 @@ func (h *handler) Filewrite(r *sftp.Request) (io.WriterAt, error) {
 	if n.kind == nodeSIF || n.kind == nodeSIFDir {
 		return nil, errSIFReadOnly
 	}
+	if n.kind == nodeDatasets || n.place.Dataset != "" {
+		return nil, errDatasetReadOnly
+	}
 	if n.kind != nodePlace || n.path == "/" {
 		return nil, sftp.ErrSSHFxPermissionDenied
 	}
@@ -865,8 +967,13 @@ func (h *handler) Filecmd(r *sftp.Request) error {
 			return nil // the tree's own directories: nothing to change, nothing to complain about
 		case n.kind == nodeSIF || n.kind == nodeSIFDir:
 			return errSIFReadOnly
+		case n.kind == nodeDatasets:
+			return errDatasetReadOnly
 		}
 		return sftp.ErrSSHFxPermissionDenied
+	}
+	if n.place.Dataset != "" && r.Method != "Setstat" {
+		return errDatasetReadOnly
 	}
 	if n.path == "/" && r.Method != "Setstat" {
 		// The top of a container or of the home: made and removed elsewhere.

@@ -8,9 +8,11 @@ package gitlabtest
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -351,6 +353,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.listRegistryTags(w, r, seg[1], seg[4])
 	case len(seg) == 5 && seg[0] == "groups" && seg[2] == "members" && seg[3] == "all":
 		s.groupMember(w, seg[1], seg[4])
+	case len(seg) == 4 && seg[0] == "groups" && seg[2] == "members" && seg[3] == "all":
+		s.listGroupMembers(w, r, seg[1])
+	case len(seg) == 3 && seg[0] == "groups" && seg[2] == "descendant_groups":
+		s.listDescendantGroups(w, r, seg[1])
 	default:
 		writeError(w, http.StatusNotFound, "404 Not Found")
 	}
@@ -397,16 +403,96 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, idOrName strin
 	writePage(w, r, out)
 }
 
-// groupMember is GET /groups/:id/members/all/:user_id.
-func (s *Server) groupMember(w http.ResponseWriter, gid, uid string) {
-	var g *group
+// groupByIDOrPath finds a group by numeric ID or full path, as GitLab's :id accepts both.
+func (s *Server) groupByIDOrPath(gid string) *group {
 	if id, err := strconv.ParseInt(gid, 10, 64); err == nil {
 		if id >= 1 && id <= int64(len(s.groupIDs)) {
-			g = s.groupIDs[id-1]
+			return s.groupIDs[id-1]
 		}
-	} else {
-		g = s.groupByPath(gid, false)
+		return nil
 	}
+	return s.groupByPath(gid, false)
+}
+
+// inherited is every member of g with the highest level found in g or its ancestors.
+func (s *Server) inherited(g *group) map[int64]member {
+	out := map[int64]member{}
+	for p := g.path; p != ""; {
+		if a := s.groupByPath(p, false); a != nil {
+			for id, m := range a.members {
+				if have, ok := out[id]; !ok || m.level > have.level {
+					out[id] = m
+				}
+			}
+		}
+		i := strings.LastIndex(p, "/")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return out
+}
+
+// listGroupMembers is GET /groups/:id/members/all: direct and inherited members, each once
+// at the highest level, by user ID.
+func (s *Server) listGroupMembers(w http.ResponseWriter, r *http.Request, gid string) {
+	g := s.groupByIDOrPath(gid)
+	if g == nil {
+		writeError(w, http.StatusNotFound, "404 Group Not Found")
+		return
+	}
+	ms := s.inherited(g)
+	ids := slices.Sorted(maps.Keys(ms))
+	out := make([]any, 0, len(ids))
+	for _, id := range ids {
+		u := s.userByID(id)
+		if u == nil {
+			continue
+		}
+		body := s.userJSON(u)
+		body["access_level"] = ms[id].level
+		body["created_at"] = ms[id].created.Format(time.RFC3339Nano)
+		body["expires_at"] = nil
+		body["membership_state"] = "active"
+		out = append(out, body)
+	}
+	writePage(w, r, out)
+}
+
+// listDescendantGroups is GET /groups/:id/descendant_groups: every group below, by path.
+func (s *Server) listDescendantGroups(w http.ResponseWriter, r *http.Request, gid string) {
+	g := s.groupByIDOrPath(gid)
+	if g == nil {
+		writeError(w, http.StatusNotFound, "404 Group Not Found")
+		return
+	}
+	var below []*group
+	for _, d := range s.groupIDs {
+		if strings.HasPrefix(strings.ToLower(d.path), strings.ToLower(g.path)+"/") {
+			below = append(below, d)
+		}
+	}
+	slices.SortFunc(below, func(a, b *group) int { return strings.Compare(a.path, b.path) })
+	out := make([]any, 0, len(below))
+	for _, d := range below {
+		parent := d.path[:strings.LastIndex(d.path, "/")]
+		var parentID int64
+		if p := s.groupByPath(parent, false); p != nil {
+			parentID = p.id
+		}
+		out = append(out, map[string]any{
+			"id": d.id, "name": path.Base(d.path), "path": path.Base(d.path), "full_path": d.path,
+			"full_name": strings.ReplaceAll(d.path, "/", " / "), "parent_id": parentID, "visibility": "private",
+			"web_url": s.srv.URL + "/groups/" + d.path,
+		})
+	}
+	writePage(w, r, out)
+}
+
+// groupMember is GET /groups/:id/members/all/:user_id.
+func (s *Server) groupMember(w http.ResponseWriter, gid, uid string) {
+	g := s.groupByIDOrPath(gid)
 	if g == nil {
 		writeError(w, http.StatusNotFound, "404 Group Not Found")
 		return

@@ -402,6 +402,11 @@ func (t *Tab) Update(msg tea.Msg) (dashboard.Tab, tea.Cmd) {
 			return t, nil
 		}
 		return t, t.runDone(msg)
+	case sharedMsg:
+		if t.form != nil {
+			t.form.shared = string(msg)
+		}
+		return t, nil
 	case inspectMsg:
 		if msg.tab != t || msg.ref != t.detailsRef {
 			return t, nil
@@ -820,7 +825,24 @@ func (t *Tab) openForm() tea.Cmd {
 	t.form = newForm(formLimits{defaultCPUs: cfg.DefaultCPUs, defaultMem: cfg.DefaultMemory, maxCPUs: q.MaxCPUs, maxMem: q.MaxMemory})
 	t.form.resize(t.width)
 	t.confirm = nil
-	return nil
+	sh, ok := t.svc.(sharedLister)
+	if !ok {
+		return nil
+	}
+	id, parent := t.id, t.ctx
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(parent, actionTimeout)
+		defer cancel()
+		ds, err := sh.Datasets(ctx, id)
+		if err != nil {
+			return sharedMsg("datasets and group workspaces: " + err.Error())
+		}
+		gs, err := sh.Groups(ctx, id)
+		if err != nil {
+			return sharedMsg("group workspaces: " + err.Error())
+		}
+		return sharedMsg(sharedText(ds, gs))
+	}
 }
 
 func (t *Tab) formKey(msg tea.KeyPressMsg) tea.Cmd {

@@ -1,6 +1,7 @@
 package containers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -12,6 +13,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 	units "github.com/docker/go-units"
 
+	"whalemountain/backend"
 	"whalemountain/backend/docker"
 	"whalemountain/tui/dashboard"
 	"whalemountain/tui/format"
@@ -49,6 +51,37 @@ type form struct {
 	errs       [numFields]string
 	submitting bool
 	limits     formLimits
+	shared     string // the shared data every new container gets, once known
+}
+
+// sharedLister is what a service offers when it mounts shared data (docker.Service); the
+// form then says what a new container will get.
+type sharedLister interface {
+	Datasets(ctx context.Context, id backend.Identity) ([]docker.DatasetInfo, error)
+	Groups(ctx context.Context, id backend.Identity) ([]docker.GroupInfo, error)
+}
+
+// sharedMsg is the form's line about shared data.
+type sharedMsg string
+
+// sharedText says which datasets and group workspaces a new container gets, and where:
+// "also mounted: /datasets/imagenet (read-only), /groups/os/team-a"; "" when none.
+func sharedText(ds []docker.DatasetInfo, gs []docker.GroupInfo) string {
+	var parts []string
+	for _, d := range ds {
+		if d.Available && d.Mounted {
+			parts = append(parts, d.Target+" (read-only)")
+		}
+	}
+	for _, g := range gs {
+		if g.Member {
+			parts = append(parts, g.Target)
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "also mounted: " + strings.Join(parts, ", ")
 }
 
 // formLimits are the defaults and the per-container quota the form checks against.
@@ -341,6 +374,9 @@ func renderForm(st dashboard.Styles, f *form, quotaLine string, width int) []str
 	lines = append(lines, "")
 	if quotaLine != "" {
 		lines = append(lines, st.Dim.Render(ansi.Truncate("  "+quotaLine, width, "…")))
+	}
+	if f.shared != "" {
+		lines = append(lines, st.Dim.Render(ansi.Truncate("  "+termsafe.Line(f.shared), width, "…")))
 	}
 	if f.submitting {
 		lines = append(lines, st.Status.Render(ansi.Truncate("  creating and starting…", width, "…")))

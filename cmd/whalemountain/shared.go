@@ -1,0 +1,122 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"whalemountain/backend/docker"
+	"whalemountain/backend/gitlab"
+	"whalemountain/backend/groups"
+)
+
+// DatasetConfig is one read-only dataset as the config file writes it:
+//
+//	datasets:
+//	  - name: imagenet
+//	    description: ImageNet 2012, train and val
+//	    host_path: /srv/datasets/imagenet   # or volume: imagenet (a volume the site made)
+//	    target: /datasets/imagenet          # the default
+//	    roles: [student, ta]                # who sees it; with groups, either counts;
+//	    groups: [ml-2026]                   # neither: everyone
+type DatasetConfig struct {
+	Name        string   `yaml:"name"`
+	Description string   `yaml:"description"`
+	HostPath    string   `yaml:"host_path"`
+	Volume      string   `yaml:"volume"`
+	Target      string   `yaml:"target"`
+	Roles       []string `yaml:"roles"`
+	Groups      []string `yaml:"groups"`
+}
+
+// GroupConfig makes a shared workspace for each group it names:
+//
+//	groups:
+//	  - group: os-2026/team-*   # a GitLab group path or pattern
+//	    size: 10g               # see the README for what enforces it
+//	    target: /groups/{group} # the default
+//	  - group: lab/seminar      # without GitLab: the members listed here
+//	    members: [alice, bob]
+type GroupConfig struct {
+	Group   string   `yaml:"group"`
+	Size    ByteSize `yaml:"size"`
+	Target  string   `yaml:"target"`
+	Members []string `yaml:"members"`
+}
+
+// withShared puts the datasets and group workspaces into the container policy.
+func (c Config) withShared(d docker.Config) docker.Config {
+	for _, ds := range c.Datasets {
+		d.Datasets = append(d.Datasets, docker.Dataset{Name: ds.Name, Description: ds.Description, HostPath: ds.HostPath,
+			Volume: ds.Volume, Target: ds.Target, Roles: ds.Roles, Groups: ds.Groups})
+	}
+	for _, g := range c.Groups {
+		d.Groups = append(d.Groups, docker.GroupWorkspace{Group: groups.Normalize(g.Group), Size: int64(g.Size), Target: g.Target})
+	}
+	return d
+}
+
+// dockerPolicy is the docker section with the shared data, validated.
+func (c Config) dockerPolicy() (docker.Config, error) {
+	d, err := c.Docker.backend()
+	if err != nil {
+		return d, err
+	}
+	d = c.withShared(d)
+	if err := d.Validate(); err != nil {
+		return d, fmt.Errorf("config: %w", err)
+	}
+	return d, nil
+}
+
+// validateShared checks the datasets and groups sections beyond what the policy checks:
+// who is a member must be knowable.
+func (c Config) validateShared() error {
+	if (len(c.Datasets) > 0 || len(c.Groups) > 0) && !c.Docker.Enabled {
+		return fmt.Errorf("config: datasets and groups: need docker.enabled")
+	}
+	static := map[string]bool{}
+	for i, g := range c.Groups {
+		field := fmt.Sprintf("groups[%d]", i)
+		if err := groups.ValidatePattern(strings.TrimSpace(g.Group)); err != nil {
+			return fmt.Errorf("config: %s.group: %v", field, err)
+		}
+		switch {
+		case len(g.Members) > 0 && groups.IsPattern(g.Group):
+			return fmt.Errorf("config: %s.members: members are listed for one group, not a pattern", field)
+		case len(g.Members) == 0 && c.GitLab.URL == "" && !groups.IsPattern(g.Group):
+			return fmt.Errorf("config: %s.members: gitlab.url is empty, so the members of %s must be listed", field, g.Group)
+		}
+		for _, m := range g.Members {
+			if !userName.MatchString(m) {
+				return fmt.Errorf("config: %s.members: %q is not a valid user name", field, m)
+			}
+		}
+		if len(g.Members) > 0 {
+			static[groups.Normalize(g.Group)] = true
+		}
+	}
+	for i, d := range c.Datasets {
+		for _, g := range d.Groups {
+			if c.GitLab.URL == "" && !static[groups.Normalize(g)] {
+				return fmt.Errorf("config: datasets[%d].groups: gitlab.url is empty and %s is not listed under groups with its members", i, g)
+			}
+		}
+	}
+	return nil
+}
+
+// groupDirectory is who belongs to which group: the config's lists, then GitLab.
+func (c Config) groupDirectory(gl *gitlab.Client, logger *slog.Logger) *groups.Directory {
+	static := map[string][]string{}
+	for _, g := range c.Groups {
+		if len(g.Members) > 0 {
+			static[g.Group] = g.Members
+		}
+	}
+	var src groups.GitLab
+	if gl != nil {
+		src = gl
+	}
+	return groups.New(groups.Config{Static: static, TTL: c.GitLab.CacheTTL, StaleFor: c.GitLab.StaleFor, Logger: logger}, src)
+}
