@@ -10,6 +10,7 @@ package groups
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path"
@@ -19,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"whalemountain/backend/gitlab"
 )
 
 // GitLab is what the directory asks GitLab (backend/gitlab's Client).
@@ -137,7 +140,7 @@ func (d *Directory) Members(ctx context.Context, group string) ([]string, error)
 		return nil, fmt.Errorf("members of group %s: no GitLab is configured and the group is not listed in the config", g)
 	}
 	return d.cached(ctx, "m:"+g, func(ctx context.Context) ([]string, error) {
-		return d.gl.GroupMembers(ctx, g, d.cfg.MinAccessLevel)
+		return d.missingIsEmpty(d.gl.GroupMembers(ctx, g, d.cfg.MinAccessLevel))
 	})
 }
 
@@ -168,7 +171,7 @@ func (d *Directory) Expand(ctx context.Context, pattern string) ([]string, error
 	if d.gl != nil {
 		parent := fixedPart(p)
 		below, err := d.cached(ctx, "d:"+parent, func(ctx context.Context) ([]string, error) {
-			return d.gl.DescendantGroups(ctx, parent)
+			return d.missingIsEmpty(d.gl.DescendantGroups(ctx, parent))
 		})
 		if err != nil {
 			return nil, err
@@ -181,6 +184,16 @@ func (d *Directory) Expand(ctx context.Context, pattern string) ([]string, error
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// missingIsEmpty turns "no such group" into an empty answer (logged): a group that does not
+// exist, or that the token may not see, has no members and no subgroups.
+func (d *Directory) missingIsEmpty(list []string, err error) ([]string, error) {
+	if errors.Is(err, gitlab.ErrNoSuchGroup) {
+		d.cfg.Logger.Warn("a configured group does not exist in GitLab (or the token cannot see it): nobody is a member", "err", err)
+		return []string{}, nil
+	}
+	return list, err
 }
 
 // matchGroup matches a group path against a pattern segment by segment.

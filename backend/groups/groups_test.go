@@ -115,3 +115,15 @@ func TestValidatePattern(t *testing.T) {
 		}
 	}
 }
+
+func TestMissingGroupHasNobody(t *testing.T) {
+	_, c, _ := newStandIn(t)
+	d := groups.New(groups.Config{}, c)
+	ctx := context.Background()
+	if ms, err := d.Members(ctx, "no/such"); err != nil || len(ms) != 0 {
+		t.Fatalf("members of a missing group: %v %v", ms, err)
+	}
+	if gs, err := d.Expand(ctx, "nope/team-*"); err != nil || len(gs) != 0 {
+		t.Fatalf("groups below a missing parent: %v %v", gs, err)
+	}
+}

@@ -174,7 +174,7 @@ func (s *Server) SetUserState(id int64, state string, locked bool) {
 }
 
 // SetMember makes userID a direct member of group (a full path such as "dept/tas", created
-// when new) at level (10 guest ... 50 owner); level 0 removes the membership. Members of a
+// with its parents when new) at level (10 guest ... 50 owner); level 0 removes the membership. Members of a
 // group are inherited by its subgroups, at the highest level found.
 func (s *Server) SetMember(group string, userID int64, level int) {
 	s.mu.Lock()
@@ -298,6 +298,10 @@ func (s *Server) groupByPath(path string, create bool) *group {
 	}
 	if !create {
 		return nil
+	}
+	// GitLab has no subgroup without its parent: the parents are made first.
+	if i := strings.LastIndex(strings.Trim(path, "/"), "/"); i > 0 {
+		s.groupByPath(strings.Trim(path, "/")[:i], true)
 	}
 	g := &group{id: int64(len(s.groupIDs) + 1), path: strings.Trim(path, "/"), members: map[int64]member{}}
 	s.groups[key] = g
