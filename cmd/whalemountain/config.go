@@ -40,6 +40,16 @@ type Config struct {
 	Groups   []GroupConfig   `yaml:"groups"`
 	// MetricsAddr is where the Prometheus endpoint listens (plain HTTP); empty turns it off.
 	MetricsAddr string `yaml:"metrics_addr"`
+	// Recordings say which shells are recorded and how long recordings are kept.
+	Recordings RecordingsConfig `yaml:"recordings"`
+}
+
+// RecordingsConfig is the recordings section. Shared shells are recorded from their first
+// viewer on; AllShells records every shell from its start.
+type RecordingsConfig struct {
+	Enabled   bool          `yaml:"enabled"`
+	AllShells bool          `yaml:"all_shells"`
+	Retention time.Duration `yaml:"retention"` // recordings older than this are removed; 0 keeps them
 }
 
 // HostKeys says which host keys to serve.
@@ -163,8 +173,9 @@ func defaultConfig() Config {
 			PerSourceMaxStartups: 20,
 			MaxForwards:          64,
 		},
-		Docker: defaultDockerConfig(),
-		Images: ImagesConfig{SIF: SIFConfig{Quota: docker.DefaultSIFQuota, MaxBuilds: docker.DefaultSIFBuilds}},
+		Docker:     defaultDockerConfig(),
+		Images:     ImagesConfig{SIF: SIFConfig{Quota: docker.DefaultSIFQuota, MaxBuilds: docker.DefaultSIFBuilds}},
+		Recordings: RecordingsConfig{Enabled: true, Retention: 30 * 24 * time.Hour},
 	}
 }
 
@@ -321,6 +332,12 @@ func (c *Config) validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return bad("log_level", "%v", err)
+	}
+	if c.Recordings.Retention < 0 {
+		return bad("recordings.retention", "must not be negative (0 keeps recordings)")
+	}
+	if c.Recordings.AllShells && !c.Recordings.Enabled {
+		return bad("recordings.all_shells", "needs recordings.enabled")
 	}
 	for _, u := range c.TAs {
 		if !userName.MatchString(u) {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 
@@ -13,8 +14,10 @@ import (
 	"whalemountain/backend/audit"
 	"whalemountain/backend/docker"
 	"whalemountain/backend/gpu"
+	"whalemountain/backend/recording"
 	"whalemountain/tui/cli"
 	"whalemountain/tui/files"
+	"whalemountain/tui/share"
 
 	"whalemountain/backend/gitlab"
 	"whalemountain/sshauth"
@@ -176,6 +179,20 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 		logger.Info("containers are off (docker.enabled: false)")
 	}
 
+	// Shells are opened through the sharing hub; shared ones are recorded for their owner.
+	hubOpts := share.Options{Audit: auditLog, Logger: logger, RecordAll: cfg.Recordings.AllShells}
+	if cfg.Recordings.Enabled {
+		store, err := recording.NewStore(filepath.Join(cfg.DataDir, "recordings"), cfg.Recordings.Retention)
+		if err != nil {
+			return deps, closeAll, fmt.Errorf("recordings: %w", err)
+		}
+		go sweepRecordings(ctx, store, logger)
+		hubOpts.Recorder = store
+		deps.Recordings = store
+		deps.FilesOptions.Recordings = store
+	}
+	deps.Shares = share.New(hubOpts)
+
 	// The "My registry" view asks GitLab for the user's own registry repositories.
 	if g := cfg.GitLab; g.URL != "" {
 		gl, err := gitlab.New(g.URL, g.token, gitlab.WithTimeout(g.RequestTimeout))
@@ -228,6 +245,24 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 		}))
 	}
 	return deps, closeAll, nil
+}
+
+// sweepRecordings removes recordings past their retention now and every hour.
+func sweepRecordings(ctx context.Context, store *recording.Store, logger *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := store.Sweep(); err != nil {
+			logger.Warn("recordings past their retention not removed", "err", err)
+		} else if n > 0 {
+			logger.Info("recordings past their retention removed", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func firstNonEmpty(s ...string) string {

@@ -74,6 +74,10 @@ type Deps struct {
 	Console Console
 	// Shared lists datasets and group workspaces; nil when containers are off.
 	Shared SharedData
+	// Shares opens every shell, so that it can be shared with TAs; nil: no sharing.
+	Shares Shares
+	// Recordings are the recorded shells; nil when none are kept.
+	Recordings Recordings
 }
 
 // usageError marks an error as bad usage (exit status 2).
@@ -150,6 +154,7 @@ func newRoot(env Env) *cobra.Command {
 	root.AddCommand(consoleCmds(env)...)
 	root.AddCommand(presetsCmd(env))
 	root.AddCommand(datasetsCmd(env), groupsCmd(env))
+	root.AddCommand(shareCmds(env)...)
 	// Ours replaces cobra's default help command, which Execute would otherwise add beside
 	// it; added now (it needs the others in place), so help is listed and found before
 	// anything runs.

@@ -12,6 +12,7 @@ import (
 	"whalemountain/backend"
 	"whalemountain/tui/bridge"
 	"whalemountain/tui/input"
+	"whalemountain/tui/share"
 	"whalemountain/tui/termsafe"
 )
 
@@ -80,6 +81,9 @@ func shellCmd(env Env) *cobra.Command {
 			})
 			if err != nil {
 				return notRunning(err, args[0], env)
+			}
+			if h := env.Deps.Shares; h != nil {
+				ex = h.Open(env.Identity, args[0], ex, share.Terminal{Term: term.Term, Width: term.Size.Width, Height: term.Size.Height})
 			}
 			res, err := bridge.Run(env.Ctx, ex, bridge.Terminal{In: term.In, Out: term.Out, Sizes: term.Sizes})
 			if err != nil {

@@ -1,12 +1,13 @@
 // Package files is the virtual tree users see over sftp and scp (modern scp speaks SFTP):
 //
-//	/                         containers, home, sif
+//	/                         containers, datasets, groups, home, recordings, sif
 //	/containers               the user's own containers, one directory each (TAs too: own only)
 //	/containers/NAME/PATH     PATH inside the container NAME, running or stopped
 //	/home/PATH                the user's persistent home (where a session starts)
 //	/sif/NAME.sif             the user's SIF files, read-only (made with the sif command), shown 0755
 //	/datasets/NAME/PATH       the site's datasets the user may see, read-only
 //	/groups/GROUP/PATH        the workspaces of the user's groups (GROUP is a path: os-2026/team-a)
+//	/recordings/NAME.cast     the recordings of the user's shared shells, read-only
 //
 // It turns SFTP requests into calls on a Backend (backend/docker's Service) that carry the
 // session's Identity; authorisation is the backend's. Anything that is not the user's own
@@ -46,6 +47,7 @@ import (
 
 	"whalemountain/backend"
 	"whalemountain/backend/docker"
+	"whalemountain/backend/recording"
 	"whalemountain/tui/termsafe"
 )
 
@@ -95,7 +97,18 @@ type Options struct {
 	MaxOpen int
 	// SIF serves the user's SIF files as the read-only /sif; nil: there is no /sif.
 	SIF SIFStore
+	// Recordings serves the user's recordings as the read-only /recordings; nil: there is
+	// no /recordings.
+	Recordings RecordingStore
 }
+
+// RecordingStore is what the read-only /recordings directory needs (recording.Store).
+type RecordingStore interface {
+	List(id backend.Identity, user string) ([]recording.Info, error)
+	Open(id backend.Identity, owner, name string) (*os.File, recording.Info, error)
+}
+
+var _ RecordingStore = (*recording.Store)(nil)
 
 func (o *Options) defaults() {
 	if o.TempDir == "" {
@@ -165,6 +178,8 @@ const (
 	nodeSIF               // /sif/NAME
 	nodeDatasets          // /datasets
 	nodeGroupsDir         // /groups, or a level above the user's groups (path: "os-2026")
+	nodeRecDir            // /recordings
+	nodeRec               // /recordings/NAME
 )
 
 // node is a virtual path resolved.
@@ -233,6 +248,11 @@ func resolve(p string) (node, error) {
 	case "groups":
 		// Where a group's path ends is known only from the user's groups (handler.resolve).
 		return node{kind: nodeGroupsDir, path: rest}, nil
+	case "recordings":
+		if rest == "" {
+			return node{kind: nodeRecDir}, nil
+		}
+		return node{kind: nodeRec, path: rest}, nil
 	}
 	return node{}, sftp.ErrSSHFxNoSuchFile
 }
@@ -242,6 +262,9 @@ func resolve(p string) (node, error) {
 func (h *handler) resolve(p string) (node, error) {
 	n, err := resolve(p)
 	if err == nil && (n.kind == nodeSIFDir || n.kind == nodeSIF) && h.opts.SIF == nil {
+		return node{}, sftp.ErrSSHFxNoSuchFile
+	}
+	if err == nil && (n.kind == nodeRecDir || n.kind == nodeRec) && h.opts.Recordings == nil {
 		return node{}, sftp.ErrSSHFxNoSuchFile
 	}
 	if err != nil || n.kind != nodeGroupsDir || n.path == "" {
@@ -293,6 +316,22 @@ func groupLevel(prefix string, groups []string) []string {
 // errDatasetReadOnly is the answer to any change under /datasets.
 var errDatasetReadOnly = fail(sftp.ErrSSHFxPermissionDenied, "/datasets is read-only: datasets are the site's")
 
+// errRecReadOnly is the answer to any change under /recordings.
+var errRecReadOnly = fail(sftp.ErrSSHFxPermissionDenied, "/recordings is read-only: recordings are made by the server and removed after their retention")
+
+// readOnly is the answer to a change of a read-only node, nil for the others.
+func readOnly(n node) error {
+	switch n.kind {
+	case nodeSIF, nodeSIFDir:
+		return errSIFReadOnly
+	case nodeRec, nodeRecDir:
+		return errRecReadOnly
+	case nodeDatasets:
+		return errDatasetReadOnly
+	}
+	return nil
+}
+
 // errSIFReadOnly is the answer to any change under /sif.
 var errSIFReadOnly = fail(sftp.ErrSSHFxPermissionDenied, "/sif is read-only: SIF files are made with the sif command and removed with sif rm")
 
@@ -320,7 +359,7 @@ func (h *handler) fxErr(op, p string, err error) error {
 		return nil
 	case errors.As(err, &st):
 		return err
-	case errors.Is(err, docker.ErrNotFound):
+	case errors.Is(err, docker.ErrNotFound), errors.Is(err, recording.ErrNotFound):
 		return sftp.ErrSSHFxNoSuchFile
 	case errors.Is(err, docker.ErrPermission):
 		return sftp.ErrSSHFxPermissionDenied
@@ -367,6 +406,11 @@ func fromBackend(fi docker.FileInfo) *info {
 // refused whatever the mode says (errSIFReadOnly).
 func sifInfo(sf docker.SIFFile) *info {
 	return &info{name: sf.Name, size: sf.Size, mode: 0o755, mtime: sf.Created}
+}
+
+// recInfo is a recording as listed: private to its owner.
+func recInfo(ri recording.Info) *info {
+	return &info{name: ri.Name, size: ri.Size, mode: 0o600, mtime: ri.Time}
 }
 
 func (h *handler) dirInfo(name string, mtime time.Time) *info {
@@ -461,6 +505,15 @@ func (h *handler) stat(p string, follow bool) (fs.FileInfo, error) {
 		}
 		f.Close()
 		return sifInfo(sf), nil
+	case nodeRecDir:
+		return h.dirInfo("recordings", time.Time{}), nil
+	case nodeRec:
+		f, ri, err := h.opts.Recordings.Open(h.id, h.id.User, n.path)
+		if err != nil {
+			return nil, h.fxErr("stat", p, err)
+		}
+		f.Close()
+		return recInfo(ri), nil
 	}
 	if u := h.pending(p); u != nil {
 		return u.info(), nil
@@ -502,6 +555,9 @@ func (h *handler) list(p string) (sftp.ListerAt, error) {
 			root = append(root, h.dirInfo("groups", time.Time{}))
 		}
 		root = append(root, h.dirInfo("home", time.Time{}))
+		if h.opts.Recordings != nil {
+			root = append(root, h.dirInfo("recordings", time.Time{}))
+		}
 		if h.opts.SIF != nil {
 			root = append(root, h.dirInfo("sif", time.Time{}))
 		}
@@ -538,6 +594,25 @@ func (h *handler) list(p string) (sftp.ListerAt, error) {
 		return out, nil
 	case nodeSIF:
 		f, _, err := h.opts.SIF.Open(h.ctx, h.id, n.path)
+		if err != nil {
+			return nil, h.fxErr("list", p, err)
+		}
+		f.Close()
+		return nil, fail(sftp.ErrSSHFxFailure, "%s is not a directory", p)
+	case nodeRecDir:
+		recs, err := h.opts.Recordings.List(h.id, h.id.User)
+		if err != nil {
+			return nil, h.fxErr("list", p, err)
+		}
+		out := make(lister, 0, len(recs))
+		for _, ri := range recs {
+			if ri.Owner == h.id.User {
+				out = append(out, recInfo(ri))
+			}
+		}
+		return out, nil
+	case nodeRec:
+		f, _, err := h.opts.Recordings.Open(h.id, h.id.User, n.path)
 		if err != nil {
 			return nil, h.fxErr("list", p, err)
 		}
@@ -583,6 +658,9 @@ func (h *handler) Fileread(r *sftp.Request) (io.ReaderAt, error) {
 	if n.kind == nodeSIF {
 		return h.readSIF(r.Filepath, n.path)
 	}
+	if n.kind == nodeRec {
+		return h.readRecording(r.Filepath, n.path)
+	}
 	if n.kind != nodePlace {
 		return nil, fail(sftp.ErrSSHFxFailure, "%s is a directory", r.Filepath)
 	}
@@ -618,6 +696,19 @@ func (h *handler) readSIF(vpath, name string) (io.ReaderAt, error) {
 		return nil, err
 	}
 	f, _, err := h.opts.SIF.Open(h.ctx, h.id, name)
+	if err != nil {
+		h.release()
+		return nil, h.fxErr("get", vpath, err)
+	}
+	return &directReader{ReaderAt: f, c: f, release: h.release}, nil
+}
+
+// readRecording opens one of the user's recordings: read straight from the file.
+func (h *handler) readRecording(vpath, name string) (io.ReaderAt, error) {
+	if err := h.acquire(); err != nil {
+		return nil, err
+	}
+	f, _, err := h.opts.Recordings.Open(h.id, h.id.User, name)
 	if err != nil {
 		h.release()
 		return nil, h.fxErr("get", vpath, err)
@@ -804,8 +895,8 @@ func (h *handler) Filewrite(r *sftp.Request) (io.WriterAt, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.kind == nodeSIF || n.kind == nodeSIFDir {
-		return nil, errSIFReadOnly
+	if err := readOnly(n); err != nil {
+		return nil, err
 	}
 	if n.kind == nodeDatasets || n.place.Dataset != "" {
 		return nil, errDatasetReadOnly
@@ -963,12 +1054,10 @@ func (h *handler) Filecmd(r *sftp.Request) error {
 	}
 	if n.kind != nodePlace {
 		switch {
-		case r.Method == "Setstat" && n.kind != nodeSIF:
+		case r.Method == "Setstat" && n.kind != nodeSIF && n.kind != nodeRec:
 			return nil // the tree's own directories: nothing to change, nothing to complain about
-		case n.kind == nodeSIF || n.kind == nodeSIFDir:
-			return errSIFReadOnly
-		case n.kind == nodeDatasets:
-			return errDatasetReadOnly
+		case readOnly(n) != nil:
+			return readOnly(n)
 		}
 		return sftp.ErrSSHFxPermissionDenied
 	}

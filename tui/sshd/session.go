@@ -21,6 +21,7 @@ import (
 	"whalemountain/tui/files"
 	"whalemountain/tui/input"
 	"whalemountain/tui/screen"
+	"whalemountain/tui/share"
 )
 
 // session is one authenticated SSH session: a dashboard, a command, or a subsystem.
@@ -238,6 +239,9 @@ func (se *session) shell(rt *input.Router, term string, sh dashboard.Shell, acti
 	if err != nil {
 		back.status = dashboard.StatusMsg{Text: "shell in " + sh.Name + ": " + err.Error(), Err: true}
 		return back
+	}
+	if h := se.srv.deps.Shares; h != nil {
+		ex = h.Open(se.id, sh.Name, ex, share.Terminal{Term: term, Width: size.Width, Height: size.Height})
 	}
 	stream := rt.Stream()
 	defer stream.Close()

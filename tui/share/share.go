@@ -1,0 +1,684 @@
+// Package share lets a user show a running shell to TAs: the owner shares it (read-only, or
+// read-write when they say so), a TA joins it and sees the same output, live, and types
+// into it only while the owner allows. The owner drops any viewer or stops sharing at once;
+// sharing ends with the shell. Everyone's terminal title is the status line (who is there,
+// in which mode); every share, join, write grant and drop is audited, and joined shells are
+// recorded (asciinema cast v2) for their owner.
+//
+// The hook into a shell is a decorator of its backend.Execution (Hub.Open): a tee of the
+// output stream and a multiplexer of the input stream. A viewer that does not keep up is
+// dropped; it never holds the owner's shell back.
+package share
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"whalemountain/backend"
+	"whalemountain/backend/recording"
+	"whalemountain/tui/input"
+)
+
+// Recorder starts recordings (recording.Store).
+type Recorder interface {
+	Create(owner, what, title string, width, height int, term string) (*recording.Writer, recording.Info, error)
+}
+
+var _ Recorder = (*recording.Store)(nil)
+
+// Auditor records what was done (audit.Log).
+type Auditor interface {
+	ActionNote(id backend.Identity, action, target, result, reason, note string) error
+}
+
+// Audit results, as audit.Log writes them.
+const (
+	resultOK      = "ok"
+	resultRefused = "refused"
+)
+
+// Errors users see; each reads as one line.
+var (
+	ErrNoShell   = errors.New("no open shell")
+	ErrNotShared = errors.New("no shared shell")
+	ErrNotTA     = errors.New("join is for TAs: a shell is shared with TAs only")
+	ErrNoWatcher = errors.New("not watching")
+)
+
+// Options configure a Hub.
+type Options struct {
+	Recorder  Recorder // nil: nothing is recorded
+	RecordAll bool     // record every shell, not only joined ones
+	Audit     Auditor  // nil: nothing is audited
+	Logger    *slog.Logger
+	// Backlog is how many output chunks a viewer may fall behind before it is dropped;
+	// zero: 512.
+	Backlog int
+	// Replay is how much recent output a new viewer is sent to draw the screen; zero: 16 KiB.
+	Replay int
+}
+
+// Hub is every open shell of the server, shared or not.
+type Hub struct {
+	opts   Options
+	mu     sync.Mutex
+	shells []*Shell // in the order they were opened
+}
+
+// New makes a hub.
+func New(opts Options) *Hub {
+	if opts.Backlog <= 0 {
+		opts.Backlog = 512
+	}
+	if opts.Replay <= 0 {
+		opts.Replay = 16 << 10
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Hub{opts: opts}
+}
+
+// Terminal is the owner's terminal at the start of a shell.
+type Terminal struct {
+	Term          string
+	Width, Height int
+}
+
+// Info is one open shell as its owner or a TA lists it.
+type Info struct {
+	Owner    string    `json:"owner"`
+	Name     string    `json:"name"` // the container
+	Since    time.Time `json:"since"`
+	Shared   bool      `json:"shared"`
+	Write    bool      `json:"write"`
+	Watchers []string  `json:"watchers"`
+	Width    int       `json:"width"`
+	Height   int       `json:"height"`
+}
+
+// Shell is one open shell: the owner's Execution, decorated.
+type Shell struct {
+	hub   *Hub
+	owner backend.Identity
+	name  string
+	term  string
+	since time.Time
+	ex    backend.Execution
+
+	pr *io.PipeReader // what the owner's bridge reads
+	pw *io.PipeWriter
+
+	inMu  sync.Mutex // one writer into the process's input at a time
+	stdin io.WriteCloser
+
+	wmu sync.Mutex // held while writing to the owner: output and titles stay in order
+
+	mu        sync.Mutex
+	shared    bool
+	write     bool
+	watchers  []*Watcher
+	width     int
+	height    int
+	ring      ring
+	esc       escState
+	dirty     bool // the status lines changed and are due
+	titled    bool // the owner's title has been set at least once
+	rec       *recording.Writer
+	closed    bool
+	closeOnce sync.Once
+}
+
+var _ backend.Execution = (*Shell)(nil)
+
+// target is how the shell is named in the audit log: "alice/box".
+func (s *Shell) target() string { return s.owner.User + "/" + s.name }
+
+// Open registers a shell of id in the container name and returns the Execution to bridge
+// in place of ex. Closing it ends every view of the shell.
+func (h *Hub) Open(id backend.Identity, name string, ex backend.Execution, t Terminal) backend.Execution {
+	pr, pw := io.Pipe()
+	s := &Shell{hub: h, owner: id, name: name, term: t.Term, since: time.Now(), ex: ex,
+		pr: pr, pw: pw, stdin: ex.Stdin(), width: t.Width, height: t.Height, ring: ring{max: h.opts.Replay}}
+	if h.opts.RecordAll {
+		s.mu.Lock()
+		s.startRecordingLocked()
+		s.mu.Unlock()
+	}
+	h.mu.Lock()
+	h.shells = append(h.shells, s)
+	h.mu.Unlock()
+	go s.pump(ex.Stdout())
+	return s
+}
+
+// pump copies the process's output to the owner, and to every viewer and the recording.
+func (s *Shell) pump(src io.Reader) {
+	if src == nil {
+		_ = s.pw.Close()
+		return
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			s.wmu.Lock()
+			title := s.fanOut(buf[:n])
+			_, werr := s.pw.Write(buf[:n])
+			if werr == nil && title != nil {
+				_, werr = s.pw.Write(title)
+			}
+			s.wmu.Unlock()
+			if werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+			_ = s.pw.CloseWithError(err)
+			return
+		}
+	}
+}
+
+// fanOut hands one chunk of output to the viewers and the recording, and returns the
+// owner's status line when it is due after this chunk.
+func (s *Shell) fanOut(p []byte) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ring.write(p)
+	s.esc.feed(p)
+	if len(s.watchers) > 0 {
+		chunk := append([]byte(nil), p...)
+		for _, w := range slices.Clone(s.watchers) {
+			s.sendLocked(w, chunk)
+		}
+	}
+	if s.rec != nil {
+		if err := s.rec.Output(p); err != nil {
+			s.stopRecordingLocked(err)
+		}
+	}
+	return s.titlesLocked()
+}
+
+// sendLocked queues a chunk for w, or drops w when it is too far behind.
+func (s *Shell) sendLocked(w *Watcher, chunk []byte) {
+	select {
+	case w.out <- chunk:
+	default:
+		s.dropLocked(w, "your connection could not keep up with the shell's output")
+	}
+}
+
+// titlesLocked queues the viewers' status lines and returns the owner's, when they are due
+// and the stream is between characters.
+func (s *Shell) titlesLocked() []byte {
+	if !s.dirty || !s.esc.ground() {
+		return nil
+	}
+	s.dirty = false
+	who := s.watchingLocked()
+	for _, w := range slices.Clone(s.watchers) {
+		s.sendLocked(w, titleSeq(viewerTitle(s.owner.User, s.name, s.width, s.height, s.write, who, w.width, w.height)))
+	}
+	s.titled = true
+	return titleSeq(ownerTitle(s.name, s.shared, s.write, who))
+}
+
+// refresh sends the status lines now, when the stream allows; else after the output that
+// ends the sequence under way.
+func (s *Shell) refresh() {
+	go func() {
+		s.wmu.Lock()
+		defer s.wmu.Unlock()
+		s.mu.Lock()
+		title := s.titlesLocked()
+		s.mu.Unlock()
+		if title != nil {
+			_, _ = s.pw.Write(title)
+		}
+	}()
+}
+
+func (s *Shell) watchingLocked() []string {
+	out := make([]string, 0, len(s.watchers))
+	for _, w := range s.watchers {
+		if !slices.Contains(out, w.id.User) {
+			out = append(out, w.id.User)
+		}
+	}
+	return out
+}
+
+// dropLocked removes w and ends its view with reason.
+func (s *Shell) dropLocked(w *Watcher, reason string) {
+	i := slices.Index(s.watchers, w)
+	if i < 0 {
+		return
+	}
+	s.watchers = slices.Delete(s.watchers, i, i+1)
+	w.reason = reason
+	close(w.done)
+	s.dirty = true
+	if s.rec != nil {
+		_ = s.rec.Mark(w.id.User + " left")
+	}
+}
+
+// startRecordingLocked starts recording the shell, unless it is already, and reports
+// whether it started now.
+func (s *Shell) startRecordingLocked() bool {
+	r := s.hub.opts.Recorder
+	if r == nil || s.rec != nil {
+		return false
+	}
+	title := fmt.Sprintf("%s: shell in %s", s.owner.User, s.name)
+	w, info, err := r.Create(s.owner.User, s.name, title, s.width, s.height, s.term)
+	if err != nil {
+		s.hub.opts.Logger.Warn("shell not recorded", "user", s.owner.User, "container", s.name, "err", err)
+		return false
+	}
+	s.hub.opts.Logger.Info("recording a shell", "user", s.owner.User, "container", s.name, "file", info.Name)
+	s.rec = w
+	return true
+}
+
+func (s *Shell) stopRecordingLocked(err error) {
+	if s.rec == nil {
+		return
+	}
+	if cerr := s.rec.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		s.hub.opts.Logger.Warn("recording of a shell cut short", "user", s.owner.User, "container", s.name, "err", err)
+	}
+	s.rec = nil
+}
+
+// --- backend.Execution ---
+
+// Stdin is the process's input, shared with viewers allowed to type.
+func (s *Shell) Stdin() io.WriteCloser { return ownerInput{s} }
+
+type ownerInput struct{ s *Shell }
+
+func (o ownerInput) Write(p []byte) (int, error) {
+	o.s.inMu.Lock()
+	defer o.s.inMu.Unlock()
+	return o.s.stdin.Write(p)
+}
+
+func (o ownerInput) Close() error { return o.s.stdin.Close() }
+
+// Stdout is the process's output as the owner sees it, with the status line.
+func (s *Shell) Stdout() io.Reader { return s.pr }
+
+// Stderr is the process's error output (none with a terminal).
+func (s *Shell) Stderr() io.Reader { return s.ex.Stderr() }
+
+// Resize passes the owner's new size on and tells viewers and the recording.
+func (s *Shell) Resize(width, height int) error {
+	s.mu.Lock()
+	if width != s.width || height != s.height {
+		s.width, s.height = width, height
+		if s.rec != nil {
+			_ = s.rec.Resize(width, height)
+		}
+		if len(s.watchers) > 0 || s.titled {
+			s.dirty = true
+			defer s.refresh()
+		}
+	}
+	s.mu.Unlock()
+	return s.ex.Resize(width, height)
+}
+
+// Wait waits for the process.
+func (s *Shell) Wait(ctx context.Context) (int, error) { return s.ex.Wait(ctx) }
+
+// Close ends the process and every view of it.
+func (s *Shell) Close() error {
+	s.closeOnce.Do(func() {
+		h := s.hub
+		h.mu.Lock()
+		if i := slices.Index(h.shells, s); i >= 0 {
+			h.shells = slices.Delete(h.shells, i, i+1)
+		}
+		h.mu.Unlock()
+		s.mu.Lock()
+		s.closed = true
+		for _, w := range slices.Clone(s.watchers) {
+			s.dropLocked(w, fmt.Sprintf("the shell of %s in %s ended", s.owner.User, s.name))
+		}
+		s.stopRecordingLocked(nil)
+		s.mu.Unlock()
+	})
+	err := s.ex.Close()
+	_ = s.pr.Close()
+	return err
+}
+
+// --- the owner's controls ---
+
+// find is id's newest open shell in name.
+func (h *Hub) find(id backend.Identity, name string) *Shell {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	name = strings.TrimPrefix(name, id.User+"/")
+	for i := len(h.shells) - 1; i >= 0; i-- {
+		s := h.shells[i]
+		if s.owner.User == id.User && strings.TrimPrefix(s.name, id.User+"/") == name {
+			return s
+		}
+	}
+	return nil
+}
+
+func (s *Shell) infoLocked() Info {
+	return Info{Owner: s.owner.User, Name: s.name, Since: s.since, Shared: s.shared, Write: s.write,
+		Watchers: s.watchingLocked(), Width: s.width, Height: s.height}
+}
+
+func (h *Hub) audit(id backend.Identity, action, target, result, reason, note string) {
+	if h.opts.Audit != nil {
+		_ = h.opts.Audit.ActionNote(id, action, target, result, reason, note)
+	}
+}
+
+// Share shares id's newest open shell in name with TAs, read-only or read-write: on a shell
+// already shared it sets the mode (write granted or taken back at once).
+func (h *Hub) Share(id backend.Identity, name string, write bool) (Info, error) {
+	s := h.find(id, name)
+	if s == nil {
+		return Info{}, ErrNoShell
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return Info{}, ErrNoShell
+	}
+	changed := !s.shared || s.write != write
+	s.shared, s.write = true, write
+	if changed {
+		s.dirty = true
+		if s.rec != nil {
+			_ = s.rec.Mark("shared " + mode(write))
+		}
+	}
+	info := s.infoLocked()
+	s.mu.Unlock()
+	if changed {
+		h.audit(id, "share", s.target(), resultOK, "", mode(write))
+		s.refresh()
+	}
+	return info, nil
+}
+
+// Stop ends the sharing of id's shell in name: every viewer is dropped at once.
+func (h *Hub) Stop(id backend.Identity, name string) (Info, error) {
+	s := h.find(id, name)
+	if s == nil {
+		return Info{}, ErrNoShell
+	}
+	s.mu.Lock()
+	if !s.shared {
+		s.mu.Unlock()
+		return Info{}, ErrNotShared
+	}
+	s.shared, s.write = false, false
+	for _, w := range slices.Clone(s.watchers) {
+		s.dropLocked(w, fmt.Sprintf("%s stopped sharing the shell in %s", s.owner.User, s.name))
+	}
+	if !h.opts.RecordAll {
+		s.stopRecordingLocked(nil)
+	}
+	s.dirty = true
+	info := s.infoLocked()
+	s.mu.Unlock()
+	h.audit(id, "unshare", s.target(), resultOK, "", "")
+	s.refresh()
+	return info, nil
+}
+
+// Drop ends user's view of id's shell in name at once.
+func (h *Hub) Drop(id backend.Identity, name, user string) (Info, error) {
+	s := h.find(id, name)
+	if s == nil {
+		return Info{}, ErrNoShell
+	}
+	s.mu.Lock()
+	n := 0
+	for _, w := range slices.Clone(s.watchers) {
+		if w.id.User == user {
+			s.dropLocked(w, fmt.Sprintf("%s dropped you from the shell in %s", s.owner.User, s.name))
+			n++
+		}
+	}
+	info := s.infoLocked()
+	s.mu.Unlock()
+	if n == 0 {
+		return info, ErrNoWatcher
+	}
+	h.audit(id, "drop", s.target(), resultOK, "", user)
+	s.refresh()
+	return info, nil
+}
+
+// List is id's open shells; for a TA with all, every shared shell as well.
+func (h *Hub) List(id backend.Identity, all bool) []Info {
+	h.mu.Lock()
+	shells := slices.Clone(h.shells)
+	h.mu.Unlock()
+	var out []Info
+	for _, s := range shells {
+		s.mu.Lock()
+		if s.owner.User == id.User || all && id.IsTA() && s.shared {
+			out = append(out, s.infoLocked())
+		}
+		s.mu.Unlock()
+	}
+	return out
+}
+
+// --- viewers ---
+
+// Watcher is one TA's view of a shared shell.
+type Watcher struct {
+	id     backend.Identity
+	shell  *Shell
+	out    chan []byte
+	done   chan struct{}
+	reason string // why it ended; set before done is closed
+	width  int
+	height int
+}
+
+// Join attaches TA id to the shared shell named by target, "USER" or "USER/NAME". Students
+// are refused, and so is every shell that is not shared; a name that is nobody's reads the
+// same as one that shares nothing.
+func (h *Hub) Join(id backend.Identity, target string, size input.Size) (*Watcher, error) {
+	user, name, _ := strings.Cut(target, "/")
+	if !id.IsTA() {
+		h.audit(id, "join", target, resultRefused, ErrNotTA.Error(), "")
+		return nil, ErrNotTA
+	}
+	h.mu.Lock()
+	var found []*Shell
+	for _, s := range h.shells {
+		if s.owner.User != user || name != "" && s.name != name && s.name != user+"/"+name {
+			continue
+		}
+		s.mu.Lock()
+		if s.shared && !s.closed {
+			found = append(found, s)
+		}
+		s.mu.Unlock()
+	}
+	h.mu.Unlock()
+	switch {
+	case len(found) == 0:
+		h.audit(id, "join", target, resultRefused, "not shared", "")
+		return nil, ErrNotShared
+	case len(found) > 1:
+		var ns []string
+		for _, s := range found {
+			ns = append(ns, user+"/"+s.name)
+		}
+		return nil, fmt.Errorf("%s shares %d shells; join one of %s", user, len(found), strings.Join(ns, ", "))
+	case user == id.User:
+		return nil, errors.New("that is your own shell")
+	}
+	s := found[0]
+	w := &Watcher{id: id, shell: s, out: make(chan []byte, h.opts.Backlog), done: make(chan struct{}),
+		width: size.Width, height: size.Height}
+	s.mu.Lock()
+	if !s.shared || s.closed {
+		s.mu.Unlock()
+		h.audit(id, "join", target, resultRefused, "not shared", "")
+		return nil, ErrNotShared
+	}
+	started := s.startRecordingLocked()
+	screen, cut := s.ring.bytes()
+	replay := append([]byte(nil), replayFrom(screen, cut)...)
+	if s.rec != nil {
+		if started {
+			_ = s.rec.Output(replay) // the screen as it was when the recording began
+		}
+		_ = s.rec.Mark(fmt.Sprintf("%s joined (%s)", id.User, mode(s.write)))
+	}
+	intro := fmt.Sprintf("\r\n[watching %s's shell in %s, %dx%d, %s; ctrl-p ctrl-q leaves]\r\n",
+		s.owner.User, s.name, s.width, s.height, mode(s.write))
+	w.out <- append([]byte(intro), replay...)
+	s.watchers = append(s.watchers, w)
+	s.dirty = true
+	m := mode(s.write)
+	s.mu.Unlock()
+	h.audit(id, "join", s.target(), resultOK, "", m)
+	s.refresh()
+	return w, nil
+}
+
+// ViewTerminal is the viewer's side.
+type ViewTerminal struct {
+	In    io.Reader
+	Out   io.Writer
+	Sizes <-chan input.Size // nil: the size never changes
+}
+
+// detachKeys leave a view: ctrl-p ctrl-q, as docker attach.
+var detachKeys = []byte{0x10, 0x11}
+
+// Run shows the shell on t until the viewer leaves (ctrl-p ctrl-q), is dropped, the sharing
+// or the shell ends, or ctx ends, and returns why it ended in one line. Keys reach the
+// shell only while the owner allows writing.
+func (w *Watcher) Run(ctx context.Context, t ViewTerminal) string {
+	s := w.shell
+	left := make(chan struct{})
+	go w.readInput(t.In, left)
+	var sizes <-chan input.Size = t.Sizes
+	defer func() {
+		s.mu.Lock()
+		if slices.Contains(s.watchers, w) {
+			s.dropLocked(w, "you left")
+		}
+		s.mu.Unlock()
+		s.refresh()
+		_, _ = io.WriteString(t.Out, leaveSeq)
+	}()
+	for {
+		select {
+		case <-w.done:
+			return w.reason
+		case <-ctx.Done():
+			return "the connection ended"
+		case <-left:
+			return fmt.Sprintf("you left the shell of %s in %s", s.owner.User, s.name)
+		case sz, ok := <-sizes:
+			if !ok {
+				sizes = nil
+				continue
+			}
+			s.mu.Lock()
+			w.width, w.height = sz.Width, sz.Height
+			s.dirty = true
+			s.mu.Unlock()
+			s.refresh()
+		case chunk := <-w.out:
+			select {
+			case <-w.done: // dropped meanwhile: nothing more is shown
+				return w.reason
+			default:
+			}
+			if _, err := t.Out.Write(chunk); err != nil {
+				return "the connection ended"
+			}
+		}
+	}
+}
+
+// readInput passes the viewer's keys to the shell while writing is allowed, and closes left
+// on the detach keys.
+func (w *Watcher) readInput(in io.Reader, left chan struct{}) {
+	if in == nil {
+		return
+	}
+	s := w.shell
+	buf := make([]byte, 4096)
+	var held []byte
+	for {
+		n, err := in.Read(buf)
+		if n > 0 {
+			data := append(held, buf[:n]...)
+			held = nil
+			i := indexDetach(data)
+			out := data
+			if i >= 0 {
+				out = data[:i]
+			} else if len(data) > 0 && data[len(data)-1] == detachKeys[0] {
+				out, held = data[:len(data)-1], []byte{detachKeys[0]}
+			}
+			if out = viewerKeys(out); len(out) > 0 {
+				s.viewerInput(w, out)
+			}
+			if i >= 0 {
+				close(left)
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func indexDetach(p []byte) int {
+	for i := 0; i+1 < len(p); i++ {
+		if p[i] == detachKeys[0] && p[i+1] == detachKeys[1] {
+			return i
+		}
+	}
+	return -1
+}
+
+// viewerInput writes p to the shell if w is still there and may write.
+func (s *Shell) viewerInput(w *Watcher, p []byte) {
+	s.inMu.Lock()
+	defer s.inMu.Unlock()
+	s.mu.Lock()
+	ok := s.write && s.shared && slices.Contains(s.watchers, w)
+	s.mu.Unlock()
+	if ok {
+		_, _ = s.stdin.Write(p)
+	}
+}
