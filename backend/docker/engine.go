@@ -2,9 +2,11 @@ package docker
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"os"
 	"sync/atomic"
+	"time"
 
 	"github.com/moby/moby/client"
 )
@@ -57,11 +59,27 @@ type execEngine interface {
 
 var _ engine = (*client.Client)(nil)
 
+// answerWait is how long a call waits for the engine's answer to begin, beyond the stop
+// timeout (a stop answers once the container has stopped): past it the call fails with
+// "Docker unreachable" instead of hanging on an engine that hangs. Streams (events, logs,
+// attach, pulls) answer at once and then run as long as they need.
+const answerWait = time.Minute
+
 // newClient builds the SDK client: host from cfg, else DOCKER_HOST, else the default socket;
 // TLS from DOCKER_CERT_PATH when set; the API version always negotiated (DOCKER_API_VERSION
-// is deliberately not read). Every HTTP request to the engine adds one to calls.
-func newClient(host string, calls *atomic.Int64) (*client.Client, error) {
+// is deliberately not read); an answer that has not begun within wait abandoned. Every HTTP
+// request to the engine adds one to calls.
+func newClient(host string, calls *atomic.Int64, wait time.Duration) (*client.Client, error) {
 	opts := []client.Opt{
+		client.WithHTTPClient(&http.Client{Transport: &http.Transport{
+			// As the SDK's own transport, which this replaces to bound the wait. A dialer
+			// from the start (WithHost replaces it) keeps the copy WithHTTPClient makes
+			// from setting up TLS, which would make the SDK speak https to a plain socket.
+			DialContext:           (&net.Dialer{}).DialContext,
+			MaxIdleConns:          6,
+			IdleConnTimeout:       30 * time.Second,
+			ResponseHeaderTimeout: wait,
+		}, CheckRedirect: client.CheckRedirect}),
 		client.WithTLSClientConfigFromEnv(),
 		client.WithHTTPRequestHook(func(*http.Request) error {
 			calls.Add(1)
@@ -71,8 +89,9 @@ func newClient(host string, calls *atomic.Int64) (*client.Client, error) {
 	if host == "" {
 		host = os.Getenv(client.EnvOverrideHost)
 	}
-	if host != "" {
-		opts = append(opts, client.WithHost(host))
+	if host == "" {
+		host = client.DefaultDockerHost
 	}
+	opts = append(opts, client.WithHost(host))
 	return client.New(opts...)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"unicode"
@@ -102,6 +103,10 @@ func engineErr(what string, err error) error {
 	if client.IsErrConnectionFailed(err) {
 		return &wrapped{kind: ErrUnavailable, msg: what + ": Docker unreachable", err: err}
 	}
+	if errors.Is(err, context.DeadlineExceeded) && !callerDeadline(err) {
+		// The client's own bound on waiting for an answer (answerWait): the engine hangs.
+		return &wrapped{kind: ErrUnavailable, msg: what + ": Docker is not answering", err: err}
+	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return &wrapped{msg: what + ": " + err.Error(), err: err}
 	}
@@ -133,6 +138,26 @@ func engineWords(err error) string {
 		return "Docker is not answering"
 	}
 	return "Docker reported an error (the server log has the details)"
+}
+
+// callerDeadline reports whether err is the caller's context running out (the sentinel
+// itself in the chain), not a time limit of the HTTP client that only reads as one.
+func callerDeadline(err error) bool {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if e == context.DeadlineExceeded {
+			return true
+		}
+	}
+	return false
+}
+
+// isTimeout reports whether err is a time limit running out.
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 type wrapped struct {

@@ -29,6 +29,7 @@ const (
 	backoffMin    = 200 * time.Millisecond
 	backoffMax    = 5 * time.Second
 	resyncEvery   = time.Minute // a full resync even without events, for the "Up ..." texts
+	resyncWait    = time.Minute // bound on one resync: an engine that hangs is noticed
 	sampleEvery   = 2 * time.Second
 	sampleWorkers = 32 // stats API calls at once: each waits for the engine's next one-second collection
 )
@@ -41,6 +42,10 @@ type live struct {
 	health  Health
 	subs    map[*subscriber]struct{}
 	prevCPU map[string]usageSample // last counters per running container
+
+	// probeEvery is how often the snapshot is read again without events, and resyncWait
+	// how long one read may take: together they bound how long a hung engine goes unnoticed.
+	probeEvery, resyncWait time.Duration
 
 	running bool
 	cancel  context.CancelFunc
@@ -59,6 +64,7 @@ func (l *live) init() {
 	l.subs = map[*subscriber]struct{}{}
 	l.prevCPU = map[string]usageSample{}
 	l.health = Health{Err: "not watching Docker yet", Since: time.Now()}
+	l.probeEvery, l.resyncWait = resyncEvery, resyncWait
 }
 
 // notifyLocked tells the subscribers that show a container of one of owners (nil: every
@@ -83,6 +89,8 @@ func (l *live) setHealth(ok bool, err error) {
 		msg = err.Error()
 		if client.IsErrConnectionFailed(err) {
 			msg = "cannot connect to the Docker daemon"
+		} else if isTimeout(err) {
+			msg = "the Docker daemon is not answering"
 		}
 	}
 	if l.health.OK == ok && l.health.Err == msg {
@@ -248,7 +256,7 @@ func (s *Service) stream(ctx context.Context) error {
 	}
 
 	var timer <-chan time.Time
-	periodic := time.NewTicker(resyncEvery)
+	periodic := time.NewTicker(s.live.probeEvery)
 	defer periodic.Stop()
 	for {
 		select {
@@ -290,6 +298,8 @@ func (s *Service) stream(ctx context.Context) error {
 // resync lists the managed containers and inspects those that are new, changed state or
 // had events; with full, every container is inspected again.
 func (s *Service) resync(ctx context.Context, full bool) error {
+	ctx, cancel := context.WithTimeout(ctx, s.live.resyncWait)
+	defer cancel()
 	res, err := s.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: s.containerFilters("")})
 	if err != nil {
 		return err

@@ -49,7 +49,7 @@ func New(cfg Config, log *audit.Log) (*Service, error) {
 		return nil, err
 	}
 	s := newService(cfg, nil, log)
-	cli, err := newClient(cfg.Host, &s.calls)
+	cli, err := newClient(cfg.Host, &s.calls, cfg.StopTimeout+answerWait)
 	if err != nil {
 		return nil, engineErr("docker client", err)
 	}
