@@ -4,9 +4,14 @@ package audit
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"whalemountain/backend"
@@ -38,21 +43,82 @@ type Entry struct {
 
 // Log is an append-only JSON-lines file. It is safe for concurrent use.
 type Log struct {
-	mu   sync.Mutex
-	f    *os.File
-	path string
-	now  func() time.Time
+	mu     sync.Mutex
+	f      *os.File
+	w      io.Writer // where entries are appended: f, unless Options said otherwise
+	free   func() (uint64, error)
+	broken error // the last append failed with it; cleared by one that succeeds
+	path   string
+	now    func() time.Time
 
 	followers followers
 }
 
+// Reserve is how much room the file system holding the log must have left for Ready to
+// let an action go ahead: enough for the audit lines of the actions already under way.
+const Reserve = 1 << 20
+
+// ErrCannotRecord is why an action is refused while the log cannot be appended to.
+var ErrCannotRecord = errors.New("the audit log cannot be written")
+
+// Options change where a Log appends and how it reads the room left: tests use them to make
+// the disk full. The zero value appends to the file and asks the file system (statfs).
+type Options struct {
+	Writer io.Writer              // nil: the file
+	Free   func() (uint64, error) // bytes free where the log is; nil: statfs of its directory
+}
+
 // Open opens (creating if needed, mode 0600) the audit log at path for appending.
-func Open(path string) (*Log, error) {
+func Open(path string) (*Log, error) { return OpenWith(path, Options{}) }
+
+// OpenWith is Open with opts.
+func OpenWith(path string, opts Options) (*Log, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open audit log %s: %w", path, err)
 	}
-	return &Log{f: f, path: path, now: time.Now}, nil
+	l := &Log{f: f, w: opts.Writer, free: opts.Free, path: path, now: time.Now}
+	if l.w == nil {
+		l.w = f
+	}
+	if l.free == nil {
+		dir := filepath.Dir(path)
+		l.free = func() (uint64, error) {
+			var st syscall.Statfs_t
+			if err := syscall.Statfs(dir, &st); err != nil {
+				return 0, err
+			}
+			return st.Bavail * uint64(st.Bsize), nil
+		}
+	}
+	return l, nil
+}
+
+// Ready says whether an action may go ahead: nil when its audit line can be appended. It
+// is ErrCannotRecord, with why, when the file system holding the log has less than Reserve
+// left or the last append failed. A nil Log is always ready.
+func (l *Log) Ready() error {
+	if l == nil {
+		return nil
+	}
+	n, err := l.free()
+	room := err == nil && n >= Reserve
+	if err == nil && !room {
+		return fmt.Errorf("%w: the disk holding it is full", ErrCannotRecord)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	full := errors.Is(l.broken, syscall.ENOSPC) || errors.Is(l.broken, syscall.EDQUOT)
+	switch {
+	case l.broken == nil:
+		return nil
+	case full && room:
+		return nil // room again: the next append will tell
+	case full:
+		return fmt.Errorf("%w: the disk holding it is full", ErrCannotRecord)
+	default:
+		return fmt.Errorf("%w: appending to it failed", ErrCannotRecord)
+	}
 }
 
 // Record appends e, filling Time when it is zero.
@@ -70,9 +136,14 @@ func (l *Log) Record(e Entry) error {
 	b = append(b, '\n')
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if _, err := l.f.Write(b); err != nil {
+	if _, err := l.w.Write(b); err != nil {
+		// Loudly: the entry goes to the server log, and Ready refuses actions until an
+		// append succeeds again.
+		l.broken = err
+		slog.Error("audit log append failed; actions are refused until it can be written", "path", l.path, "err", err, "entry", string(b[:len(b)-1]))
 		return fmt.Errorf("append audit entry: %w", err)
 	}
+	l.broken = nil
 	l.wakeFollowers()
 	return nil
 }

@@ -3,9 +3,11 @@ package audit
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 
 	"whalemountain/backend"
@@ -77,4 +79,60 @@ func TestNilLogRecordsNothing(t *testing.T) {
 	if err := l.Record(Entry{Action: "x"}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestReady: an action may go ahead only while its line can be appended: not with the disk
+// (nearly) full, not after an append failed, until there is room again or an append works.
+func TestReady(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	var free uint64 = 1 << 30
+	w := &switchable{}
+	l, err := OpenWith(path, Options{Writer: w, Free: func() (uint64, error) { return free, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	id := backend.Identity{User: "alice", Role: backend.RoleStudent}
+	if err := l.Ready(); err != nil {
+		t.Fatalf("ready with room: %v", err)
+	}
+	free = Reserve - 1
+	if err := l.Ready(); !errors.Is(err, ErrCannotRecord) || err.Error() != "the audit log cannot be written: the disk holding it is full" {
+		t.Errorf("ready with the disk full: %v", err)
+	}
+	free = 1 << 30
+	w.err = syscall.EIO
+	if err := l.Action(id, "run", "box", OK, ""); err == nil {
+		t.Fatal("an append that failed reported success")
+	}
+	if err := l.Ready(); err == nil || err.Error() != "the audit log cannot be written: appending to it failed" {
+		t.Errorf("ready after a failed append: %v", err)
+	}
+	w.err = nil
+	if err := l.Action(id, "run", "box", OK, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Ready(); err != nil {
+		t.Errorf("ready after an append worked again: %v", err)
+	}
+	// Out of space while the file system says there is room again: ready, the next append tells.
+	w.err = syscall.ENOSPC
+	_ = l.Action(id, "run", "box", OK, "")
+	if err := l.Ready(); err != nil {
+		t.Errorf("ready with room after ENOSPC: %v", err)
+	}
+	free = 0
+	if err := l.Ready(); err == nil {
+		t.Error("ready with no room after ENOSPC")
+	}
+}
+
+// switchable appends to nothing, or fails with err when set.
+type switchable struct{ err error }
+
+func (s *switchable) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	return len(p), nil
 }

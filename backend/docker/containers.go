@@ -97,6 +97,9 @@ func (s *Service) find(ctx context.Context, id backend.Identity, ref string) (fo
 	if err := checkIdentity(id); err != nil {
 		return found{}, err
 	}
+	if err := s.admit(); err != nil {
+		return found{}, err
+	}
 	t, err := parseRef(id, ref)
 	if err != nil {
 		return found{}, err
@@ -167,6 +170,9 @@ func (s *Service) Run(ctx context.Context, id backend.Identity, spec RunSpec) (C
 // run creates and starts spec for id; preset is the course preset it comes from ("": none).
 func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec, preset string) (Container, error) {
 	if err := checkIdentity(id); err != nil {
+		return Container{}, err
+	}
+	if err := s.admit(); err != nil {
 		return Container{}, err
 	}
 	// Everything the user typed is checked before anything is created.

@@ -562,6 +562,9 @@ func (is *ImageService) pull(ctx context.Context, id backend.Identity, ref strin
 	if err := checkIdentity(id); err != nil {
 		return err
 	}
+	if err := is.svc.admit(); err != nil {
+		return err
+	}
 	named, err := parseImageRef(ref)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -173,10 +174,16 @@ func (st *noticeStore) loadLocked(user string) *noticeFile {
 }
 
 // saveLocked writes user's file whole, through a temporary file renamed into place.
-func (st *noticeStore) saveLocked(user string, f *noticeFile) error {
+func (st *noticeStore) saveLocked(user string, f *noticeFile) (err error) {
 	if st.dir == "" {
 		return nil
 	}
+	defer func() {
+		if err != nil {
+			// Loudly: a notice lost is something a user was not told.
+			slog.Error("notice not saved", "user", user, "err", err)
+		}
+	}()
 	b, err := json.Marshal(f)
 	if err != nil {
 		return err
@@ -280,6 +287,9 @@ func (s *Service) Wall(id backend.Identity, message string, also []string) (user
 	if err := checkIdentity(id); err != nil {
 		return 0, err
 	}
+	if err := s.admit(); err != nil {
+		return 0, err
+	}
 	if !id.IsTA() {
 		return 0, errorf(ErrPermission, "wall is for TAs")
 	}
@@ -321,5 +331,10 @@ func (s *Service) Wall(id backend.Identity, message string, also []string) (user
 	s.live.mu.Lock()
 	s.live.notifyLocked(to)
 	s.live.mu.Unlock()
-	return len(to), errors.Join(errs...)
+	if len(errs) > 0 {
+		// The detail (paths, the system's error) is in the server log.
+		return len(to) - len(errs), &wrapped{kind: ErrUnavailable, err: errors.Join(errs...),
+			msg: fmt.Sprintf("the message could not be kept for %d of %d users (the server log says why)", len(errs), len(to))}
+	}
+	return len(to), nil
 }

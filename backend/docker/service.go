@@ -87,6 +87,15 @@ func (s *Service) userLock(user string) *sync.Mutex {
 	return m
 }
 
+// admit refuses what could not be audited: while the audit log cannot be appended to (its
+// disk full), an action is refused rather than done unrecorded.
+func (s *Service) admit() error {
+	if err := s.audit.Ready(); err != nil {
+		return errorf(ErrUnavailable, "refused: %s; tell an administrator", err)
+	}
+	return nil
+}
+
 // record writes one audit line for a mutating action.
 func (s *Service) record(id backend.Identity, action, target string, err error) {
 	s.recordNote(id, action, target, err, "")

@@ -364,6 +364,9 @@ func (ss *SIFService) build(ctx context.Context, id backend.Identity, ref string
 	if err := checkIdentity(id); err != nil {
 		return SIFFile{}, false, err
 	}
+	if err := ss.svc.admit(); err != nil {
+		return SIFFile{}, false, err
+	}
 	named, err := parseImageRef(ref)
 	if err != nil {
 		return SIFFile{}, false, err
