@@ -322,6 +322,9 @@ func TestPullJoinsOnePull(t *testing.T) {
 		err   error
 	}
 	results := make([]result, 3)
+	// seen[i] is told when caller i gets progress: the first caller the engine's first
+	// message, a joiner the state so far, replayed when it joins.
+	seen := []chan struct{}{make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{}, 1)}
 	var wg sync.WaitGroup
 	pull := func(i int, id backend.Identity, ref string) {
 		defer wg.Done()
@@ -330,6 +333,10 @@ func TestPullJoinsOnePull(t *testing.T) {
 			mu.Lock()
 			results[i].steps = append(results[i].steps, p)
 			mu.Unlock()
+			select {
+			case seen[i] <- struct{}{}:
+			default:
+			}
 		})
 	}
 	wg.Add(1)
@@ -337,11 +344,13 @@ func TestPullJoinsOnePull(t *testing.T) {
 	if got := <-e.started; got != "docker.io/library/busybox:latest" {
 		t.Fatalf("engine asked for %q", got)
 	}
+	<-seen[0]
 	// The same image, named two other ways, joins the pull under way.
 	wg.Add(2)
 	go pull(1, bob, "docker.io/library/busybox:latest")
 	go pull(2, tina, "busybox:latest")
-	time.Sleep(200 * time.Millisecond)
+	<-seen[1]
+	<-seen[2]
 	close(e.release)
 	wg.Wait()
 
@@ -374,10 +383,15 @@ func TestPullErrorReachesEveryCaller(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	errs := make(chan error, 2)
-	go func() { errs <- is.Pull(ctx, alice, "nonexistent", nil) }()
+	// Each caller tells when it has progress: the first the engine's first message, the
+	// second the same, replayed when it joins.
+	seen := make(chan struct{}, 16)
+	told := func(docker.PullProgress) { seen <- struct{}{} }
+	go func() { errs <- is.Pull(ctx, alice, "nonexistent", told) }()
 	<-e.started
-	go func() { errs <- is.Pull(ctx, bob, "nonexistent", nil) }()
-	time.Sleep(200 * time.Millisecond)
+	<-seen
+	go func() { errs <- is.Pull(ctx, bob, "nonexistent", told) }()
+	<-seen
 	close(e.release)
 	for range 2 {
 		err := <-errs

@@ -478,14 +478,24 @@ func TestSIFBuildLimits(t *testing.T) {
 		t.Errorf("bob's cancelled build: %v", err)
 	}
 	// bob queues again, and runs once alice's build ends.
+	requeued := make(chan struct{})
+	var once sync.Once
 	go func() {
-		f, _, err := ss.Build(ctx, bob, img, nil)
+		f, _, err := ss.Build(ctx, bob, img, func(p docker.SIFProgress) {
+			if p.Phase == "queued" {
+				once.Do(func() { close(requeued) })
+			}
+		})
 		if err == nil && f.Size == 0 {
 			err = errors.New("empty file")
 		}
 		done <- err
 	}()
-	time.Sleep(200 * time.Millisecond)
+	select {
+	case <-requeued:
+	case <-time.After(time.Minute):
+		t.Fatal("bob was not queued again")
+	}
 	if err := os.WriteFile(gate, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -521,7 +531,6 @@ func TestSIFBuildCancelled(t *testing.T) {
 		done <- err
 	}()
 	h.waitStarted(t)
-	time.Sleep(200 * time.Millisecond)
 	bcancel()
 	select {
 	case err := <-done:

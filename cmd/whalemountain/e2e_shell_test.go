@@ -278,7 +278,10 @@ func testShellFromDashboard(t *testing.T, cli *client.Client, img string) {
 	tm.send("secho first''-keys\r")
 	tm.waitOutput("first-keys")
 	tm.waitText(shellPrompt)
-	time.Sleep(300 * time.Millisecond) // a second run would show by now
+	// The shell runs what it reads in order: a second run of the command would show before
+	// the marker typed after it.
+	tm.send("echo marker''-after\r")
+	tm.waitOutput("marker-after")
 	lines := tm.lines()
 	if n := linesEqual(lines, "first-keys"); n != 1 {
 		t.Errorf("the command typed with s ran %d times, want once:\n%s", n, tm.dump())
@@ -449,12 +452,11 @@ func TestE2EAttach(t *testing.T) {
 	if !screenHas(tm.lines(), "detached from a") {
 		t.Errorf("no word about detaching:\n%s", tm.dump())
 	}
-	time.Sleep(500 * time.Millisecond)
 	if st := s.engineInspect(t, a.ID).State; st == nil || !st.Running {
 		t.Errorf("a is not running after the detach: %+v", st)
 	}
 
-	// Attaching again finds the same shell.
+	// Attaching again finds the same shell (so the detach did not end it a moment later).
 	tm = s.openTerminal(t, alice, "alice", 100, 30, "attach", "a")
 	tm.send("echo again-$kept''\r")
 	tm.waitOutput("again-yes")
