@@ -477,3 +477,64 @@ func TestCheckHonoursCancelledContext(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestGitLabSlow: GitLab answering only after 30 s holds no login up for it. Within their
+// TTL, keys and roles come from the cache without asking; past it, a known user's keys come
+// from the stale cache once the request times out (roles from the TA list only), and a user
+// never seen is refused with "gitlab unreachable". Each Check runs under a deadline far
+// shorter than GitLab's delay, so waiting for GitLab would fail it.
+func TestGitLabSlow(t *testing.T) {
+	e := newEnv(t)
+	c, err := gitlab.New(e.srv.URL(), "tok", gitlab.WithoutRetries(), gitlab.WithTimeout(500*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.client = c
+	ak, al := newKey(t)
+	dk, dl := newKey(t)
+	ck, cl := newKey(t)
+	e.srv.AddUser(gitlabtest.User{Username: "alice", Keys: []gitlabtest.Key{{Key: al}}})
+	dev := e.srv.AddUser(gitlabtest.User{Username: "dev", Keys: []gitlabtest.Key{{Key: dl}}})
+	e.srv.AddUser(gitlabtest.User{Username: "carol", Keys: []gitlabtest.Key{{Key: cl}}})
+	e.srv.SetMember("dept/tas", dev, gitlab.Developer)
+	roles := NewRoleResolver(RoleConfig{GitLabGroup: "dept/tas", TTL: time.Minute, Now: e.clock.Now, Logger: e.logs.Logger()}, e.client)
+	a := e.auth(t, Options{Sources: []KeySource{e.source(GitLabOptions{TTL: time.Minute, StaleFor: time.Hour})}, Roles: roles})
+	check := func(user string, k ssh.PublicKey) (backend.Identity, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return a.Check(ctx, user, k, remote)
+	}
+	if id, err := check("alice", ak); err != nil || id.Role != backend.RoleStudent {
+		t.Fatalf("alice before: %+v %v", id, err)
+	}
+	if id, err := check("dev", dk); err != nil || id.Role != backend.RoleTA {
+		t.Fatalf("dev before: %+v %v", id, err)
+	}
+
+	e.srv.SetDelay(30 * time.Second)
+	before := e.srv.Requests()
+	e.clock.Advance(30 * time.Second)
+	if id, err := check("alice", ak); err != nil || id.Role != backend.RoleStudent {
+		t.Errorf("alice within the TTL: %+v %v", id, err)
+	}
+	if id, err := check("dev", dk); err != nil || id.Role != backend.RoleTA {
+		t.Errorf("dev within the TTL: %+v %v", id, err)
+	}
+	if n := e.srv.Requests() - before; n != 0 {
+		t.Errorf("%d requests to a slow GitLab within the TTL", n)
+	}
+
+	e.clock.Advance(time.Minute)
+	if id, err := check("alice", ak); err != nil || id.KeySource != "gitlab" {
+		t.Errorf("alice past the TTL: %+v %v", id, err)
+	}
+	if n := e.logs.Count("gitlab unreachable, using cached answer"); n == 0 {
+		t.Errorf("stale use not logged:\n%s", e.logs)
+	}
+	if id, err := check("dev", dk); err != nil || id.Role != backend.RoleStudent {
+		t.Errorf("dev past the TTL: %+v %v, want a student (the TA list only)", id, err)
+	}
+	if _, err := check("carol", ck); reason(t, err) != "gitlab unreachable" {
+		t.Errorf("a user never seen while GitLab is slow: %v", err)
+	}
+}

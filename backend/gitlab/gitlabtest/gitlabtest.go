@@ -58,6 +58,7 @@ type Server struct {
 	keyID    int64
 	repoID   int64
 	down     bool
+	delay    time.Duration
 	requests int
 }
 
@@ -241,6 +242,14 @@ func (s *Server) SetDown(down bool) {
 	s.down = down
 }
 
+// SetDelay makes every answer wait d (0: none), or until the client gives up, as a GitLab
+// under load does.
+func (s *Server) SetDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delay = d
+}
+
 // Requests is the number of HTTP requests received so far, answered or not.
 func (s *Server) Requests() int {
 	s.mu.Lock()
@@ -312,8 +321,15 @@ func (s *Server) groupByPath(path string, create bool) *group {
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.requests++
-	down := s.down
+	down, delay := s.down, s.delay
 	s.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	if down {
 		hangUp(w)
 		return
