@@ -80,6 +80,11 @@ type Config struct {
 	// containers (shared.go).
 	Datasets []Dataset
 	Groups   []GroupWorkspace
+	// Waiting is the GPU waiting list (waiting.go).
+	Waiting WaitPolicy
+	// IdleStudent and IdleTA are the idle culling per role (cull.go).
+	IdleStudent IdlePolicy
+	IdleTA      IdlePolicy
 }
 
 // DefaultCapabilities is a small allow-list that still lets root install packages (apt, apk)
@@ -109,6 +114,9 @@ func DefaultConfig() Config {
 		GPUPolicy:     GPUExclusive,
 		Student:       Quota{MaxContainers: 5, MaxRunning: 3, MaxCPUs: 2, MaxMemory: 4 * gib, MaxGPUs: 1},
 		TA:            Quota{MaxContainers: 20, MaxRunning: 10, MaxCPUs: 8, MaxMemory: 16 * gib, MaxGPUs: 4},
+		Waiting:       DefaultWaitPolicy(),
+		IdleStudent:   DefaultIdlePolicy(),
+		IdleTA:        IdlePolicy{CPUBelow: 5, GPUBelow: 5, WarnBefore: 30 * time.Minute},
 	}
 }
 
@@ -197,6 +205,15 @@ func (c Config) Validate() error {
 			return bad("DefaultMemory", "must fit %s.MaxMemory (%s > %s)", q.field,
 				formatBytes(c.DefaultMemory), formatBytes(q.q.MaxMemory))
 		}
+	}
+	if err := c.Waiting.validate(); err != nil {
+		return fmt.Errorf("docker config: %w", err)
+	}
+	if err := c.IdleStudent.validate("IdleStudent"); err != nil {
+		return fmt.Errorf("docker config: %w", err)
+	}
+	if err := c.IdleTA.validate("IdleTA"); err != nil {
+		return fmt.Errorf("docker config: %w", err)
 	}
 	if !(c.DefaultCPUs > 0) {
 		return bad("DefaultCPUs", "must be positive (got %g)", c.DefaultCPUs)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -162,34 +163,49 @@ func (s *Service) List(ctx context.Context, id backend.Identity, opts ListOption
 
 // Run creates and starts a container for the identity.
 func (s *Service) Run(ctx context.Context, id backend.Identity, spec RunSpec) (Container, error) {
-	c, err := s.run(ctx, id, &spec, "")
+	var c Container
+	err := s.gpuRunAllowed(spec.GPUs)
+	if err == nil {
+		c, err = s.run(ctx, id, &spec, "")
+	}
 	s.record(id, "run", id.User+"/"+shown(spec.Name), err)
 	return c, err
 }
 
-// run creates and starts spec for id; preset is the course preset it comes from ("": none).
-func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec, preset string) (Container, error) {
+// runPlan is what checkRun made of a RunSpec.
+type runPlan struct {
+	image      string
+	cpus       float64
+	mem        int64
+	gpuCount   int
+	gpuIndices []int
+	nGPUs      int
+	inv        []GPUInfo
+}
+
+// checkRun checks everything the user typed in spec before anything is created.
+func (s *Service) checkRun(id backend.Identity, spec *RunSpec) (runPlan, error) {
 	if err := checkIdentity(id); err != nil {
-		return Container{}, err
+		return runPlan{}, err
 	}
 	if err := s.admit(); err != nil {
-		return Container{}, err
+		return runPlan{}, err
 	}
 	// Everything the user typed is checked before anything is created.
 	if spec.Name != "" {
 		if err := ValidateName(spec.Name); err != nil {
-			return Container{}, err
+			return runPlan{}, err
 		}
 	}
 	image, err := ParseImage(spec.Image)
 	if err != nil {
-		return Container{}, err
+		return runPlan{}, err
 	}
 	if err := ValidateEnv(spec.Env); err != nil {
-		return Container{}, err
+		return runPlan{}, err
 	}
 	if err := validateCmd(spec.Cmd); err != nil {
-		return Container{}, err
+		return runPlan{}, err
 	}
 	q := s.cfg.quota(id.Role)
 	cpus, mem := spec.CPUs, spec.Memory
@@ -201,19 +217,19 @@ func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec, p
 	}
 	switch {
 	case cpus < 0.01 || math.IsNaN(cpus) || math.IsInf(cpus, 0):
-		return Container{}, errorf(ErrInvalid, "invalid CPU limit %g: use a positive number such as 0.5 or 2", spec.CPUs)
+		return runPlan{}, errorf(ErrInvalid, "invalid CPU limit %g: use a positive number such as 0.5 or 2", spec.CPUs)
 	case mem < minMemory:
-		return Container{}, errorf(ErrInvalid, "invalid memory limit %d bytes: at least %s", spec.Memory, formatBytes(minMemory))
+		return runPlan{}, errorf(ErrInvalid, "invalid memory limit %d bytes: at least %s", spec.Memory, formatBytes(minMemory))
 	case cpus > q.MaxCPUs:
-		return Container{}, errorf(ErrQuota, "quota: at most %g CPUs per container for %s (asked %g)", q.MaxCPUs, roleWord(id.Role), cpus)
+		return runPlan{}, errorf(ErrQuota, "quota: at most %g CPUs per container for %s (asked %g)", q.MaxCPUs, roleWord(id.Role), cpus)
 	case mem > q.MaxMemory:
-		return Container{}, errorf(ErrQuota, "quota: at most %s memory per container for %s (asked %s)",
+		return runPlan{}, errorf(ErrQuota, "quota: at most %s memory per container for %s (asked %s)",
 			formatBytes(q.MaxMemory), roleWord(id.Role), formatBytes(mem))
 	}
 
 	gpuCount, gpuIndices, err := ParseGPUs(spec.GPUs)
 	if err != nil {
-		return Container{}, err
+		return runPlan{}, err
 	}
 	nGPUs := gpuCount + len(gpuIndices)
 	var inv []GPUInfo
@@ -221,9 +237,20 @@ func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec, p
 		inv = s.gpuInventory()
 	}
 	if err := checkGPURequest(nGPUs, inv, q, roleWord(id.Role)); err != nil {
-		return Container{}, err
+		return runPlan{}, err
 	}
 
+	return runPlan{image: image, cpus: cpus, mem: mem, gpuCount: gpuCount, gpuIndices: gpuIndices, nGPUs: nGPUs, inv: inv}, nil
+}
+
+// run creates and starts spec for id; preset is the course preset it comes from ("": none).
+func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec, preset string) (Container, error) {
+	plan, err := s.checkRun(id, spec)
+	if err != nil {
+		return Container{}, err
+	}
+	image, cpus, mem, gpuCount, gpuIndices, nGPUs, inv := plan.image, plan.cpus, plan.mem, plan.gpuCount, plan.gpuIndices, plan.nGPUs, plan.inv
+	s.noteRole(id)
 	lock := s.userLock(id.User)
 	lock.Lock()
 	defer lock.Unlock()
@@ -298,6 +325,9 @@ func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec, p
 			return Container{}, err
 		}
 		chosen, err := ChooseGPUs(inv, taken, gpuCount, gpuIndices, s.cfg.GPUPolicy)
+		if errors.Is(err, ErrConflict) {
+			return Container{}, errGPUsBusy{err}
+		}
 		if err != nil {
 			return Container{}, err
 		}

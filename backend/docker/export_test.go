@@ -30,3 +30,6 @@ func NewWithTimings(cfg Config, log *audit.Log, answer, probe time.Duration) (*S
 	s.live.probeEvery, s.live.resyncWait = probe, answer/2
 	return s, nil
 }
+
+// SetClock makes s read the time from now (the waiting list, the hold limit, the culler).
+func SetClock(s *Service, now func() time.Time) { s.now = now }

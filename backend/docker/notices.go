@@ -42,8 +42,15 @@ type Notice struct {
 	Message   string    `json:"message,omitempty"` // of a wall
 }
 
-// NoticeWall is the Action of a message sent to everyone.
-const NoticeWall = "wall"
+// Actions of notices beside "stop" and "rm".
+const (
+	NoticeWall       = "wall"        // a TA's message to everyone
+	NoticeWaitStart  = "wait-start"  // a waiting request was created and started
+	NoticeWaitFail   = "wait-fail"   // a waiting request could not be started (Reason says why) and was dropped
+	NoticeWaitCancel = "wait-cancel" // a TA cancelled a waiting request
+	NoticeIdleWarn   = "idle-warn"   // a container is idle and will be stopped (Reason says when)
+	NoticeHoldWarn   = "hold-warn"   // a container held GPUs long while others wait and will be stopped
+)
 
 // StopInfo says that the server stopped a container on purpose: who, when and why.
 type StopInfo struct {
@@ -337,4 +344,32 @@ func (s *Service) Wall(id backend.Identity, message string, also []string) (user
 			msg: fmt.Sprintf("the message could not be kept for %d of %d users (the server log says why)", len(errs), len(to))}
 	}
 	return len(to), nil
+}
+
+// ServerText words a notice of the waiting list or the idle culler in one line ("train:
+// created and started from the waiting list"); ok is false for the other actions, which
+// each door words itself (who stopped what, and why). Container names and reasons are the
+// server's own, checked when made.
+func (n Notice) ServerText() (text string, ok bool) {
+	switch n.Action {
+	case NoticeWaitStart:
+		return n.Container + ": created and started from the waiting list (its GPUs are free)", true
+	case NoticeWaitFail:
+		return n.Container + ": could not be started from the waiting list and left it: " + n.Reason, true
+	case NoticeWaitCancel:
+		by := n.By
+		if n.ByRole == string(backend.RoleTA) {
+			by += " (TA)"
+		}
+		text = by + " took " + n.Container + " off the waiting list"
+		if n.Reason != "" {
+			text += ": " + n.Reason
+		}
+		return text, true
+	case NoticeIdleWarn:
+		return n.Container + ": " + n.Reason, true
+	case NoticeHoldWarn:
+		return n.Container + " has held its GPUs long: " + n.Reason, true
+	}
+	return "", false
 }

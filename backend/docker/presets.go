@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"whalemountain/backend"
 )
@@ -27,6 +28,11 @@ type Preset struct {
 	Cmd         []string `json:"cmd,omitempty"`
 	// Roles may use it ("student", "ta"); empty: everyone.
 	Roles []string `json:"roles,omitempty"`
+	// IdleExempt keeps its containers from idle stops; IdleAfter and GPUIdleAfter, when set,
+	// replace the role's limits for them.
+	IdleExempt   bool          `json:"idle_exempt,omitempty"`
+	IdleAfter    time.Duration `json:"idle_after,omitempty"`
+	GPUIdleAfter time.Duration `json:"gpu_idle_after,omitempty"`
 }
 
 // ValidatePresets checks presets as config: names unique and valid, images, environment,
@@ -54,6 +60,9 @@ func ValidatePresets(ps []Preset) error {
 		}
 		if _, _, err := ParseGPUs(p.GPUs); err != nil {
 			return fmt.Errorf("%s.gpus: %w", where, err)
+		}
+		if p.IdleAfter < 0 || p.GPUIdleAfter < 0 {
+			return fmt.Errorf("%s: idle_after and gpu_idle_after must not be negative", where)
 		}
 		if p.CPUs < 0 || p.Memory < 0 {
 			return fmt.Errorf("%s: cpus and memory must not be negative", where)
@@ -111,7 +120,11 @@ func (s *Service) RunPreset(ctx context.Context, id backend.Identity, preset, na
 	p := s.presets[i]
 	spec := RunSpec{Name: name, Image: p.Image, Cmd: slices.Clone(p.Cmd), Env: slices.Clone(p.Env),
 		CPUs: p.CPUs, Memory: p.Memory, GPUs: p.GPUs}
-	c, err := s.run(ctx, id, &spec, p.Name)
+	var c Container
+	err := s.gpuRunAllowed(spec.GPUs)
+	if err == nil {
+		c, err = s.run(ctx, id, &spec, p.Name)
+	}
 	s.recordNote(id, "run", id.User+"/"+shown(spec.Name), err, "preset "+p.Name)
 	return c, err
 }

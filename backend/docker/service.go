@@ -40,6 +40,11 @@ type Service struct {
 
 	live  live
 	usage cgroupUsage // where the engine is local, usage comes from the cgroup files
+
+	waiting   waitList                                 // the GPU waiting list (waiting.go)
+	fairShare func(since time.Time) map[string]float64 // GPU-hours held per user since a time
+	idle      culler                                   // idle culling (cull.go)
+	now       func() time.Time
 }
 
 // New builds a Service for cfg, recording mutating actions in log (which may be nil). It
@@ -61,6 +66,11 @@ func newService(cfg Config, api engine, log *audit.Log) *Service {
 	s := &Service{cfg: cfg, api: api, audit: log, locks: map[string]*sync.Mutex{}, usage: cgroupUsage{root: "/sys/fs/cgroup"}}
 	s.live.init()
 	s.notices = newNoticeStore()
+	s.now = time.Now
+	s.waiting.warned = map[string]time.Time{}
+	s.idle.keeps = map[string]Keep{}
+	s.idle.state = map[string]*idleState{}
+	s.idle.roles = map[string]backend.Role{}
 	return s
 }
 

@@ -15,6 +15,7 @@ import (
 	"whalemountain/backend"
 	"whalemountain/backend/docker"
 	"whalemountain/backend/gpu"
+	"whalemountain/backend/gpuhours"
 )
 
 // GPUSource gives the latest GPU sample as id may see it; *gpu.Sampler is one. The
@@ -33,11 +34,17 @@ type SessionCounter interface {
 	OpenSessions() int
 }
 
+// GPUHoursSource gives every user's GPU-hours since the first record; *gpuhours.Meter is one.
+type GPUHoursSource interface {
+	Totals() map[string]gpuhours.Usage
+}
+
 // Sources are what the collector reads. A nil source exports nothing for its part.
 type Sources struct {
 	GPUs       GPUSource
 	Containers ContainerSource
 	Sessions   SessionCounter
+	GPUHours   GPUHoursSource
 }
 
 // reader is the identity the collector reads every user's containers and GPU processes with.
@@ -52,6 +59,8 @@ var (
 	descOwnerUtil   = prometheus.NewDesc("whalemountain_owner_gpu_utilization_ratio", "Mean utilisation, 0 to 1, of the GPUs the owner has processes on.", []string{"owner"}, nil)
 	descContainers  = prometheus.NewDesc("whalemountain_containers", "Managed containers by owner and state.", []string{"owner", "state"}, nil)
 	descSessions    = prometheus.NewDesc("whalemountain_ssh_sessions_open", "SSH sessions open now.", nil, nil)
+	descHoursHeld   = prometheus.NewDesc("whalemountain_gpu_hours_held_total", "GPU-hours a user's running containers held (allocated), since the ledger began.", []string{"user"}, nil)
+	descHoursUsed   = prometheus.NewDesc("whalemountain_gpu_hours_used_total", "GPU-hours a user's containers held, weighted by the GPUs' utilisation, since the ledger began.", []string{"user"}, nil)
 )
 
 // Collector is a prometheus.Collector over Sources, read at every scrape.
@@ -62,7 +71,7 @@ func NewCollector(src Sources) *Collector { return &Collector{src: src} }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descGPUUtil, descGPUMemUsed, descGPUMemTotal, descOwnerMem, descOwnerUtil, descContainers, descSessions} {
+	for _, d := range []*prometheus.Desc{descGPUUtil, descGPUMemUsed, descGPUMemTotal, descOwnerMem, descOwnerUtil, descContainers, descSessions, descHoursHeld, descHoursUsed} {
 		ch <- d
 	}
 }
@@ -85,6 +94,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.Sessions != nil {
 		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(c.src.Sessions.OpenSessions()))
+	}
+	if c.src.GPUHours != nil {
+		for u, v := range c.src.GPUHours.Totals() {
+			ch <- prometheus.MustNewConstMetric(descHoursHeld, prometheus.CounterValue, v.Held, u)
+			ch <- prometheus.MustNewConstMetric(descHoursUsed, prometheus.CounterValue, v.Used, u)
+		}
 	}
 }
 

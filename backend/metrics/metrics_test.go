@@ -15,6 +15,7 @@ import (
 	"whalemountain/backend"
 	"whalemountain/backend/docker"
 	"whalemountain/backend/gpu"
+	"whalemountain/backend/gpuhours"
 )
 
 type fakeGPUs struct{ st gpu.State }
@@ -217,4 +218,24 @@ func get(t *testing.T, url string) string {
 		t.Fatalf("GET %s: %s\n%s", url, resp.Status, b)
 	}
 	return string(b)
+}
+
+type fakeHours map[string]gpuhours.Usage
+
+func (f fakeHours) Totals() map[string]gpuhours.Usage { return f }
+
+func TestGPUHoursCounters(t *testing.T) {
+	reg := NewRegistry(Sources{GPUHours: fakeHours{"alice": {Held: 2.5, Used: 1}, "bob": {Held: 0.25}}})
+	want := `# HELP whalemountain_gpu_hours_held_total GPU-hours a user's running containers held (allocated), since the ledger began.
+# TYPE whalemountain_gpu_hours_held_total counter
+whalemountain_gpu_hours_held_total{user="alice"} 2.5
+whalemountain_gpu_hours_held_total{user="bob"} 0.25
+# HELP whalemountain_gpu_hours_used_total GPU-hours a user's containers held, weighted by the GPUs' utilisation, since the ledger began.
+# TYPE whalemountain_gpu_hours_used_total counter
+whalemountain_gpu_hours_used_total{user="alice"} 1
+whalemountain_gpu_hours_used_total{user="bob"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "whalemountain_gpu_hours_held_total", "whalemountain_gpu_hours_used_total"); err != nil {
+		t.Fatal(err)
+	}
 }

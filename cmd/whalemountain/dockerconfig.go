@@ -32,6 +32,36 @@ type DockerConfig struct {
 		Student QuotaConfig `yaml:"student"`
 		TA      QuotaConfig `yaml:"ta"`
 	} `yaml:"quotas"`
+	Waiting WaitingConfig `yaml:"waiting"`
+	Idle    struct {
+		Student IdleConfig `yaml:"student"`
+		TA      IdleConfig `yaml:"ta"`
+	} `yaml:"idle"`
+}
+
+// WaitingConfig is the GPU waiting list (run --gpus N --wait).
+type WaitingConfig struct {
+	Window      time.Duration `yaml:"window"`
+	MaxPerUser  int           `yaml:"max_per_user"`
+	MaxHold     time.Duration `yaml:"max_hold"`
+	HoldWarning time.Duration `yaml:"hold_warning"`
+}
+
+// IdleConfig is one role's idle culling.
+type IdleConfig struct {
+	After      time.Duration `yaml:"after"`
+	GPUAfter   time.Duration `yaml:"gpu_after"`
+	CPUBelow   float64       `yaml:"cpu_below"`
+	GPUBelow   float64       `yaml:"gpu_below"`
+	WarnBefore time.Duration `yaml:"warn_before"`
+}
+
+func idleConfig(p docker.IdlePolicy) IdleConfig {
+	return IdleConfig{After: p.After, GPUAfter: p.GPUAfter, CPUBelow: p.CPUBelow, GPUBelow: p.GPUBelow, WarnBefore: p.WarnBefore}
+}
+
+func (c IdleConfig) policy() docker.IdlePolicy {
+	return docker.IdlePolicy{After: c.After, GPUAfter: c.GPUAfter, CPUBelow: c.CPUBelow, GPUBelow: c.GPUBelow, WarnBefore: c.WarnBefore}
 }
 
 // QuotaConfig bounds what one user of a role may have.
@@ -80,6 +110,9 @@ func defaultDockerConfig() DockerConfig {
 	}
 	c.Quotas.Student = quotaConfig(d.Student)
 	c.Quotas.TA = quotaConfig(d.TA)
+	c.Waiting = WaitingConfig{Window: d.Waiting.Window, MaxPerUser: d.Waiting.MaxPerUser, MaxHold: d.Waiting.MaxHold, HoldWarning: d.Waiting.HoldWarning}
+	c.Idle.Student = idleConfig(d.IdleStudent)
+	c.Idle.TA = idleConfig(d.IdleTA)
 	return c
 }
 
@@ -109,6 +142,9 @@ func (c DockerConfig) backend() (docker.Config, error) {
 	d.GPUPolicy = c.GPUPolicy
 	d.Student = c.Quotas.Student.quota()
 	d.TA = c.Quotas.TA.quota()
+	d.Waiting = docker.WaitPolicy{Window: c.Waiting.Window, MaxPerUser: c.Waiting.MaxPerUser, MaxHold: c.Waiting.MaxHold, HoldWarning: c.Waiting.HoldWarning}
+	d.IdleStudent = c.Idle.Student.policy()
+	d.IdleTA = c.Idle.TA.policy()
 	if err := d.Validate(); err != nil {
 		return d, fmt.Errorf("config: %w", err)
 	}

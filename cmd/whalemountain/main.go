@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
 	"whalemountain/backend/audit"
 	"whalemountain/backend/metrics"
 	"whalemountain/hostkeys"
@@ -121,7 +123,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 			return 1
 		}
 	}
-	if err := serve(ctx, cfg, logger); err != nil {
+	if err := serve(ctx, cfg, logger, nvml.New()); err != nil {
 		logger.Error("server stopped", "err", err)
 		fmt.Fprintln(stderr, "whalemountain:", err)
 		return 1
@@ -131,7 +133,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 
 // serve runs the server until ctx ends. Everything that can be wrong with the configuration
 // or the data directory fails here, before the port opens.
-func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
+// lib is NVML: nvml.New() in production, go-nvml's mock in tests.
+func serve(ctx context.Context, cfg Config, logger *slog.Logger, lib nvml.Interface) error {
 	if cfg.ServerName == "" {
 		cfg.ServerName, _ = os.Hostname()
 	}
@@ -186,7 +189,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	for _, k := range signers {
 		sc.HostSigners = append(sc.HostSigners, k.Signer)
 	}
-	deps, closeDeps, err := newBackends(ctx, cfg, auditLog, logger)
+	deps, closeDeps, err := newBackends(ctx, cfg, auditLog, logger, lib)
 	if err != nil {
 		return err
 	}
@@ -194,6 +197,10 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	srv, err := sshd.New(sc, auth, auditLog, deps, logger)
 	if err != nil {
 		return err
+	}
+	if deps.Docker != nil {
+		// Idle culling counts a shell, exec, attach, forward or sftp session as use.
+		deps.Docker.SetSessionUse(srv.ContainerInUse)
 	}
 	l, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -209,6 +216,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 		if deps.Docker != nil {
 			src.Containers = deps.Docker
+		}
+		if deps.GPUHours != nil {
+			src.GPUHours = deps.GPUHours
 		}
 		ml, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {

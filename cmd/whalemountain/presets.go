@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"time"
 
 	"whalemountain/backend/docker"
 )
@@ -18,16 +19,22 @@ import (
 //	    env: [COURSE=ml]
 //	    command: [jupyter, lab]
 //	    roles: [student, ta]
+//	    idle_exempt: false      # true: never stopped for idleness
+//	    idle_after: 0s          # replaces docker.idle.<role>.after for its containers
+//	    gpu_idle_after: 0s      # replaces docker.idle.<role>.gpu_after
 type PresetConfig struct {
-	Name        string   `yaml:"name"`
-	Description string   `yaml:"description"`
-	Image       string   `yaml:"image"`
-	CPUs        float64  `yaml:"cpus"`
-	Memory      ByteSize `yaml:"memory"`
-	GPUs        string   `yaml:"gpus"`
-	Env         []string `yaml:"env"`
-	Command     []string `yaml:"command"`
-	Roles       []string `yaml:"roles"`
+	Name         string        `yaml:"name"`
+	Description  string        `yaml:"description"`
+	Image        string        `yaml:"image"`
+	CPUs         float64       `yaml:"cpus"`
+	Memory       ByteSize      `yaml:"memory"`
+	GPUs         string        `yaml:"gpus"`
+	Env          []string      `yaml:"env"`
+	Command      []string      `yaml:"command"`
+	Roles        []string      `yaml:"roles"`
+	IdleExempt   bool          `yaml:"idle_exempt"`
+	IdleAfter    time.Duration `yaml:"idle_after"`
+	GPUIdleAfter time.Duration `yaml:"gpu_idle_after"`
 }
 
 // presets are the config's presets in the backend's terms.
@@ -35,7 +42,8 @@ func (c Config) presets() []docker.Preset {
 	out := make([]docker.Preset, 0, len(c.Presets))
 	for _, p := range c.Presets {
 		out = append(out, docker.Preset{Name: p.Name, Description: p.Description, Image: p.Image,
-			CPUs: p.CPUs, Memory: int64(p.Memory), GPUs: p.GPUs, Env: p.Env, Cmd: p.Command, Roles: p.Roles})
+			CPUs: p.CPUs, Memory: int64(p.Memory), GPUs: p.GPUs, Env: p.Env, Cmd: p.Command, Roles: p.Roles,
+			IdleExempt: p.IdleExempt, IdleAfter: p.IdleAfter, GPUIdleAfter: p.GPUIdleAfter})
 	}
 	return out
 }

@@ -14,6 +14,7 @@ import (
 	"whalemountain/backend/audit"
 	"whalemountain/backend/docker"
 	"whalemountain/backend/gpu"
+	"whalemountain/backend/gpuhours"
 	"whalemountain/backend/recording"
 	"whalemountain/tui/cli"
 	"whalemountain/tui/files"
@@ -92,7 +93,8 @@ func accessLevelName(level int) string {
 
 // newBackends starts what the configuration turns on. A backend that is on but unreachable
 // (Docker stopped) is not fatal: its tab and commands say so and it recovers by itself.
-func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *slog.Logger) (cli.Deps, func(), error) {
+// lib is NVML (production: nvml.New(); tests: go-nvml's mock).
+func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *slog.Logger, lib nvml.Interface) (cli.Deps, func(), error) {
 	var deps cli.Deps
 	if auditLog != nil {
 		deps.Audit = auditLog
@@ -117,6 +119,16 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 			svc.Close()
 			return deps, closeAll, fmt.Errorf("docker: %w", err)
 		}
+		// The GPU waiting list and the TAs' keeps outlive a restart too.
+		if err := svc.SetStateDir(filepath.Join(cfg.DataDir, "state")); err != nil {
+			svc.Close()
+			return deps, closeAll, fmt.Errorf("docker: %w", err)
+		}
+		tas := map[string]backend.Role{}
+		for _, u := range cfg.TAs {
+			tas[u] = backend.RoleTA
+		}
+		svc.SetRoles(tas)
 		if err := svc.SetPresets(cfg.presets()); err != nil {
 			svc.Close()
 			return deps, closeAll, fmt.Errorf("config: %w", err)
@@ -218,7 +230,7 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 			return "", "", false
 		})
 	}
-	sampler := gpu.New(nvml.New(), gpuOwners, gpu.Options{Logger: logger})
+	sampler := gpu.New(lib, gpuOwners, gpu.Options{Logger: logger})
 	sampler.Start(ctx)
 	closers = append(closers, sampler.Close)
 	deps.GPUs = sampler
@@ -244,6 +256,12 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 			return out
 		}))
 	}
+	if deps.Docker != nil {
+		if err := startFairGPUs(ctx, cfg, deps.Docker, sampler, &deps, &closers, logger); err != nil {
+			closeAll()
+			return deps, func() {}, err
+		}
+	}
 	return deps, closeAll, nil
 }
 
@@ -263,6 +281,57 @@ func sweepRecordings(ctx context.Context, store *recording.Store, logger *slog.L
 		case <-t.C:
 		}
 	}
+}
+
+// startFairGPUs starts the GPU-hours meter (from the allocations on the live snapshot and the
+// sampler's utilisation), gives its window to the waiting list's fair share, and runs the
+// waiting list's dispatcher, the hold limit and the idle culler.
+func startFairGPUs(ctx context.Context, cfg Config, svc *docker.Service, sampler *gpu.Sampler, deps *cli.Deps, closers *[]func(), logger *slog.Logger) error {
+	server := backend.Identity{User: "whalemountain", Role: backend.RoleTA}
+	ledger, err := gpuhours.Open(filepath.Join(cfg.DataDir, "gpu-hours"))
+	if err != nil {
+		return err
+	}
+	meter := gpuhours.NewMeter(ledger, gpuhours.Readings{
+		Holdings: func() []gpuhours.Holding {
+			cs, _ := svc.Snapshot(server, docker.ListOptions{AllUsers: true})
+			var out []gpuhours.Holding
+			for _, c := range cs {
+				if c.State != "running" || c.Labels[docker.LabelGPUs] == "" {
+					continue
+				}
+				out = append(out, gpuhours.Holding{User: c.Owner, UUIDs: strings.Split(c.Labels[docker.LabelGPUs], ",")})
+			}
+			return out
+		},
+		Utilisation: func() map[string]float64 {
+			out := map[string]float64{}
+			for _, g := range sampler.Snapshot(server).GPUs {
+				if g.UUID != "" && g.Util != nil && *g.Util >= 0 {
+					out[g.UUID] = float64(*g.Util) / 100
+				}
+			}
+			return out
+		},
+	}, gpuhours.MeterOptions{Logger: logger})
+	meter.Start(ctx)
+	*closers = append(*closers, meter.Stop)
+	deps.GPUHours = meter
+	svc.SetFairShare(func(since time.Time) map[string]float64 {
+		out := map[string]float64{}
+		for u, v := range meter.Since(since) {
+			out[u] = v.Held
+		}
+		return out
+	})
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		svc.Schedule(sctx, 5*time.Second)
+	}()
+	*closers = append(*closers, func() { cancel(); <-done })
+	return nil
 }
 
 func firstNonEmpty(s ...string) string {

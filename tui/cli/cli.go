@@ -78,6 +78,8 @@ type Deps struct {
 	Shares Shares
 	// Recordings are the recorded shells; nil when none are kept.
 	Recordings Recordings
+	// GPUHours is the GPU-hours ledger; nil when containers are off.
+	GPUHours GPUHours
 }
 
 // usageError marks an error as bad usage (exit status 2).
@@ -155,6 +157,7 @@ func newRoot(env Env) *cobra.Command {
 	root.AddCommand(presetsCmd(env))
 	root.AddCommand(datasetsCmd(env), groupsCmd(env))
 	root.AddCommand(shareCmds(env)...)
+	root.AddCommand(fairCmds(env)...)
 	// Ours replaces cobra's default help command, which Execute would otherwise add beside
 	// it; added now (it needs the others in place), so help is listed and found before
 	// anything runs.

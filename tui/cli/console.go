@@ -277,6 +277,9 @@ func noticesCmd(env Env) *cobra.Command {
 
 // noticeText is one notice in words: "tina (TA) stopped your container box: exam".
 func noticeText(n docker.Notice, _ time.Time) string {
+	if text, ok := n.ServerText(); ok {
+		return termsafe.Line(text)
+	}
 	by := termsafe.Line(n.By)
 	if n.ByRole == string(backend.RoleTA) {
 		by += " (TA)"

@@ -160,12 +160,15 @@ func runCmd(env Env) *cobra.Command {
 		name, memory, gpus, preset string
 		cpus                       float64
 		envs                       []string
+		wait, detach               bool
 	)
 	c := &cobra.Command{
-		Use:   "run [--name N] [--cpus X] [--memory M] [--gpus N|0,2] [-e K=V]... IMAGE [CMD...] | run --preset P [--name N]",
+		Use:   "run [--name N] [--cpus X] [--memory M] [--gpus N|0,2 [--wait [-d]]] [-e K=V]... IMAGE [CMD...] | run --preset P [--name N] [--wait [-d]]",
 		Short: "Create and start a container",
 		Long: "Create and start a container from an image on this server. Your persistent home is\n" +
-			"mounted in it; without CMD it runs the image's command, or stays up for `shell`.",
+			"mounted in it; without CMD it runs the image's command, or stays up for `shell`.\n" +
+			"With --wait, a request for GPUs that are all taken joins the waiting list and starts\n" +
+			"when they free; run stays and shows its place until then (-d: returns at once).",
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) == 0 && preset == "" {
 				return badUsage(env, c, "run needs an IMAGE or --preset")
@@ -173,6 +176,15 @@ func runCmd(env Env) *cobra.Command {
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
+			if detach && !wait {
+				return badUsage(env, c, "-d goes with --wait")
+			}
+			if wait && preset != "" {
+				if len(args) > 0 || c.Flags().Changed("cpus") || c.Flags().Changed("memory") || c.Flags().Changed("env") || c.Flags().Changed("gpus") {
+					return usagef("run --preset takes only --name: the preset says the image, limits and command")
+				}
+				return runWait(env, docker.RunSpec{Name: name}, preset, detach)
+			}
 			if preset != "" {
 				changed := false
 				for _, f := range []string{"cpus", "memory", "gpus", "env"} {
@@ -191,15 +203,14 @@ func runCmd(env Env) *cobra.Command {
 			if cpus < 0 {
 				return usagef("--cpus must be positive")
 			}
+			if wait {
+				return runWait(env, spec, "", detach)
+			}
 			ct, err := env.Deps.Containers.Run(env.Ctx, env.Identity, spec)
 			if err != nil {
 				return failure(err)
 			}
-			if ct.GPUs != "" {
-				fmt.Fprintf(env.Stdout, "%s: created and started (GPU %s)\n", termsafe.Line(ct.Name), termsafe.Line(ct.GPUs))
-				return nil
-			}
-			fmt.Fprintf(env.Stdout, "%s: created and started\n", termsafe.Line(ct.Name))
+			printStarted(env, ct)
 			return nil
 		},
 	}
@@ -210,6 +221,8 @@ func runCmd(env Env) *cobra.Command {
 	c.Flags().StringVar(&gpus, "gpus", "", "GPUs: a count (1) or GPU indices (0,2)")
 	c.Flags().StringArrayVarP(&envs, "env", "e", nil, "environment variable K=V (repeatable)")
 	c.Flags().StringVar(&preset, "preset", "", "a course preset (see presets): its image, limits and command")
+	c.Flags().BoolVar(&wait, "wait", false, "when the GPUs are taken, wait in line for them")
+	c.Flags().BoolVarP(&detach, "detach", "d", false, "with --wait: return once in line")
 	return c
 }
 

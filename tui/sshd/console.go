@@ -150,3 +150,70 @@ func dashboardRole(r backend.Role) string {
 	}
 	return string(r)
 }
+
+// ContainerInUse reports whether an open session uses owner's container name: a shell, exec
+// or attach in it (from the command line or the dashboard), a forward to it, or an sftp or
+// Docker API session of its owner (those reach any of the owner's containers). The idle
+// culler asks.
+func (s *Server) ContainerInUse(owner, name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for se := range s.sessions {
+		se.mu.Lock()
+		what := se.what
+		se.mu.Unlock()
+		var args []string
+		if se.sess != nil {
+			args = se.sess.Command()
+		}
+		if sessionUses(se.id, what, args, owner, name) {
+			return true
+		}
+	}
+	for f := range s.forwards {
+		dest := f.target
+		if i := strings.LastIndexByte(dest, ':'); i >= 0 {
+			dest = dest[:i]
+		}
+		if o, n := refOf(f.id, dest); o == owner && n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// sessionUses reports whether a session of id, doing what with the command args, uses
+// owner's container name.
+func sessionUses(id backend.Identity, what string, args []string, owner, name string) bool {
+	switch {
+	case what == "sftp" || what == "docker API":
+		return id.User == owner
+	case strings.HasPrefix(what, "shell in "):
+		if o, n := refOf(id, strings.TrimPrefix(what, "shell in ")); o == owner && n == name {
+			return true
+		}
+	}
+	if len(args) < 2 || args[0] != "shell" && args[0] != "exec" && args[0] != "attach" {
+		return false
+	}
+	for _, a := range args[1:] {
+		if a == "--" {
+			return false
+		}
+		if strings.HasPrefix(a, "-") {
+			continue
+		}
+		o, n := refOf(id, a)
+		return o == owner && n == name
+	}
+	return false
+}
+
+// refOf is the owner and name a reference typed by id names: "box" is id's own, a TA's
+// "alice/box" alice's.
+func refOf(id backend.Identity, ref string) (owner, name string) {
+	if o, n, ok := strings.Cut(ref, "/"); ok {
+		return o, n
+	}
+	return id.User, ref
+}

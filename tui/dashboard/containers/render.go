@@ -510,6 +510,10 @@ func roleName(role string) string {
 func noticeLine(ns []docker.Notice, now time.Time) string {
 	parts := make([]string, 0, len(ns))
 	for _, n := range ns {
+		if text, ok := n.ServerText(); ok {
+			parts = append(parts, termsafe.Line(text))
+			continue
+		}
 		verb := "stopped"
 		if n.Action == "rm" {
 			verb = "removed"
