@@ -245,6 +245,37 @@ func latestMessage(events []*corev1.Event, reason string) string {
 	return oneLine(strings.TrimSpace(best.Message), maxReason)
 }
 
+// Event is a warning about a pod, in the words users read.
+type Event struct {
+	Reason  string    `json:"reason"`  // FailedScheduling, BackOff, Failed, ...
+	Message string    `json:"message"` // one line
+	Count   int32     `json:"count"`   // how often it happened
+	Last    time.Time `json:"last"`
+}
+
+// maxEvents is how many events Details keeps: the newest.
+const maxEvents = 5
+
+// eventsOf are the warnings about pod (not an earlier pod of the same name), newest first.
+func eventsOf(pod *corev1.Pod, events []*corev1.Event) []Event {
+	var out []Event
+	for _, e := range events {
+		if e.InvolvedObject.UID != "" && e.InvolvedObject.UID != pod.UID {
+			continue
+		}
+		n := e.Count
+		if e.Series != nil && e.Series.Count > n {
+			n = e.Series.Count
+		}
+		out = append(out, Event{Reason: oneLine(e.Reason, 64), Message: oneLine(strings.TrimSpace(e.Message), maxReason), Count: max(n, 1), Last: eventTime(e).UTC()})
+	}
+	slices.SortStableFunc(out, func(a, b Event) int { return b.Last.Compare(a.Last) })
+	if len(out) > maxEvents {
+		out = out[:maxEvents]
+	}
+	return out
+}
+
 func eventTime(e *corev1.Event) time.Time {
 	switch {
 	case e.Series != nil && !e.Series.LastObservedTime.IsZero():

@@ -390,6 +390,7 @@ type Details struct {
 	Ports      []int32  `json:"ports,omitempty"` // container ports the pod declares
 	QoS        string   `json:"qos,omitempty"`
 	Conditions []string `json:"conditions,omitempty"` // "PodScheduled=False: ..." for those not True
+	Events     []Event  `json:"events,omitempty"`     // the newest warnings about it
 }
 
 // Inspect asks the API server about one pod the identity may see, with the reason it is
@@ -403,7 +404,7 @@ func (s *Service) Inspect(ctx context.Context, id backend.Identity, ref string) 
 	if err != nil {
 		return Details{}, err
 	}
-	d := Details{Pod: podView(f.pod, f.owner, s.cfg.GPUResource, events[f.pod.Name])}
+	d := Details{Pod: podView(f.pod, f.owner, s.cfg.GPUResource, events[f.pod.Name]), Events: eventsOf(f.pod, events[f.pod.Name])}
 	pod := f.pod
 	if len(pod.Spec.Containers) > 0 {
 		c := pod.Spec.Containers[0]

@@ -345,3 +345,26 @@ func TestKubeRBACIsMinimal(t *testing.T) {
 		}
 	}
 }
+
+func TestEventsOfAPodNewestFirst(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "lab", UID: "new"}}
+	at := func(m int) metav1.Time { return metav1.NewTime(time.Date(2026, 1, 1, 12, m, 0, 0, time.UTC)) }
+	ev := func(uid types.UID, reason, msg string, count int32, m int) *corev1.Event {
+		return &corev1.Event{InvolvedObject: corev1.ObjectReference{UID: uid}, Reason: reason, Message: msg, Count: count, LastTimestamp: at(m)}
+	}
+	var events []*corev1.Event
+	for i := range 7 {
+		events = append(events, ev("new", "BackOff", fmt.Sprintf("back-off %d", i), 0, i))
+	}
+	events = append(events,
+		ev("old", "Failed", "about the pod of the same name before", 1, 30),
+		ev("new", "FailedScheduling", "0/2 nodes are available:\n 2 Insufficient nvidia.com/gpu.", 4, 20))
+	got := eventsOf(pod, events)
+	if len(got) != maxEvents {
+		t.Fatalf("%d events, want the newest %d: %+v", len(got), maxEvents, got)
+	}
+	if got[0].Reason != "FailedScheduling" || got[0].Count != 4 || strings.Contains(got[0].Message, "\n") ||
+		got[1].Message != "back-off 6" || got[1].Count != 1 || got[4].Message != "back-off 3" {
+		t.Errorf("events: %+v", got)
+	}
+}

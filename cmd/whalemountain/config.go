@@ -33,6 +33,8 @@ type Config struct {
 	Limits     Limits       `yaml:"limits"`
 	Docker     DockerConfig `yaml:"docker"`
 	Images     ImagesConfig `yaml:"images"`
+	// Kubernetes lends pods on a cluster (kubeconfig.go); off unless configured.
+	Kubernetes KubeConfig `yaml:"kubernetes"`
 	// Presets are the course's ready-made containers (presets.go).
 	Presets []PresetConfig `yaml:"presets"`
 	// Datasets and Groups are the data that is not one user's (shared.go).
@@ -174,8 +176,9 @@ func defaultConfig() Config {
 			MaxForwards:          64,
 		},
 		Docker:     defaultDockerConfig(),
-		Images:     ImagesConfig{SIF: SIFConfig{Quota: docker.DefaultSIFQuota, MaxBuilds: docker.DefaultSIFBuilds}},
 		Recordings: RecordingsConfig{Enabled: true, Retention: 30 * 24 * time.Hour},
+		Kubernetes: defaultKubeConfig(),
+		Images:     ImagesConfig{SIF: SIFConfig{Quota: docker.DefaultSIFQuota, MaxBuilds: docker.DefaultSIFBuilds}},
 	}
 }
 
@@ -387,6 +390,11 @@ func (c *Config) validate() error {
 	}
 	if c.Docker.Enabled {
 		if _, err := c.dockerPolicy(); err != nil {
+			return err
+		}
+	}
+	if c.Kubernetes.Enabled() {
+		if _, err := c.Kubernetes.backend(); err != nil {
 			return err
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 
 	"whalemountain/backend/audit"
+	"whalemountain/backend/kube"
 	"whalemountain/backend/metrics"
 	"whalemountain/hostkeys"
 	"whalemountain/tui/sshd"
@@ -35,6 +36,7 @@ func main() {
 const usage = `Usage:
   whalemountain [serve] [--listen ADDR] [--data-dir DIR] [--config FILE] [--metrics-addr ADDR]
   whalemountain version
+  whalemountain kube-rbac   (the ClusterRole the server needs on a Kubernetes cluster, as YAML)
 
 Environment: WM_LISTEN, WM_DATA_DIR, WM_CONFIG, WM_SERVER_NAME, WM_LOG_LEVEL, WM_KEYS_DIR,
 WM_TAS, WM_GITLAB_URL, WM_GITLAB_TOKEN, WM_GITLAB_TA_GROUP, WM_DOCKER (on/off), WM_DOCKER_HOST,
@@ -53,6 +55,13 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 0
 	case "help":
 		fmt.Fprint(stdout, usage)
+		return 0
+	case "kube-rbac":
+		if len(args) > 0 {
+			fmt.Fprintf(stderr, "whalemountain kube-rbac: unexpected argument %q\n", args[0])
+			return 2
+		}
+		fmt.Fprint(stdout, kube.KubeRBAC())
 		return 0
 	default:
 		fmt.Fprintf(stderr, "whalemountain: unknown command %q\n%s", sub, usage)

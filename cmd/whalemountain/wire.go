@@ -15,6 +15,7 @@ import (
 	"whalemountain/backend/docker"
 	"whalemountain/backend/gpu"
 	"whalemountain/backend/gpuhours"
+	"whalemountain/backend/kube"
 	"whalemountain/backend/recording"
 	"whalemountain/tui/cli"
 	"whalemountain/tui/files"
@@ -204,6 +205,27 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 		deps.FilesOptions.Recordings = store
 	}
 	deps.Shares = share.New(hubOpts)
+	// Pods on a Kubernetes cluster: an unreachable cluster is not fatal (the Pods tab and the
+	// pod commands say so, and the informers recover by themselves).
+	if k := cfg.Kubernetes; k.Enabled() {
+		kc, err := k.backend()
+		if err != nil {
+			return deps, closeAll, err
+		}
+		svc, err := kube.New(kc, auditLog)
+		if err != nil {
+			return deps, closeAll, fmt.Errorf("kubernetes: %w", err)
+		}
+		if err := svc.Watch(ctx); err != nil {
+			return deps, closeAll, fmt.Errorf("kubernetes: %w", err)
+		}
+		closers = append(closers, func() { _ = svc.Close() })
+		deps.Pods = svc
+		logger.Info("pods on Kubernetes", "kubeconfig", firstNonEmpty(kc.Kubeconfig, "in-cluster"),
+			"namespaces", kc.NamespacePrefix+"<user>-<hash>", "pod_security", kc.PodSecurity)
+	} else {
+		logger.Info("pods are off (no kubernetes.kubeconfig or kubernetes.in_cluster)")
+	}
 
 	// The "My registry" view asks GitLab for the user's own registry repositories.
 	if g := cfg.GitLab; g.URL != "" {

@@ -80,6 +80,9 @@ type Deps struct {
 	Recordings Recordings
 	// GPUHours is the GPU-hours ledger; nil when containers are off.
 	GPUHours GPUHours
+	// Pods lends pods on the Kubernetes cluster (commands, the Pods tab, forwards); nil
+	// when no cluster is configured.
+	Pods Pods
 }
 
 // usageError marks an error as bad usage (exit status 2).
@@ -152,6 +155,7 @@ func newRoot(env Env) *cobra.Command {
 	root.AddCommand(sifCmd(env, env.Deps.SIFs))
 	root.AddCommand(registryCmd(env, env.Deps.Registry))
 	root.AddCommand(shellCmds(env)...)
+	root.AddCommand(podCmds(env)...)
 	root.AddCommand(gpusCmd(env, env.Deps.GPUs))
 	root.AddCommand(consoleCmds(env)...)
 	root.AddCommand(presetsCmd(env))

@@ -71,25 +71,7 @@ func shellCmd(env Env) *cobra.Command {
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			term := env.Terminal
-			if term == nil {
-				rest, _ := strings.CutPrefix(env.Prefix, "ssh ")
-				return usagef("shell needs a terminal: add -t (ssh -t %s shell %s)", rest, termsafe.Line(args[0]))
-			}
-			ex, err := env.Deps.Exec.Exec(env.Ctx, env.Identity, args[0], backend.ExecSpec{
-				Cmd: args[1:], TTY: true, Term: term.Term, Width: term.Size.Width, Height: term.Size.Height,
-			})
-			if err != nil {
-				return notRunning(err, args[0], env)
-			}
-			if h := env.Deps.Shares; h != nil {
-				ex = h.Open(env.Identity, args[0], ex, share.Terminal{Term: term.Term, Width: term.Size.Width, Height: term.Size.Height})
-			}
-			res, err := bridge.Run(env.Ctx, ex, bridge.Terminal{In: term.In, Out: term.Out, Sizes: term.Sizes})
-			if err != nil {
-				return err
-			}
-			return statusOf(res.ExitCode)
+			return terminalIn(env, env.Deps.Exec, "shell", args[0], args[0], args[1:], notRunning)
 		},
 	}
 	c.Flags().SetInterspersed(false)
@@ -107,15 +89,7 @@ func execCmd(env Env) *cobra.Command {
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			ex, err := env.Deps.Exec.Exec(env.Ctx, env.Identity, args[0], backend.ExecSpec{Cmd: args[1:]})
-			if err != nil {
-				return notRunning(err, args[0], env)
-			}
-			res, err := bridge.Run(env.Ctx, ex, bridge.Terminal{In: env.Stdin, Out: env.Stdout, ErrOut: env.Stderr})
-			if err != nil {
-				return err
-			}
-			return statusOf(res.ExitCode)
+			return pipesIn(env, env.Deps.Exec, args[0], args[1:], notRunning)
 		},
 	}
 	return c
@@ -146,6 +120,44 @@ func attachCmd(env Env) *cobra.Command {
 			return statusOf(res.ExitCode)
 		},
 	}
+}
+
+// terminalIn runs cmd (empty: the default shell) with a terminal in what ex names, on the
+// session's terminal, shareable as shareName ("box", "pod/lab"); verb is the command as
+// typed ("shell", "pod shell"). The exit status is the process's.
+func terminalIn(env Env, ex backend.Executor, verb, name, shareName string, cmd []string, refusal func(error, string, Env) error) error {
+	term := env.Terminal
+	if term == nil {
+		rest, _ := strings.CutPrefix(env.Prefix, "ssh ")
+		return usagef("%s needs a terminal: add -t (ssh -t %s %s %s)", verb, rest, verb, termsafe.Line(name))
+	}
+	e, err := ex.Exec(env.Ctx, env.Identity, name, backend.ExecSpec{
+		Cmd: cmd, TTY: true, Term: term.Term, Width: term.Size.Width, Height: term.Size.Height,
+	})
+	if err != nil {
+		return refusal(err, name, env)
+	}
+	if h := env.Deps.Shares; h != nil {
+		e = h.Open(env.Identity, shareName, e, share.Terminal{Term: term.Term, Width: term.Size.Width, Height: term.Size.Height})
+	}
+	res, err := bridge.Run(env.Ctx, e, bridge.Terminal{In: term.In, Out: term.Out, Sizes: term.Sizes})
+	if err != nil {
+		return err
+	}
+	return statusOf(res.ExitCode)
+}
+
+// pipesIn runs cmd in what ex names on the session's stdin, stdout and stderr, for scripts.
+func pipesIn(env Env, ex backend.Executor, name string, cmd []string, refusal func(error, string, Env) error) error {
+	e, err := ex.Exec(env.Ctx, env.Identity, name, backend.ExecSpec{Cmd: cmd})
+	if err != nil {
+		return refusal(err, name, env)
+	}
+	res, err := bridge.Run(env.Ctx, e, bridge.Terminal{In: env.Stdin, Out: env.Stdout, ErrOut: env.Stderr})
+	if err != nil {
+		return err
+	}
+	return statusOf(res.ExitCode)
 }
 
 func statusOf(code int) error {

@@ -184,7 +184,7 @@ func newRig(t *testing.T, id backend.Identity, withGitLab bool, pullErr error, w
 	t.Cleanup(func() { close(r.done); ctr.Close(); img.Close(); g.Close() })
 	r.m = dashboard.New(dashboard.Info{Server: "gpu1.ie.example", User: id.User, Role: string(id.Role)}, st,
 		ctr, img, g,
-		dashboard.Notice{Name: "Pods", Line: "Kubernetes pods are not available on this server yet.", Styles: st},
+		dashboard.Notice{Name: "Pods", Line: "No Kubernetes cluster is configured on this server.", Styles: st},
 		dashboard.Notice{Name: "Runner", Line: "GitLab CI runners are not available on this server yet.", Styles: st})
 	r.m.Update(tea.WindowSizeMsg{Width: w, Height: h})
 	r.exec(r.m.Init())
@@ -302,7 +302,7 @@ func screenCases() []screenCase {
 		{name: "images SIF confirm", who: student, keys: []string{"2", "v", "d"}, want: "y/N"},
 		{name: "gpus", who: ta, keys: []string{"3"}, want: "GPU 3"},
 		{name: "gpus help", who: student, keys: []string{"3", "?"}, want: "j/↓"},
-		{name: "pods", who: student, keys: []string{"4"}, want: "pods"},
+		{name: "pods", who: student, keys: []string{"4"}, want: "No Kubernetes cluster is configured"},
 		{name: "runner help", who: student, keys: []string{"5", "?"}, want: "Everywhere"},
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"whalemountain/tui/dashboard/containers"
 	"whalemountain/tui/dashboard/gpus"
 	"whalemountain/tui/dashboard/images"
+	"whalemountain/tui/dashboard/pods"
 	"whalemountain/tui/files"
 	"whalemountain/tui/input"
 	"whalemountain/tui/screen"
@@ -280,7 +281,7 @@ func (se *session) tabs(st dashboard.Styles) []dashboard.Tab {
 	src, _ := d.GPUs.(gpus.Source) // nil when GPUs are off: the tab says so
 	tabs = append(tabs,
 		gpus.New(src, se.id, st),
-		notice("Pods", "Kubernetes pods are not available on this server yet."),
+		se.podsTab(st),
 		notice("Runner", "GitLab CI runners are not available on this server yet."),
 	)
 	// The Class tab is a TA's alone: everyone's containers and sessions at a glance.
@@ -292,6 +293,14 @@ func (se *session) tabs(st dashboard.Styles) []dashboard.Tab {
 		}
 	}
 	return tabs
+}
+
+// podsTab is the Pods tab, or the line saying that no cluster is configured.
+func (se *session) podsTab(st dashboard.Styles) dashboard.Tab {
+	if se.srv.deps.Pods == nil {
+		return dashboard.Notice{Name: "Pods", Line: "No Kubernetes cluster is configured on this server.", Styles: st}
+	}
+	return pods.New(se.srv.deps.Pods, se.id, st, time.Now, se.srv.prefix)
 }
 
 // notifyShutdown tells the user, in one line, that the server is stopping.
