@@ -435,6 +435,41 @@ func TestPullAbandonedWhenEveryCallerLeaves(t *testing.T) {
 	}
 }
 
+// TestPullGoesOnWhenOneCallerLeaves: a client that goes away in the middle of a pull others
+// wait for too ends its own wait only; the pull finishes for the others.
+func TestPullGoesOnWhenOneCallerLeaves(t *testing.T) {
+	e := newPullEngine(t, readSample(t, "busybox-fresh.jsonl"))
+	is := e.service(t, docker.ImagePolicy{})
+	actx, acancel := context.WithCancel(context.Background())
+	defer acancel()
+	bctx, bcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer bcancel()
+	seen := make(chan struct{}, 16)
+	told := func(docker.PullProgress) {
+		select {
+		case seen <- struct{}{}:
+		default:
+		}
+	}
+	aerr, berr := make(chan error, 1), make(chan error, 1)
+	go func() { aerr <- is.Pull(actx, alice, "busybox", told) }()
+	<-e.started
+	<-seen
+	go func() { berr <- is.Pull(bctx, bob, "busybox", told) }()
+	<-seen // bob has joined: the state so far replayed to him
+	acancel()
+	if err := <-aerr; !errors.Is(err, context.Canceled) {
+		t.Errorf("alice's pull after she left: %v", err)
+	}
+	close(e.release)
+	if err := <-berr; err != nil {
+		t.Errorf("bob's pull after alice left: %v", err)
+	}
+	if n := e.pulls.Load(); n != 1 {
+		t.Errorf("%d pulls reached the engine, want 1", n)
+	}
+}
+
 // --- the real engine ---
 
 const testNS = "registry.ie.example"

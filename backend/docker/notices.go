@@ -106,6 +106,11 @@ func (s *Service) SetNoticeDir(dir string) error {
 	}
 	users := map[string]*noticeFile{}
 	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") && strings.HasSuffix(e.Name(), ".tmp") && e.Type().IsRegular() {
+			// Half a save, from a server that was killed while writing it.
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+			continue
+		}
 		user, ok := strings.CutSuffix(e.Name(), ".json")
 		if !ok || !e.Type().IsRegular() || !userRE.MatchString(user) {
 			continue

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -184,6 +186,9 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 		deps.Docker = svc
 		deps.Exec = svc
 		deps.Files = svc
+		if err := sweepSpool(filepath.Join(cfg.DataDir, "spool")); err != nil {
+			logger.Warn("could not clear the spool of an interrupted run", "err", err)
+		}
 		deps.FilesOptions = files.Options{TempDir: filepath.Join(cfg.DataDir, "spool"), SIF: sifs}
 		deps.DockerAPI = docker.NewAPI(svc, images, docker.APIOptions{SpoolDir: filepath.Join(cfg.DataDir, "spool")})
 		logger.Info("containers on the Docker Engine", "host", firstNonEmpty(dc.Host, "default socket"),
@@ -363,4 +368,24 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
+}
+
+// sweepSpool removes what a server that was killed left in the spool directory (the
+// contexts of image builds under way); transfers spool to files unlinked at once. Call it
+// before serving: nothing else uses the directory.
+func sweepSpool(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read spool %s: %w", dir, err)
+	}
+	var errs []error
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -82,6 +82,9 @@ const (
 	DefaultMaxOpen     = 16      // files open at once in one session
 )
 
+// putTimeout bounds putting one spooled upload in place once its client has closed it.
+const putTimeout = 10 * time.Minute
+
 // StartDirectory is where a session starts: relative paths (`scp f host:`) land in the home.
 const StartDirectory = "/home"
 
@@ -1037,7 +1040,11 @@ func (u *upload) Close() error {
 	if failed != nil {
 		return fail(sftp.ErrSSHFxFailure, "upload of %s failed; nothing was written", u.vpath)
 	}
-	err := h.b.WriteFile(h.ctx, h.id, u.n.place, u.n.path, io.NewSectionReader(u.f, 0, size), size, mode, mtime)
+	// The whole file is here: it is put whole even if the client goes away meanwhile, since
+	// a put cut short would leave part of it in the container.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(h.ctx), putTimeout)
+	defer cancel()
+	err := h.b.WriteFile(ctx, h.id, u.n.place, u.n.path, io.NewSectionReader(u.f, 0, size), size, mode, mtime)
 	return h.fxErr("put", u.vpath, err)
 }
 
