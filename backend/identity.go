@@ -27,6 +27,10 @@ type Identity struct {
 	RemoteAddr     string // client address, for the audit log
 }
 
+// KeySourceRunner is the KeySource of a user's own GitLab runner acting through their
+// Docker API (its socket is bound to the runner's owner by the server, not by a key).
+const KeySourceRunner = "runner"
+
 // IsTA reports whether the identity may act on every user's objects.
 func (id Identity) IsTA() bool { return id.Role == RoleTA }
 

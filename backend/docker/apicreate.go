@@ -716,6 +716,9 @@ func (s *Service) createFromAPI(ctx context.Context, id backend.Identity, name s
 		return APICreated{}, err
 	}
 	name = strings.TrimPrefix(name, "/")
+	if id.KeySource == backend.KeySourceRunner {
+		name = runnerJobName(name)
+	}
 	if name != "" {
 		if err := ValidateName(name); err != nil {
 			return APICreated{}, err

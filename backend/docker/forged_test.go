@@ -21,16 +21,17 @@ import (
 // both GPUs and the shared data of others.
 func forgedLabels(cfg docker.Config) map[string]string {
 	m := map[string]string{
-		docker.LabelManaged:    "true",
-		docker.LabelKind:       docker.KindContainer,
-		docker.LabelOwner:      "alice",
-		docker.LabelName:       "box",
-		docker.LabelGPUs:       "GPU-1111,GPU-2222",
-		docker.LabelGPUIndices: "0,1",
-		docker.LabelSIFExport:  "alice",
-		docker.LabelPreset:     "oslab",
-		docker.LabelDatasets:   "secret",
-		docker.LabelGroups:     "os/team-a",
+		docker.LabelManaged:       "true",
+		docker.LabelKind:          docker.KindContainer,
+		docker.LabelOwner:         "alice",
+		docker.LabelName:          "box",
+		docker.LabelGPUs:          "GPU-1111,GPU-2222",
+		docker.LabelGPUIndices:    "0,1",
+		docker.LabelSIFExport:     "alice",
+		docker.LabelPreset:        "oslab",
+		docker.LabelDatasets:      "secret",
+		docker.LabelGroups:        "os/team-a",
+		docker.LabelRunnerProject: "alice/demo",
 	}
 	for k, v := range cfg.Labels {
 		m[k] = v // the site's selectors too

@@ -28,20 +28,21 @@ import (
 //     no-new-privileges, private IPC and cgroup namespaces, pids, memory and CPU limits.
 
 // LabelKind says what a container is to the server: KindContainer for a user's container,
-// KindSIFExport for the short-lived container a SIF build exports. Lookups of users'
-// containers match KindContainer by value, so no other container, and nothing an image
-// says, is ever taken for one.
+// KindSIFExport for the short-lived container a SIF build exports, KindRunner for a user's
+// gitlab-runner (runners.go). Lookups of users' containers match KindContainer by value,
+// so no other container, and nothing an image says, is ever taken for one.
 const LabelKind = "whalemountain.kind"
 
 // Values of LabelKind.
 const (
 	KindContainer = "container"
 	KindSIFExport = "sif-export"
+	KindRunner    = "runner"
 )
 
 // ServerLabelKeys are every label key the server reads off a container; each is set on
 // every create (the site's selector labels from Config.Labels are set too).
-var ServerLabelKeys = []string{LabelManaged, LabelKind, LabelOwner, LabelName, LabelGPUs, LabelGPUIndices, LabelSIFExport, LabelPreset, LabelDatasets, LabelGroups}
+var ServerLabelKeys = []string{LabelManaged, LabelKind, LabelOwner, LabelName, LabelGPUs, LabelGPUIndices, LabelSIFExport, LabelPreset, LabelDatasets, LabelGroups, LabelRunnerProject}
 
 // objectLabels are the values of a new container's server labels; what is empty is
 // written empty.
@@ -55,7 +56,9 @@ type objectLabels struct {
 	preset     string // the course preset a user's container was made from
 	// data is the shared data a user's container gets (grantFor): mounted by
 	// createContainer and named in LabelDatasets and LabelGroups.
-	data grant
+	data      grant
+	project   string // the GitLab project a runner container serves
+	runnerDir string // a runner container's own directory, its one host mount
 	// extra are labels the user asked for (the Docker API's create); every server key and
 	// selector is written over them, so they never decide anything the server reads.
 	extra map[string]string
@@ -78,6 +81,7 @@ func (s *Service) containerLabels(l objectLabels) map[string]string {
 	m[LabelPreset] = l.preset
 	m[LabelDatasets] = strings.Join(l.data.datasets, ",")
 	m[LabelGroups] = strings.Join(l.data.groups, ",")
+	m[LabelRunnerProject] = l.project
 	return m
 }
 
@@ -148,11 +152,15 @@ func (s *Service) createContainer(ctx context.Context, opts client.ContainerCrea
 	if l.kind == KindContainer {
 		opts.HostConfig.Mounts = withGrant(opts.HostConfig.Mounts, l.data.mounts)
 	}
-	if err := s.checkHostMounts(opts.HostConfig.Mounts, l.owner); err != nil {
+	if err := s.checkHostMounts(opts.HostConfig.Mounts, l); err != nil {
 		return "", err
 	}
 	what := "create container " + shown(l.name)
-	if l.kind != KindContainer {
+	switch l.kind {
+	case KindContainer:
+	case KindRunner:
+		what = "create runner " + l.name + " of " + l.owner
+	default:
 		what = "create " + l.kind + " container for " + l.sifUser
 	}
 	name := engineName
@@ -180,9 +188,15 @@ func withGrant(ms, granted []mount.Mount) []mount.Mount {
 
 // checkHostMounts is the last look at a container's mounts before it is made: the only host
 // paths are the owner's home and the site's datasets (read-only); never the Docker socket.
-func (s *Service) checkHostMounts(ms []mount.Mount, owner string) error {
+func (s *Service) checkHostMounts(ms []mount.Mount, l objectLabels) error {
+	owner := l.owner
 	for _, m := range ms {
 		if m.Type != mount.TypeBind {
+			continue
+		}
+		// A runner container's own directory (config.toml, its owner's API socket), placed
+		// by CreateRunner.
+		if l.kind == KindRunner && l.runnerDir != "" && m.Source == l.runnerDir {
 			continue
 		}
 		home := s.cfg.HomeHostPath != "" && owner != "" && m.Source == expand(s.cfg.HomeHostPath, owner)

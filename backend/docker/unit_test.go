@@ -311,3 +311,24 @@ func TestCgroupUsage(t *testing.T) {
 		})
 	}
 }
+
+func TestRunnerJobName(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{"box", "box"},
+		{"runner-AbCd1234-project-7-concurrent-0-0123456789abcdef-build", "runner-abcd1234-project-"},
+		{"../etc", "../etc"},
+		{"a b", "a b"},
+	} {
+		got := runnerJobName(tc.in)
+		if !strings.HasPrefix(got, tc.want) || (tc.want != tc.in && (len(got) > 32 || ValidateName(got) != nil)) {
+			t.Errorf("runnerJobName(%q) = %q, want %q... and a valid name", tc.in, got, tc.want)
+		}
+	}
+	if runnerJobName("Job_A") == runnerJobName("job-a") || runnerJobName("Job_A") == runnerJobName("job_a") {
+		t.Error("names differing only in case or punctuation must map apart")
+	}
+	if a, b := runnerJobName("x.Y"), runnerJobName("x.Y"); a != b {
+		t.Errorf("one name mapped two ways: %q, %q", a, b)
+	}
+}

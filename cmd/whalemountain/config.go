@@ -44,6 +44,8 @@ type Config struct {
 	MetricsAddr string `yaml:"metrics_addr"`
 	// Recordings say which shells are recorded and how long recordings are kept.
 	Recordings RecordingsConfig `yaml:"recordings"`
+	// Runners are users' personal GitLab runners (runnerconfig.go).
+	Runners RunnersConfig `yaml:"runners"`
 }
 
 // RecordingsConfig is the recordings section. Shared shells are recorded from their first
@@ -158,6 +160,7 @@ func defaultConfig() Config {
 		Listen:   ":2222",
 		DataDir:  "./data",
 		LogLevel: "info",
+		Runners:  defaultRunners(),
 		GitLab: GitLabConfig{
 			TAMinAccess:    30,
 			CacheTTL:       60 * time.Second,
@@ -425,6 +428,9 @@ func (c *Config) validate() error {
 		return bad("images.sif.quota", "must not be negative")
 	case s.MaxBuilds < 0:
 		return bad("images.sif.max_builds", "must not be negative")
+	}
+	if err := c.validateRunners(); err != nil {
+		return err
 	}
 	return c.validatePresets()
 }

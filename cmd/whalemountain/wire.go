@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"net"
 	"path/filepath"
 	"strings"
 	"time"
@@ -19,7 +20,9 @@ import (
 	"whalemountain/backend/gpuhours"
 	"whalemountain/backend/kube"
 	"whalemountain/backend/recording"
+	"whalemountain/backend/runner"
 	"whalemountain/tui/cli"
+	"whalemountain/tui/dockerapi"
 	"whalemountain/tui/files"
 	"whalemountain/tui/share"
 
@@ -239,6 +242,14 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 			return deps, closeAll, fmt.Errorf("config: gitlab.url: %w", err)
 		}
 		deps.Registry = gl
+		if cfg.Runners.Enabled && deps.Docker != nil {
+			rs, err := newRunners(ctx, cfg, gl, deps, auditLog, logger)
+			if err != nil {
+				return deps, closeAll, err
+			}
+			closers = append(closers, rs.Close)
+			deps.Runners = rs
+		}
 	}
 
 	// GPU use is attributed to containers through the live snapshot (no API call). The server
@@ -388,4 +399,34 @@ func sweepSpool(dir string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// newRunners starts the runner service: each runner's socket serves its owner's Docker API,
+// the same door as dial-stdio and a forwarded /docker.sock, with the owner's identity.
+func newRunners(ctx context.Context, cfg Config, gl *gitlab.Client, deps cli.Deps, auditLog *audit.Log, logger *slog.Logger) (*runner.Service, error) {
+	api := deps.DockerAPI
+	serve := func(ctx context.Context, id backend.Identity, conn net.Conn) {
+		c, ok := conn.(dockerapi.Conn)
+		if !ok {
+			return
+		}
+		h := dockerapi.Handler(api, id, dockerapi.Options{Logger: logger})
+		if err := dockerapi.Serve(ctx, c, h, logger); err != nil {
+			logger.Warn("runner docker api connection ended with an error", "user", id.User, "err", err)
+		}
+	}
+	var admin runner.Admin
+	if cfg.Runners.ServerCreates {
+		admin = gl
+	}
+	rs, err := runner.New(cfg.runnerConfig(), gl, deps.Docker, serve, runner.Options{Admin: admin, Audit: auditLog, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := rs.Start(ctx); err != nil {
+		logger.Warn("runners: could not serve the runners already there", "err", err)
+	}
+	logger.Info("personal GitLab runners are on", "image", cfg.Runners.Image, "gitlab", cfg.runnerConfig().GitLabURL,
+		"concurrent", cfg.Runners.Concurrent, "max_per_user", cfg.Runners.MaxPerUser, "server_creates", cfg.Runners.ServerCreates)
+	return rs, nil
 }

@@ -83,6 +83,8 @@ type Deps struct {
 	// Pods lends pods on the Kubernetes cluster (commands, the Pods tab, forwards); nil
 	// when no cluster is configured.
 	Pods Pods
+	// Runners are users' personal GitLab runners; nil when runners are off.
+	Runners Runners
 }
 
 // usageError marks an error as bad usage (exit status 2).
@@ -162,6 +164,7 @@ func newRoot(env Env) *cobra.Command {
 	root.AddCommand(datasetsCmd(env), groupsCmd(env))
 	root.AddCommand(shareCmds(env)...)
 	root.AddCommand(fairCmds(env)...)
+	root.AddCommand(runnerCmd(env))
 	// Ours replaces cobra's default help command, which Execute would otherwise add beside
 	// it; added now (it needs the others in place), so help is listed and found before
 	// anything runs.

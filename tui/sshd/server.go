@@ -602,12 +602,26 @@ func (s *Server) refuse(sess ssh.Session, ip, fp, reason string) {
 	_ = sess.Exit(1)
 }
 
+// hideSecrets replaces every argument that holds a GitLab runner token (one typed on the
+// command line by mistake: runner token reads it from stdin) before the audit log or the
+// server's log repeats the command line.
+func hideSecrets(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if strings.Contains(a, "glrt-") {
+			a = "glrt-[hidden]"
+		}
+		out[i] = a
+	}
+	return out
+}
+
 func sessionKind(sess ssh.Session) string {
 	switch {
 	case sess.Subsystem() != "":
 		return "subsystem " + sess.Subsystem()
 	case len(sess.Command()) > 0:
-		return "command " + strings.Join(sess.Command(), " ")
+		return "command " + strings.Join(hideSecrets(sess.Command()), " ")
 	}
 	if _, ok := ptyOf(sess); ok {
 		return "dashboard"

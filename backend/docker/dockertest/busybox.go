@@ -105,7 +105,29 @@ func ImageWith(ctx context.Context, t testing.TB, cli *client.Client, name strin
 	return ref
 }
 
+// ImageWithFiles is ImageWith with files added to the image (path without the leading
+// slash -> contents, mode 0755): a static test program, say.
+func ImageWithFiles(ctx context.Context, t testing.TB, cli *client.Client, name string, files map[string][]byte, changes ...string) string {
+	t.Helper()
+	ref := "wm-test-" + name + ":" + RunID()
+	if _, err := importBusyboxWith(ctx, cli, ref, files, changes...); err != nil {
+		t.Fatalf("build image %s: %v", ref, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := removeImage(ctx, cli, ref); err != nil {
+			t.Errorf("remove image %s: %v", ref, err)
+		}
+	})
+	return ref
+}
+
 func importBusybox(ctx context.Context, cli *client.Client, ref string, changes ...string) (string, error) {
+	return importBusyboxWith(ctx, cli, ref, nil, changes...)
+}
+
+func importBusyboxWith(ctx context.Context, cli *client.Client, ref string, files map[string][]byte, changes ...string) (string, error) {
 	if _, err := cli.ImageInspect(ctx, ref); err == nil {
 		return ref, nil
 	}
@@ -139,6 +161,9 @@ func importBusybox(ctx context.Context, cli *client.Client, ref string, changes 
 	file("bin/busybox", 0o755, data)
 	file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"))
 	file("etc/group", 0o644, []byte("root:x:0:\nnogroup:x:65534:\n"))
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		file(name, 0o755, files[name])
+	}
 	for _, a := range applets {
 		if a == "busybox" || strings.Contains(a, "/") {
 			continue

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -57,6 +58,9 @@ type Server struct {
 	projects []*project // index i holds the project with ID i+1
 	keyID    int64
 	repoID   int64
+	runners  []*runner // index i holds the runner with ID i+1
+	jobs     []*job    // index i holds the job with ID i+1
+	listen   string
 	down     bool
 	delay    time.Duration
 	requests int
@@ -81,6 +85,7 @@ type project struct {
 	path     string
 	registry bool // container registry enabled
 	repos    []*registryRepo
+	members  map[int64]int // user ID -> access level, besides the owner (50)
 	created  time.Time
 }
 
@@ -113,6 +118,10 @@ func WithToken(token string) Option { return func(s *Server) { s.token = token }
 // if any) that registry locations start with. Empty means DefaultRegistryHost.
 func WithRegistryHost(host string) Option { return func(s *Server) { s.registryHost = host } }
 
+// WithListenAddress makes the server listen on addr ("0.0.0.0:0": every interface, so
+// containers reach it through their gateway) instead of a loopback port.
+func WithListenAddress(addr string) Option { return func(s *Server) { s.listen = addr } }
+
 // New starts a stand-in on a local port. Close it when done.
 func New(opts ...Option) *Server {
 	s := &Server{groups: map[string]*group{}}
@@ -122,7 +131,16 @@ func New(opts ...Option) *Server {
 	if s.registryHost == "" {
 		s.registryHost = DefaultRegistryHost
 	}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	if s.listen == "" {
+		s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+		return s
+	}
+	l, err := net.Listen("tcp", s.listen)
+	if err != nil {
+		panic(fmt.Sprintf("gitlabtest: listen on %s: %v", s.listen, err))
+	}
+	s.srv = &httptest.Server{Listener: l, Config: &http.Server{Handler: http.HandlerFunc(s.serve)}}
+	s.srv.Start()
 	return s
 }
 
@@ -334,14 +352,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		hangUp(w)
 		return
 	}
-	if s.token != "" && !s.authorized(r) {
-		writeError(w, http.StatusUnauthorized, "401 Unauthorized")
-		return
-	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		writeError(w, http.StatusMethodNotAllowed, "405 Method Not Allowed")
-		return
-	}
 	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/api/v4/")
 	if !ok {
 		writeError(w, http.StatusNotFound, "404 Not Found")
@@ -356,6 +366,21 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		seg[i] = u
 	}
+	// The runner API authenticates with runner and job tokens, not PRIVATE-TOKEN.
+	if s.serveRunnerAPI(w, r, seg) {
+		return
+	}
+	if s.token != "" && !s.authorized(r) {
+		writeError(w, http.StatusUnauthorized, "401 Unauthorized")
+		return
+	}
+	if s.serveRunnerAdmin(w, r, seg) {
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		writeError(w, http.StatusMethodNotAllowed, "405 Method Not Allowed")
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -367,6 +392,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.listKeys(w, r, seg[1])
 	case len(seg) == 3 && seg[0] == "users" && seg[2] == "projects":
 		s.listUserProjects(w, r, seg[1])
+	case len(seg) == 2 && seg[0] == "projects":
+		s.getProject(w, seg[1])
+	case len(seg) == 5 && seg[0] == "projects" && seg[2] == "members" && seg[3] == "all":
+		s.projectMember(w, seg[1], seg[4])
 	case len(seg) == 4 && seg[0] == "projects" && seg[2] == "registry" && seg[3] == "repositories":
 		s.listRegistryRepositories(w, r, seg[1])
 	case len(seg) == 6 && seg[0] == "projects" && seg[2] == "registry" && seg[3] == "repositories" && seg[5] == "tags":

@@ -58,7 +58,8 @@ func TestNotFoundBodies(t *testing.T) {
 		{"/api/v4/users/99/keys", `{"message":"404 User Not Found"}`},
 		{"/api/v4/groups/nope/members/all/1", `{"message":"404 Group Not Found"}`},
 		{"/api/v4/groups/dept/members/all/99", `{"message":"404 Not found"}`},
-		{"/api/v4/projects/1", `{"message":"404 Not Found"}`},
+		{"/api/v4/projects/1", `{"message":"404 Project Not Found"}`},
+		{"/api/v4/projects/1/nothing", `{"message":"404 Not Found"}`},
 		{"/other", `{"message":"404 Not Found"}`},
 	} {
 		resp, body := get(t, s, tc.path, "")

@@ -1,0 +1,195 @@
+package runner
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"whalemountain/backend/docker"
+)
+
+// Config is the runner policy; none of it comes from a user.
+type Config struct {
+	// Image is the gitlab-runner image every runner container runs, pinned to a version
+	// ("gitlab/gitlab-runner:v17.11.0") or a digest; it must be on this server.
+	Image string
+	// GitLabURL is the address runners reach GitLab at (the server's gitlab.url unless
+	// the containers see GitLab elsewhere).
+	GitLabURL string
+	// JobImage is the image a job without one runs in.
+	JobImage string
+	// Concurrent is how many jobs one runner runs at once.
+	Concurrent int
+	// MaxRunners is how many runners one user may have.
+	MaxRunners int
+	// CPUs and Memory bound the runner container itself (not its jobs: they are the user's
+	// containers, under the user's quota).
+	CPUs   float64
+	Memory int64
+	// Dir holds a directory per runner (config.toml, the runner's record, the socket of its
+	// owner's Docker API). The engine must see it at the same path: it is bind-mounted.
+	Dir string
+}
+
+// ConfigTarget is where a runner container finds its directory: config.toml, and the
+// socket of its owner's Docker API.
+const ConfigTarget = "/etc/gitlab-runner"
+
+// socketName is the Docker API socket's file name in a runner's directory.
+const socketName = "docker.sock"
+
+// maxSocketPath is the longest unix socket path Linux takes (sun_path, with its NUL).
+const maxSocketPath = 107
+
+// DefaultConfig returns the defaults: two jobs at once, two runners per user.
+func DefaultConfig() Config {
+	return Config{JobImage: "alpine:3.20", Concurrent: 2, MaxRunners: 2, CPUs: 0.5, Memory: 256 << 20}
+}
+
+// pinnedRE accepts an image pinned by a version tag or a digest.
+var pinnedRE = regexp.MustCompile(`(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})$`)
+
+// Validate reports the first invalid field, by its config name.
+func (c Config) Validate() error {
+	bad := func(field, format string, a ...any) error {
+		return fmt.Errorf("runners: %s %s", field, fmt.Sprintf(format, a...))
+	}
+	if _, err := docker.ParseImage(c.Image); err != nil {
+		return bad("image", "%q: %v", c.Image, err)
+	}
+	if !pinnedRE.MatchString(c.Image) || strings.HasSuffix(c.Image, ":latest") {
+		return bad("image", "%q is not pinned: name a version (gitlab/gitlab-runner:v17.11.0) or a digest", c.Image)
+	}
+	if _, err := docker.ParseImage(c.JobImage); err != nil {
+		return bad("job_image", "%q: %v", c.JobImage, err)
+	}
+	u, err := url.Parse(c.GitLabURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.User != nil {
+		return bad("gitlab_url", "%q: want http(s)://host[/path]", c.GitLabURL)
+	}
+	switch {
+	case c.Concurrent < 1 || c.Concurrent > 32:
+		return bad("concurrent", "%d: want 1-32", c.Concurrent)
+	case c.MaxRunners < 1 || c.MaxRunners > 20:
+		return bad("max_per_user", "%d: want 1-20", c.MaxRunners)
+	case c.CPUs <= 0 || c.Memory < 64<<20:
+		return bad("cpus/memory", "must be positive, memory at least 64 MiB")
+	case c.Dir == "" || !strings.HasPrefix(c.Dir, "/"):
+		return bad("dir", "%q must be an absolute path", c.Dir)
+	}
+	// The shortest runner socket below it: Dir/a/b/docker.sock; longer names are checked
+	// when their socket is made.
+	if n := len(c.Dir) + len("/a/b/") + len(socketName); n > maxSocketPath {
+		return bad("dir", "%q is too long for a unix socket below it (%d bytes > %d): use a shorter data_dir", c.Dir, n, maxSocketPath)
+	}
+	return nil
+}
+
+var (
+	tokenRE   = regexp.MustCompile(`^glrt-[A-Za-z0-9_.-]{16,200}$`)
+	projectRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*){1,19}$`)
+)
+
+// CheckToken checks the form of a runner authentication token without repeating it.
+func CheckToken(token string) error {
+	if !tokenRE.MatchString(token) {
+		return fmt.Errorf("%w: that is not a runner authentication token (glrt-...): create one in GitLab under "+
+			"your project -> Settings -> CI/CD -> Runners -> New project runner", ErrInvalid)
+	}
+	return nil
+}
+
+// CheckProject checks a GitLab project path ("alice/demo", "course/2026/alice-lab").
+func CheckProject(p string) error {
+	if len(p) > 255 || !projectRE.MatchString(p) || strings.Contains(p, "..") {
+		return fmt.Errorf("%w: invalid project %q: use its path as GitLab shows it, such as alice/demo", ErrInvalid, shownText(p))
+	}
+	return nil
+}
+
+// NameFor is the runner's name for a project: its path in lower case with '/', '.' and
+// '_' as '-', at most 32 characters (a long one ends in a hash of the whole path);
+// "default" with no project.
+func NameFor(project string) string {
+	if project == "" {
+		return "default"
+	}
+	name := docker.Slug(project)
+	if len(name) > 32 {
+		sum := sha256.Sum256([]byte(project))
+		name = strings.TrimRight(name[:23], "-") + "-" + hex.EncodeToString(sum[:4])
+	}
+	if name == "" {
+		return "default"
+	}
+	return name
+}
+
+// tomlString is s as a TOML basic string. Callers pass validated text (URLs, tokens,
+// image references, names); anything below ' ' is escaped all the same.
+func tomlString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r < ' ' || r == 0x7f:
+			fmt.Fprintf(&b, "\\u%04X", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// TOMLInput is what one runner's config.toml says.
+type TOMLInput struct {
+	Name       string // the runner's description in GitLab
+	URL        string // GitLab
+	Token      string // the runner authentication token
+	Concurrent int
+	JobImage   string
+}
+
+// RenderTOML is the config.toml of one runner: the docker executor, its host the owner's
+// own Docker API socket beside the file, no privileges, no volumes, no cache volumes, the
+// user's own network (network_mode empty: the API places jobs there).
+func RenderTOML(in TOMLInput) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Written by WhaleMountain; changes are overwritten.\n")
+	fmt.Fprintf(&b, "concurrent = %d\ncheck_interval = 3\nshutdown_timeout = 10\nlog_level = \"info\"\n\n", in.Concurrent)
+	fmt.Fprintf(&b, "[[runners]]\n")
+	fmt.Fprintf(&b, "  name = %s\n", tomlString(in.Name))
+	fmt.Fprintf(&b, "  url = %s\n", tomlString(in.URL))
+	fmt.Fprintf(&b, "  token = %s\n", tomlString(in.Token))
+	fmt.Fprintf(&b, "  executor = \"docker\"\n")
+	fmt.Fprintf(&b, "  limit = %d\n", in.Concurrent)
+	fmt.Fprintf(&b, "  [runners.docker]\n")
+	fmt.Fprintf(&b, "    host = %s\n", tomlString("unix://"+ConfigTarget+"/"+socketName))
+	fmt.Fprintf(&b, "    image = %s\n", tomlString(in.JobImage))
+	fmt.Fprintf(&b, "    privileged = false\n")
+	fmt.Fprintf(&b, "    disable_cache = true\n")
+	fmt.Fprintf(&b, "    volumes = []\n")
+	fmt.Fprintf(&b, "    pull_policy = [\"if-not-present\"]\n")
+	return b.String()
+}
+
+// shownText is user input safe to repeat: printable ASCII, at most 80 bytes.
+func shownText(s string) string {
+	b := []byte(s)
+	if len(b) > 80 {
+		b = append(b[:80], "..."...)
+	}
+	for i, c := range b {
+		if c < ' ' || c > '~' {
+			b[i] = '?'
+		}
+	}
+	return string(b)
+}

@@ -1,0 +1,400 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"whalemountain/backend"
+	"whalemountain/backend/docker"
+	"whalemountain/backend/gitlab"
+)
+
+func errorf(kind error, format string, a ...any) error {
+	return &userError{kind: kind, msg: fmt.Sprintf(format, a...)}
+}
+
+type userError struct {
+	kind error
+	msg  string
+}
+
+func (e *userError) Error() string        { return e.msg }
+func (e *userError) Is(target error) bool { return target == e.kind }
+
+// gitlabErr turns GitLab's answer to a runner token into the user's words; the token is
+// never in them.
+func gitlabErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, gitlab.ErrRunnerToken):
+		return errorf(ErrInvalid, "GitLab does not accept this runner token (revoked, expired or mistyped): "+
+			"create a new one under your project -> Settings -> CI/CD -> Runners")
+	case gitlab.IsUnavailable(err):
+		return errorf(ErrUnavailable, "GitLab could not be reached to check the token; try again later")
+	default:
+		return err
+	}
+}
+
+func checkID(id backend.Identity) error {
+	if !id.Valid() {
+		return errorf(ErrPermission, "permission denied")
+	}
+	return nil
+}
+
+// SetToken checks token with GitLab and starts id's runner for project ("" for none) with
+// it; a runner already there for that project is made again with the new token. The token
+// is read by the caller from stdin, never from a command line, and is stored 0600.
+func (s *Service) SetToken(ctx context.Context, id backend.Identity, project, token string) (Runner, error) {
+	name := NameFor(project)
+	r, err := s.setToken(ctx, id, project, token, 0, false)
+	s.record(id, "runner token", id.User+"/"+name, err)
+	return r, err
+}
+
+func (s *Service) setToken(ctx context.Context, id backend.Identity, project, token string, runnerID int64, managed bool) (Runner, error) {
+	if err := checkID(id); err != nil {
+		return Runner{}, err
+	}
+	if project != "" {
+		if err := CheckProject(project); err != nil {
+			return Runner{}, err
+		}
+	}
+	if err := CheckToken(token); err != nil {
+		return Runner{}, err
+	}
+	name := NameFor(project)
+	lock := s.userLock(id.User)
+	lock.Lock()
+	defer lock.Unlock()
+	mine, err := s.ctr.Runners(ctx, id.User)
+	if err != nil {
+		return Runner{}, err
+	}
+	have := slices.ContainsFunc(mine, func(r docker.RunnerContainer) bool { return r.Name == name })
+	if !have && len(mine) >= s.cfg.MaxRunners {
+		return Runner{}, errorf(ErrQuota, "quota: at most %d runners per user (you have %d); remove one with runner rm", s.cfg.MaxRunners, len(mine))
+	}
+	if err := gitlabErr(s.gl.VerifyRunner(ctx, token)); err != nil {
+		return Runner{}, err
+	}
+	prev, prevErr := s.readRecord(id.User, name)
+	if prevErr == nil && runnerID == 0 && prev.Token == token {
+		runnerID, managed = prev.RunnerID, prev.Managed
+	}
+	rec := record{Owner: id.User, Name: name, Project: project, Token: token, RunnerID: runnerID, Managed: managed}
+	if err := s.save(rec); err != nil {
+		return Runner{}, err
+	}
+	fail := func(err error) (Runner, error) {
+		if prevErr != nil { // nothing was there before: nothing is left
+			s.unlisten(id.User, name)
+			_ = os.RemoveAll(s.dir(id.User, name))
+		}
+		return Runner{}, err
+	}
+	if err := s.listen(id.User, name); err != nil {
+		return fail(err)
+	}
+	c, err := s.ctr.CreateRunner(ctx, docker.RunnerSpec{Owner: id.User, Name: name, Project: project, Image: s.cfg.Image,
+		ConfigDir: s.dir(id.User, name), ConfigTarget: ConfigTarget, CPUs: s.cfg.CPUs, Memory: s.cfg.Memory})
+	if err != nil {
+		return fail(err)
+	}
+	s.log.Info("runner started", "owner", id.User, "runner", name, "project", project)
+	return toRunner(c, rec), nil
+}
+
+func toRunner(c docker.RunnerContainer, rec record) Runner {
+	return Runner{Owner: c.Owner, Name: c.Name, Project: c.Project, State: c.State, Status: c.Status,
+		RunnerID: rec.RunnerID, Managed: rec.Managed}
+}
+
+// Create makes a project runner in GitLab with the server's token (id must be at least
+// Maintainer of project) and starts it.
+func (s *Service) Create(ctx context.Context, id backend.Identity, project string) (Runner, error) {
+	r, err := s.create(ctx, id, project)
+	s.record(id, "runner create", id.User+"/"+NameFor(project), err)
+	return r, err
+}
+
+func (s *Service) create(ctx context.Context, id backend.Identity, project string) (Runner, error) {
+	if err := checkID(id); err != nil {
+		return Runner{}, err
+	}
+	if s.admin == nil {
+		return Runner{}, errorf(ErrUnavailable, "this server cannot create runners in GitLab: create one there and give its token with runner token")
+	}
+	if err := CheckProject(project); err != nil {
+		return Runner{}, err
+	}
+	level, err := s.admin.ProjectAccessLevel(ctx, project, id.User)
+	if err != nil {
+		if gitlab.IsUnavailable(err) {
+			return Runner{}, errorf(ErrUnavailable, "GitLab could not be reached; try again later")
+		}
+		return Runner{}, err
+	}
+	if level < gitlab.Maintainer {
+		// The same words whether the project exists or not.
+		return Runner{}, errorf(ErrPermission, "you must be at least Maintainer of %s in GitLab to give it a runner", project)
+	}
+	made, err := s.admin.CreateProjectRunner(ctx, project, "whalemountain "+id.User+"/"+NameFor(project))
+	if err != nil {
+		return Runner{}, fmt.Errorf("create a runner for %s in GitLab: %w", project, err)
+	}
+	r, err := s.setToken(ctx, id, project, made.Token, made.ID, true)
+	if err != nil {
+		_ = s.admin.DeleteRunnerByID(context.WithoutCancel(ctx), made.ID)
+	}
+	return r, err
+}
+
+// Rotate gives id's runner a new token in GitLab (runners made with Create only) and
+// restarts it with the new one.
+func (s *Service) Rotate(ctx context.Context, id backend.Identity, ref string) error {
+	name := ref
+	err := func() error {
+		if err := checkID(id); err != nil {
+			return err
+		}
+		var rec record
+		var err error
+		name, rec, err = s.resolve(ctx, id, id.User, ref)
+		if err != nil {
+			return err
+		}
+		if s.admin == nil || !rec.Managed || rec.RunnerID == 0 {
+			return errorf(ErrUnavailable, "runner %s was not created by this server: reset its token in GitLab and give the new one with runner token", name)
+		}
+		token, err := s.admin.ResetRunnerToken(ctx, rec.RunnerID)
+		if err != nil {
+			return fmt.Errorf("reset the token of runner %s in GitLab: %w", name, err)
+		}
+		_, err = s.setToken(ctx, id, rec.Project, token, rec.RunnerID, true)
+		return err
+	}()
+	s.record(id, "runner rotate", id.User+"/"+name, err)
+	return err
+}
+
+// resolve finds owner's runner by name or project path ("" when owner has exactly one).
+// Someone else's runner reads exactly as one that does not exist.
+func (s *Service) resolve(ctx context.Context, id backend.Identity, owner, ref string) (string, record, error) {
+	if owner != id.User && !id.IsTA() {
+		return shownText(ref), record{}, errorf(ErrNotFound, "no such runner: %s", shownText(ref))
+	}
+	rs, err := s.ctr.Runners(ctx, owner)
+	if err != nil {
+		return ref, record{}, err
+	}
+	names := map[string]bool{}
+	for _, r := range rs {
+		names[r.Name] = true
+	}
+	// Runners whose container went missing still have their record.
+	if ents, err := os.ReadDir(filepath.Join(s.cfg.Dir, owner)); err == nil {
+		for _, e := range ents {
+			if _, err := s.readRecord(owner, e.Name()); err == nil {
+				names[e.Name()] = true
+			}
+		}
+	}
+	name := ref
+	switch {
+	case ref == "" && len(names) == 1:
+		for n := range names {
+			name = n
+		}
+	case ref == "" && len(names) == 0:
+		return "", record{}, errorf(ErrNotFound, "you have no runner: set one up with runner token")
+	case ref == "":
+		return "", record{}, errorf(ErrInvalid, "you have %d runners: name one (runner status lists them)", len(names))
+	case strings.Contains(ref, "/"):
+		name = NameFor(ref)
+	}
+	if !names[name] {
+		return shownText(ref), record{}, errorf(ErrNotFound, "no such runner: %s", shownText(ref))
+	}
+	rec, err := s.readRecord(owner, name)
+	if err != nil {
+		rec = record{Owner: owner, Name: name}
+	}
+	return name, rec, nil
+}
+
+// List returns id's runners; a TA with all gets everyone's.
+func (s *Service) List(ctx context.Context, id backend.Identity, all bool) ([]Runner, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	owner := id.User
+	if all && id.IsTA() {
+		owner = ""
+	}
+	cs, err := s.ctr.Runners(ctx, owner)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Runner, 0, len(cs))
+	seen := map[string]bool{}
+	for _, c := range cs {
+		rec, _ := s.readRecord(c.Owner, c.Name)
+		out = append(out, toRunner(c, rec))
+		seen[c.Owner+"/"+c.Name] = true
+	}
+	if owner != "" {
+		if ents, err := os.ReadDir(filepath.Join(s.cfg.Dir, owner)); err == nil {
+			for _, e := range ents {
+				rec, err := s.readRecord(owner, e.Name())
+				if err != nil || seen[owner+"/"+e.Name()] {
+					continue
+				}
+				out = append(out, Runner{Owner: owner, Name: rec.Name, Project: rec.Project, State: "missing",
+					Status: "its container is gone: runner restart makes it again", RunnerID: rec.RunnerID, Managed: rec.Managed})
+			}
+		}
+	}
+	return out, nil
+}
+
+// Restart restarts owner's runner ref (making its container again when it is gone).
+func (s *Service) Restart(ctx context.Context, id backend.Identity, owner, ref, reason string) error {
+	name, err := s.restart(ctx, id, owner, ref, reason)
+	s.record(id, "runner restart", owner+"/"+name, err)
+	return err
+}
+
+func (s *Service) restart(ctx context.Context, id backend.Identity, owner, ref, reason string) (string, error) {
+	if err := checkID(id); err != nil {
+		return ref, err
+	}
+	if err := needReason(id, owner, reason); err != nil {
+		return ref, err
+	}
+	name, rec, err := s.resolve(ctx, id, owner, ref)
+	if err != nil {
+		return name, err
+	}
+	if err := s.listen(owner, name); err != nil {
+		return name, err
+	}
+	err = s.ctr.RestartRunner(ctx, owner, name)
+	if errors.Is(err, docker.ErrNotFound) && rec.Token != "" {
+		_, err = s.ctr.CreateRunner(ctx, docker.RunnerSpec{Owner: owner, Name: name, Project: rec.Project, Image: s.cfg.Image,
+			ConfigDir: s.dir(owner, name), ConfigTarget: ConfigTarget, CPUs: s.cfg.CPUs, Memory: s.cfg.Memory})
+	}
+	return name, err
+}
+
+// Stop stops owner's runner ref until it is restarted (a TA's stop of a student's runner
+// needs a reason).
+func (s *Service) Stop(ctx context.Context, id backend.Identity, owner, ref, reason string) error {
+	name := ref
+	err := func() error {
+		if err := checkID(id); err != nil {
+			return err
+		}
+		if err := needReason(id, owner, reason); err != nil {
+			return err
+		}
+		var err error
+		name, _, err = s.resolve(ctx, id, owner, ref)
+		if err != nil {
+			return err
+		}
+		return s.ctr.StopRunner(ctx, owner, name)
+	}()
+	s.record(id, "runner stop", owner+"/"+name, err)
+	return err
+}
+
+func needReason(id backend.Identity, owner, reason string) error {
+	if owner != id.User && id.IsTA() && strings.TrimSpace(reason) == "" {
+		return errorf(ErrInvalid, "acting on %s's runner needs --reason", owner)
+	}
+	return nil
+}
+
+// Remove unregisters owner's runner ref from GitLab and removes its container, its token
+// and its socket: nothing is left. A GitLab that cannot be reached does not keep the rest;
+// the error says the runner may still be listed in GitLab.
+func (s *Service) Remove(ctx context.Context, id backend.Identity, owner, ref, reason string) error {
+	name, err := s.remove(ctx, id, owner, ref, reason)
+	s.record(id, "runner rm", owner+"/"+name, err)
+	return err
+}
+
+func (s *Service) remove(ctx context.Context, id backend.Identity, owner, ref, reason string) (string, error) {
+	if err := checkID(id); err != nil {
+		return ref, err
+	}
+	if err := needReason(id, owner, reason); err != nil {
+		return ref, err
+	}
+	name, rec, err := s.resolve(ctx, id, owner, ref)
+	if err != nil {
+		return name, err
+	}
+	lock := s.userLock(owner)
+	lock.Lock()
+	defer lock.Unlock()
+	if err := s.ctr.RemoveRunner(ctx, owner, name); err != nil && !errors.Is(err, docker.ErrNotFound) {
+		return name, err
+	}
+	s.unlisten(owner, name)
+	var glErr error
+	switch {
+	case rec.Managed && rec.RunnerID != 0 && s.admin != nil:
+		glErr = s.admin.DeleteRunnerByID(ctx, rec.RunnerID)
+	case rec.Token != "":
+		glErr = s.gl.DeleteRunner(ctx, rec.Token)
+	}
+	if err := os.RemoveAll(s.dir(owner, name)); err != nil {
+		return name, fmt.Errorf("remove the files of runner %s: %w", name, err)
+	}
+	if glErr != nil {
+		s.log.Warn("runner removed here but not unregistered in GitLab", "owner", owner, "runner", name, "err", glErr)
+		return name, errorf(ErrUnavailable, "runner %s is removed here, but GitLab could not be told: remove it under Settings -> CI/CD -> Runners", name)
+	}
+	return name, nil
+}
+
+// Logs streams the output of owner's runner ref; tail > 0 keeps the last lines.
+func (s *Service) Logs(ctx context.Context, id backend.Identity, owner, ref string, follow bool, tail int) (io.ReadCloser, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	name, _, err := s.resolve(ctx, id, owner, ref)
+	if err != nil {
+		return nil, err
+	}
+	return s.ctr.RunnerLogs(ctx, owner, name, follow, tail)
+}
+
+// Template is a .gitlab-ci.yml for a project whose jobs run on its owner's runner.
+func Template(jobImage string) string {
+	return `# .gitlab-ci.yml for your WhaleMountain runner. Each job runs in a container of
+# yours (it counts in your container quota and shows in your dashboard while it runs),
+# made through your own Docker API: no privileges, no host paths, your network only.
+default:
+  image: ` + jobImage + `
+
+stages: [test]
+
+test:
+  stage: test
+  script:
+    - echo "running on $CI_RUNNER_DESCRIPTION for $CI_PROJECT_PATH"
+    - ls -la
+`
+}

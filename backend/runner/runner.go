@@ -1,0 +1,321 @@
+// Package runner is the room of users' personal GitLab runners: one gitlab-runner container
+// per user and project, made from the pinned image in the config, with a config.toml the
+// server writes (the token the user gave, checked with GitLab first, stored 0600 and shown
+// to nobody again) and a unix socket, bound into the runner by the server, that serves the
+// owner's own Docker API — so the docker executor's job containers are the owner's
+// containers: labelled, hardened, on their network and inside their quota, like every
+// container made through that door. The runner never sees the engine's socket.
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"whalemountain/backend"
+	"whalemountain/backend/audit"
+	"whalemountain/backend/docker"
+	"whalemountain/backend/gitlab"
+)
+
+// Errors a caller may tell apart (errors.Is); every message is one line for the user.
+var (
+	ErrInvalid     = errors.New("invalid input")
+	ErrNotFound    = errors.New("no such runner")
+	ErrQuota       = errors.New("quota exceeded")
+	ErrPermission  = errors.New("permission denied")
+	ErrUnavailable = errors.New("not available")
+)
+
+// GitLab is what the service asks GitLab with a runner's own token.
+type GitLab interface {
+	VerifyRunner(ctx context.Context, token string) error
+	DeleteRunner(ctx context.Context, token string) error
+}
+
+// Admin is what the service asks GitLab with the server's own token; nil when the server
+// has none allowed to manage runners.
+type Admin interface {
+	ProjectAccessLevel(ctx context.Context, project, username string) (int, error)
+	CreateProjectRunner(ctx context.Context, project, description string) (gitlab.ProjectRunner, error)
+	ResetRunnerToken(ctx context.Context, id int64) (string, error)
+	DeleteRunnerByID(ctx context.Context, id int64) error
+}
+
+// Containers makes and finds runner containers (backend/docker's Service).
+type Containers interface {
+	CreateRunner(ctx context.Context, spec docker.RunnerSpec) (docker.RunnerContainer, error)
+	Runners(ctx context.Context, owner string) ([]docker.RunnerContainer, error)
+	RemoveRunner(ctx context.Context, owner, name string) error
+	RestartRunner(ctx context.Context, owner, name string) error
+	StopRunner(ctx context.Context, owner, name string) error
+	RunnerLogs(ctx context.Context, owner, name string, follow bool, tail int) (io.ReadCloser, error)
+}
+
+// ServeFunc serves one connection of a runner's socket as the Docker API of id (the
+// runner's owner); it returns when the connection ends.
+type ServeFunc func(ctx context.Context, id backend.Identity, conn net.Conn)
+
+// Runner is one runner as a user sees it.
+type Runner struct {
+	Owner    string `json:"owner"`
+	Name     string `json:"name"`
+	Project  string `json:"project"`
+	State    string `json:"state"`  // running, restarting, exited, created, missing
+	Status   string `json:"status"` // the engine's words
+	RunnerID int64  `json:"gitlab_runner_id,omitempty"`
+	Managed  bool   `json:"created_by_server"` // made with runner create: rotate and rm reach GitLab
+}
+
+// record is what the server keeps of a runner beside its config.toml (0600).
+type record struct {
+	Owner    string `json:"owner"`
+	Name     string `json:"name"`
+	Project  string `json:"project"`
+	Token    string `json:"token"`
+	RunnerID int64  `json:"runner_id,omitempty"`
+	Managed  bool   `json:"managed,omitempty"`
+}
+
+// Service runs users' runners. It is safe for concurrent use.
+type Service struct {
+	cfg   Config
+	gl    GitLab
+	admin Admin
+	ctr   Containers
+	serve ServeFunc
+	audit *audit.Log
+	log   *slog.Logger
+
+	mu        sync.Mutex
+	ctx       context.Context
+	listeners map[string]net.Listener // owner/name -> the socket being served
+	users     map[string]*sync.Mutex
+	wg        sync.WaitGroup
+}
+
+// Options are the optional parts of a Service.
+type Options struct {
+	Admin  Admin
+	Audit  *audit.Log
+	Logger *slog.Logger
+}
+
+// New returns the service; Start serves the sockets of the runners already there.
+func New(cfg Config, gl GitLab, ctr Containers, serve ServeFunc, opts Options) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if gl == nil || ctr == nil || serve == nil {
+		return nil, errors.New("runners: GitLab, containers and the Docker API are all needed")
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("runners: create %s: %w", cfg.Dir, err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{cfg: cfg, gl: gl, admin: opts.Admin, ctr: ctr, serve: serve, audit: opts.Audit, log: log,
+		ctx: context.Background(), listeners: map[string]net.Listener{}, users: map[string]*sync.Mutex{}}, nil
+}
+
+// CanCreate reports whether the server may create runners in GitLab (runner create).
+func (s *Service) CanCreate() bool { return s.admin != nil }
+
+// Start serves the Docker API socket of every runner on the engine, so runners survive a
+// restart of the server; the sockets are served until ctx ends or Close.
+func (s *Service) Start(ctx context.Context) error {
+	s.mu.Lock()
+	s.ctx = ctx
+	s.mu.Unlock()
+	rs, err := s.ctr.Runners(ctx, "")
+	if err != nil {
+		return fmt.Errorf("runners: list runner containers: %w", err)
+	}
+	for _, r := range rs {
+		if _, err := s.readRecord(r.Owner, r.Name); err != nil {
+			s.log.Warn("runner container without its record; leaving its socket unserved", "owner", r.Owner, "runner", r.Name, "err", err)
+			continue
+		}
+		if err := s.listen(r.Owner, r.Name); err != nil {
+			s.log.Warn("could not serve a runner's Docker API", "owner", r.Owner, "runner", r.Name, "err", err)
+		}
+	}
+	return nil
+}
+
+// Close stops serving every socket (the runner containers keep running).
+func (s *Service) Close() {
+	s.mu.Lock()
+	for k, l := range s.listeners {
+		_ = l.Close()
+		delete(s.listeners, k)
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func (s *Service) userLock(user string) *sync.Mutex {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.users[user]
+	if !ok {
+		m = &sync.Mutex{}
+		s.users[user] = m
+	}
+	return m
+}
+
+func (s *Service) dir(owner, name string) string { return filepath.Join(s.cfg.Dir, owner, name) }
+
+func (s *Service) readRecord(owner, name string) (record, error) {
+	b, err := os.ReadFile(filepath.Join(s.dir(owner, name), "runner.json"))
+	if err != nil {
+		return record{}, err
+	}
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return record{}, fmt.Errorf("read runner record: %w", err)
+	}
+	return r, nil
+}
+
+// writeFile writes b to path with mode 0600, atomically.
+func writeFile(path string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// save writes the runner's record and config.toml, both 0600 in a 0700 directory.
+func (s *Service) save(r record) error {
+	dir := s.dir(r.Owner, r.Name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create the runner's directory: %w", err)
+	}
+	_ = os.Chmod(dir, 0o700)
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, "runner.json"), b); err != nil {
+		return fmt.Errorf("store the runner's record: %w", err)
+	}
+	toml := RenderTOML(TOMLInput{Name: "whalemountain " + r.Owner + "/" + r.Name, URL: s.cfg.GitLabURL, Token: r.Token,
+		Concurrent: s.cfg.Concurrent, JobImage: s.cfg.JobImage})
+	if err := writeFile(filepath.Join(dir, "config.toml"), []byte(toml)); err != nil {
+		return fmt.Errorf("write the runner's config.toml: %w", err)
+	}
+	return nil
+}
+
+// listen serves owner's Docker API on the socket in the runner's directory (again, when it
+// already is: a new socket file for a new container).
+func (s *Service) listen(owner, name string) error {
+	key := owner + "/" + name
+	path := filepath.Join(s.dir(owner, name), socketName)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.listeners[key]; ok {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		_ = l.Close()
+		delete(s.listeners, key)
+	}
+	if len(path) > maxSocketPath {
+		return fmt.Errorf("the runner's socket path %s is longer than a unix socket may be (%d bytes): use a shorter data_dir", path, maxSocketPath)
+	}
+	_ = os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("listen on the runner's socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		_ = l.Close()
+		return fmt.Errorf("listen on the runner's socket: %w", err)
+	}
+	s.listeners[key] = l
+	id := backend.Identity{User: owner, Role: backend.RoleStudent, KeySource: backend.KeySourceRunner, RemoteAddr: "runner " + name}
+	ctx := s.ctx
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer conn.Close()
+				s.serve(ctx, id, conn)
+			}()
+		}
+	}()
+	return nil
+}
+
+// unlisten stops serving the runner's socket.
+func (s *Service) unlisten(owner, name string) {
+	key := owner + "/" + name
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.listeners[key]; ok {
+		_ = l.Close()
+		delete(s.listeners, key)
+	}
+}
+
+// Serving reports whether the socket of owner's runner name is being served.
+func (s *Service) Serving(owner, name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.listeners[owner+"/"+name]
+	return ok
+}
+
+// SocketPath is where owner's runner name's Docker API socket is on this host.
+func (s *Service) SocketPath(owner, name string) string {
+	return filepath.Join(s.dir(owner, name), socketName)
+}
+
+// record writes one audit line; the token is never part of it.
+func (s *Service) record(id backend.Identity, action, target string, err error) {
+	if s.audit == nil {
+		return
+	}
+	result, reason := audit.OK, ""
+	if err != nil {
+		result, reason = audit.Failed, err.Error()
+		for _, k := range []error{ErrInvalid, ErrNotFound, ErrQuota, ErrPermission} {
+			if errors.Is(err, k) {
+				result = audit.Refused
+			}
+		}
+	}
+	_ = s.audit.Action(id, action, target, result, reason)
+}
