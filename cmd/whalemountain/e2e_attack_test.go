@@ -306,6 +306,7 @@ func TestE2EAttack(t *testing.T) {
 	f.gpuRows(tb)
 	f.sifRows(tb)
 	f.consoleRows(tb)
+	f.shareRows(tb)
 	tb.run(t)
 
 	// Phase 2: an image whose labels lie, run and exported by mallory.
