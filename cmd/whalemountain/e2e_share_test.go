@@ -212,6 +212,24 @@ func TestE2EShare(t *testing.T) {
 		t.Errorf("the TA's ssh exited %d after ctrl-p ctrl-q", code)
 	}
 	leaver.waitText("you left the shell of alice in box")
+
+	// From the dashboard's Class tab: w on alice's row shows her shared shell in the same
+	// terminal; ctrl-p ctrl-q comes back to the dashboard.
+	dash := s.openDashboard(t, tanaka, "tanaka", "ta", 120, 40)
+	dash.send("6")
+	dash.waitText("join shell")
+	dash.send("/alice")
+	dash.send("\r")
+	dash.send("w")
+	dash.waitOutput("stu-mark-2") // the recent output first
+	stu.typeLine("echo from''-dash")
+	dash.waitOutput("from-dash")
+	dash.send("\x10\x11")
+	dash.waitText("alice's shared shell ended", "[6 Class]")
+	dash.send("q")
+	if code := dash.waitExit(sshTimeout); code != 0 {
+		t.Errorf("the TA's dashboard exited %d", code)
+	}
 	ta3 := x.open("tanaka3", 120, 40, sshArgv(tanaka, "tanaka", "join", "alice"))
 	ta3.waitTitle("alice/box 120x40 · read-only · watching: tanaka")
 	stu.typeLine("exit")

@@ -144,6 +144,9 @@ func (s *Shell) target() string { return s.owner.User + "/" + s.name }
 // Open registers a shell of id in the container name and returns the Execution to bridge
 // in place of ex. Closing it ends every view of the shell.
 func (h *Hub) Open(id backend.Identity, name string, ex backend.Execution, t Terminal) backend.Execution {
+	if v, ok := ex.(*viewExec); ok {
+		return v // a view of someone's shared shell is not itself a shell to share
+	}
 	pr, pw := io.Pipe()
 	s := &Shell{hub: h, owner: id, name: name, term: t.Term, since: time.Now(), ex: ex,
 		pr: pr, pw: pw, stdin: ex.Stdin(), width: t.Width, height: t.Height, ring: ring{max: h.opts.Replay}}
@@ -681,4 +684,79 @@ func (s *Shell) viewerInput(w *Watcher, p []byte) {
 	if ok {
 		_, _ = s.stdin.Write(p)
 	}
+}
+
+// --- a view as an Execution, for the dashboard's terminal ---
+
+// viewExec is a viewer's view of a shared shell in the shape of a process: its output is
+// the shell's, its input the viewer's keys, its size the viewer's; it ends when the view does.
+type viewExec struct {
+	inR    *io.PipeReader
+	inW    *io.PipeWriter
+	outR   *io.PipeReader
+	sizes  chan input.Size
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// JoinView is Join for the dashboard: the view as a backend.Execution that the session's
+// terminal bridge runs like a shell (ctrl-p ctrl-q leaves; Wait returns when the view ends).
+func (h *Hub) JoinView(id backend.Identity, target string, width, height int) (backend.Execution, error) {
+	w, err := h.Join(id, target, input.Size{Width: width, Height: height})
+	if errors.Is(err, ErrNotShared) {
+		user, _, _ := strings.Cut(target, "/")
+		return nil, fmt.Errorf("%s shares no shell: %w", user, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	v := &viewExec{inR: inR, inW: inW, outR: outR, sizes: make(chan input.Size, 1), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		why := w.Run(ctx, ViewTerminal{In: inR, Out: outW, Sizes: v.sizes})
+		_ = inR.CloseWithError(errors.New("the view ended")) // keys typed from now on go back to the dashboard
+		_, _ = io.WriteString(outW, "\r\n"+why+"\r\n")
+		_ = outW.Close()
+		close(v.done)
+	}()
+	return v, nil
+}
+
+func (v *viewExec) Stdin() io.WriteCloser { return v.inW }
+func (v *viewExec) Stdout() io.Reader     { return v.outR }
+func (v *viewExec) Stderr() io.Reader     { return nil }
+
+func (v *viewExec) Resize(width, height int) error {
+	s := input.Size{Width: width, Height: height}
+	select {
+	case v.sizes <- s:
+	default:
+		select {
+		case <-v.sizes:
+		default:
+		}
+		select {
+		case v.sizes <- s:
+		default:
+		}
+	}
+	return nil
+}
+
+func (v *viewExec) Wait(ctx context.Context) (int, error) {
+	select {
+	case <-v.done:
+		return 0, nil
+	case <-ctx.Done():
+		return -1, ctx.Err()
+	}
+}
+
+func (v *viewExec) Close() error {
+	v.cancel()
+	_ = v.inR.CloseWithError(errors.New("the view ended"))
+	_ = v.outR.Close()
+	return nil
 }

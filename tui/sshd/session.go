@@ -287,7 +287,11 @@ func (se *session) tabs(st dashboard.Styles) []dashboard.Tab {
 	// The Class tab is a TA's alone: everyone's containers and sessions at a glance.
 	if se.id.IsTA() {
 		if d.Docker != nil {
-			tabs = append(tabs, class.New(d.Docker, se.srv, se.id, st))
+			ct := class.New(d.Docker, se.srv, se.id, st)
+			if j, ok := d.Shares.(class.Joiner); ok {
+				ct.SetJoiner(j) // w: the view of a shell a student shares
+			}
+			tabs = append(tabs, ct)
 		} else {
 			tabs = append(tabs, notice("Class", "The class view needs containers on (docker.enabled: false)."))
 		}

@@ -11,6 +11,7 @@
 package class
 
 import (
+	"context"
 	"strings"
 
 	"charm.land/bubbles/v2/key"
@@ -52,8 +53,8 @@ type changedMsg struct {
 }
 
 type keyMap struct {
-	Sort, Filter, Open, Clear, Submit, Cancel key.Binding
-	nav                                       dashboard.NavKeys
+	Sort, Filter, Open, Join, Clear, Submit, Cancel key.Binding
+	nav                                             dashboard.NavKeys
 }
 
 func defaultKeyMap() keyMap {
@@ -61,6 +62,7 @@ func defaultKeyMap() keyMap {
 		Sort:   key.NewBinding(key.WithKeys("o"), key.WithHelp("o", "sort")),
 		Filter: key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter")),
 		Open:   key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "containers")),
+		Join:   key.NewBinding(key.WithKeys("w"), key.WithHelp("w", "join shell")),
 		Clear:  key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "clear filter")),
 		Submit: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "keep filter")),
 		Cancel: key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "clear")),
@@ -76,6 +78,9 @@ type Tab struct {
 	st    dashboard.Styles
 	keys  keyMap
 	quota func(ta bool) int
+
+	shell  dashboard.ShellFunc // asks the session for a terminal; nil: w does nothing
+	joiner Joiner              // nil: no shell sharing on this server
 
 	shown  bool
 	gen    int // the subscription that counts; a change of an older one is dropped
@@ -102,6 +107,21 @@ var (
 	_ dashboard.Shower     = (*Tab)(nil)
 	_ dashboard.FullHelper = (*Tab)(nil)
 )
+
+// Joiner opens a TA's view of the shell a user shares (share.Hub), in the shape of a
+// process the session's terminal runs.
+type Joiner interface {
+	JoinView(id backend.Identity, target string, width, height int) (backend.Execution, error)
+}
+
+// SetShell installs how the tab asks the session for a terminal (the view of a shared shell).
+func (t *Tab) SetShell(fn dashboard.ShellFunc) { t.shell = fn }
+
+// SetJoiner turns on w: join the shell the selected user shares.
+func (t *Tab) SetJoiner(j Joiner) { t.joiner = j }
+
+// Select puts the selection on user's row again, after a view of their shell.
+func (t *Tab) Select(user string) { t.selUsr = user }
 
 // New builds the tab for a TA's session; who may be nil.
 func New(svc Service, who Sessions, id backend.Identity, st dashboard.Styles) *Tab {
@@ -206,6 +226,9 @@ func (t *Tab) Keys() []key.Binding {
 	if t.filtering {
 		return []key.Binding{t.keys.Submit, t.keys.Cancel}
 	}
+	if t.joiner != nil {
+		return []key.Binding{t.keys.Open, t.keys.Join, t.keys.Sort, t.keys.Filter}
+	}
 	return []key.Binding{t.keys.Open, t.keys.Sort, t.keys.Filter}
 }
 
@@ -277,6 +300,13 @@ func (t *Tab) key(msg tea.KeyPressMsg) tea.Cmd {
 	case key.Matches(msg, k.Open):
 		if t.selUsr != "" {
 			return dashboard.Open(ContainersTab, "owner:"+t.selUsr)
+		}
+	case key.Matches(msg, k.Join):
+		if user, j := t.selUsr, t.joiner; user != "" && j != nil && t.shell != nil {
+			return t.shell(dashboard.Shell{Name: user + "'s shared shell", Back: user,
+				Open: func(_ context.Context, spec backend.ExecSpec) (backend.Execution, error) {
+					return j.JoinView(t.id, user, spec.Width, spec.Height)
+				}})
 		}
 	case key.Matches(msg, k.nav.Up):
 		move(t.sel - 1)
