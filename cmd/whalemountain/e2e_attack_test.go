@@ -1598,3 +1598,178 @@ func (f *attackFixture) checkLeaks(tb *attackTable) {
 		}
 	}
 }
+
+// --- runners ---
+
+// TestE2EAttackRunner is the attack table of personal GitLab runners: mallory reaches
+// alice's runner by no verb, flag or name; nobody reaches a runner container as a
+// container, not even its owner; alice's runner socket is her own Docker API and nothing
+// more (no privileges, host paths, host namespaces, the engine's socket, anyone else's
+// container or the runner itself); the token is in no argv answer, log or audit line.
+func TestE2EAttackRunner(t *testing.T) {
+	f := newRunnerFixture(t, "x", "")
+	s, alice, mallory := f.s, f.alice, f.bob
+	const victim, attacker = "alice", "bob"
+	runnerID, token := f.gl.AddRunner(f.demo)
+	_, mToken := f.gl.AddRunner(f.lab)
+	if r := f.setToken(alice, victim, "alice/demo", token); r.Code != 0 {
+		t.Fatalf("alice's runner token: %s", r)
+	}
+	if r := f.setToken(mallory, attacker, "bob/lab", mToken); r.Code != 0 {
+		t.Fatalf("mallory's runner token: %s", r)
+	}
+	f.waitPolling(alice, victim, runnerID)
+	s.mustRun(t, mallory, attacker, "run", "--name", "mbox", f.img)
+	mbox := s.engineContainer(t, attacker, "mbox").ID
+	runnerCtr := s.engineContainer(t, victim, "alice-demo").ID
+	sock := filepath.Join(f.runnerDir(victim, "alice-demo"), "docker.sock")
+	dcli := newDockerCLI(t, s.server, alice, victim).withHost("unix://" + sock)
+	ctl, ctlUser := randomLetters(6), randomLetters(5)
+	ctlID := strings.Repeat("0", 12)
+
+	intact := func() (string, bool) {
+		in := s.engineInspect(t, runnerCtr)
+		ok := in.State != nil && in.State.Running && f.gl.Runner(runnerID).Exists
+		_, err := os.Stat(sock)
+		return fmt.Sprintf("alice's runner running %v, registered %v, socket %v", in.State != nil && in.State.Running,
+			f.gl.Runner(runnerID).Exists, err), ok && err == nil
+	}
+	tb := &attackTable{}
+	// mallory names alice's runner every way: the answer is the one for a runner nobody has.
+	for _, form := range []struct{ args, ctl []string }{
+		{[]string{"runner", "logs", "alice-demo"}, []string{"runner", "logs", ctl}},
+		{[]string{"runner", "logs", "alice/demo"}, []string{"runner", "logs", ctlUser + "/demo"}},
+		{[]string{"runner", "logs", "--user", victim, "alice-demo"}, []string{"runner", "logs", "--user", ctlUser, ctl}},
+		{[]string{"runner", "restart", "--user", victim, "--reason", "x", "alice-demo"}, []string{"runner", "restart", "--user", ctlUser, "--reason", "x", ctl}},
+		{[]string{"runner", "stop", "--user", victim, "--reason", "x", "alice-demo"}, []string{"runner", "stop", "--user", ctlUser, "--reason", "x", ctl}},
+		{[]string{"runner", "rm", "--user", victim, "--reason", "x", "alice-demo"}, []string{"runner", "rm", "--user", ctlUser, "--reason", "x", ctl}},
+		{[]string{"runner", "rm", "--user", victim, "--reason", "x"}, []string{"runner", "rm", "--user", ctlUser, "--reason", "x"}},
+		{[]string{"runner", "rotate", "alice-demo"}, []string{"runner", "rotate", ctl}},
+	} {
+		tb.add("runner cli", "mallory", shownArgs(form.args), "the answer for a runner nobody has; alice's runner untouched", func(t *testing.T) (string, bool) {
+			got, same := sameAsControl(s.run(t, mallory, attacker, form.args...), s.run(t, mallory, attacker, form.ctl...),
+				[][2]string{{ctl, "alice-demo"}, {ctlUser, victim}}, true)
+			st, ok := intact()
+			return got + "\n" + st, same && ok
+		})
+	}
+	tb.add("runner cli", "mallory", "runner status --all --json", "mallory's own runner only", func(t *testing.T) (string, bool) {
+		r := s.run(t, mallory, attacker, "runner", "status", "--all", "--json")
+		return describe(r), r.Code == 0 && !strings.Contains(r.Stdout, victim) && strings.Contains(r.Stdout, "bob-lab")
+	})
+	// A runner container is nobody's container, not even its owner's: every container verb
+	// answers as for a name nobody has.
+	for _, who := range []struct {
+		key        *testKey
+		user, name string
+	}{{alice, victim, "alice-demo"}, {mallory, attacker, "alice/alice-demo"}, {mallory, attacker, "bob-lab"}} {
+		for _, verb := range [][]string{{"exec", "NAME", "--", "true"}, {"logs", "NAME"}, {"inspect", "NAME"}, {"stop", "NAME"}, {"rm", "-f", "NAME"}} {
+			args, ctlArgs := slices.Clone(verb), slices.Clone(verb)
+			for i := range args {
+				if args[i] == "NAME" {
+					args[i], ctlArgs[i] = who.name, strings.Replace(who.name, strings.TrimPrefix(who.name, "alice/"), ctl, 1)
+				}
+			}
+			actor := "alice"
+			if who.user == attacker {
+				actor = "mallory"
+			}
+			tb.add("container verbs", actor, shownArgs(args), "a runner container is no user's container: the answer for a name nobody has", func(t *testing.T) (string, bool) {
+				got, same := sameAsControl(s.run(t, who.key, who.user, args...), s.run(t, who.key, who.user, ctlArgs...),
+					[][2]string{{ctl, strings.TrimPrefix(who.name, "alice/")}}, true)
+				st, ok := intact()
+				return got + "\n" + st, same && ok
+			})
+		}
+	}
+	// alice's runner socket, driven with the real docker CLI as the docker executor would.
+	refusedRuns := [][]string{
+		{"run", "--privileged", f.img, "true"},
+		{"run", "-v", "/:/host", f.img, "true"},
+		{"run", "-v", "/var/run/docker.sock:/var/run/docker.sock", f.img, "true"},
+		{"run", "--mount", "type=bind,source=" + filepath.Dir(sock) + ",target=/x", f.img, "true"},
+		{"run", "--network", "host", f.img, "true"},
+		{"run", "--pid", "host", f.img, "true"},
+		{"run", "--ipc", "host", f.img, "true"},
+		{"run", "--userns", "host", f.img, "true"},
+		{"run", "--cap-add", "SYS_ADMIN", f.img, "true"},
+		{"run", "--device", "/dev/mem", f.img, "true"},
+		{"run", "--security-opt", "seccomp=unconfined", f.img, "true"},
+		{"run", "--network", "container:" + mbox, f.img, "true"},
+		{"run", "--volumes-from", mbox, f.img, "true"},
+		{"run", "--label", docker.LabelOwner + "=bob", "--label", docker.LabelKind + "=runner", "--name", "forged", "-d", f.img, "sleep", "60"},
+	}
+	for _, args := range refusedRuns {
+		forged := slices.Contains(args, "forged")
+		tb.add("runner socket", "alice's runner", "docker "+shownArgs(args), "refused with the door's one line, nothing made (a forged label is overwritten)", func(t *testing.T) (string, bool) {
+			before := len(s.engineContainers(t, victim, ""))
+			r := dcli.run(args...)
+			after := s.engineContainers(t, victim, "")
+			if forged {
+				// Accepted, but as alice's container: the server's labels win.
+				c := s.engineContainer(t, victim, "forged")
+				ok := r.Code == 0 && c.Labels[docker.LabelOwner] == victim && c.Labels[docker.LabelKind] == docker.KindContainer
+				dcli.run("rm", "-f", "forged")
+				return describe(r) + fmt.Sprintf("\nlabels %v", c.Labels), ok
+			}
+			first, _, _ := strings.Cut(r.Stderr, "\n")
+			return describe(r), r.Code != 0 && len(after) == before && strings.HasPrefix(first, "docker: Error response from daemon: ")
+		})
+	}
+	for _, ref := range []string{mbox, mbox[:12], runnerCtr, runnerCtr[:12], "bob-lab", "mbox", s.prefix + "-" + attacker + "-mbox"} {
+		tb.add("runner socket", "alice's runner", "docker inspect "+ref, "No such container, as for an ID nobody has", func(t *testing.T) (string, bool) {
+			r, c := dcli.run("inspect", ref), dcli.run("inspect", ctlID)
+			got, same := sameAsControl(r, c, [][2]string{{ctlID, ref}}, true)
+			return got, same
+		})
+	}
+	tb.add("runner socket", "alice's runner", "docker ps -a", "alice's containers only: no runner, nothing of mallory's", func(t *testing.T) (string, bool) {
+		r := dcli.run("ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}}")
+		bad := r.Code != 0 || strings.Contains(r.Stdout, mbox) || strings.Contains(r.Stdout, runnerCtr) || strings.Contains(r.Stdout, "runner")
+		return describe(r), !bad
+	})
+	tb.add("runner socket", "alice's runner", "docker create/start/wait/rm", "works, and the container is alice's", func(t *testing.T) (string, bool) {
+		if r := dcli.run("create", "--name", "sockjob", f.img, "true"); r.Code != 0 {
+			return describe(r), false
+		}
+		c := s.engineContainer(t, victim, "sockjob")
+		ok := c.Labels[docker.LabelOwner] == victim && c.Labels[docker.LabelKind] == docker.KindContainer
+		r1, r2, r3 := dcli.run("start", "sockjob"), dcli.run("wait", "sockjob"), dcli.run("rm", "sockjob")
+		return fmt.Sprintf("labels %v; %s; %s; %s", c.Labels, describe(r1), describe(r2), describe(r3)),
+			ok && r1.Code == 0 && strings.TrimSpace(r2.Stdout) == "0" && r3.Code == 0
+	})
+	// The token: refused on the command line without an echo; in no answer, log or audit line.
+	tb.add("runner cli", "alice", "runner token <TOKEN on the command line>", "refused, the token not repeated, nothing changed", func(t *testing.T) (string, bool) {
+		r := s.run(t, alice, victim, "runner", "token", "--project", "alice/demo", token)
+		st, ok := intact()
+		return describe(r) + "\n" + st, r.Code == 2 && !strings.Contains(r.Stdout+r.Stderr, token) && ok
+	})
+	tb.add("runner cli", "mallory", "runner token with alice's project and a token of nobody", "refused; alice's runner untouched", func(t *testing.T) (string, bool) {
+		r := f.setToken(mallory, attacker, "alice/demo", "glrt-"+randomLetters(24))
+		st, ok := intact()
+		return describe(r) + "\n" + st, r.Code != 0 && ok
+	})
+	tb.run(t)
+
+	for _, where := range []struct{ name, text string }{
+		{"runner status --json", s.mustRun(t, alice, victim, "runner", "status", "--json")},
+		{"runner logs", s.run(t, alice, victim, "runner", "logs").Stdout},
+		{"the runner container's engine config", fmt.Sprintf("%+v", s.engineInspect(t, runnerCtr).Config)},
+	} {
+		checkNoSecret(t, where.text, where.name, token, mToken)
+	}
+	for _, p := range []string{f.runnerDir(victim, "alice-demo"), filepath.Join(f.runnerDir(victim, "alice-demo"), "config.toml")} {
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s: %v, mode %v; want nothing for group or others", p, err, fi.Mode())
+		}
+	}
+	s.stop(t)
+	checkNoSecret(t, s.Log(), "the server's log", token, mToken)
+	audit, _ := os.ReadFile(s.auditPath())
+	checkNoSecret(t, string(audit), "the audit log", token, mToken)
+	t.Logf("runner attack table: %d rows; %d do not hold", len(tb.rows), len(tb.failed))
+	for _, line := range tb.failed {
+		t.Logf("  %s", line)
+	}
+}
