@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin/whalemountain
 
-.PHONY: build run test vet lint fmt-check bench fuzz fuzz-short clean
+.PHONY: build run test vet lint fmt-check bench fuzz fuzz-short soak clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/whalemountain
@@ -49,6 +49,20 @@ fuzz-short:
 
 fuzz:
 	$(MAKE) --no-print-directory fuzz-short FUZZTIME=2m
+
+# The soak, not part of `make test`: SOAK_DASHBOARDS dashboards, SOAK_SHELLS shells streaming
+# output, SOAK_TRANSFERS sftp clients and a stream of container changes on one server for
+# SOAK_DURATION; prints errors (must be 0), the server's goroutines, descriptors and memory at
+# the start and the end, and the p99 keystroke echo latency.
+SOAK_DURATION   ?= 10m
+SOAK_DASHBOARDS ?= 200
+SOAK_SHELLS     ?= 20
+SOAK_TRANSFERS  ?= 10
+
+soak: build
+	$(GO) test -tags soak -run '^TestSoak$$' -count 1 -v -timeout 90m ./cmd/whalemountain \
+		-soak.duration $(SOAK_DURATION) -soak.dashboards $(SOAK_DASHBOARDS) \
+		-soak.shells $(SOAK_SHELLS) -soak.transfers $(SOAK_TRANSFERS)
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./...
