@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"whalemountain/backend/kube/kubetest"
 )
 
 // serverBin is the server binary TestMain builds once for every end-to-end test.
@@ -47,6 +49,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	kubetest.StopShared() // the Kubernetes test cluster, when a test started it
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

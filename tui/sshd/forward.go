@@ -1,6 +1,8 @@
 package sshd
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +17,7 @@ import (
 	"whalemountain/backend"
 	"whalemountain/backend/audit"
 	"whalemountain/tui/format"
+	"whalemountain/tui/termsafe"
 )
 
 // forwardRequest is the direct-tcpip payload of RFC 4254, section 7.2.
@@ -25,42 +28,82 @@ type forwardRequest struct {
 	OriginPort uint32
 }
 
+// dialFunc opens the connection a forward carries.
+type dialFunc func(ctx context.Context) (io.ReadWriteCloser, error)
+
+// podPrefix names a pod as a forward's destination: `ssh -L 8888:pod/lab:8888`.
+const podPrefix = "pod/"
+
 // forwardTarget decides where `ssh -L PORT:NAME:PORT` may go: only to a port of one of the
-// user's own running containers, named as the user names it. Raw addresses, host names and
-// other users' containers all resolve to nothing, because NAME is only ever looked up among
-// the caller's containers. id is who asked, as far as it is known (for the audit log): the
-// key's fingerprint always, the role once the key has been checked again.
-func (s *Server) forwardTarget(ctx ssh.Context, dest string, port uint32) (addr, target string, id backend.Identity, err error) {
+// user's own running containers, or of their own running pod as pod/NAME, named as the user
+// names it. Raw addresses, host names and other users' containers and pods all resolve to
+// nothing, because NAME is only ever looked up among the caller's own. id is who asked, as
+// far as it is known (for the audit log): the key's fingerprint always, the role once the
+// key has been checked again.
+func (s *Server) forwardTarget(ctx ssh.Context, dest string, port uint32) (dial dialFunc, target string, id backend.Identity, err error) {
 	target = dest + ":" + strconv.FormatUint(uint64(port), 10)
 	id = backend.Identity{User: ctx.User(), RemoteAddr: remoteIP(ctx.RemoteAddr())}
 	key, _ := ctx.Value(ssh.ContextKeyPublicKey).(ssh.PublicKey)
 	if key == nil {
-		return "", target, id, fmt.Errorf("no public key")
+		return nil, target, id, fmt.Errorf("no public key")
 	}
 	id.KeyFingerprint = gossh.FingerprintSHA256(key)
 	checked, err := s.auth.Check(ctx, ctx.User(), key, id.RemoteAddr)
 	if err != nil {
-		return "", target, id, err
+		return nil, target, id, err
 	}
 	id = checked
 	if port == 0 || port > 65535 {
-		return "", target, id, fmt.Errorf("port %d is not a TCP port", port)
+		return nil, target, id, fmt.Errorf("port %d is not a TCP port", port)
+	}
+	if name, ok := strings.CutPrefix(dest, podPrefix); ok {
+		return s.podTarget(ctx, id, name, int(port), target)
 	}
 	if s.deps.Containers == nil {
-		return "", target, id, fmt.Errorf("containers are not available on this server")
+		return nil, target, id, fmt.Errorf("containers are not available on this server")
 	}
 	if dest == "" || strings.ContainsAny(dest, ":%[]") || net.ParseIP(dest) != nil {
 		hint := strings.Replace(format.UserPrefix(s.prefix, id.User), "ssh ", "ssh -L 8888:box:8888 ", 1)
-		return "", target, id, fmt.Errorf("forward to a container by name, not to an address: %s", hint)
+		return nil, target, id, fmt.Errorf("forward to a container by name, not to an address: %s", hint)
 	}
 	d, err := s.deps.Containers.Inspect(ctx, id, dest)
 	if err != nil {
-		return "", target, id, err
+		return nil, target, id, err
 	}
 	if d.State != "running" || d.IPAddress == "" {
-		return "", target, id, fmt.Errorf("container %s is not running", dest)
+		return nil, target, id, fmt.Errorf("container %s is not running", dest)
 	}
-	return net.JoinHostPort(d.IPAddress, strconv.FormatUint(uint64(port), 10)), target, id, nil
+	addr := net.JoinHostPort(d.IPAddress, strconv.FormatUint(uint64(port), 10))
+	return func(ctx context.Context) (io.ReadWriteCloser, error) {
+		d := net.Dialer{Timeout: 10 * time.Second}
+		return d.DialContext(ctx, "tcp", addr)
+	}, target, id, nil
+}
+
+// podTarget is a forward to port of the user's own pod name, through the API server's
+// port-forward; the pod is looked up among the caller's own only (no owner/name, even for a
+// TA), as containers are.
+func (s *Server) podTarget(ctx context.Context, id backend.Identity, name string, port int, target string) (dialFunc, string, backend.Identity, error) {
+	if s.deps.Pods == nil {
+		return nil, target, id, errors.New("no Kubernetes cluster is configured on this server")
+	}
+	if name == "" || strings.ContainsAny(name, "/:%[]") {
+		hint := strings.Replace(format.UserPrefix(s.prefix, id.User), "ssh ", "ssh -L 8888:pod/NAME:8888 ", 1)
+		return nil, target, id, fmt.Errorf("forward to one of your own pods by name: %s", hint)
+	}
+	// Checked now, so that a refusal is an SSH refusal; the connection is opened when the
+	// channel is accepted.
+	d, err := s.deps.Pods.Inspect(ctx, id, name)
+	if err != nil {
+		return nil, target, id, err
+	}
+	if !d.Running() {
+		return nil, target, id, fmt.Errorf("pod %s is not running (%s)", name, d.Status)
+	}
+	pods := s.deps.Pods
+	return func(ctx context.Context) (io.ReadWriteCloser, error) {
+		return pods.Forward(ctx, id, name, port)
+	}, target, id, nil
 }
 
 // forwardEntry is the audit entry of a forward by id.
@@ -81,7 +124,7 @@ func (s *Server) directTCPIP(_ *ssh.Server, _ *gossh.ServerConn, newChan gossh.N
 		_ = newChan.Reject(gossh.ResourceShortage, fmt.Sprintf("at most %d forwards open on one connection", s.cfg.MaxForwards))
 		return
 	}
-	addr, target, id, err := s.forwardTarget(ctx, req.DestAddr, req.DestPort)
+	dial, target, id, err := s.forwardTarget(ctx, req.DestAddr, req.DestPort)
 	if err != nil {
 		done()
 		s.log.Info("port forward refused", "user", id.User, "role", id.Role, "remote", id.RemoteAddr, "key", id.KeyFingerprint,
@@ -90,11 +133,14 @@ func (s *Server) directTCPIP(_ *ssh.Server, _ *gossh.ServerConn, newChan gossh.N
 		_ = newChan.Reject(gossh.Prohibited, err.Error())
 		return
 	}
-	d := net.Dialer{Timeout: 10 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := dial(ctx)
 	if err != nil {
 		done()
-		_ = newChan.Reject(gossh.ConnectionFailed, fmt.Sprintf("nothing answers on %s", target))
+		reason := fmt.Sprintf("nothing answers on %s", target)
+		if strings.HasPrefix(req.DestAddr, podPrefix) {
+			reason = termsafe.Line(err.Error())
+		}
+		_ = newChan.Reject(gossh.ConnectionFailed, reason)
 		return
 	}
 	ch, reqs, err := newChan.Accept()
@@ -123,8 +169,8 @@ func (s *Server) directTCPIP(_ *ssh.Server, _ *gossh.ServerConn, newChan gossh.N
 	go func() {
 		// The client finished sending: pass the half-close on; the other copy ends both.
 		_, _ = io.Copy(conn, ch)
-		if tc, ok := conn.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
+		if hc, ok := conn.(interface{ CloseWrite() error }); ok {
+			_ = hc.CloseWrite()
 		} else {
 			conn.Close()
 		}

@@ -109,10 +109,16 @@ func Get(t testing.TB) *Cluster {
 // Main runs the tests and stops the cluster if one was started.
 func Main(m *testing.M) {
 	code := m.Run()
+	StopShared()
+	os.Exit(code)
+}
+
+// StopShared stops the process's cluster if one was started, for a TestMain that does
+// more than Main.
+func StopShared() {
 	if shared.cluster != nil {
 		shared.cluster.Stop()
 	}
-	os.Exit(code)
 }
 
 // BinDir returns WM_KUBE_BIN, or an error saying how to build the programs if it is unset
