@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/moby/moby/client"
+
 	"whalemountain/backend/docker/dockertest"
 )
 
@@ -323,4 +325,54 @@ func TestE2EServerKilled(t *testing.T) {
 	if r := again.run(t, alice, "alice", "sif", "ls"); r.Code != 0 {
 		t.Errorf("sif ls after the restart: %s", r)
 	}
+}
+
+// TestE2EEngineCut: with the server's connection to dockerd going through a proxy, cutting
+// it puts one line on an open dashboard (the last known list stays, dimmed) and makes a
+// command fail with one line; a container stopped behind the cut shows as stopped once the
+// connection is back, and the line goes by itself. Not parallel, for the reason
+// TestE2EContainers gives.
+func TestE2EEngineCut(t *testing.T) {
+	cli := dockertest.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
+	defer cancel()
+	img := dockertest.BusyboxImage(ctx, t, cli)
+	proxy := dockertest.NewProxy(t)
+	s := startContainerServer(t, cli, img, containerPrefix("ec"), ctrOptions{Docker: "  host: " + proxy.Host() + "\n"})
+	alice := newKey(t, "alice")
+	s.addKey(t, "alice", alice)
+	s.mustRun(t, alice, "alice", "run", "--name", "box", img)
+	boxRow := func(state string) func([]string) bool {
+		return func(ls []string) bool {
+			for _, l := range ls {
+				if strings.Contains(l, " box ") && strings.Contains(l, state) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	tm := s.openDashboard(t, alice, "alice", "student", 100, 30)
+	tm.waitScreen("box running", boxRow("running"))
+
+	proxy.Cut()
+	lines := tm.waitText("Docker unreachable: cannot connect to the Docker daemon — showing the last known list")
+	if !boxRow("running")(lines) {
+		t.Errorf("the last known list is gone while Docker is unreachable:\n%s", tm.dump())
+	}
+	wantError(t, "stop while Docker is cut off", s.run(t, alice, "alice", "stop", "box"), 1, "Docker unreachable")
+
+	zero := 0
+	if _, err := cli.ContainerStop(ctx, s.engineContainer(t, "alice", "box").ID, client.ContainerStopOptions{Timeout: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	if err := proxy.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	tm.waitGone("Docker unreachable")
+	tm.waitScreen("box exited after the resync", boxRow("exited"))
+	if r := s.run(t, alice, "alice", "start", "box"); r.Code != 0 {
+		t.Errorf("start once Docker is back: %s", r)
+	}
+	tm.waitScreen("box running again", boxRow("running"))
 }
