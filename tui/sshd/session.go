@@ -19,6 +19,7 @@ import (
 	"whalemountain/tui/dashboard/gpus"
 	"whalemountain/tui/dashboard/images"
 	"whalemountain/tui/dashboard/pods"
+	"whalemountain/tui/dashboard/runners"
 	"whalemountain/tui/files"
 	"whalemountain/tui/input"
 	"whalemountain/tui/screen"
@@ -282,7 +283,7 @@ func (se *session) tabs(st dashboard.Styles) []dashboard.Tab {
 	tabs = append(tabs,
 		gpus.New(src, se.id, st),
 		se.podsTab(st),
-		notice("Runner", "GitLab CI runners are not available on this server yet."),
+		se.runnerTab(st),
 	)
 	// The Class tab is a TA's alone: everyone's containers and sessions at a glance.
 	if se.id.IsTA() {
@@ -305,6 +306,14 @@ func (se *session) podsTab(st dashboard.Styles) dashboard.Tab {
 		return dashboard.Notice{Name: "Pods", Line: "No Kubernetes cluster is configured on this server.", Styles: st}
 	}
 	return pods.New(se.srv.deps.Pods, se.id, st, time.Now, se.srv.prefix)
+}
+
+// runnerTab is the Runner tab, or one line saying why there is none.
+func (se *session) runnerTab(st dashboard.Styles) dashboard.Tab {
+	if r := se.srv.deps.Runners; r != nil {
+		return runners.New(r, se.id, st)
+	}
+	return dashboard.Notice{Name: "Runner", Line: "GitLab CI runners are off on this server (runners.enabled: false).", Styles: st}
 }
 
 // notifyShutdown tells the user, in one line, that the server is stopping.

@@ -1,0 +1,105 @@
+package runners
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/charmbracelet/x/ansi"
+
+	"whalemountain/backend/runner"
+	"whalemountain/tui/dashboard"
+	"whalemountain/tui/termsafe"
+)
+
+// View is what the tab shows, for Render.
+type View struct {
+	List      []runner.Runner
+	Sel       int
+	Loaded    bool
+	Err       error
+	WithOwner bool   // a TA's view: an OWNER column
+	Bottom    string // a question or an input line, drawn last
+}
+
+// columns of the table: name, project, state, status (owner first for TAs).
+func row(r runner.Runner, withOwner bool, widths []int) string {
+	project := r.Project
+	if project == "" {
+		project = "-"
+	}
+	cells := []string{termsafe.Line(r.Name), termsafe.Line(project), stateWord(r.State), termsafe.Line(r.Status)}
+	if withOwner {
+		cells = append([]string{termsafe.Line(r.Owner)}, cells...)
+	}
+	var b strings.Builder
+	for i, c := range cells {
+		if i < len(widths) {
+			c = ansi.Truncate(c, widths[i], "…")
+			b.WriteString(c + strings.Repeat(" ", max(0, widths[i]-ansi.StringWidth(c))+2))
+		} else {
+			b.WriteString(c)
+		}
+	}
+	return strings.TrimRight(b.String(), " ")
+}
+
+func stateWord(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// Render draws the tab in width x height cells: the table, a line on what the selected
+// runner is, and the bottom line.
+func Render(st dashboard.Styles, v View, width, height int) string {
+	var lines []string
+	switch {
+	case v.Err != nil:
+		lines = append(lines, st.StatusErr.Render(ansi.Truncate(" "+termsafe.Line(v.Err.Error()), width, "…")))
+	case !v.Loaded:
+		lines = append(lines, st.Dim.Render(" loading runners..."))
+	}
+	if v.Loaded && len(v.List) == 0 && v.Err == nil {
+		lines = append(lines,
+			st.Notice.Render(ansi.Truncate(" No runner yet. Create one in GitLab (project -> Settings -> CI/CD -> Runners),", width, "…")),
+			st.Notice.Render(ansi.Truncate(" then press t and paste its token (it is not shown), or: runner token < token.txt", width, "…")))
+	}
+	if len(v.List) > 0 {
+		widths := []int{20, 24, 10}
+		head := "NAME                  PROJECT                   STATE       STATUS"
+		if v.WithOwner {
+			widths = []int{10, 18, 20, 10}
+			head = "OWNER       NAME                PROJECT               STATE       STATUS"
+		}
+		lines = append(lines, st.ColumnHead.Render(ansi.Truncate(dashboard.NoMarker+head, width, "")))
+		for i, r := range v.List {
+			text := row(r, v.WithOwner, widths)
+			if i == v.Sel {
+				lines = append(lines, st.SelectedRow(text, width))
+				continue
+			}
+			style := st.Stopped
+			switch r.State {
+			case "running":
+				style = st.Running
+			case "missing", "dead":
+				style = st.Failed
+			}
+			lines = append(lines, style.Render(ansi.Truncate(dashboard.NoMarker+text, width, "…")))
+		}
+		r := v.List[min(max(v.Sel, 0), len(v.List)-1)]
+		lines = append(lines, "", st.Dim.Render(ansi.Truncate(fmt.Sprintf(" %s: jobs run as containers of %s through %s's own Docker API",
+			termsafe.Line(r.Name), termsafe.Line(r.Owner), termsafe.Line(r.Owner)), width, "…")))
+	}
+	for len(lines) < height-1 {
+		lines = append(lines, "")
+	}
+	if len(lines) > height-1 {
+		lines = lines[:max(height-1, 0)]
+	}
+	if height > 0 {
+		lines = append(lines, ansi.Truncate(v.Bottom, width, ""))
+	}
+	return strings.Join(lines, "\n")
+}
