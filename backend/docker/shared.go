@@ -171,8 +171,20 @@ func (c Config) validateShared() error {
 		if strings.Count(t, "{group}") != 1 {
 			return bad(field+".Target", "must contain {group} once (got %q)", w.Target)
 		}
-		if err := claim(field+".Target", t); err != nil {
-			return err
+		// Two entries may share a template (their groups differ); a dataset may not lie
+		// where a group's workspace could appear.
+		check := strings.ReplaceAll(t, "{group}", "g")
+		if !path.IsAbs(check) || path.Clean(check) != check || strings.ContainsAny(check, "\x00:,") || !strings.HasSuffix(t, "{group}") && !strings.Contains(t, "{group}/") {
+			return bad(field+".Target", "must be a clean absolute path with {group} as a whole part (got %q)", t)
+		}
+		fixed := t[:strings.Index(t, "{group}")]
+		if !strings.HasSuffix(fixed, "/") {
+			return bad(field+".Target", "must have {group} as a whole part of the path (got %q)", t)
+		}
+		for dt, owner := range targets {
+			if strings.HasPrefix(dt+"/", fixed) {
+				return bad(field+".Target", "%s lies where group workspaces appear (%s)", owner, t)
+			}
 		}
 	}
 	return nil

@@ -309,6 +309,11 @@ func TestSharedDataConfig(t *testing.T) {
 		{"pattern first", func(c *docker.Config) { c.Groups = []docker.GroupWorkspace{{Group: "*/x"}} }, "Group"},
 		{"tiny size", func(c *docker.Config) { c.Groups = []docker.GroupWorkspace{{Group: "a/b", Size: 10}} }, "Size"},
 		{"no {group}", func(c *docker.Config) { c.Groups = []docker.GroupWorkspace{{Group: "a/b", Target: "/team"}} }, "{group}"},
+		{"{group} inside a name", func(c *docker.Config) { c.Groups = []docker.GroupWorkspace{{Group: "a/b", Target: "/team-{group}"}} }, "whole part"},
+		{"dataset among workspaces", func(c *docker.Config) {
+			c.Datasets = []docker.Dataset{{Name: "d", HostPath: "/srv/d", Target: "/groups/d"}}
+			c.Groups = []docker.GroupWorkspace{{Group: "a/b"}}
+		}, "where group workspaces appear"},
 	} {
 		cfg := docker.DefaultConfig()
 		tc.set(&cfg)

@@ -277,6 +277,11 @@ type attackFixture struct {
 
 	fwdCmd *exec.Cmd
 	fwd    map[string]string // -L destination -> local port
+
+	// Shared data (e2e_attack_shared_test.go).
+	courseDir, staffDir      string // the datasets' host directories
+	staffSecret, groupSecret string // in the TAs' dataset and in alice's group workspace
+	groupVol                 string // the engine name of alice's group workspace
 }
 
 // TestE2EAttack is the attack suite. Not parallel, for the reason TestE2EContainers gives.
@@ -307,6 +312,7 @@ func TestE2EAttack(t *testing.T) {
 	f.sifRows(tb)
 	f.consoleRows(tb)
 	f.shareRows(tb)
+	f.sharedRows(tb)
 	tb.run(t)
 
 	// Phase 2: an image whose labels lie, run and exported by mallory.
@@ -349,6 +355,7 @@ func (f *attackFixture) setUp(cli *client.Client) {
 	prefix := containerPrefix("k")
 	top := fmt.Sprintf("tas: [tanaka]\nserver_name: 127.0.0.1\nlimits:\n  failures_per_minute: 1000\n  max_sessions_per_user: 30\n"+
 		"  shutdown_grace: 1s\nimages:\n  registry_namespace: %s\n  sif:\n    tar2sqfs: %s\n", f.ns, wrapper)
+	top += f.sharedConfig()
 	f.s = startContainerServer(t, cli, f.img, prefix, ctrOptions{
 		Top:    top,
 		Docker: "  quotas:\n    student:\n      max_containers: 12\n      max_running: 10\n",
@@ -377,6 +384,7 @@ func (f *attackFixture) setUp(cli *client.Client) {
 	f.s.mustRun(t, f.alice, "alice", "run", "--name", "idle", f.nsUsedTag, "true")
 	f.s.waitState(t, f.alice, "alice", "idle", "exited")
 	f.s.waitLogs(t, f.alice, "alice", "box", f.logMark)
+	f.sharedSetUp()
 	secretFile := filepath.Join(f.dir, "secret.txt")
 	if err := os.WriteFile(secretFile, []byte(f.secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -1295,7 +1303,7 @@ func (f *attackFixture) forgedRows(tb *attackTable) {
 	labels := map[string]string{
 		docker.LabelManaged: "true", docker.LabelOwner: "alice", docker.LabelName: "box2", "whalemountain.kind": "container",
 		"whalemountain.gpus": "GPU-00000000-1111-2222-3333-444444444444", "whalemountain.gpu-indices": "0",
-		"whalemountain.sif-export": "alice",
+		"whalemountain.sif-export": "alice", docker.LabelGroups: "lab/team-a", docker.LabelDatasets: "staff",
 	}
 	maps.Copy(labels, f.s.labels) // the site's selector labels too
 	f.forgedID = forgeImage(t, f.s.cli, f.img, f.forged, labels)
@@ -1319,9 +1327,25 @@ func (f *attackFixture) forgedRows(tb *attackTable) {
 	tb.add("engine", "engine", "label "+docker.LabelOwner+" of mallory's x", "mallory", engineLabel(docker.LabelOwner, "mallory"))
 	tb.add("engine", "engine", "label "+docker.LabelName+" of mallory's x", "x", engineLabel(docker.LabelName, "x"))
 	tb.add("engine", "engine", "label "+docker.LabelManaged+" of mallory's x", "true", engineLabel(docker.LabelManaged, "true"))
-	for _, key := range []string{"whalemountain.gpus", "whalemountain.gpu-indices", "whalemountain.sif-export"} {
+	for _, key := range []string{"whalemountain.gpus", "whalemountain.gpu-indices", "whalemountain.sif-export", docker.LabelGroups} {
 		tb.add("engine", "engine", "label "+key+" of mallory's x", "not set: no image decides it", engineLabel(key, ""))
 	}
+	tb.add("engine", "engine", "label "+docker.LabelDatasets+" of mallory's x (the image says staff)", "course: what the server mounted",
+		engineLabel(docker.LabelDatasets, "course"))
+	tb.add("engine", "engine", "mounts of mallory's x", "her home and the course dataset (read-only); no team-a, no staff", func(t *testing.T) (string, bool) {
+		if f.xID == "" {
+			return "no container of the forged image", false
+		}
+		var got []string
+		ok := true
+		for _, m := range f.s.engineInspect(t, f.xID).Mounts {
+			got = append(got, fmt.Sprintf("%s:%s rw=%v", m.Name+m.Source, m.Destination, m.RW))
+			if m.Destination == "/datasets/course" && m.RW || m.Destination == "/datasets/staff" || strings.HasPrefix(m.Destination, "/groups") {
+				ok = false
+			}
+		}
+		return strings.Join(got, ", "), ok && len(got) == 2
+	})
 	tb.add("engine", "engine", "label whalemountain.kind of mallory's x", `"container" or not set`, func(t *testing.T) (string, bool) {
 		if f.xID == "" {
 			return "no container of the forged image", false
@@ -1580,6 +1604,7 @@ func (f *attackFixture) checkLeaks(tb *attackTable) {
 	secrets := map[string]string{
 		"alice's box ID": f.box.ID[:12], "alice's idle ID": f.idle.ID[:12], "alice's box address": f.boxIP,
 		"alice's file": f.secret, "alice's page": f.page, "alice's logs": f.logMark,
+		"alice's group workspace": f.groupSecret, "the TAs' dataset": f.staffSecret,
 	}
 	for what, s := range secrets {
 		// Her own audit entries replay what she typed in earlier rows: there a secret counts
