@@ -7,6 +7,7 @@ package recording
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -40,8 +41,13 @@ type Writer struct {
 	start   time.Time
 	now     func() time.Time
 	partial []byte // the start of a UTF-8 sequence the next output completes
-	err     error  // the first write error; later events are dropped
+	err     error  // the first write error or ErrFull; later events are dropped
+	max     int64  // bytes of events at most; 0: no limit
+	written int64
 }
+
+// ErrFull is the error of every event once a recording has reached its size limit.
+var ErrFull = errors.New("the recording reached its size limit")
 
 // newWriter writes h to f and returns a writer of events after it.
 func newWriter(f *os.File, h Header, now func() time.Time) (*Writer, error) {
@@ -99,6 +105,14 @@ func (w *Writer) event(kind, data string) error {
 		return w.err
 	}
 	b = append(b, '\n')
+	if w.max > 0 && w.written+int64(len(b)) > w.max {
+		// One last marker says where and why the recording stops.
+		end, _ := json.Marshal([]any{json.Number(fmt.Sprintf("%.6f", t)), Marker, "recording stopped: size limit reached"})
+		_, _ = w.bw.Write(append(end, '\n'))
+		w.err = ErrFull
+		return w.err
+	}
+	w.written += int64(len(b))
 	if _, err := w.bw.Write(b); err != nil {
 		w.err = fmt.Errorf("write cast event: %w", err)
 	}
@@ -109,7 +123,7 @@ func (w *Writer) event(kind, data string) error {
 func (w *Writer) Flush() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.err == nil {
+	if w.err == nil || errors.Is(w.err, ErrFull) {
 		if err := w.bw.Flush(); err != nil {
 			w.err = fmt.Errorf("write cast file: %w", err)
 		}

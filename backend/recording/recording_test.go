@@ -138,6 +138,40 @@ func TestWriteAndRead(t *testing.T) {
 	}
 }
 
+func TestMaxSize(t *testing.T) {
+	s, err := NewStore(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetMaxSize(4096)
+	w, info, err := s.Create("alice", "box", "", 80, 24, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last error
+	for i := 0; i < 100 && last == nil; i++ {
+		last = w.Output([]byte(strings.Repeat("x", 100)))
+	}
+	if !errors.Is(last, ErrFull) {
+		t.Fatalf("100 x 100 bytes under a 4096-byte limit: %v, want ErrFull", last)
+	}
+	if err := w.Close(); !errors.Is(err, ErrFull) {
+		t.Errorf("close: %v", err)
+	}
+	f, fi, err := s.Open(alice, "alice", info.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if fi.Size > 4096+1024 {
+		t.Errorf("the recording is %d bytes, over its limit", fi.Size)
+	}
+	_, evs := parseCast(t, f)
+	if e := evs[len(evs)-1]; e[1] != Marker || !strings.Contains(e[2], "size limit") {
+		t.Errorf("the last event %q does not say the recording stopped", e)
+	}
+}
+
 func TestSweep(t *testing.T) {
 	s, err := NewStore(t.TempDir(), 24*time.Hour)
 	if err != nil {

@@ -35,7 +35,21 @@ type Info struct {
 type Store struct {
 	dir       string
 	retention time.Duration
+	maxSize   int64
 	now       func() time.Time
+}
+
+// DefaultMaxSize bounds one recording, so that a shell printing without end cannot fill the
+// data directory.
+const DefaultMaxSize = 100 << 20
+
+// SetMaxSize bounds each recording to n bytes (0: DefaultMaxSize); past it the recording
+// ends with a marker saying so.
+func (s *Store) SetMaxSize(n int64) {
+	if n <= 0 {
+		n = DefaultMaxSize
+	}
+	s.maxSize = n
 }
 
 // NewStore opens (creating, 0700) the recordings directory dir. Recordings older than
@@ -44,7 +58,7 @@ func NewStore(dir string, retention time.Duration) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("recordings directory %s: %w", dir, err)
 	}
-	return &Store{dir: dir, retention: retention, now: time.Now}, nil
+	return &Store{dir: dir, retention: retention, maxSize: DefaultMaxSize, now: time.Now}, nil
 }
 
 // validUser is a user name as it may name a directory: GitLab's characters, no dots alone.
@@ -96,6 +110,9 @@ func (s *Store) Create(owner, what, title string, width, height int, term string
 		h.Env = map[string]string{"TERM": term}
 	}
 	w, err := newWriter(f, h, s.now)
+	if err == nil {
+		w.max = s.maxSize
+	}
 	if err != nil {
 		f.Close()
 		os.Remove(f.Name())

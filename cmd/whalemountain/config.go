@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"whalemountain/backend/docker"
+	"whalemountain/backend/recording"
 	"whalemountain/tui/sshd"
 )
 
@@ -54,6 +55,7 @@ type RecordingsConfig struct {
 	Enabled   bool          `yaml:"enabled"`
 	AllShells bool          `yaml:"all_shells"`
 	Retention time.Duration `yaml:"retention"` // recordings older than this are removed; 0 keeps them
+	MaxSize   ByteSize      `yaml:"max_size"`  // one recording at most; past it, it stops with a marker
 }
 
 // HostKeys says which host keys to serve.
@@ -179,7 +181,7 @@ func defaultConfig() Config {
 			MaxForwards:          64,
 		},
 		Docker:     defaultDockerConfig(),
-		Recordings: RecordingsConfig{Enabled: true, Retention: 30 * 24 * time.Hour},
+		Recordings: RecordingsConfig{Enabled: true, Retention: 30 * 24 * time.Hour, MaxSize: recording.DefaultMaxSize},
 		Kubernetes: defaultKubeConfig(),
 		Images:     ImagesConfig{SIF: SIFConfig{Quota: docker.DefaultSIFQuota, MaxBuilds: docker.DefaultSIFBuilds}},
 	}
@@ -341,6 +343,9 @@ func (c *Config) validate() error {
 	}
 	if c.Recordings.Retention < 0 {
 		return bad("recordings.retention", "must not be negative (0 keeps recordings)")
+	}
+	if c.Recordings.MaxSize <= 0 {
+		return bad("recordings.max_size", "must be positive, such as 100m")
 	}
 	if c.Recordings.AllShells && !c.Recordings.Enabled {
 		return bad("recordings.all_shells", "needs recordings.enabled")

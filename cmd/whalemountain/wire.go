@@ -207,6 +207,7 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 		if err != nil {
 			return deps, closeAll, fmt.Errorf("recordings: %w", err)
 		}
+		store.SetMaxSize(int64(cfg.Recordings.MaxSize))
 		go sweepRecordings(ctx, store, logger)
 		hubOpts.Recorder = store
 		deps.Recordings = store
