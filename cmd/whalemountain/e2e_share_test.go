@@ -136,6 +136,10 @@ func TestE2EShare(t *testing.T) {
 	ta.waitText("watching alice's shell in box")
 	ta.waitTitle("alice/box 100x30 · read-only · watching: tanaka · your terminal 80x24 is smaller: clipped")
 	stu.waitTitle("watching: tanaka")
+	if out := s.mustRun(t, tanaka, "tanaka", "who"); !strings.Contains(out, "shell in box (shared read-only; watching: tanaka)") ||
+		!strings.Contains(out, "watching alice") {
+		t.Errorf("who does not show the share and the view:\n%s", out)
+	}
 
 	// The student's output reaches the TA byte for byte: colours, UTF-8, many lines.
 	stu.typeLine(`printf 'BEGIN''-1\n'; seq 1 300; printf '\033[1;31mred\033[0m \303\274 \346\227\245\n'; printf 'END''-1\n'`)

@@ -10,6 +10,7 @@ import (
 	"whalemountain/backend"
 	"whalemountain/tui/cli"
 	"whalemountain/tui/dashboard/class"
+	"whalemountain/tui/share"
 	"whalemountain/tui/termsafe"
 )
 
@@ -33,6 +34,8 @@ func initialWhat(args []string, subsystem string, hasPty bool) string {
 		return "docker API"
 	case len(args) >= 2 && args[0] == "shell":
 		return "shell in " + termsafe.Line(args[len(args)-1])
+	case len(args) == 2 && args[0] == "join":
+		return "watching " + termsafe.Line(args[1])
 	case len(args) > 0:
 		return "command " + termsafe.Line(args[0])
 	case hasPty:
@@ -69,6 +72,7 @@ func (s *Server) Who(id backend.Identity) []cli.SessionInfo {
 		}
 	}
 	s.mu.Unlock()
+	s.sharing(out)
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].User != out[j].User {
 			return out[i].User < out[j].User
@@ -76,6 +80,40 @@ func (s *Server) Who(id backend.Identity) []cli.SessionInfo {
 		return out[i].Since.Before(out[j].Since)
 	})
 	return out
+}
+
+// sharing adds to each shell in list whether its owner shares it, and who watches.
+func (s *Server) sharing(list []cli.SessionInfo) {
+	h := s.deps.Shares
+	if h == nil {
+		return
+	}
+	shells := map[string][]share.Info{}
+	for i, si := range list {
+		name, ok := strings.CutPrefix(si.What, "shell in ")
+		if !ok {
+			continue
+		}
+		mine, seen := shells[si.User]
+		if !seen {
+			mine = h.List(backend.Identity{User: si.User, Role: backend.Role(si.Role)}, false)
+			shells[si.User] = mine
+		}
+		for _, sh := range mine {
+			if sh.Shared && termsafe.Line(sh.Name) == name {
+				mode := "read-only"
+				if sh.Write {
+					mode = "read-write"
+				}
+				who := "nobody"
+				if len(sh.Watchers) > 0 {
+					who = strings.Join(sh.Watchers, ", ")
+				}
+				list[i].What += fmt.Sprintf(" (shared %s; watching: %s)", mode, termsafe.Line(who))
+				break
+			}
+		}
+	}
 }
 
 // Users is the number of open sessions of each user now.
