@@ -336,7 +336,15 @@ func TestE2EDockerAPI(t *testing.T) {
 	if err := ev.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second) // the CLI connects and subscribes
+	// The CLI connects and subscribes in its own time: a container made and removed until its
+	// removal shows says it listens.
+	if !poll(2*pollTimeout, func() bool {
+		d.must("create", "--name", "ping", img)
+		d.must("rm", "ping")
+		return strings.Contains(evOut.String(), "destroy ping")
+	}) {
+		t.Fatalf("docker events never showed anything:\n%s", evOut.String())
+	}
 	d.must("run", "-d", "--name", "evt", img, "sleep", "3600")
 	s.mustRun(t, bob, "bob", "restart", "bob-box")
 	d.must("rm", "-f", "evt")

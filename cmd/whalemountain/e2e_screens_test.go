@@ -128,6 +128,18 @@ func testEveryScreenFits(t *testing.T, s *ctrServer, alice *testKey) {
 	}
 }
 
+// selectedHas is true of a screen whose selected row (the one marked ▸) shows text.
+func selectedHas(text string) func([]string) bool {
+	return func(ls []string) bool {
+		for _, l := range ls {
+			if f := strings.Fields(l); len(f) > 1 && f[0] == "▸" {
+				return strings.Contains(l, text)
+			}
+		}
+		return false
+	}
+}
+
 // testStoppedByTA: the TA says why before stopping a student's container; the student reads
 // it at once; "stopped" against the crash's exit code; a removal while the student is away
 // is read at the next login; the TA's table after a shell is drawn whole.
@@ -138,11 +150,11 @@ func testStoppedByTA(t *testing.T, s *ctrServer, alice, tina *testKey) {
 	tm.waitText("alice", "jupyter")
 	// crash, jupyter, thesis: jupyter is the second.
 	tm.send("j")
-	time.Sleep(100 * time.Millisecond)
+	tm.waitScreen("jupyter selected", selectedHas("jupyter"))
 	tm.send("S")
 	tm.waitFits(80, 24, "the question why", "stop alice/jupyter: why? alice reads this")
 	tm.send("the exam needs this GPU at ten")
-	time.Sleep(100 * time.Millisecond)
+	tm.waitText("the exam needs this GPU at ten")
 	tm.send("\r")
 	tm.waitText("alice/jupyter: stopped")
 
@@ -154,7 +166,7 @@ func testStoppedByTA(t *testing.T, s *ctrServer, alice, tina *testKey) {
 		t.Errorf("the crash does not keep its exit code:\n%s", at.dump())
 	}
 	at.send("j")
-	time.Sleep(100 * time.Millisecond)
+	at.waitScreen("jupyter selected", selectedHas("jupyter"))
 	at.send("\r")
 	at.waitFits(120, 40, "who stopped it", "state stopped", "stopped by tina (TA): the exam needs this GPU at ten")
 	at.send("q")
@@ -185,7 +197,7 @@ func testStoppedByTA(t *testing.T, s *ctrServer, alice, tina *testKey) {
 
 	// The TA's table after a shell: every row's cells where the header's are.
 	tm.send("G")
-	time.Sleep(100 * time.Millisecond)
+	tm.waitScreen("thesis selected", selectedHas("thesis"))
 	tm.send("s")
 	tm.waitText(shellPrompt)
 	tm.send("exit\r")
