@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -229,6 +230,30 @@ func TestE2ERunner(t *testing.T) {
 		t.Errorf("the job container outlived its job: %+v", f.jobContainers("alice"))
 	}
 
+	// A server restart: the runner keeps running, its socket is served again, jobs run.
+	var cfgPath string
+	for i, a := range s.cmd.Args {
+		if a == "--config" && i+1 < len(s.cmd.Args) {
+			cfgPath = s.cmd.Args[i+1]
+		}
+	}
+	cfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatalf("the first server's configuration: %v", err)
+	}
+	first := s
+	first.stop(t)
+	s = &ctrServer{server: startServer(t, serverOptions{Config: string(cfg), DataDir: first.DataDir}), cli: first.cli, img: first.img,
+		prefix: first.prefix, labels: first.labels}
+	f.s = s
+	if st := s.engineInspect(t, rc.ID).State; st == nil || !st.Running {
+		t.Errorf("the runner did not survive the server's restart: %+v", st)
+	}
+	again := f.gl.QueueJob(runnerID, gitlabtest.Job{Image: f.img, Script: []string{"echo AFTER-RESTART"}})
+	if !poll(runnerTimeout, func() bool { return f.gl.Job(again).State == "success" }) {
+		t.Fatalf("a job after the server's restart: %+v\nrunner logs:\n%s", f.gl.Job(again), s.run(t, alice, "alice", "runner", "logs"))
+	}
+
 	// A new token restarts the runner with it.
 	before := rc.ID
 	fresh := f.gl.Runner(runnerID)
@@ -244,6 +269,26 @@ func TestE2ERunner(t *testing.T) {
 		t.Error("the runner with the new token never polled")
 	}
 
+	// The Runner tab, on an 80x24 terminal over real ssh: the runner and its state; the
+	// token input never draws what is typed.
+	tm := s.openTerminal(t, alice, "alice", 80, 24)
+	tm.waitText("Containers")
+	tm.send("5")
+	tm.waitFits(80, 24, "the Runner tab", "alice-demo", "alice/demo", "running", "t token")
+	tm.send("t")
+	tm.waitText("project:")
+	tm.send("\r")
+	tm.waitText("token for alice/demo (not shown)")
+	tm.send(newToken[:12])
+	lines := tm.waitText("token for alice/demo (not shown)")
+	if strings.Contains(strings.Join(lines, "\n"), newToken[:12]) {
+		t.Errorf("the token input drew what was typed:\n%s", strings.Join(lines, "\n"))
+	}
+	tm.send("\x1b")
+	tm.waitGone("token for alice/demo")
+	tm.send("q")
+	tm.waitExit(sshTimeout)
+
 	// runner rm: unregistered, container, files and socket gone.
 	if out := s.mustRun(t, alice, "alice", "runner", "rm"); !strings.Contains(out, "removed") {
 		t.Errorf("runner rm: %q", out)
@@ -258,11 +303,39 @@ func TestE2ERunner(t *testing.T) {
 		t.Errorf("runner rm left %s: %v", dir, err)
 	}
 
+	// With the server's GitLab token: runner create (Maintainer at least), rotate, rm.
+	r = s.run(t, alice, "alice", "runner", "create", "bob/lab")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "you must be at least Maintainer of bob/lab") {
+		t.Errorf("runner create for bob's project: %s", r)
+	}
+	if out := s.mustRun(t, alice, "alice", "runner", "create", "alice/demo"); !strings.Contains(out, "created in GitLab for alice/demo") {
+		t.Errorf("runner create: %q", out)
+	}
+	var made []struct {
+		ID int64 `json:"gitlab_runner_id"`
+	}
+	if err := json.Unmarshal([]byte(s.mustRun(t, alice, "alice", "runner", "status", "--json")), &made); err != nil || len(made) != 1 || made[0].ID == 0 {
+		t.Fatalf("runner status --json after create: %+v, %v", made, err)
+	}
+	created := f.gl.Runner(made[0].ID).Token
+	s.mustRun(t, alice, "alice", "runner", "rotate")
+	rotated := f.gl.Runner(made[0].ID).Token
+	toml, _ = os.ReadFile(filepath.Join(dir, "config.toml"))
+	if rotated == created || !strings.Contains(string(toml), rotated) {
+		t.Errorf("runner rotate: GitLab's token changed %v, config.toml has the new one %v", rotated != created, strings.Contains(string(toml), rotated))
+	}
+	s.mustRun(t, alice, "alice", "runner", "rm")
+	if f.gl.Runner(made[0].ID).Exists || len(s.engineContainers(t, "alice", "alice-demo")) != 0 {
+		t.Error("runner rm of a created runner left it in GitLab or on the engine")
+	}
+
 	// The tokens appear in no log, no audit line, no answer.
 	s.stop(t)
-	checkNoSecret(t, s.Log(), "the server's log", token, newToken, bobToken)
+	secrets := []string{token, newToken, bobToken, created, rotated}
+	checkNoSecret(t, first.Log(), "the first server's log", secrets...)
+	checkNoSecret(t, s.Log(), "the server's log", secrets...)
 	audit, _ := os.ReadFile(s.auditPath())
-	checkNoSecret(t, string(audit), "the audit log", token, newToken, bobToken)
+	checkNoSecret(t, string(audit), "the audit log", secrets...)
 }
 
 // resetToken resets runner id's token in GitLab as its owner would in the web page.
