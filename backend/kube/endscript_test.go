@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"bufio"
 	"context"
 	"os"
 	"os/exec"
@@ -39,9 +40,18 @@ func TestEndScriptHangsUpTheMarkedProcessOnly(t *testing.T) {
 	enter := func(args ...string) *exec.Cmd {
 		return exec.CommandContext(ctx, "nsenter", append([]string{"-t", strconv.Itoa(init), "-p", "-m", "--"}, args...)...)
 	}
-	shell := enter("env", execMarker+"=token", "sh", "-c", "trap 'exit 7' HUP; sleep 60 & wait")
+	// The shell says when its trap is set, so the HUP below cannot come before it.
+	shell := enter("env", execMarker+"=token", "sh", "-c", "trap 'exit 7' HUP; echo ready; sleep 60 & wait")
+	ready, err := shell.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := shell.Start(); err != nil {
 		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(ready).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		t.Fatalf("the marked shell did not start: %q %v", line, err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- shell.Wait() }()
@@ -53,7 +63,6 @@ func TestEndScriptHangsUpTheMarkedProcessOnly(t *testing.T) {
 		}
 		return strings.TrimSpace(string(out))
 	}
-	time.Sleep(200 * time.Millisecond)
 	if got := run("0"); got != "alive" {
 		t.Fatalf("look: %q, want alive", got)
 	}
@@ -65,7 +74,7 @@ func TestEndScriptHangsUpTheMarkedProcessOnly(t *testing.T) {
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
 			t.Errorf("the shell ended with %v, want its HUP trap's 7", err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-ctx.Done():
 		t.Fatal("the marked shell did not end on HUP")
 	}
 	if got := run("0"); got != "gone" {
