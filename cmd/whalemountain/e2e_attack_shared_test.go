@@ -168,6 +168,19 @@ func (f *attackFixture) sharedRows(tb *attackTable) {
 			return describe(r) + "; " + f.courseState(), r.Code != 0 && f.courseState() == "intact"
 		})
 	}
+	// Into the dataset through her own container's tree: the engine's archive API refuses a
+	// read-only mount too.
+	tb.add(sharedDoor+" sftp", "mallory", "put "+payload+" /containers/mwork/datasets/course/pwned", "refused; the dataset on the host as it was",
+		func(t *testing.T) (string, bool) {
+			r := f.s.sftpBatch(t, f.mallory, "mallory", "put "+payload+" /containers/mwork/datasets/course/pwned")
+			return describe(r) + "; " + f.courseState(), r.Code != 0 && f.courseState() == "intact"
+		})
+	tb.add(sharedDoor+" "+apiDoor, "mallory", "docker cp PAYLOAD mwork:/datasets/course/", "refused; the dataset on the host as it was",
+		func(t *testing.T) (string, bool) {
+			r := dcliOf(t, f, "cp", payload, "mwork:/datasets/course/")
+			return describe(r) + "; " + f.courseState(), r.Code != 0 && f.courseState() == "intact"
+		})
+
 	// run with the workspace's volume or a dataset's host path.
 	for _, args := range [][]string{
 		{"run", "--name", "s1", "-v", f.groupVol + ":/g", f.img},
@@ -272,6 +285,12 @@ func (f *attackFixture) courseState() string {
 		return fmt.Sprintf("changed: %v, readme %q", names, b)
 	}
 	return "intact"
+}
+
+// dcliOf runs the docker CLI as mallory against f's server.
+func dcliOf(t *testing.T, f *attackFixture, args ...string) sshResult {
+	d := newDockerCLI(t, f.s.server, f.mallory, "mallory")
+	return d.run(args...)
 }
 
 func strconvQuote(s string) string { return fmt.Sprintf("%q", s) }

@@ -13,6 +13,7 @@ package class
 import (
 	"context"
 	"strings"
+	"time"
 
 	"charm.land/bubbles/v2/key"
 	"charm.land/bubbles/v2/textinput"
@@ -100,6 +101,44 @@ type Tab struct {
 	filtering bool
 
 	pageRows int // table rows on screen, for page up and down
+
+	shared string // the line about datasets and group workspaces, once read
+}
+
+// sharedLister is what a service offers when it mounts shared data (docker.Service): the tab
+// then says what there is and how much of it is used.
+type sharedLister interface {
+	Datasets(ctx context.Context, id backend.Identity) ([]docker.DatasetInfo, error)
+	Groups(ctx context.Context, id backend.Identity) ([]docker.GroupInfo, error)
+}
+
+// sharedMsg is the shared-data line for tab.
+type sharedMsg struct {
+	tab  *Tab
+	line string
+}
+
+// readShared reads the datasets and workspaces (GitLab and the volumes' sizes: off the
+// event loop).
+func (t *Tab) readShared() tea.Cmd {
+	sh, ok := t.svc.(sharedLister)
+	if !ok || len(t.svc.Config().Datasets)+len(t.svc.Config().Groups) == 0 {
+		return nil
+	}
+	id := t.id
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		ds, err := sh.Datasets(ctx, id)
+		if err != nil {
+			return sharedMsg{tab: t, line: "shared data: " + err.Error()}
+		}
+		gs, err := sh.Groups(ctx, id)
+		if err != nil {
+			return sharedMsg{tab: t, line: "group workspaces: " + err.Error()}
+		}
+		return sharedMsg{tab: t, line: SharedSummary(ds, gs)}
+	}
 }
 
 var (
@@ -174,7 +213,7 @@ func (t *Tab) Show(on bool) tea.Cmd {
 		t.sub, t.unsub = t.svc.SubscribeFor(t.id, t.opts())
 	}
 	t.reload()
-	return t.wait()
+	return tea.Batch(t.wait(), t.readShared())
 }
 
 func (t *Tab) opts() docker.ListOptions { return docker.ListOptions{All: true, AllUsers: true} }
@@ -250,6 +289,11 @@ func (t *Tab) Update(msg tea.Msg) (dashboard.Tab, tea.Cmd) {
 		}
 		t.reload()
 		return t, t.wait()
+	case sharedMsg:
+		if msg.tab == t {
+			t.shared = msg.line
+		}
+		return t, nil
 	case tea.KeyPressMsg:
 		return t, t.key(msg)
 	}
@@ -336,6 +380,6 @@ func (t *Tab) View(width, height int) string {
 	t.pageRows = max(1, height-3)
 	return Render(t.st, View{
 		Rows: t.rows, Sel: t.sel, SortBy: t.sortBy, Filter: filter, Filtering: t.filtering,
-		Empty: strings.TrimSpace(t.filter.Value()) != "", Health: t.health,
+		Empty: strings.TrimSpace(t.filter.Value()) != "", Health: t.health, Shared: t.shared,
 	}, width, height)
 }

@@ -156,6 +156,7 @@ type View struct {
 	Filtering bool
 	Empty     bool // a filter is set: an empty table says nothing matches
 	Health    docker.Health
+	Shared    string // datasets and group workspaces in one line (SharedSummary); "" for none
 }
 
 // Column widths after USER; USER takes what is left (8 to 24 cells).
@@ -183,6 +184,9 @@ func Render(st dashboard.Styles, v View, width, height int) string {
 		lines = append(lines, st.Dim.Render(cut(" "+v.Filter)))
 	default:
 		lines = append(lines, st.Dim.Render(cut(" "+summary(v.Rows)+" · sorted by "+strings.ToLower(headers[v.SortBy]))))
+	}
+	if v.Shared != "" {
+		lines = append(lines, st.Dim.Render(cut(" "+termsafe.Line(v.Shared))))
 	}
 	userW := width - 1
 	for _, w := range widths[1:] {
@@ -259,6 +263,55 @@ func pad(s string, w int, right bool) string {
 		return gap + s
 	}
 	return s + gap
+}
+
+// SharedSummary is the datasets and group workspaces for TAs in one line: "datasets:
+// imagenet 3.1 GiB, coco missing · 12 group workspaces, 4.2 GiB used · 1 container of a
+// former member still mounts one".
+func SharedSummary(ds []docker.DatasetInfo, gs []docker.GroupInfo) string {
+	var parts []string
+	if len(ds) > 0 {
+		var d []string
+		for _, x := range ds {
+			size := "?"
+			switch {
+			case !x.Available:
+				size = "missing"
+			case x.Size >= 0:
+				size = format.Bytes(x.Size)
+			}
+			d = append(d, x.Name+" "+size)
+		}
+		parts = append(parts, "datasets: "+strings.Join(d, ", "))
+	}
+	if len(gs) > 0 {
+		var used int64
+		known, former := true, 0
+		for _, g := range gs {
+			if g.Used < 0 {
+				known = false
+			} else {
+				used += g.Used
+			}
+			former += len(g.Former)
+		}
+		w := fmt.Sprintf("%d group workspaces", len(gs))
+		if len(gs) == 1 {
+			w = "1 group workspace"
+		}
+		if known {
+			w += ", " + format.Bytes(used) + " used"
+		}
+		parts = append(parts, w)
+		switch former {
+		case 0:
+		case 1:
+			parts = append(parts, "1 container of a former member still mounts one (groups)")
+		default:
+			parts = append(parts, fmt.Sprintf("%d containers of former members still mount one (groups)", former))
+		}
+	}
+	return strings.Join(parts, " · ")
 }
 
 // summary is "12 users · 5 connected · 9/14 containers running · 3 GPUs".
