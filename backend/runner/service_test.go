@@ -1,0 +1,219 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"whalemountain/backend"
+	"whalemountain/backend/docker"
+	"whalemountain/backend/gitlab"
+)
+
+// fakeGitLab knows some runner tokens.
+type fakeGitLab struct {
+	mu      sync.Mutex
+	valid   map[string]bool
+	deleted []string
+}
+
+func (g *fakeGitLab) VerifyRunner(_ context.Context, token string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.valid[token] {
+		return gitlab.ErrRunnerToken
+	}
+	return nil
+}
+
+func (g *fakeGitLab) DeleteRunner(_ context.Context, token string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.deleted = append(g.deleted, token)
+	return nil
+}
+
+// fakeContainers keeps runner containers in memory.
+type fakeContainers struct {
+	mu      sync.Mutex
+	runners map[string]docker.RunnerContainer // owner/name
+	specs   []docker.RunnerSpec
+	ops     []string
+}
+
+func (c *fakeContainers) CreateRunner(_ context.Context, spec docker.RunnerSpec) (docker.RunnerContainer, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := docker.RunnerContainer{ID: spec.Owner + "-" + spec.Name, Owner: spec.Owner, Name: spec.Name, Project: spec.Project, State: "running"}
+	c.runners[spec.Owner+"/"+spec.Name] = r
+	c.specs = append(c.specs, spec)
+	return r, nil
+}
+
+func (c *fakeContainers) Runners(_ context.Context, owner string) ([]docker.RunnerContainer, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []docker.RunnerContainer
+	for _, r := range c.runners {
+		if owner == "" || r.Owner == owner {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (c *fakeContainers) op(what, owner, name string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.runners[owner+"/"+name]; !ok {
+		return docker.ErrNotFound
+	}
+	c.ops = append(c.ops, what+" "+owner+"/"+name)
+	if what == "rm" {
+		delete(c.runners, owner+"/"+name)
+	}
+	return nil
+}
+
+func (c *fakeContainers) RemoveRunner(_ context.Context, owner, name string) error {
+	return c.op("rm", owner, name)
+}
+func (c *fakeContainers) RestartRunner(_ context.Context, owner, name string) error {
+	return c.op("restart", owner, name)
+}
+func (c *fakeContainers) StopRunner(_ context.Context, owner, name string) error {
+	return c.op("stop", owner, name)
+}
+func (c *fakeContainers) RunnerLogs(_ context.Context, owner, name string, _ bool, _ int) (io.ReadCloser, error) {
+	if err := c.op("logs", owner, name); err != nil {
+		return nil, err
+	}
+	return io.NopCloser(strings.NewReader("log\n")), nil
+}
+
+var (
+	alice  = backend.Identity{User: "alice", Role: backend.RoleStudent}
+	bob    = backend.Identity{User: "bob", Role: backend.RoleStudent}
+	tanaka = backend.Identity{User: "tanaka", Role: backend.RoleTA}
+)
+
+func newTestService(t *testing.T) (*Service, *fakeGitLab, *fakeContainers, chan backend.Identity) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "wmr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cfg := DefaultConfig()
+	cfg.Image, cfg.GitLabURL, cfg.Dir, cfg.MaxRunners = "gitlab/gitlab-runner:v17.11.0", "https://gitlab.example.org", dir, 1
+	gl := &fakeGitLab{valid: map[string]bool{}}
+	ctr := &fakeContainers{runners: map[string]docker.RunnerContainer{}}
+	served := make(chan backend.Identity, 4)
+	svc, err := New(cfg, gl, ctr, func(_ context.Context, id backend.Identity, conn net.Conn) {
+		served <- id
+		_, _ = conn.Write([]byte("ok"))
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Close)
+	return svc, gl, ctr, served
+}
+
+// TestServiceTokenSocketAndOwnership: a token is checked, stored 0600 beside a socket that
+// serves its owner only; another student reaches the runner by no name; a TA needs a reason.
+func TestServiceTokenSocketAndOwnership(t *testing.T) {
+	ctx := context.Background()
+	svc, gl, ctr, served := newTestService(t)
+	token := "glrt-" + strings.Repeat("a", 20)
+
+	if _, err := svc.SetToken(ctx, alice, "alice/demo", token); !errors.Is(err, ErrInvalid) || strings.Contains(err.Error(), token) {
+		t.Errorf("a token GitLab does not know: %v", err)
+	}
+	if len(ctr.specs) != 0 {
+		t.Fatal("a refused token made a runner")
+	}
+	gl.valid[token] = true
+	r, err := svc.SetToken(ctx, alice, "alice/demo", token)
+	if err != nil || r.Name != "alice-demo" || r.Owner != "alice" {
+		t.Fatalf("SetToken: %+v, %v", r, err)
+	}
+	spec := ctr.specs[0]
+	if spec.ConfigDir != svc.dir("alice", "alice-demo") || spec.ConfigTarget != ConfigTarget || spec.Image != svc.cfg.Image {
+		t.Errorf("runner spec %+v", spec)
+	}
+	for _, name := range []string{"config.toml", "runner.json"} {
+		fi, err := os.Stat(filepath.Join(spec.ConfigDir, name))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v", name, err, fi)
+		}
+	}
+	if fi, err := os.Stat(spec.ConfigDir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("runner directory: %v %v", err, fi)
+	}
+	// The socket serves alice's API, as alice the student, through her runner.
+	conn, err := net.Dial("unix", svc.SocketPath("alice", "alice-demo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.ReadAll(conn)
+	conn.Close()
+	if id := <-served; id.User != "alice" || id.Role != backend.RoleStudent || id.KeySource != backend.KeySourceRunner {
+		t.Errorf("the socket served %+v", id)
+	}
+
+	// The per-user quota.
+	if _, err := svc.SetToken(ctx, alice, "alice/other", token); !errors.Is(err, ErrQuota) {
+		t.Errorf("a second runner: %v", err)
+	}
+	// bob: alice's runner by name, project path and owner reads as none at all.
+	for _, ref := range []string{"alice-demo", "alice/demo", ""} {
+		for name, err := range map[string]error{
+			"restart": svc.Restart(ctx, bob, "alice", ref, ""),
+			"stop":    svc.Stop(ctx, bob, "alice", ref, ""),
+			"rm":      svc.Remove(ctx, bob, "alice", ref, ""),
+		} {
+			if !errors.Is(err, ErrNotFound) {
+				t.Errorf("bob's %s of alice's %q: %v", name, ref, err)
+			}
+		}
+		if _, err := svc.Logs(ctx, bob, "alice", ref, false, 0); !errors.Is(err, ErrNotFound) {
+			t.Errorf("bob's logs of alice's %q: %v", ref, err)
+		}
+	}
+	if list, _ := svc.List(ctx, bob, true); len(list) != 0 {
+		t.Errorf("bob's list --all: %+v", list)
+	}
+	if list, _ := svc.List(ctx, tanaka, true); len(list) != 1 {
+		t.Errorf("a TA's list --all: %+v", list)
+	}
+	if err := svc.Stop(ctx, tanaka, "alice", "alice-demo", ""); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a TA's stop without a reason: %v", err)
+	}
+	if err := svc.Stop(ctx, tanaka, "alice", "alice-demo", "runaway jobs"); err != nil {
+		t.Errorf("a TA's stop with a reason: %v", err)
+	}
+	if got := strings.Join(ctr.ops, ","); got != "stop alice/alice-demo" {
+		t.Errorf("container operations: %s", got)
+	}
+
+	// rm: unregistered with its own token, files and socket gone.
+	if err := svc.Remove(ctx, alice, "alice", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if len(gl.deleted) != 1 || gl.deleted[0] != token {
+		t.Errorf("GitLab deletes: %d", len(gl.deleted))
+	}
+	if _, err := os.Stat(spec.ConfigDir); !os.IsNotExist(err) {
+		t.Errorf("runner rm left its directory: %v", err)
+	}
+	if svc.Serving("alice", "alice-demo") {
+		t.Error("runner rm left the socket served")
+	}
+}
