@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"whalemountain/backend"
@@ -61,6 +62,9 @@ type Options struct {
 	// Backlog is how many output chunks a viewer may fall behind before it is dropped;
 	// zero: 512.
 	Backlog int
+	// BacklogBytes is how many bytes of output a viewer may fall behind before it is
+	// dropped; zero: 4 MiB.
+	BacklogBytes int64
 	// Replay is how much recent output a new viewer is sent to draw the screen; zero: 16 KiB.
 	Replay int
 }
@@ -76,6 +80,9 @@ type Hub struct {
 func New(opts Options) *Hub {
 	if opts.Backlog <= 0 {
 		opts.Backlog = 512
+	}
+	if opts.BacklogBytes <= 0 {
+		opts.BacklogBytes = 4 << 20
 	}
 	if opts.Replay <= 0 {
 		opts.Replay = 16 << 10
@@ -216,8 +223,13 @@ func (s *Shell) fanOut(p []byte) []byte {
 
 // sendLocked queues a chunk for w, or drops w when it is too far behind.
 func (s *Shell) sendLocked(w *Watcher, chunk []byte) {
+	if w.queued.Load()+int64(len(chunk)) > s.hub.opts.BacklogBytes {
+		s.dropLocked(w, "your connection could not keep up with the shell's output")
+		return
+	}
 	select {
 	case w.out <- chunk:
+		w.queued.Add(int64(len(chunk)))
 	default:
 		s.dropLocked(w, "your connection could not keep up with the shell's output")
 	}
@@ -502,7 +514,8 @@ type Watcher struct {
 	shell  *Shell
 	out    chan []byte
 	done   chan struct{}
-	reason string // why it ended; set before done is closed
+	reason string       // why it ended; set before done is closed
+	queued atomic.Int64 // bytes in out
 	width  int
 	height int
 }
@@ -623,6 +636,7 @@ func (w *Watcher) Run(ctx context.Context, t ViewTerminal) string {
 				return w.reason
 			default:
 			}
+			w.queued.Add(-int64(len(chunk)))
 			if _, err := t.Out.Write(chunk); err != nil {
 				return "the connection ended"
 			}

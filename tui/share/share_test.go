@@ -269,6 +269,27 @@ func TestSlowViewer(t *testing.T) {
 		t.Fatal("a viewer 50 chunks behind with room for 4 is still attached")
 	}
 	ex.Close()
+
+	// Bounded in bytes as well: a few big chunks are enough.
+	h = New(Options{BacklogBytes: 64 << 10})
+	fx = newFake()
+	ex = h.Open(alice, "box", fx, Terminal{Width: 80, Height: 24})
+	owner = drain(ex.Stdout())
+	_, _ = h.Share(alice, "box", false)
+	if w, err = h.Join(tanaka, "alice", input.Size{}); err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("y"), 30<<10)
+	for i := 0; i < 3; i++ {
+		_, _ = fx.outW.Write(big)
+	}
+	waitFor(t, "the owner got every byte", func() bool { return len(owner.String()) >= 90<<10 })
+	select {
+	case <-w.done:
+	default:
+		t.Fatal("a viewer 90 KiB behind with room for 64 KiB is still attached")
+	}
+	ex.Close()
 }
 
 func TestEscState(t *testing.T) {
