@@ -155,6 +155,9 @@ func TestEngineCutAndStalled(t *testing.T) {
 	}
 	proxy.Close()
 	_ = cli.Close()
+	// Find waits a second or so by itself; a loaded machine may need longer.
+	for deadline := time.Now().Add(30 * time.Second); goleak.Find(leaks) != nil && time.Now().Before(deadline); {
+	}
 	goleak.VerifyNone(t, leaks)
 }
 
