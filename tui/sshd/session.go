@@ -270,6 +270,9 @@ func (se *session) tabs(st dashboard.Styles) []dashboard.Tab {
 	if d.Docker != nil {
 		ctr := containers.New(d.Docker, se.id, st, time.Now)
 		ctr.SetPrefix(se.srv.prefix)
+		if d.GPUHours != nil {
+			ctr.SetGPUHours(d.GPUHours)
+		}
 		tabs = append(tabs, ctr)
 	} else {
 		tabs = append(tabs, notice("Containers", "Containers are off on this server (docker.enabled: false)."))
@@ -291,6 +294,15 @@ func (se *session) tabs(st dashboard.Styles) []dashboard.Tab {
 			ct := class.New(d.Docker, se.srv, se.id, st)
 			if j, ok := d.Shares.(class.Joiner); ok {
 				ct.SetJoiner(j) // w: the view of a shell a student shares
+			}
+			if h := d.GPUHours; h != nil {
+				ct.SetHours(func(since time.Time) map[string]float64 {
+					out := map[string]float64{}
+					for u, v := range h.Since(since) {
+						out[u] = v.Held
+					}
+					return out
+				}, d.Docker.Config().Waiting.Window)
 			}
 			tabs = append(tabs, ct)
 		} else {

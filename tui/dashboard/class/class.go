@@ -34,6 +34,23 @@ type Service interface {
 
 var _ Service = (*docker.Service)(nil)
 
+// Fair is what the tab shows of the GPU waiting list and the idle culler when the service
+// keeps them (docker.Service): GPU-hours held in the fair-share window per user, the
+// waiting requests, the latest idle stops.
+type Fair interface {
+	WaitingList(id backend.Identity) []docker.Waiting
+	Culls(id backend.Identity) []docker.Cull
+}
+
+var _ Fair = (*docker.Service)(nil)
+
+// Hours gives each user's GPU-hours held since a time; *gpuhours.Meter gives it as Since.
+type Hours func(since time.Time) map[string]float64
+
+// SetHours gives the tab each user's GPU-hours held in a window (the config's fair-share
+// window).
+func (t *Tab) SetHours(h Hours, window time.Duration) { t.hours, t.window = h, window }
+
 // Presence is one user's open sessions now; TA when one of them is a TA's.
 type Presence struct {
 	Sessions int
@@ -103,6 +120,12 @@ type Tab struct {
 	pageRows int // table rows on screen, for page up and down
 
 	shared string // the line about datasets and group workspaces, once read
+
+	hours   Hours
+	window  time.Duration
+	held    map[string]float64
+	waiting int
+	culls   []docker.Cull
 }
 
 // sharedLister is what a service offers when it mounts shared data (docker.Service): the tab
@@ -238,12 +261,20 @@ func (t *Tab) reload() {
 	if t.who != nil {
 		t.pres = t.who.Sessions()
 	}
+	t.held, t.waiting, t.culls = nil, 0, nil
+	if t.hours != nil {
+		t.held = t.hours(time.Now().Add(-t.window))
+	}
+	if f, ok := t.svc.(Fair); ok {
+		t.waiting = len(f.WaitingList(t.id))
+		t.culls = f.Culls(t.id)
+	}
 	t.refresh()
 }
 
 // refresh rebuilds the rows and keeps the selection on the same user.
 func (t *Tab) refresh() {
-	t.rows = Rows(t.conts, t.pres, t.quota, t.filter.Value(), t.sortBy)
+	t.rows = Rows(t.conts, t.pres, t.held, t.quota, t.filter.Value(), t.sortBy)
 	t.sel = 0
 	for i, r := range t.rows {
 		if r.User == t.selUsr {
@@ -381,5 +412,6 @@ func (t *Tab) View(width, height int) string {
 	return Render(t.st, View{
 		Rows: t.rows, Sel: t.sel, SortBy: t.sortBy, Filter: filter, Filtering: t.filtering,
 		Empty: strings.TrimSpace(t.filter.Value()) != "", Health: t.health, Shared: t.shared,
+		Waiting: t.waiting, Culls: t.culls, Now: time.Now(),
 	}, width, height)
 }

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/charmbracelet/x/ansi"
 
@@ -19,9 +20,10 @@ type Row struct {
 	User     string
 	TA       bool // known only while they have a session open; else the student quota counts
 	Sessions int
-	Running  int // containers running
-	Total    int // containers in any state
-	GPUs     int // GPUs held by their running containers
+	Running  int     // containers running
+	Total    int     // containers in any state
+	GPUs     int     // GPUs held by their running containers
+	GPUHours float64 // GPU-hours held in the fair-share window
 	CPU      float64
 	Mem      int64    // bytes in use by their running containers
 	Quota    int      // the role's MaxContainers (0: none)
@@ -38,17 +40,19 @@ const (
 	BySessions
 	ByContainers
 	ByGPUs
+	ByGPUHours
 	ByCPU
 	ByMem
 	ByQuota
 	numColumns
 )
 
-var headers = [numColumns]string{"USER", "SESSIONS", "CONTAINERS", "GPUS", "CPU", "MEMORY", "QUOTA"}
+var headers = [numColumns]string{"USER", "SESSIONS", "CONTAINERS", "GPUS", "GPU-H", "CPU", "MEMORY", "QUOTA"}
 
-// Rows folds containers and sessions into one row per user, keeps those matching filter
-// (a substring of the user or of one of their presets) and sorts them by col.
-func Rows(conts []docker.Container, pres map[string]Presence, quota func(ta bool) int, filter string, col Column) []Row {
+// Rows folds containers, sessions and GPU-hours (held in the fair-share window, by user; nil
+// for none) into one row per user, keeps those matching filter (a substring of the user or
+// of one of their presets) and sorts them by col.
+func Rows(conts []docker.Container, pres map[string]Presence, hours map[string]float64, quota func(ta bool) int, filter string, col Column) []Row {
 	by := map[string]*Row{}
 	get := func(user string) *Row {
 		r := by[user]
@@ -69,6 +73,7 @@ func Rows(conts []docker.Container, pres map[string]Presence, quota func(ta bool
 	}
 	for _, c := range conts {
 		r := get(c.Owner)
+		r.GPUHours = hours[c.Owner]
 		r.Total++
 		if c.Preset != "" && !slices.Contains(r.Presets, c.Preset) {
 			r.Presets = append(r.Presets, c.Preset)
@@ -120,6 +125,8 @@ func compare(a, b Row, col Column) int {
 		return desc(float64(a.Total), float64(b.Total))
 	case ByGPUs:
 		return desc(float64(a.GPUs), float64(b.GPUs))
+	case ByGPUHours:
+		return desc(a.GPUHours, b.GPUHours)
 	case ByCPU:
 		return desc(a.CPU, b.CPU)
 	case ByMem:
@@ -156,11 +163,14 @@ type View struct {
 	Filtering bool
 	Empty     bool // a filter is set: an empty table says nothing matches
 	Health    docker.Health
-	Shared    string // datasets and group workspaces in one line (SharedSummary); "" for none
+	Shared    string        // datasets and group workspaces in one line (SharedSummary); "" for none
+	Waiting   int           // requests waiting for GPUs
+	Culls     []docker.Cull // the latest idle stops, newest first
+	Now       time.Time
 }
 
 // Column widths after USER; USER takes what is left (8 to 24 cells).
-var widths = [numColumns]int{0, 9, 11, 5, 6, 8, 9}
+var widths = [numColumns]int{0, 8, 10, 4, 5, 5, 8, 7}
 
 // Render draws the tab's body in width x height cells: a summary line (or the filter),
 // the header with the sort column marked, then as many rows as fit around the selection.
@@ -183,7 +193,14 @@ func Render(st dashboard.Styles, v View, width, height int) string {
 	case v.Filter != "":
 		lines = append(lines, st.Dim.Render(cut(" "+v.Filter)))
 	default:
-		lines = append(lines, st.Dim.Render(cut(" "+summary(v.Rows)+" · sorted by "+strings.ToLower(headers[v.SortBy]))))
+		sum := summary(v.Rows)
+		if v.Waiting > 0 {
+			sum += fmt.Sprintf(" · %d waiting", v.Waiting)
+		}
+		lines = append(lines, st.Dim.Render(cut(" "+sum+" · sorted by "+strings.ToLower(headers[v.SortBy]))))
+	}
+	if l := cullsLine(v.Culls, v.Now); l != "" {
+		lines = append(lines, st.Dim.Render(cut(" "+l)))
 	}
 	if v.Shared != "" {
 		lines = append(lines, st.Dim.Render(cut(" "+termsafe.Line(v.Shared))))
@@ -241,8 +258,12 @@ func Cells(r Row) []string {
 	if r.Quota > 0 {
 		quota = fmt.Sprintf("%d/%d", r.Total, r.Quota)
 	}
+	hours := "-"
+	if r.GPUHours >= 0.05 {
+		hours = strconv.FormatFloat(r.GPUHours, 'f', 1, 64)
+	}
 	return []string{user, strconv.Itoa(r.Sessions), fmt.Sprintf("%d/%d", r.Running, r.Total),
-		strconv.Itoa(r.GPUs), cpu, mem, quota}
+		strconv.Itoa(r.GPUs), hours, cpu, mem, quota}
 }
 
 // line lays out cells: USER left-aligned in userW cells, the numbers right-aligned.
@@ -326,4 +347,20 @@ func summary(rows []Row) string {
 		gpus += r.GPUs
 	}
 	return fmt.Sprintf("%d users · %d connected · %d/%d containers running · %d GPUs", len(rows), conn, run, total, gpus)
+}
+
+// cullsLine is the latest idle stops of the last day in one line: "idle stops: alice/gpu 5m
+// ago, bob/x 2h ago (audit --action cull)"; "" for none.
+func cullsLine(cs []docker.Cull, now time.Time) string {
+	var parts []string
+	for _, c := range cs {
+		if now.Sub(c.At) > 24*time.Hour || len(parts) == 3 {
+			break
+		}
+		parts = append(parts, termsafe.Line(c.Owner+"/"+c.Name)+" "+format.Age(now.Sub(c.At))+" ago")
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "idle stops: " + strings.Join(parts, ", ") + " (audit --action cull)"
 }

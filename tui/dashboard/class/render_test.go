@@ -43,7 +43,7 @@ func users(rows []Row) []string {
 
 func TestRowsSumsPerUser(t *testing.T) {
 	conts, pres := sample()
-	rows := Rows(conts, pres, quota, "", ByUser)
+	rows := Rows(conts, pres, map[string]float64{"alice": 2.25}, quota, "", ByUser)
 	if got, want := users(rows), []string{"alice", "bob", "carol", "tina"}; !slices.Equal(got, want) {
 		t.Fatalf("users %v, want %v (a user without containers or sessions has no row)", got, want)
 	}
@@ -51,13 +51,13 @@ func TestRowsSumsPerUser(t *testing.T) {
 	if a.Running != 2 || a.Total != 3 || a.GPUs != 2 || a.CPU != 200 || a.Mem != 3*gib || a.Quota != 5 || a.Sessions != 0 {
 		t.Errorf("alice %+v: only running containers count for GPUs, CPU and memory", a)
 	}
-	if got := Cells(a); !slices.Equal(got, []string{"alice", "0", "2/3", "2", "200%", "3.0 GiB", "3/5"}) {
+	if got := Cells(a); !slices.Equal(got, []string{"alice", "0", "2/3", "2", "2.2", "200%", "3.0 GiB", "3/5"}) {
 		t.Errorf("alice cells %q", got)
 	}
-	if got := Cells(rows[1]); !slices.Equal(got, []string{"bob", "2", "0/1", "0", "-", "-", "1/5"}) {
+	if got := Cells(rows[1]); !slices.Equal(got, []string{"bob", "2", "0/1", "0", "-", "-", "-", "1/5"}) {
 		t.Errorf("bob cells %q", got)
 	}
-	if got := Cells(rows[3]); !slices.Equal(got, []string{"tina (TA)", "1", "0/0", "0", "-", "-", "0/20"}) {
+	if got := Cells(rows[3]); !slices.Equal(got, []string{"tina (TA)", "1", "0/0", "0", "-", "-", "-", "0/20"}) {
 		t.Errorf("tina cells %q: a TA's row counts against the TA quota", got)
 	}
 }
@@ -82,7 +82,7 @@ func TestRowsSortAndFilter(t *testing.T) {
 		{ByUser, "nobody", nil},
 	}
 	for _, c := range cases {
-		if got := users(Rows(conts, pres, quota, c.filter, c.col)); !slices.Equal(got, c.want) {
+		if got := users(Rows(conts, pres, nil, quota, c.filter, c.col)); !slices.Equal(got, c.want) {
 			t.Errorf("sort %s filter %q: %v, want %v", headers[c.col], c.filter, got, c.want)
 		}
 	}
@@ -93,7 +93,7 @@ func TestRenderFits(t *testing.T) {
 	for i := range 40 {
 		conts = append(conts, docker.Container{Owner: strings.Repeat("x", i%30+1) + "\x1b[31mred", Name: "n", State: "running", CPUPercent: 12345, MemUsage: 1 << 50})
 	}
-	rows := Rows(conts, pres, quota, "", ByCPU)
+	rows := Rows(conts, pres, nil, quota, "", ByCPU)
 	st := dashboard.DefaultStyles()
 	for _, size := range [][2]int{{80, 24}, {200, 60}, {40, 10}} {
 		w, h := size[0], size[1]
@@ -143,3 +143,24 @@ func TestRenderFits(t *testing.T) {
 }
 
 func termsafeUser(r Row) string { return Cells(r)[0] }
+
+func TestCullsAndHours(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	cs := []docker.Cull{
+		{Owner: "alice", Name: "gpu", At: now.Add(-5 * time.Minute)},
+		{Owner: "bob", Name: "x\x1b]0;", At: now.Add(-2 * time.Hour)},
+		{Owner: "carol", Name: "old", At: now.Add(-25 * time.Hour)},
+	}
+	if got := cullsLine(cs, now); !strings.HasPrefix(got, "idle stops: alice/gpu 5m ago, bob/x") ||
+		!strings.HasSuffix(got, " 2h ago (audit --action cull)") || strings.Contains(got, "\x1b") || strings.Contains(got, "carol") {
+		t.Errorf("cullsLine = %q", got)
+	}
+	if got := cullsLine(cs[2:], now); got != "" {
+		t.Errorf("a day-old stop: %q", got)
+	}
+	conts := []docker.Container{{Owner: "a", State: "running"}, {Owner: "b", State: "running"}, {Owner: "c", State: "exited"}}
+	rows := Rows(conts, nil, map[string]float64{"a": 1, "b": 5}, nil, "", ByGPUHours)
+	if got := []string{rows[0].User, rows[1].User, rows[2].User}; !slices.Equal(got, []string{"b", "a", "c"}) {
+		t.Errorf("by GPU-hours: %v", got)
+	}
+}

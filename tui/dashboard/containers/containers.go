@@ -13,6 +13,7 @@ package containers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -74,6 +75,7 @@ type (
 	runMsg struct {
 		tab *Tab
 		c   docker.Container
+		w   *docker.Waiting // the request waits for GPUs (the form's wait)
 		err error
 	}
 	inspectMsg struct {
@@ -143,6 +145,9 @@ type Tab struct {
 	noticesRead bool  // noticeSeq has been read from the backend
 
 	prefix string // how users reach the server ("ssh -p 2222 host"), for the ssh -L line
+
+	hours GPUHours  // GPU-hours, for the usage line; nil: none kept
+	fair  fairState // the waiting list, idle stops and GPU-hours at the last reload
 
 	shown   bool // the tab is on screen (Show)
 	tickSeq int  // the uptime tick that counts; older ones are dropped
@@ -459,6 +464,7 @@ func (t *Tab) paste(msg tea.PasteMsg) tea.Cmd {
 func (t *Tab) reload() {
 	t.all, t.health = t.svc.Snapshot(t.id, t.listOptions())
 	t.refilter()
+	t.reloadFair()
 }
 
 // listOptions is what the table shows: every state; everyone's for a TA.
@@ -859,9 +865,14 @@ func (t *Tab) formKey(msg tea.KeyPressMsg) tea.Cmd {
 			return nil
 		}
 		svc, id, parent := t.svc, t.id, t.ctx
+		wait, _ := t.form.wait()
 		return func() tea.Msg {
 			ctx, cancel := context.WithTimeout(parent, actionTimeout)
 			defer cancel()
+			if f, ok := svc.(fairService); ok && wait {
+				c, w, err := f.RunOrWait(ctx, id, spec, "")
+				return runMsg{tab: t, c: c, w: w, err: err}
+			}
 			c, err := svc.Run(ctx, id, spec)
 			return runMsg{tab: t, c: c, err: err}
 		}
@@ -880,6 +891,10 @@ func (t *Tab) runDone(msg runMsg) tea.Cmd {
 		return dashboard.ErrorStatus(msg.err)
 	}
 	t.form = nil
+	if w := msg.w; w != nil {
+		t.reload()
+		return dashboard.Status(fmt.Sprintf("%s: waiting for GPUs, %s of %d in line; it starts when they free", termsafe.Line(w.Name), ordinal(w.Position), w.Of), false)
+	}
 	t.goTo = refOf(msg.c)
 	t.reload()
 	return tea.Batch(dashboard.Status(t.shownName(msg.c)+": created and started", false), t.afterSelect())
@@ -939,6 +954,12 @@ func (t *Tab) tableLines(width, height int) []string {
 	var top, bottom []string
 	if !t.health.OK {
 		top = append(top, unreachableLine(t.st, t.health.Err, width))
+	}
+	if _, ok := t.svc.(fairService); ok {
+		have, running := t.own()
+		for _, l := range fairLines(t.fair, !t.id.IsTA() && t.hours != nil, t.quota(), have, running, t.id.IsTA(), t.now()) {
+			top = append(top, t.st.Dim.Render(cut(" "+l)))
+		}
 	}
 	switch {
 	case t.filtering:

@@ -32,10 +32,11 @@ const (
 	fCPUs
 	fMemory
 	fGPUs
+	fWait
 	numFields
 )
 
-var fieldLabels = [numFields]string{"image", "name", "command", "CPUs", "memory", "GPUs"}
+var fieldLabels = [numFields]string{"image", "name", "command", "CPUs", "memory", "GPUs", "wait"}
 
 // formLabelW is the width of the field labels.
 const formLabelW = 10
@@ -101,6 +102,7 @@ func newForm(lim formLimits) *form {
 		fCPUs:    fmt.Sprintf("%s (at most %s)", format.CPUs(lim.defaultCPUs), format.CPUs(lim.maxCPUs)),
 		fMemory:  fmt.Sprintf("%s (at most %s)", format.Bytes(lim.defaultMem), format.Bytes(lim.maxMem)),
 		fGPUs:    "optional: a count (1) or GPU indices (0,2)",
+		fWait:    "n; y: when the GPUs are taken, wait in line for them",
 	}
 	for i := range f.inputs {
 		in := textinput.New()
@@ -258,7 +260,24 @@ func (f *form) parse() (docker.RunSpec, [numFields]string) {
 			spec.GPUs = v
 		}
 	}
+	switch wait, ok := f.wait(); {
+	case !ok:
+		errs[fWait] = "y to wait for the GPUs, n (or nothing) not to"
+	case wait && val(fGPUs) == "":
+		errs[fWait] = "waiting is for GPUs: give the GPUs above"
+	}
 	return spec, errs
+}
+
+// wait is the wait field: yes, and whether it reads as yes or no at all.
+func (f *form) wait() (yes, ok bool) {
+	switch strings.ToLower(strings.TrimSpace(f.inputs[fWait].Value())) {
+	case "", "n", "no":
+		return false, true
+	case "y", "yes":
+		return true, true
+	}
+	return false, false
 }
 
 // parseCPUs reads a CPU limit such as "2" or "0.5", at most maxCPUs.
