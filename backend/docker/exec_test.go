@@ -16,6 +16,7 @@ import (
 
 	"whalemountain/backend"
 	"whalemountain/backend/docker"
+	"whalemountain/backend/exectest"
 )
 
 // screen collects what an Execution prints, for expect.
@@ -511,4 +512,14 @@ func TestExecAudit(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("audit:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+}
+
+// TestExecConformance: containers pass the Execution suite pods pass too.
+func TestExecConformance(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.run(alice, docker.RunSpec{Name: "box"})
+	exectest.Run(t, func(ctx context.Context, spec backend.ExecSpec) (backend.Execution, error) {
+		return r.svc.Exec(ctx, alice, "box", spec)
+	}, exectest.Gaps{})
 }
