@@ -31,11 +31,12 @@ type Router struct {
 	size    Size
 	sizeGen uint64 // bumped on every resize
 	closed  bool
+	escWait time.Duration // escWait, but for tests
 }
 
 // New starts the one reader of r. The reader ends when r returns an error (the session closed).
 func New(r io.Reader, initial Size) *Router {
-	rt := &Router{size: initial}
+	rt := &Router{size: initial, escWait: escWait}
 	rt.cond = sync.NewCond(&rt.mu)
 	go rt.read(r)
 	return rt
@@ -253,8 +254,8 @@ func (rt *Router) feed(p *tea.Program, stop <-chan struct{}) []sent {
 // waitMore waits (with rt.mu held) up to escWait for the buffer to grow beyond have bytes.
 // It reports whether it did.
 func (rt *Router) waitMore(have int, stop <-chan struct{}) bool {
-	deadline := time.Now().Add(escWait)
-	t := time.AfterFunc(escWait, func() {
+	deadline := time.Now().Add(rt.escWait)
+	t := time.AfterFunc(rt.escWait, func() {
 		rt.mu.Lock()
 		rt.cond.Broadcast()
 		rt.mu.Unlock()
