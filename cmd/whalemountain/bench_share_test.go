@@ -8,7 +8,6 @@ package main
 //	go test -run '^$' -bench ShareFanOut ./cmd/whalemountain/
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -24,19 +23,7 @@ func BenchmarkShareFanOut(b *testing.B) {
 	if err != nil {
 		b.Fatalf("the OpenSSH client (ssh) is needed (apt-get install openssh-client): %v", err)
 	}
-	cli := dockertest.Client(b)
-	ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
-	defer cancel()
-	img := dockertest.BusyboxImage(ctx, b, cli)
-	prefix := "b" + dockertest.RunID()[8:] + "fo"
-	labels := map[string]string{dockertest.LabelRun: dockertest.RunID(), dockertest.LabelService: prefix}
-	b.Cleanup(func() { // registered first: runs after the server has stopped
-		ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
-		defer cancel()
-		if err := dockertest.Remove(ctx, cli, labels); err != nil {
-			b.Errorf("remove the benchmark's containers: %v", err)
-		}
-	})
+	img, prefix := benchEngine(b, "fo")
 
 	dir := b.TempDir()
 	key := benchNewKey(b, dir, "id_ed25519")

@@ -428,6 +428,26 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
+// benchEngine is the busybox test image and a name prefix for a benchmark's server (tag
+// tells benchmarks apart); what the server makes is removed after it has stopped.
+func benchEngine(b *testing.B, tag string) (img, prefix string) {
+	b.Helper()
+	cli := dockertest.Client(b)
+	ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
+	defer cancel()
+	img = dockertest.BusyboxImage(ctx, b, cli)
+	prefix = "b" + dockertest.RunID()[8:] + tag
+	labels := map[string]string{dockertest.LabelRun: dockertest.RunID(), dockertest.LabelService: prefix}
+	b.Cleanup(func() { // registered first: runs after the server has stopped
+		ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
+		defer cancel()
+		if err := dockertest.Remove(ctx, cli, labels); err != nil {
+			b.Errorf("remove the benchmark's containers: %v", err)
+		}
+	})
+	return img, prefix
+}
+
 // BenchmarkShell compares a terminal into a container through WhaleMountain with
 // `ssh host docker exec -it` through OpenSSH and with `docker exec -it` alone.
 func BenchmarkShell(b *testing.B) {
@@ -442,19 +462,7 @@ func BenchmarkShell(b *testing.B) {
 	if _, err := os.Stat(benchSSHDPath); err != nil {
 		b.Fatalf("the anchor of this benchmark is OpenSSH's sshd, and %s is missing: apt-get install openssh-server", benchSSHDPath)
 	}
-	cli := dockertest.Client(b)
-	ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
-	defer cancel()
-	img := dockertest.BusyboxImage(ctx, b, cli)
-	prefix := "b" + dockertest.RunID()[8:] + "sh"
-	labels := map[string]string{dockertest.LabelRun: dockertest.RunID(), dockertest.LabelService: prefix}
-	b.Cleanup(func() { // registered first: runs after the server has stopped
-		ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
-		defer cancel()
-		if err := dockertest.Remove(ctx, cli, labels); err != nil {
-			b.Errorf("remove the benchmark's containers: %v", err)
-		}
-	})
+	img, prefix := benchEngine(b, "sh")
 
 	dir := b.TempDir()
 	key := benchNewKey(b, dir, "id_ed25519")
