@@ -860,7 +860,7 @@ func (s *Service) createFromAPI(ctx context.Context, id backend.Identity, name s
 			s.cfg.networkName(id.User): {NetworkID: netID, Aliases: aliases},
 		}}
 	}
-	labels := objectLabels{kind: KindContainer, owner: id.User, name: name, extra: p.labels, data: data}
+	labels := objectLabels{kind: KindContainer, owner: id.User, name: name, extra: p.labels, data: data, runner: runnerOf(id)}
 	if nGPUs > 0 {
 		s.gpuAlloc.Lock()
 		defer s.gpuAlloc.Unlock()

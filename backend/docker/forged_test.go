@@ -32,6 +32,7 @@ func forgedLabels(cfg docker.Config) map[string]string {
 		docker.LabelDatasets:      "secret",
 		docker.LabelGroups:        "os/team-a",
 		docker.LabelRunnerProject: "alice/demo",
+		docker.LabelRunner:        "alice-demo",
 	}
 	for k, v := range cfg.Labels {
 		m[k] = v // the site's selectors too

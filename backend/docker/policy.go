@@ -42,7 +42,7 @@ const (
 
 // ServerLabelKeys are every label key the server reads off a container; each is set on
 // every create (the site's selector labels from Config.Labels are set too).
-var ServerLabelKeys = []string{LabelManaged, LabelKind, LabelOwner, LabelName, LabelGPUs, LabelGPUIndices, LabelSIFExport, LabelPreset, LabelDatasets, LabelGroups, LabelRunnerProject}
+var ServerLabelKeys = []string{LabelManaged, LabelKind, LabelOwner, LabelName, LabelGPUs, LabelGPUIndices, LabelSIFExport, LabelPreset, LabelDatasets, LabelGroups, LabelRunnerProject, LabelRunner}
 
 // objectLabels are the values of a new container's server labels; what is empty is
 // written empty.
@@ -59,6 +59,7 @@ type objectLabels struct {
 	data      grant
 	project   string // the GitLab project a runner container serves
 	runnerDir string // a runner container's own directory, its one host mount
+	runner    string // the user's runner a job's container was made by
 	// extra are labels the user asked for (the Docker API's create); every server key and
 	// selector is written over them, so they never decide anything the server reads.
 	extra map[string]string
@@ -82,6 +83,7 @@ func (s *Service) containerLabels(l objectLabels) map[string]string {
 	m[LabelDatasets] = strings.Join(l.data.datasets, ",")
 	m[LabelGroups] = strings.Join(l.data.groups, ",")
 	m[LabelRunnerProject] = l.project
+	m[LabelRunner] = l.runner
 	return m
 }
 

@@ -19,6 +19,8 @@ import (
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
+
+	"whalemountain/backend"
 )
 
 // Runner containers: one gitlab-runner container per user and project (backend/runner
@@ -29,6 +31,25 @@ import (
 
 // LabelRunnerProject is the GitLab project a runner container serves ("" when unknown).
 const LabelRunnerProject = "whalemountain.runner.project"
+
+// LabelRunner is, on a user's container, the name of their runner that made it for a CI
+// job (through the runner's socket); "" for every other container.
+const LabelRunner = "whalemountain.runner"
+
+// RunnerAddrPrefix starts the RemoteAddr of a runner's identity: "runner NAME".
+const RunnerAddrPrefix = "runner "
+
+// runnerOf is the runner name of an identity that is a user's runner, "" otherwise.
+func runnerOf(id backend.Identity) string {
+	if id.KeySource != backend.KeySourceRunner {
+		return ""
+	}
+	name, _ := strings.CutPrefix(id.RemoteAddr, RunnerAddrPrefix)
+	if ValidateName(name) != nil {
+		return ""
+	}
+	return name
+}
 
 // RunnerSpec is a runner container to make.
 type RunnerSpec struct {

@@ -146,6 +146,9 @@ type Container struct {
 	// Preset is the course preset it was made from, "" for none.
 	Preset string `json:"preset,omitempty"`
 
+	// Runner is the user's runner that made it for a CI job, "" for none.
+	Runner string `json:"runner,omitempty"`
+
 	CPUs     float64 `json:"cpus,omitempty"`      // CPU limit
 	MemLimit int64   `json:"mem_limit,omitempty"` // memory limit, bytes
 
@@ -196,6 +199,7 @@ func fromSummary(sum container.Summary) Container {
 		Labels:  maps.Clone(sum.Labels),
 		GPUs:    gpusShown(sum.Labels),
 		Preset:  sum.Labels[LabelPreset],
+		Runner:  sum.Labels[LabelRunner],
 	}
 	if m := exitedRE.FindStringSubmatch(sum.Status); m != nil {
 		c.ExitCode, _ = strconv.Atoi(m[1])
@@ -215,6 +219,7 @@ func applyInspect(c *Container, in container.InspectResponse) {
 		c.Name, c.Owner = in.Config.Labels[LabelName], in.Config.Labels[LabelOwner]
 		c.GPUs = gpusShown(in.Config.Labels)
 		c.Preset = in.Config.Labels[LabelPreset]
+		c.Runner = in.Config.Labels[LabelRunner]
 		c.Image = in.Config.Image
 	}
 	if t := parseTime(in.Created); !t.IsZero() {

@@ -258,7 +258,7 @@ func (s *Service) listen(owner, name string) error {
 		return fmt.Errorf("listen on the runner's socket: %w", err)
 	}
 	s.listeners[key] = l
-	id := backend.Identity{User: owner, Role: backend.RoleStudent, KeySource: backend.KeySourceRunner, RemoteAddr: "runner " + name}
+	id := backend.Identity{User: owner, Role: backend.RoleStudent, KeySource: backend.KeySourceRunner, RemoteAddr: docker.RunnerAddrPrefix + name}
 	ctx := s.ctx
 	s.wg.Add(1)
 	go func() {

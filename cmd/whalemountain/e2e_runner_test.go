@@ -205,6 +205,9 @@ func TestE2ERunner(t *testing.T) {
 		t.Fatalf("alice's job container never ran: %+v\njob: %+v\nrunner logs:\n%s", jobs, f.gl.Job(job), s.run(t, alice, "alice", "runner", "logs"))
 	}
 	jobName := jobs[0].Labels[docker.LabelName]
+	if got := jobs[0].Labels[docker.LabelRunner]; got != "alice-demo" {
+		t.Errorf("the job container's runner label is %q, want alice-demo (set by the server)", got)
+	}
 	checkHardened(t, s, s.engineInspect(t, jobs[0].ID), "alice", jobName)
 	if _, ok := findEntry(s.psJSON(t, alice, "alice"), "alice", jobName); !ok {
 		t.Errorf("alice's job container %s is not in her ps", jobName)

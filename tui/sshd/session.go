@@ -323,7 +323,11 @@ func (se *session) podsTab(st dashboard.Styles) dashboard.Tab {
 // runnerTab is the Runner tab, or one line saying why there is none.
 func (se *session) runnerTab(st dashboard.Styles) dashboard.Tab {
 	if r := se.srv.deps.Runners; r != nil {
-		return runners.New(r, se.id, st)
+		tab := runners.New(r, se.id, st)
+		if d := se.srv.deps.Docker; d != nil {
+			tab.SetJobs(d)
+		}
+		return tab
 	}
 	return dashboard.Notice{Name: "Runner", Line: "GitLab CI runners are off on this server (runners.enabled: false).", Styles: st}
 }

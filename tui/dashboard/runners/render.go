@@ -19,15 +19,21 @@ type View struct {
 	Err       error
 	WithOwner bool   // a TA's view: an OWNER column
 	Bottom    string // a question or an input line, drawn last
+	// Jobs are the running job containers per "owner/runner"; nil when not known.
+	Jobs map[string]int
 }
 
-// columns of the table: name, project, state, status (owner first for TAs).
-func row(r runner.Runner, withOwner bool, widths []int) string {
+// columns of the table: name, project, state, jobs, status (owner first for TAs).
+func row(r runner.Runner, withOwner bool, widths []int, jobs map[string]int) string {
 	project := r.Project
 	if project == "" {
 		project = "-"
 	}
-	cells := []string{termsafe.Line(r.Name), termsafe.Line(project), stateWord(r.State), termsafe.Line(r.Status)}
+	n := "-"
+	if jobs != nil {
+		n = fmt.Sprint(jobs[r.Owner+"/"+r.Name])
+	}
+	cells := []string{termsafe.Line(r.Name), termsafe.Line(project), stateWord(r.State), n, termsafe.Line(r.Status)}
 	if withOwner {
 		cells = append([]string{termsafe.Line(r.Owner)}, cells...)
 	}
@@ -66,15 +72,15 @@ func Render(st dashboard.Styles, v View, width, height int) string {
 			st.Notice.Render(ansi.Truncate(" then press t and paste its token (it is not shown), or: runner token < token.txt", width, "…")))
 	}
 	if len(v.List) > 0 {
-		widths := []int{20, 24, 10}
-		head := "NAME                  PROJECT                   STATE       STATUS"
+		widths := []int{20, 22, 10, 4}
+		head := "NAME                  PROJECT                 STATE       JOBS  STATUS"
 		if v.WithOwner {
-			widths = []int{10, 18, 20, 10}
-			head = "OWNER       NAME                PROJECT               STATE       STATUS"
+			widths = []int{10, 18, 18, 10, 4}
+			head = "OWNER       NAME                PROJECT             STATE       JOBS  STATUS"
 		}
 		lines = append(lines, st.ColumnHead.Render(ansi.Truncate(dashboard.NoMarker+head, width, "")))
 		for i, r := range v.List {
-			text := row(r, v.WithOwner, widths)
+			text := row(r, v.WithOwner, widths, v.Jobs)
 			if i == v.Sel {
 				lines = append(lines, st.SelectedRow(text, width))
 				continue

@@ -15,6 +15,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"whalemountain/backend"
+	"whalemountain/backend/docker"
 	"whalemountain/backend/runner"
 	"whalemountain/tui/dashboard"
 	"whalemountain/tui/dashboard/logview"
@@ -31,6 +32,30 @@ type Service interface {
 }
 
 var _ Service = (*runner.Service)(nil)
+
+// Jobs is the live list of containers (backend/docker's Service), for the jobs each runner
+// runs now: no engine call.
+type Jobs interface {
+	Snapshot(id backend.Identity, opts docker.ListOptions) ([]docker.Container, docker.Health)
+}
+
+// SetJobs lets the tab count each runner's running jobs.
+func (t *Tab) SetJobs(j Jobs) { t.jobs = j }
+
+// jobCounts are the running job containers per owner/runner.
+func (t *Tab) jobCounts() map[string]int {
+	if t.jobs == nil {
+		return nil
+	}
+	cs, _ := t.jobs.Snapshot(t.id, docker.ListOptions{AllUsers: t.id.IsTA()})
+	n := map[string]int{}
+	for _, c := range cs {
+		if c.Runner != "" && c.State == "running" {
+			n[c.Owner+"/"+c.Runner]++
+		}
+	}
+	return n
+}
 
 const (
 	refreshEvery  = 5 * time.Second
@@ -75,6 +100,7 @@ type form struct {
 // Tab is the Runner tab.
 type Tab struct {
 	svc  Service
+	jobs Jobs
 	id   backend.Identity
 	st   dashboard.Styles
 	keys keys
@@ -364,5 +390,6 @@ func (t *Tab) View(width, height int) string {
 	case t.busy != "":
 		bottom = t.st.Dim.Render(" " + t.busy + "...")
 	}
-	return Render(t.st, View{List: t.list, Sel: t.sel, Loaded: t.loaded, Err: t.err, WithOwner: t.id.IsTA(), Bottom: bottom}, width, height)
+	return Render(t.st, View{List: t.list, Sel: t.sel, Loaded: t.loaded, Err: t.err, WithOwner: t.id.IsTA(), Bottom: bottom,
+		Jobs: t.jobCounts()}, width, height)
 }

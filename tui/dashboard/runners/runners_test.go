@@ -34,6 +34,7 @@ func TestRender(t *testing.T) {
 		{"two", View{Loaded: true, List: two, Sel: 1}, []string{"NAME", "alice-demo", "alice/demo", "running", "missing",
 			"default: jobs run as containers of alice through alice's own Docker API"}},
 		{"ta", View{Loaded: true, List: two, WithOwner: true}, []string{"OWNER", "alice   ", "alice-demo"}},
+		{"jobs", View{Loaded: true, List: two, Jobs: map[string]int{"alice/alice-demo": 2}}, []string{"JOBS", "running     2"}},
 		{"question", View{Loaded: true, List: two, Bottom: "remove?"}, []string{"remove?"}},
 	} {
 		got := Render(st, tc.v, 80, 24)
