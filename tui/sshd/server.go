@@ -569,6 +569,11 @@ func (s *Server) identify(_ ssh.Handler) ssh.Handler {
 			s.refuse(sess, ip, gossh.FingerprintSHA256(key), err.Error())
 			return
 		}
+		if err := s.audit.Ready(); err != nil {
+			// A login that cannot be recorded is refused, as every action is then.
+			s.refuseUnrecorded(sess, id, err)
+			return
+		}
 		se := newSession(s, sess, id)
 		if err := s.admit(se); err != nil {
 			_ = s.audit.Action(id, "login", "", audit.Refused, err.Error())
@@ -587,12 +592,27 @@ func (s *Server) identify(_ ssh.Handler) ssh.Handler {
 				st.mu.Unlock()
 			}()
 		}
-		_ = s.audit.Action(id, "login", sessionKind(sess), audit.Accepted, "")
+		if err := s.audit.Action(id, "login", sessionKind(sess), audit.Accepted, ""); err != nil {
+			s.refuseUnrecorded(sess, id, err)
+			return
+		}
 		s.log.Info("session", "user", id.User, "role", id.Role, "remote", ip, "key", id.KeyFingerprint,
 			"source", id.KeySource, "kind", sessionKind(sess))
 		code := se.serve()
 		_ = sess.Exit(code)
 	}
+}
+
+// refuseUnrecorded ends a session whose login the audit log cannot take, in one line.
+func (s *Server) refuseUnrecorded(sess ssh.Session, id backend.Identity, err error) {
+	s.log.Error("login refused: the audit log cannot be written", "user", id.User, "err", err)
+	_ = s.audit.Action(id, "login", sessionKind(sess), audit.Refused, err.Error())
+	msg := "refused: the audit log cannot be written; tell an administrator"
+	if errors.Is(err, audit.ErrCannotRecord) {
+		msg = "refused: " + err.Error() + "; tell an administrator"
+	}
+	_, _ = fmt.Fprintln(sess.Stderr(), msg)
+	_ = sess.Exit(1)
 }
 
 func (s *Server) refuse(sess ssh.Session, ip, fp, reason string) {
