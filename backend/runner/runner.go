@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"whalemountain/backend"
 	"whalemountain/backend/audit"
@@ -99,6 +100,9 @@ type Service struct {
 	listeners map[string]net.Listener // owner/name -> the socket being served
 	users     map[string]*sync.Mutex
 	wg        sync.WaitGroup
+	closed    chan struct{}
+	closeOnce sync.Once
+	retry     time.Duration // how often Start asks again while the engine cannot be asked
 }
 
 // Options are the optional parts of a Service.
@@ -124,18 +128,51 @@ func New(cfg Config, gl GitLab, ctr Containers, serve ServeFunc, opts Options) (
 		log = slog.Default()
 	}
 	return &Service{cfg: cfg, gl: gl, admin: opts.Admin, ctr: ctr, serve: serve, audit: opts.Audit, log: log,
-		ctx: context.Background(), listeners: map[string]net.Listener{}, users: map[string]*sync.Mutex{}}, nil
+		ctx: context.Background(), listeners: map[string]net.Listener{}, users: map[string]*sync.Mutex{}, closed: make(chan struct{}),
+		retry: retryEvery}, nil
 }
 
 // CanCreate reports whether the server may create runners in GitLab (runner create).
 func (s *Service) CanCreate() bool { return s.admin != nil }
 
 // Start serves the Docker API socket of every runner on the engine, so runners survive a
-// restart of the server; the sockets are served until ctx ends or Close.
+// restart of the server; the sockets are served until ctx ends or Close. When the engine
+// cannot be asked, it says so and tries again in the background until it can.
 func (s *Service) Start(ctx context.Context) error {
 	s.mu.Lock()
 	s.ctx = ctx
 	s.mu.Unlock()
+	err := s.serveExisting(ctx)
+	if err == nil {
+		return nil
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(s.retry)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.closed:
+				return
+			case <-t.C:
+				if s.serveExisting(ctx) == nil {
+					s.log.Info("runners: the sockets of the runners already there are served again")
+					return
+				}
+			}
+		}
+	}()
+	return err
+}
+
+// retryEvery is how often Start asks again for the runners already there.
+const retryEvery = 10 * time.Second
+
+// serveExisting serves the socket of every runner container on the engine.
+func (s *Service) serveExisting(ctx context.Context) error {
 	rs, err := s.ctr.Runners(ctx, "")
 	if err != nil {
 		return fmt.Errorf("runners: list runner containers: %w", err)
@@ -154,6 +191,7 @@ func (s *Service) Start(ctx context.Context) error {
 
 // Close stops serving every socket (the runner containers keep running).
 func (s *Service) Close() {
+	s.closeOnce.Do(func() { close(s.closed) })
 	s.mu.Lock()
 	for k, l := range s.listeners {
 		_ = l.Close()
@@ -238,6 +276,11 @@ func (s *Service) listen(owner, name string) error {
 	path := filepath.Join(s.dir(owner, name), socketName)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	select {
+	case <-s.closed:
+		return errors.New("the runner service is closed")
+	default:
+	}
 	if l, ok := s.listeners[key]; ok {
 		if _, err := os.Stat(path); err == nil {
 			return nil

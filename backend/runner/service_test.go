@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"whalemountain/backend"
 	"whalemountain/backend/docker"
@@ -215,5 +216,60 @@ func TestServiceTokenSocketAndOwnership(t *testing.T) {
 	}
 	if svc.Serving("alice", "alice-demo") {
 		t.Error("runner rm left the socket served")
+	}
+}
+
+// flakyContainers cannot list runners until up is set.
+type flakyContainers struct {
+	*fakeContainers
+	mu sync.Mutex
+	up bool
+}
+
+func (c *flakyContainers) Runners(ctx context.Context, owner string) ([]docker.RunnerContainer, error) {
+	c.mu.Lock()
+	up := c.up
+	c.mu.Unlock()
+	if !up {
+		return nil, docker.ErrUnavailable
+	}
+	return c.fakeContainers.Runners(ctx, owner)
+}
+
+// TestStartRetries: runners already there get their sockets served once the engine answers,
+// even when it did not at start.
+func TestStartRetries(t *testing.T) {
+	ctx := context.Background()
+	svc, gl, ctr, _ := newTestService(t)
+	token := "glrt-" + strings.Repeat("b", 20)
+	gl.valid[token] = true
+	if _, err := svc.SetToken(ctx, alice, "alice/demo", token); err != nil {
+		t.Fatal(err)
+	}
+	svc.Close()
+
+	// A new server over the same directory, the engine down at first.
+	flaky := &flakyContainers{fakeContainers: ctr}
+	again, err := New(svc.cfg, gl, flaky, func(context.Context, backend.Identity, net.Conn) {}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	again.retry = 10 * time.Millisecond
+	if err := again.Start(ctx); err == nil {
+		t.Fatal("Start reported no trouble with the engine down")
+	}
+	if again.Serving("alice", "alice-demo") {
+		t.Fatal("serving before the engine answered")
+	}
+	flaky.mu.Lock()
+	flaky.up = true
+	flaky.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for !again.Serving("alice", "alice-demo") {
+		if time.Now().After(deadline) {
+			t.Fatal("the runner's socket was never served once the engine answered")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
