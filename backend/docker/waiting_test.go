@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -230,6 +231,65 @@ func TestWaitingListFairShareHandOver(t *testing.T) {
 	lines := strings.Join(auditLines(t, w.audit), "\n")
 	for _, want := range []string{"bob wait bob/train ok", "carol wait-cancel carol/train ok", "tina wait-move bob/train ok",
 		"bob wait-start bob/train ok", "bob wait-cancel dave/train refused"} {
+		if !strings.Contains(lines, want) {
+			t.Errorf("audit lacks %q:\n%s", want, lines)
+		}
+	}
+}
+
+// The hold limit on a fake clock: while bob waits, alice's container that held the GPU past
+// max_hold is warned, then stopped (not removed), and bob's starts.
+func TestWaitingHoldLimit(t *testing.T) {
+	w := newWaitRig(t)
+	w.cfg.Waiting.MaxHold, w.cfg.Waiting.HoldWarning = 2*time.Hour, 10*time.Minute
+	w.svc.Close()
+	svc := w.start()
+	var mu sync.Mutex
+	now := time.Now()
+	docker.SetClock(svc, func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	ctx := w.ctx
+	if _, _, err := svc.RunOrWait(ctx, alice, docker.RunSpec{Name: "holder", Image: w.img, GPUs: "1"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, q, err := svc.RunOrWait(ctx, bob, docker.RunSpec{Name: "next", Image: w.img, GPUs: "1"}, ""); err != nil || q == nil {
+		t.Fatalf("bob waits: %+v %v", q, err)
+	}
+	state := func(owner, name string) docker.Container {
+		cs, _ := svc.Snapshot(tina, docker.ListOptions{All: true, AllUsers: true})
+		c, _ := find(cs, owner, name)
+		return c
+	}
+	until(t, svc, "alice's holder running", func() bool { return state("alice", "holder").State == "running" })
+	advance(time.Hour)
+	svc.ScheduleRound(ctx)
+	if ns, _ := svc.Notices(alice); len(ns) != 0 {
+		t.Fatalf("warned after an hour: %+v", ns)
+	}
+	advance(51 * time.Minute)
+	svc.ScheduleRound(ctx)
+	ns, _ := svc.Notices(alice)
+	if len(ns) != 1 || ns[0].Action != docker.NoticeHoldWarn || !strings.Contains(ns[0].Reason, "stopped (not removed)") {
+		t.Fatalf("no hold warning: %+v", ns)
+	}
+	advance(5 * time.Minute)
+	svc.ScheduleRound(ctx)
+	if c := state("alice", "holder"); c.State != "running" {
+		t.Fatalf("stopped before the warning's time: %s", c.State)
+	}
+	advance(5 * time.Minute)
+	svc.ScheduleRound(ctx)
+	until(t, svc, "alice's holder stopped", func() bool { return state("alice", "holder").State == "exited" })
+	if c := state("alice", "holder"); c.Stopped == nil || !strings.Contains(c.Stopped.Reason, "held GPUs longer than 2h0m0s while others waited") {
+		t.Fatalf("stopped as %+v", c.Stopped)
+	}
+	svc.ScheduleRound(ctx)
+	until(t, svc, "bob's container running", func() bool { return state("bob", "next").State == "running" })
+	if got := svc.WaitingList(tina); len(got) != 0 {
+		t.Fatalf("still waiting: %+v", got)
+	}
+	lines := strings.Join(auditLines(t, w.audit), "\n")
+	for _, want := range []string{"whalemountain hold-warn alice/holder ok", "whalemountain hold-stop alice/holder ok", "bob wait-start bob/next ok"} {
 		if !strings.Contains(lines, want) {
 			t.Errorf("audit lacks %q:\n%s", want, lines)
 		}

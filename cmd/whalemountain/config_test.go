@@ -58,6 +58,9 @@ func TestDefaultConfigIsValid(t *testing.T) {
 		{"limits.max_startups", c.Limits.MaxStartups, "10:30:100"},
 		{"limits.per_source_max_startups", c.Limits.PerSourceMaxStartups, 20},
 		{"limits.max_forwards", c.Limits.MaxForwards, 64},
+		{"docker.waiting", c.Docker.Waiting, WaitingConfig{Window: 24 * time.Hour, MaxPerUser: 1, HoldWarning: 15 * time.Minute}},
+		{"docker.idle.student", c.Docker.Idle.Student, IdleConfig{After: 24 * time.Hour, GPUAfter: 2 * time.Hour, CPUBelow: 5, GPUBelow: 5, WarnBefore: 30 * time.Minute}},
+		{"docker.idle.ta", c.Docker.Idle.TA, IdleConfig{CPUBelow: 5, GPUBelow: 5, WarnBefore: 30 * time.Minute}},
 	}
 	for _, ch := range checks {
 		if !reflect.DeepEqual(ch.got, ch.want) {
@@ -573,5 +576,44 @@ func TestImagesSection(t *testing.T) {
 	c.Images.RegistryAuth = []RegistryAuth{{Registry: "r.example", Username: "u", TokenFile: open}}
 	if err := c.loadToken(); err == nil || !strings.Contains(err.Error(), "images.registry_auth[0].token_file") || !strings.Contains(err.Error(), "chmod 600") {
 		t.Errorf("0644 token file: %v", err)
+	}
+}
+
+// The waiting list's and the idle culling's keys reach the container policy, and bad values
+// stop the server with a message naming them.
+func TestFairGPUConfig(t *testing.T) {
+	c := defaultConfig()
+	path := writeFile(t, "wm.yaml", "docker:\n  waiting:\n    window: 48h\n    max_per_user: 2\n    max_hold: 6h\n    hold_warning: 10m\n"+
+		"  idle:\n    student: {after: 8h, gpu_after: 1h, cpu_below: 3, gpu_below: 2, warn_before: 15m}\n"+
+		"presets:\n  - {name: exam, image: busybox, idle_exempt: true}\n  - {name: ml, image: busybox, gpu_idle_after: 30m}\n", 0o600)
+	if err := c.loadFile(path); err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.Docker.backend()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := d.Waiting; w.Window != 48*time.Hour || w.MaxPerUser != 2 || w.MaxHold != 6*time.Hour || w.HoldWarning != 10*time.Minute {
+		t.Errorf("waiting %+v", w)
+	}
+	if p := d.IdleStudent; p.After != 8*time.Hour || p.GPUAfter != time.Hour || p.CPUBelow != 3 || p.GPUBelow != 2 || p.WarnBefore != 15*time.Minute {
+		t.Errorf("idle.student %+v", p)
+	}
+	if ps := c.presets(); !ps[0].IdleExempt || ps[1].GPUIdleAfter != 30*time.Minute {
+		t.Errorf("presets %+v", ps)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"docker:\n  idle:\n    student: {after: 1h, gpu_after: 20m, warn_before: 30m}\n", "IdleStudent: warn_before (30m0s) must be shorter than after and gpu_after"},
+		{"docker:\n  waiting:\n    max_per_user: 0\n", "Waiting.MaxPerUser must be between 1 and 100 (got 0)"},
+		{"docker:\n  waiting:\n    max_hold: 10m\n    hold_warning: 15m\n", "Waiting.HoldWarning must be between 0 and MaxHold"},
+		{"docker:\n  idle:\n    ta: {cpu_below: -1}\n", "IdleTA: cpu_below and gpu_below must be percentages"},
+	} {
+		c := defaultConfig()
+		if err := c.loadFile(writeFile(t, "bad.yaml", tc.yaml, 0o600)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Docker.backend(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.yaml, err, tc.want)
+		}
 	}
 }

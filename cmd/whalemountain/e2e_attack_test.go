@@ -313,6 +313,7 @@ func TestE2EAttack(t *testing.T) {
 	f.consoleRows(tb)
 	f.shareRows(tb)
 	f.sharedRows(tb)
+	f.fairRows(tb)
 	tb.run(t)
 
 	// Phase 2: an image whose labels lie, run and exported by mallory.
