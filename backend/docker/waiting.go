@@ -279,13 +279,13 @@ func (s *Service) CancelWaiting(id backend.Identity, ref, reason string) error {
 		if err == nil {
 			e := s.waiting.f.Entries[i]
 			owner, name, target = e.Owner, e.Name, e.Owner+"/"+e.Name
+			if owner != id.User { // told first: whoever sees it gone finds why
+				_ = s.notices.addNotice(owner, Notice{Container: name, Action: NoticeWaitCancel, By: id.User, ByRole: string(id.Role), Reason: reason})
+			}
 			s.waiting.f.Entries = slices.Delete(s.waiting.f.Entries, i, i+1)
 			err = s.waiting.saveLocked()
 		}
 		s.waiting.mu.Unlock()
-	}
-	if err == nil && owner != id.User {
-		_ = s.notices.addNotice(owner, Notice{Container: name, Action: NoticeWaitCancel, By: id.User, ByRole: string(id.Role), Reason: reason})
 	}
 	s.recordNote(id, "wait-cancel", target, err, reason)
 	if err == nil {
@@ -540,15 +540,17 @@ func (s *Service) dispatch(ctx context.Context) {
 		if errors.Is(err, ErrUnavailable) {
 			return // the engine is away: try again later
 		}
-		s.waiting.mu.Lock()
-		s.waiting.f.Entries = slices.DeleteFunc(s.waiting.f.Entries, func(x waitEntry) bool { return x.Seq == e.Seq })
-		_ = s.waiting.saveLocked()
-		s.waiting.mu.Unlock()
+		// The owner is told before the request leaves the list: whoever sees it gone finds
+		// the notice saying why.
 		n := Notice{Container: e.Name, Action: NoticeWaitStart, By: "whalemountain"}
 		if err != nil {
 			n.Action, n.Reason = NoticeWaitFail, err.Error()
 		}
 		_ = s.notices.addNotice(e.Owner, n)
+		s.waiting.mu.Lock()
+		s.waiting.f.Entries = slices.DeleteFunc(s.waiting.f.Entries, func(x waitEntry) bool { return x.Seq == e.Seq })
+		_ = s.waiting.saveLocked()
+		s.waiting.mu.Unlock()
 		s.recordNote(id, "wait-start", e.Owner+"/"+e.Name, err, "from the waiting list")
 		s.pokeWaiting()
 	}

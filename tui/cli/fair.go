@@ -187,7 +187,12 @@ func runWait(env Env, spec docker.RunSpec, preset string, detach bool) error {
 	}
 	ch, cancel := fair.SubscribeFor(env.Identity, docker.ListOptions{All: true})
 	defer cancel()
-	_, seen := fair.Notices(env.Identity)
+	// Only notices given from now on tell how this request ended.
+	var seen int64
+	ns, _ := fair.Notices(env.Identity)
+	for _, n := range ns {
+		seen = max(seen, n.Seq)
+	}
 	last := PlaceText(*w)
 	check := time.NewTicker(30 * time.Second) // fair share can reorder without an event
 	defer check.Stop()
