@@ -855,7 +855,10 @@ func writeHost(sp *spot, p string, r io.Reader, size int64, mode fs.FileMode, mt
 		return errorf(ErrInvalid, "%s is not a directory", shown(sp.where(path.Dir(p))))
 	}
 	uid, gid, chown := hostOwner(sp, p)
-	tmp := path.Join(path.Dir(rel(p)), ".wm-upload-"+randomSuffix(12))
+	// Written beside the home's top, then renamed into place (one file system): a server
+	// killed meanwhile leaves it there, where the next put finds and removes it.
+	sweepUploads(sp.root, time.Now().Add(-staleUpload))
+	tmp := uploadPrefix + randomSuffix(12)
 	f, err := sp.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return hostErr("write", where, err)
@@ -884,6 +887,35 @@ func writeHost(sp *spot, p string, r io.Reader, size int64, mode fs.FileMode, mt
 		return hostErr("write", where, err)
 	}
 	return nil
+}
+
+// uploadPrefix starts the name of a put under way in a home opened directly; staleUpload is
+// how long after its last write one is taken for the leftover of a server that was killed.
+const (
+	uploadPrefix = ".wm-upload-"
+	staleUpload  = time.Hour
+)
+
+// sweepUploads removes from the top of root the puts under way that were last written
+// before cutoff.
+func sweepUploads(root *os.Root, cutoff time.Time) {
+	d, err := root.Open(".")
+	if err != nil {
+		return
+	}
+	defer d.Close()
+	ents, err := d.ReadDir(-1)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), uploadPrefix) || !e.Type().IsRegular() {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && fi.ModTime().Before(cutoff) {
+			_ = root.Remove(e.Name())
+		}
+	}
 }
 
 // MakeDir makes the directory p of place with the permission bits of mode. It is audited as

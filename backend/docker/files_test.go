@@ -541,3 +541,42 @@ func TestFilesAudit(t *testing.T) {
 		t.Errorf("audit:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestFilesHomeHostPathLeftoverUploads: a put into a home on the host that a killed server
+// left half done (a temporary file at the home's top) is removed by the next put once it is
+// stale; one still being written is left alone.
+func TestFilesHomeHostPathLeftoverUploads(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	r := newRig(t, func(c *docker.Config) { c.HomeHostPath = filepath.Join(base, "homes", "{user}") })
+	put := func(p string) {
+		t.Helper()
+		if err := r.svc.WriteFile(r.ctx, alice, docker.Home, p, strings.NewReader("whole"), 5, 0o644, time.Time{}); err != nil {
+			t.Fatalf("put %s: %v", p, err)
+		}
+	}
+	put("/first.txt")
+	dir := filepath.Join(base, "homes", "alice")
+	old, fresh := filepath.Join(dir, ".wm-upload-left0ver"), filepath.Join(dir, ".wm-upload-wr1ting")
+	for _, p := range []string{old, fresh} {
+		if err := os.WriteFile(p, []byte("half"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chtimes(old, time.Time{}, time.Now().Add(-2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	put("/sub/second.txt")
+	if _, err := os.Stat(old); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the stale half put is still there: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a put under way was removed: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "sub", "second.txt")); err != nil || string(b) != "whole" {
+		t.Errorf("the put through the top: %q, %v", b, err)
+	}
+}
