@@ -80,6 +80,10 @@ type Config struct {
 	// containers (shared.go).
 	Datasets []Dataset
 	Groups   []GroupWorkspace
+	// TAFileAccess lets TAs read (never write) students' homes and every group workspace
+	// through the file tree (sftp /users/USER/home, /groups/GROUP); each file read is
+	// audited. Off by default.
+	TAFileAccess bool
 	// Waiting is the GPU waiting list (waiting.go).
 	Waiting WaitPolicy
 	// IdleStudent and IdleTA are the idle culling per role (cull.go).

@@ -73,6 +73,7 @@ type Place struct {
 	Container string // the container's name
 	Dataset   string // a dataset's name
 	Group     string // a workspace group's path
+	User      string // another user's home: TAs, where Config.TAFileAccess allows
 	// all empty: the home
 }
 
@@ -91,8 +92,11 @@ func InGroup(group string) Place { return Place{Group: group} }
 // IsHome reports whether p is the home.
 func (p Place) IsHome() bool { return p == Place{} }
 
-// IsShared reports whether p is a dataset or a group workspace.
-func (p Place) IsShared() bool { return p.Dataset != "" || p.Group != "" }
+// InHomeOf is user's home, as a TA reads it.
+func InHomeOf(user string) Place { return Place{User: user} }
+
+// IsShared reports whether p is a dataset, a group workspace or another user's home.
+func (p Place) IsShared() bool { return p.Dataset != "" || p.Group != "" || p.User != "" }
 
 // FileInfo describes one file, directory or symlink.
 type FileInfo struct {
@@ -128,7 +132,9 @@ type spot struct {
 	cid   string
 	base  string
 
-	readOnly bool   // a dataset: nothing is changed through the server
+	readOnly bool   // a dataset, or what a TA reads: nothing is changed through the server
+	roWhy    string // why, for the refusal
+	audited  bool   // every file read is audited (a TA reading what is not theirs)
 	limit    int64  // a group workspace's size limit in bytes (0: none)
 	sizeKey  string // what dirSize measures it as
 }
@@ -153,6 +159,8 @@ func whereIn(place Place, p string) string {
 		return strings.TrimSuffix("/datasets/"+place.Dataset+p, "/")
 	case place.Group != "":
 		return strings.TrimSuffix("/groups/"+place.Group+p, "/")
+	case place.User != "":
+		return strings.TrimSuffix("/users/"+place.User+"/home"+p, "/")
 	case place.IsHome():
 		return "~" + strings.TrimSuffix(p, "/")
 	}
@@ -162,7 +170,7 @@ func whereIn(place Place, p string) string {
 // writable refuses changes to a dataset.
 func (sp *spot) writable(p string) error {
 	if sp.readOnly {
-		return errorf(ErrPermission, "%s is read-only: datasets are the site's", shown(sp.where(p)))
+		return errorf(ErrPermission, "%s is read-only: %s", shown(sp.where(p)), sp.roWhy)
 	}
 	return nil
 }
@@ -314,9 +322,27 @@ func (s *Service) openShared(ctx context.Context, id backend.Identity, place Pla
 			slog.Warn("cannot open a dataset", "dataset", d.Name, "err", err)
 			return nil, gone()
 		}
-		return &spot{owner: id.User, place: place, root: root, readOnly: true}, nil
+		return &spot{owner: id.User, place: place, root: root, readOnly: true, roWhy: "datasets are the site's"}, nil
+	}
+	taReads := id.IsTA() && s.cfg.TAFileAccess
+	if place.User != "" {
+		if !taReads || !userRE.MatchString(place.User) {
+			return nil, gone()
+		}
+		root, err := s.openHomeOf(ctx, place.User)
+		if err != nil {
+			return nil, err
+		}
+		if root == nil {
+			return nil, gone()
+		}
+		return &spot{owner: place.User, place: place, root: root, readOnly: true, roWhy: "TAs read students' files, never change them", audited: true}, nil
 	}
 	sh, err := s.shareFor(ctx, id.User, place.Group)
+	member := err == nil
+	if errors.Is(err, errNotMember) && taReads {
+		sh, err = s.anyShare(ctx, place.Group)
+	}
 	if errors.Is(err, errNotMember) {
 		return nil, gone()
 	}
@@ -327,7 +353,46 @@ func (s *Service) openShared(ctx context.Context, id backend.Identity, place Pla
 	if err != nil {
 		return nil, err
 	}
-	return &spot{owner: id.User, place: place, root: root, limit: sh.ws.Size, sizeKey: "group:" + sh.group}, nil
+	sp := &spot{owner: id.User, place: place, root: root, limit: sh.ws.Size, sizeKey: "group:" + sh.group}
+	if !member {
+		sp.readOnly, sp.roWhy, sp.audited = true, "TAs read group workspaces, never change them", true
+	}
+	return sp, nil
+}
+
+// openHomeOf opens user's existing home for reading (a TA's), or nil when there is none the
+// server can open; nothing is made for a name that has none.
+func (s *Service) openHomeOf(ctx context.Context, user string) (*os.Root, error) {
+	if s.cfg.HomeHostPath != "" {
+		root, err := os.OpenRoot(expand(s.cfg.HomeHostPath, user))
+		if err != nil {
+			return nil, nil
+		}
+		return root, nil
+	}
+	vi, ok := s.api.(volumeInspector)
+	if !ok {
+		return nil, errorf(ErrUnsupported, "homes cannot be reached through this Docker connection")
+	}
+	res, err := vi.VolumeInspect(ctx, s.cfg.volumeName(user), client.VolumeInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, engineErr("look up the home of "+user, err)
+	}
+	if !s.managedBy(res.Volume.Labels, user) {
+		return nil, nil
+	}
+	dir, err := s.localVolumeDir(res.Volume)
+	if err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open the home of %s: %w", user, err)
+	}
+	return root, nil
 }
 
 // daemonHoster is the engine client's address (the SDK client has it).
@@ -546,6 +611,9 @@ func (s *Service) ReadFile(ctx context.Context, id backend.Identity, place Place
 	defer sp.close()
 	if sp.root != nil {
 		f, err := sp.root.Open(rel(p))
+		if sp.audited {
+			s.record(id, "get", auditFile(id, place, p), err)
+		}
 		if err != nil {
 			return nil, FileInfo{}, hostErr("read", sp.where(p), err)
 		}

@@ -789,6 +789,23 @@ func (s *Service) shareFor(ctx context.Context, user, group string) (share, erro
 	return share{}, errNotMember
 }
 
+// anyShare finds the workspace of group among every configured one (for TAs' reads).
+func (s *Service) anyShare(ctx context.Context, group string) (share, error) {
+	if s.groupDir == nil {
+		return share{}, errNotMember
+	}
+	for _, w := range s.cfg.Groups {
+		groups, err := s.groupDir.Expand(ctx, w.Group)
+		if err != nil {
+			return share{}, errorf(ErrUnavailable, "cannot list the groups %s now (%v)", w.Group, oneLine(err))
+		}
+		if slices.Contains(groups, group) {
+			return share{group: group, ws: w}, nil
+		}
+	}
+	return share{}, errNotMember
+}
+
 // datasetFor finds the dataset called name that user may see.
 func (s *Service) datasetFor(ctx context.Context, id backend.Identity, name string) (Dataset, error) {
 	for _, d := range s.cfg.Datasets {
@@ -807,10 +824,29 @@ func (s *Service) datasetFor(ctx context.Context, id backend.Identity, name stri
 	return Dataset{}, errNotMember
 }
 
-// MyGroups lists the paths of the workspace groups id belongs to (for the sftp tree).
+// MyGroups lists the paths of the workspace groups id belongs to (for the sftp tree); for
+// TAs where Config.TAFileAccess allows, every workspace group.
 func (s *Service) MyGroups(ctx context.Context, id backend.Identity) ([]string, error) {
 	if err := checkIdentity(id); err != nil {
 		return nil, err
+	}
+	if id.IsTA() && s.cfg.TAFileAccess {
+		var out []string
+		for _, w := range s.cfg.Groups {
+			if s.groupDir == nil {
+				break
+			}
+			groups, err := s.groupDir.Expand(ctx, w.Group)
+			if err != nil {
+				return nil, errorf(ErrUnavailable, "cannot list the groups %s now (%v)", w.Group, oneLine(err))
+			}
+			for _, g := range groups {
+				if !slices.Contains(out, g) {
+					out = append(out, g)
+				}
+			}
+		}
+		return out, nil
 	}
 	shares, err := s.sharesOf(ctx, id.User)
 	if err != nil {

@@ -48,7 +48,7 @@ type sharedRig struct {
 	dataDir string
 }
 
-func newSharedRig(t *testing.T) *sharedRig {
+func newSharedRig(t *testing.T, configure ...func(*docker.Config)) *sharedRig {
 	t.Helper()
 	gl := gitlabtest.New()
 	t.Cleanup(gl.Close)
@@ -76,6 +76,9 @@ func newSharedRig(t *testing.T) *sharedRig {
 			{Name: "secret", HostPath: secretDir, Groups: []string{"ml"}},
 		}
 		c.Groups = []docker.GroupWorkspace{{Group: "os/team-*", Size: 64 << 20}}
+		for _, f := range configure {
+			f(c)
+		}
 	})
 	client, err := gitlab.New(gl.URL(), "", gitlab.WithoutRetries())
 	if err != nil {
@@ -280,6 +283,69 @@ func TestSharedDataFiles(t *testing.T) {
 	}
 	if !errors.Is(qerr, docker.ErrQuota) {
 		t.Fatalf("70 MiB into a 64 MiB workspace: %v", qerr)
+	}
+}
+
+func TestSharedDataTAReads(t *testing.T) {
+	r := newSharedRig(t, func(c *docker.Config) { c.TAFileAccess = true })
+	team := docker.InGroup("os/team-a")
+	put := func(id backend.Identity, place docker.Place, p, body string) error {
+		return r.svc.WriteFile(r.ctx, id, place, p, strings.NewReader(body), int64(len(body)), 0o644, time.Time{})
+	}
+	read := func(id backend.Identity, place docker.Place, p string) (string, error) {
+		rc, _, err := r.svc.ReadFile(r.ctx, id, place, p)
+		if err != nil {
+			return "", err
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		return string(b), err
+	}
+	if err := put(alice, team, "/plan.txt", "team plan"); err != nil {
+		t.Fatal(err)
+	}
+	if err := put(alice, docker.Home, "/essay.txt", "my essay"); err != nil {
+		t.Fatal(err)
+	}
+	// The TA reads both, changes neither.
+	if got, err := read(tina, team, "/plan.txt"); err != nil || got != "team plan" {
+		t.Fatalf("the TA reads the workspace: %q %v", got, err)
+	}
+	if got, err := read(tina, docker.InHomeOf("alice"), "/essay.txt"); err != nil || got != "my essay" {
+		t.Fatalf("the TA reads alice's home: %q %v", got, err)
+	}
+	for _, place := range []docker.Place{team, docker.InHomeOf("alice")} {
+		if err := put(tina, place, "/ta.txt", "x"); !errors.Is(err, docker.ErrPermission) {
+			t.Errorf("the TA writes %+v: %v", place, err)
+		}
+		if err := r.svc.RemovePath(r.ctx, tina, place, "/plan.txt"); !errors.Is(err, docker.ErrPermission) {
+			t.Errorf("the TA removes in %+v: %v", place, err)
+		}
+	}
+	if gs, err := r.svc.MyGroups(r.ctx, tina); err != nil || !slices.Equal(gs, []string{"os/team-a", "os/team-b"}) {
+		t.Fatalf("the TA's groups in the tree: %v %v", gs, err)
+	}
+	// Students never; nor a home nobody has (and none is made for it).
+	if _, err := read(carol, docker.InHomeOf("alice"), "/essay.txt"); !errors.Is(err, docker.ErrNotFound) {
+		t.Fatalf("a student reads alice's home: %v", err)
+	}
+	if _, err := read(tina, docker.InHomeOf("nobody"), "/x"); !errors.Is(err, docker.ErrNotFound) {
+		t.Fatalf("the home of nobody: %v", err)
+	}
+	if _, err := r.cli.VolumeInspect(r.ctx, r.svc.Config().NamePrefix+"-home-nobody", client.VolumeInspectOptions{}); err == nil {
+		t.Fatal("a home volume was made for a name a TA typed")
+	}
+
+	// Off (the default): the TA is not a member, and homes are not a place.
+	off := newSharedRig(t)
+	if err := off.svc.WriteFile(off.ctx, alice, team, "/plan.txt", strings.NewReader("p"), 1, 0o644, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := off.svc.ReadFile(off.ctx, tina, team, "/plan.txt"); !errors.Is(err, docker.ErrNotFound) {
+		t.Fatalf("the TA reads a workspace with the access off: %v", err)
+	}
+	if _, _, err := off.svc.ReadFile(off.ctx, tina, docker.InHomeOf("alice"), "/essay.txt"); !errors.Is(err, docker.ErrNotFound) {
+		t.Fatalf("the TA reads a home with the access off: %v", err)
 	}
 }
 

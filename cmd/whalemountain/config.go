@@ -41,6 +41,9 @@ type Config struct {
 	// Datasets and Groups are the data that is not one user's (shared.go).
 	Datasets []DatasetConfig `yaml:"datasets"`
 	Groups   []GroupConfig   `yaml:"groups"`
+	// TAFileAccess is "read" to let TAs read students' homes and group workspaces over sftp
+	// (audited per file); "" or "off" (the default) does not.
+	TAFileAccess string `yaml:"ta_file_access"`
 	// MetricsAddr is where the Prometheus endpoint listens (plain HTTP); empty turns it off.
 	MetricsAddr string `yaml:"metrics_addr"`
 	// Recordings say which shells are recorded and how long recordings are kept.

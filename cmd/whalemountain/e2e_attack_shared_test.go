@@ -124,6 +124,22 @@ func (f *attackFixture) sharedRows(tb *attackTable) {
 			return describe(r), !strings.Contains(out, "team-a") && !strings.Contains(out, "staff") && !strings.Contains(out, "lab")
 		})
 	}
+	// Another student's home under /users (TAs only, and off here): as for nobody's.
+	for _, c := range []struct {
+		actor string
+		conn  *testKey
+	}{{"mallory", f.mallory}, {"tanaka", f.tanaka}} {
+		tb.equivRow(sharedDoor+" sftp get", c.actor, "/users/alice/home/secret.txt", "/users/"+f.ctlUser+"/home/secret.txt",
+			func(t *testing.T, control bool) sshResult {
+				u := "alice"
+				if control {
+					u = f.ctlUser
+				}
+				_ = os.Remove(local)
+				return f.s.sftpBatch(t, c.conn, c.actor, "get /users/"+u+"/home/secret.txt "+local)
+			}, [][2]string{{f.ctlUser, "alice"}}, noFile)
+	}
+
 	// The dataset she may see: readable, and no way of changing it.
 	tb.add(sharedDoor+" sftp", "mallory", "get /datasets/course/readme.txt", "works (the dataset is hers to read)", func(t *testing.T) (string, bool) {
 		_ = os.Remove(local)

@@ -40,7 +40,7 @@ func TestE2ESharedData(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(data, "hello.txt"), []byte("course data\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	top := fmt.Sprintf("tas: [tina]\ngitlab:\n  url: %s\n  cache_ttl: 1ms\ndatasets:\n  - name: course\n    host_path: %s\n"+
+	top := fmt.Sprintf("tas: [tina]\nta_file_access: read\ngitlab:\n  url: %s\n  cache_ttl: 1ms\ndatasets:\n  - name: course\n    host_path: %s\n"+
 		"    description: the course's data\ngroups:\n  - group: os/team-*\n    size: 64m\n", gl.URL(), data)
 	s := startContainerServer(t, cli, img, containerPrefix("d"), ctrOptions{Top: top})
 	keys := map[string]*testKey{}
@@ -111,6 +111,32 @@ func TestE2ESharedData(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(data, "note.txt")); err == nil {
 		t.Fatal("a file was put into the dataset")
+	}
+
+	// The TA reads (never writes) the workspace and alice's home; each file read is audited.
+	// A student reads neither.
+	if r := s.sftpBatch(t, keys["alice"], "alice", "put "+note+" /home/essay.txt"); r.Code != 0 {
+		t.Fatalf("alice's put into her home: %s", r)
+	}
+	if r := s.sftpBatch(t, keys["tina"], "tina", "get /groups/os/team-a/note.txt "+got+"-ta1", "get /users/alice/home/essay.txt "+got+"-ta2", "ls /users"); r.Code != 0 ||
+		!strings.Contains(r.Stdout, "alice") {
+		t.Fatalf("the TA's reads: %s", r)
+	}
+	for _, f := range []string{got + "-ta1", got + "-ta2"} {
+		if b, _ := os.ReadFile(f); string(b) != "meet at 3\n" {
+			t.Fatalf("the TA got %q", b)
+		}
+	}
+	for _, cmd := range []string{"put " + note + " /groups/os/team-a/ta.txt", "put " + note + " /users/alice/home/ta.txt", "rm /users/alice/home/essay.txt"} {
+		if r := s.sftpBatch(t, keys["tina"], "tina", cmd); r.Code == 0 || !strings.Contains(r.Stderr, "Permission denied") {
+			t.Fatalf("the TA's %s: %s", cmd, r)
+		}
+	}
+	s.waitAudit(t, "the TA's read of alice's essay", func(e auditEntry) bool {
+		return e.User == "tina" && e.Action == "get" && e.Target == "tina:/users/alice/home/essay.txt" && e.Result == "ok"
+	})
+	if r := s.sftpBatch(t, keys["carol"], "carol", "get /users/alice/home/essay.txt "+got+"-carol2"); r.Code == 0 {
+		t.Fatalf("a student reads alice's home: %s", r)
 	}
 
 	// bob leaves the group in GitLab: TAs see his running container, and it does not start

@@ -63,6 +63,7 @@ func (c Config) dockerPolicy() (docker.Config, error) {
 		return d, err
 	}
 	d = c.withShared(d)
+	d.TAFileAccess = c.TAFileAccess == "read"
 	if err := d.Validate(); err != nil {
 		return d, fmt.Errorf("config: %w", err)
 	}
@@ -72,6 +73,11 @@ func (c Config) dockerPolicy() (docker.Config, error) {
 // validateShared checks the datasets and groups sections beyond what the policy checks:
 // who is a member must be knowable.
 func (c Config) validateShared() error {
+	switch c.TAFileAccess {
+	case "", "off", "read":
+	default:
+		return fmt.Errorf("config: ta_file_access: %q: use read or off", c.TAFileAccess)
+	}
 	if (len(c.Datasets) > 0 || len(c.Groups) > 0) && !c.Docker.Enabled {
 		return fmt.Errorf("config: datasets and groups: need docker.enabled")
 	}

@@ -192,7 +192,7 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 		if err := sweepSpool(filepath.Join(cfg.DataDir, "spool")); err != nil {
 			logger.Warn("could not clear the spool of an interrupted run", "err", err)
 		}
-		deps.FilesOptions = files.Options{TempDir: filepath.Join(cfg.DataDir, "spool"), SIF: sifs}
+		deps.FilesOptions = files.Options{TempDir: filepath.Join(cfg.DataDir, "spool"), SIF: sifs, TAFileAccess: dc.TAFileAccess}
 		deps.DockerAPI = docker.NewAPI(svc, images, docker.APIOptions{SpoolDir: filepath.Join(cfg.DataDir, "spool")})
 		logger.Info("containers on the Docker Engine", "host", firstNonEmpty(dc.Host, "default socket"),
 			"home", firstNonEmpty(dc.HomeHostPath, "per-user volume "+dc.NamePrefix+"-home-<user>"), "mounted_at", dc.HomeTarget)

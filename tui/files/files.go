@@ -7,6 +7,7 @@
 //	/sif/NAME.sif             the user's SIF files, read-only (made with the sif command), shown 0755
 //	/datasets/NAME/PATH       the site's datasets the user may see, read-only
 //	/groups/GROUP/PATH        the workspaces of the user's groups (GROUP is a path: os-2026/team-a)
+//	/users/USER/home/PATH     TAs, where the site allows: a student's home, read-only
 //	/recordings/NAME.cast     the recordings of the user's shared shells, read-only
 //
 // It turns SFTP requests into calls on a Backend (backend/docker's Service) that carry the
@@ -103,6 +104,8 @@ type Options struct {
 	// Recordings serves the user's recordings as the read-only /recordings; nil: there is
 	// no /recordings.
 	Recordings RecordingStore
+	// TAFileAccess shows TAs /users/USER/home (the backend decides what they may read).
+	TAFileAccess bool
 }
 
 // RecordingStore is what the read-only /recordings directory needs (recording.Store).
@@ -183,6 +186,8 @@ const (
 	nodeGroupsDir         // /groups, or a level above the user's groups (path: "os-2026")
 	nodeRecDir            // /recordings
 	nodeRec               // /recordings/NAME
+	nodeUsers             // /users (TAs)
+	nodeUser              // /users/USER (path: USER)
 )
 
 // node is a virtual path resolved.
@@ -199,6 +204,8 @@ func (n node) prefix() string {
 		return "/datasets/" + n.place.Dataset
 	case n.place.Group != "":
 		return "/groups/" + n.place.Group
+	case n.place.User != "":
+		return "/users/" + n.place.User + "/home"
 	case n.place.IsHome():
 		return "/home"
 	}
@@ -251,6 +258,19 @@ func resolve(p string) (node, error) {
 	case "groups":
 		// Where a group's path ends is known only from the user's groups (handler.resolve).
 		return node{kind: nodeGroupsDir, path: rest}, nil
+	case "users":
+		if rest == "" {
+			return node{kind: nodeUsers}, nil
+		}
+		user, inside, _ := strings.Cut(rest, "/")
+		if inside == "" {
+			return node{kind: nodeUser, path: user}, nil
+		}
+		top, below, _ := strings.Cut(inside, "/")
+		if top != "home" {
+			return node{}, sftp.ErrSSHFxNoSuchFile
+		}
+		return node{kind: nodePlace, place: docker.InHomeOf(user), path: "/" + below}, nil
 	case "recordings":
 		if rest == "" {
 			return node{kind: nodeRecDir}, nil
@@ -265,6 +285,9 @@ func resolve(p string) (node, error) {
 func (h *handler) resolve(p string) (node, error) {
 	n, err := resolve(p)
 	if err == nil && (n.kind == nodeSIFDir || n.kind == nodeSIF) && h.opts.SIF == nil {
+		return node{}, sftp.ErrSSHFxNoSuchFile
+	}
+	if err == nil && (n.kind == nodeUsers || n.kind == nodeUser || n.place.User != "") && !h.usersTree() {
 		return node{}, sftp.ErrSSHFxNoSuchFile
 	}
 	if err == nil && (n.kind == nodeRecDir || n.kind == nodeRec) && h.opts.Recordings == nil {
@@ -315,6 +338,12 @@ func groupLevel(prefix string, groups []string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// usersTree reports whether this session has /users: a TA's, where the site allows.
+func (h *handler) usersTree() bool { return h.opts.TAFileAccess && h.id.IsTA() }
+
+// errReadOnlyForTA is the answer to any change under /users.
+var errReadOnlyForTA = fail(sftp.ErrSSHFxPermissionDenied, "/users is read-only: TAs read students' files, never change them")
 
 // errDatasetReadOnly is the answer to any change under /datasets.
 var errDatasetReadOnly = fail(sftp.ErrSSHFxPermissionDenied, "/datasets is read-only: datasets are the site's")
@@ -499,6 +528,10 @@ func (h *handler) stat(p string, follow bool) (fs.FileInfo, error) {
 		return h.dirInfo("sif", time.Time{}), nil
 	case nodeDatasets:
 		return h.dirInfo("datasets", time.Time{}), nil
+	case nodeUsers:
+		return h.dirInfo("users", time.Time{}), nil
+	case nodeUser:
+		return h.dirInfo(n.path, time.Time{}), nil
 	case nodeGroupsDir:
 		return h.dirInfo(path.Base("/groups/"+n.path), time.Time{}), nil
 	case nodeSIF:
@@ -575,6 +608,25 @@ func (h *handler) list(p string) (sftp.ListerAt, error) {
 			out = append(out, h.dirInfo(d.Name, time.Time{}))
 		}
 		return out, nil
+	case nodeUsers:
+		cs, err := h.b.List(h.ctx, h.id, docker.ListOptions{All: true, AllUsers: true})
+		if err != nil {
+			return nil, h.fxErr("list", p, err)
+		}
+		var users []string
+		for _, c := range cs {
+			if c.Owner != h.id.User && !slices.Contains(users, c.Owner) {
+				users = append(users, c.Owner)
+			}
+		}
+		slices.Sort(users)
+		out := make(lister, 0, len(users))
+		for _, u := range users {
+			out = append(out, h.dirInfo(u, time.Time{}))
+		}
+		return out, nil
+	case nodeUser:
+		return lister{h.dirInfo("home", time.Time{})}, nil
 	case nodeGroupsDir:
 		gs, err := h.b.MyGroups(h.ctx, h.id)
 		if err != nil {
@@ -904,6 +956,9 @@ func (h *handler) Filewrite(r *sftp.Request) (io.WriterAt, error) {
 	if n.kind == nodeDatasets || n.place.Dataset != "" {
 		return nil, errDatasetReadOnly
 	}
+	if n.kind == nodeUsers || n.kind == nodeUser || n.place.User != "" {
+		return nil, errReadOnlyForTA
+	}
 	if n.kind != nodePlace || n.path == "/" {
 		return nil, sftp.ErrSSHFxPermissionDenied
 	}
@@ -1070,6 +1125,9 @@ func (h *handler) Filecmd(r *sftp.Request) error {
 	}
 	if n.place.Dataset != "" && r.Method != "Setstat" {
 		return errDatasetReadOnly
+	}
+	if n.place.User != "" && r.Method != "Setstat" {
+		return errReadOnlyForTA
 	}
 	if n.path == "/" && r.Method != "Setstat" {
 		// The top of a container or of the home: made and removed elsewhere.

@@ -63,12 +63,16 @@ func TestResolveShared(t *testing.T) {
 		"/datasets/imagenet/a/b": {kind: nodePlace, place: docker.InDataset("imagenet"), path: "/a/b"},
 		"/groups":                {kind: nodeGroupsDir},
 		"/groups/os/team-a/f":    {kind: nodeGroupsDir, path: "os/team-a/f"},
+		"/users":                 {kind: nodeUsers},
+		"/users/alice":           {kind: nodeUser, path: "alice"},
+		"/users/alice/home":      {kind: nodePlace, place: docker.InHomeOf("alice"), path: "/"},
+		"/users/alice/home/a/b":  {kind: nodePlace, place: docker.InHomeOf("alice"), path: "/a/b"},
 	} {
 		if got, err := resolve(p); err != nil || got != want {
 			t.Errorf("%q: %+v %v, want %+v", p, got, err, want)
 		}
 	}
-	for _, p := range []string{"/datasets/../home", "/groups/../home", "/datasets//x"} {
+	for _, p := range []string{"/datasets/../home", "/groups/../home", "/datasets//x", "/users/alice/containers/box", "/users/../home"} {
 		if _, err := resolve(p); err == nil {
 			t.Errorf("%q resolved", p)
 		}
