@@ -862,6 +862,9 @@ func (s *Service) createFromAPI(ctx context.Context, id backend.Identity, name s
 	}
 	labels := objectLabels{kind: KindContainer, owner: id.User, name: name, extra: p.labels, data: data, runner: runnerOf(id)}
 	if nGPUs > 0 {
+		if s.othersWait() != nil {
+			return APICreated{}, errorf(ErrConflict, "requests wait for GPUs; join them over ssh with run --gpus N --wait")
+		}
 		s.gpuAlloc.Lock()
 		defer s.gpuAlloc.Unlock()
 		taken, err := s.takenGPUs(ctx)

@@ -510,6 +510,10 @@ func (s *Service) startHoldingGPUs(ctx context.Context, t found) error {
 		s.gpuAlloc.Lock()
 		defer s.gpuAlloc.Unlock()
 		if s.cfg.GPUPolicy != GPUShared && t.State != string(container.StateRunning) {
+			// Its GPUs are promised to the first in line while anyone waits.
+			if s.othersWait() != nil {
+				return errGPUsBusy{errorf(ErrConflict, "requests wait for GPUs: %s can start once none wait, or run a new one with --wait", shown(t.typed))}
+			}
 			taken, err := s.takenGPUs(ctx)
 			if err != nil {
 				return err

@@ -162,6 +162,11 @@ func TestWaitingListFairShareHandOver(t *testing.T) {
 			t.Errorf("%s %+v: %v, want %q", tc.id.User, tc.spec, err, tc.want)
 		}
 	}
+	// The Docker API's create cannot jump the line either.
+	body := `{"Image":"` + w.img + `","HostConfig":{"DeviceRequests":[{"Driver":"","Count":1,"Capabilities":[["gpu"]]}]}}`
+	if _, err := svc.CreateFromAPI(ctx, eve, "api", []byte(body)); err == nil || err.Error() != "requests wait for GPUs; join them over ssh with run --gpus N --wait" {
+		t.Errorf("a GPU create through the Docker API while others wait: %v", err)
+	}
 	// Nobody reaches another's request: cancel and move answer as for one that does not exist.
 	for _, ref := range []string{"dave/train", "carol/train", "nobody/train", "ghost"} {
 		err := svc.CancelWaiting(bob, ref, "")
@@ -282,6 +287,10 @@ func TestWaitingHoldLimit(t *testing.T) {
 	until(t, svc, "alice's holder stopped", func() bool { return state("alice", "holder").State == "exited" })
 	if c := state("alice", "holder"); c.Stopped == nil || !strings.Contains(c.Stopped.Reason, "held GPUs longer than 2h0m0s while others waited") {
 		t.Fatalf("stopped as %+v", c.Stopped)
+	}
+	// Its GPU is free, but bob is first in line: starting it again is refused.
+	if err := svc.Start(ctx, alice, "holder"); err == nil || err.Error() != "requests wait for GPUs: holder can start once none wait, or run a new one with --wait" {
+		t.Fatalf("start while bob waits: %v", err)
 	}
 	svc.ScheduleRound(ctx)
 	until(t, svc, "bob's container running", func() bool { return state("bob", "next").State == "running" })
