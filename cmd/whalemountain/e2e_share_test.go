@@ -207,8 +207,15 @@ func TestE2EShare(t *testing.T) {
 	stu.waitTitle("box · not shared")
 	wantError(t, "join after stop", s.sshFlags(t, tanaka, "tanaka", tty, "join", "alice"), 1, "alice shares no shell")
 
-	// Sharing ends with the shell; a TA leaves with ctrl-p ctrl-q.
-	s.mustRun(t, alice, "alice", "share", "box")
+	// From inside the shell, as OpenSSH's escapes at the start of a line: ~H lists the keys
+	// in the title, ~S shares read-only. Sharing ends with the shell; a TA leaves with
+	// ctrl-p ctrl-q.
+	stu.typeLine("echo esc''-ready")
+	stu.waitText("esc-ready")
+	stu.keys("~", "H")
+	stu.waitTitle("~S read-only · ~W read-write · ~X stop")
+	stu.keys("~", "S")
+	stu.waitTitle("box · shared with TAs, read-only · watching: nobody")
 	leaver := x.open("leaver", 120, 40, sshArgv(tanaka, "tanaka", "join", "alice"))
 	leaver.waitTitle("alice/box 120x40 · read-only · watching: tanaka")
 	leaver.keys("C-p", "C-q")

@@ -68,7 +68,9 @@ func shareCmd(env Env) *cobra.Command {
 			"Read-only unless you add --write; run share again to change the mode (without --write takes\n" +
 			"writing back at once). --drop USER ends that TA's view, --stop ends the sharing. Both take\n" +
 			"effect at once; sharing also ends with the shell. Your terminal's title shows who is watching.\n" +
-			"Without NAME: your open shells and who watches them. Shared shells are recorded (recordings).",
+			"Without NAME: your open shells and who watches them. Shared shells are recorded (recordings).\n" +
+			"In the shell itself, at the start of a line: ~S shares it read-only, ~W read-write, ~X stops, ~H\n" +
+			"lists these keys in the terminal's title.",
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return badUsage(env, c, "share takes one NAME, not %d arguments", len(args))

@@ -125,6 +125,8 @@ type Shell struct {
 
 	inMu  sync.Mutex // one writer into the process's input at a time
 	stdin io.WriteCloser
+	keyMu sync.Mutex // guards keys
+	keys  escapes    // the owner's keys, watched for the sharing escapes
 
 	wmu sync.Mutex // held while writing to the owner: output and titles stay in order
 
@@ -138,6 +140,7 @@ type Shell struct {
 	esc       escState
 	dirty     bool // the status lines changed and are due
 	titled    bool // the owner's title has been set at least once
+	help      bool // the owner asked for the escapes (~H): the next title lists them
 	rec       *recording.Writer
 	closed    bool
 	closeOnce sync.Once
@@ -247,6 +250,10 @@ func (s *Shell) titlesLocked() []byte {
 		s.sendLocked(w, titleSeq(viewerTitle(s.owner.User, s.name, s.width, s.height, s.write, who, w.width, w.height)))
 	}
 	s.titled = true
+	if s.help {
+		s.help = false
+		return titleSeq(s.name + " · " + escapeHelp)
+	}
 	return titleSeq(ownerTitle(s.name, s.shared, s.write, who))
 }
 
@@ -328,10 +335,43 @@ func (s *Shell) Stdin() io.WriteCloser { return ownerInput{s} }
 
 type ownerInput struct{ s *Shell }
 
+// Write passes the owner's keys on, less the sharing escapes typed at the start of a line
+// (escapes.scan), which it carries out.
 func (o ownerInput) Write(p []byte) (int, error) {
-	o.s.inMu.Lock()
-	defer o.s.inMu.Unlock()
-	return o.s.stdin.Write(p)
+	s := o.s
+	s.keyMu.Lock()
+	out, cmds := s.keys.scan(p)
+	s.keyMu.Unlock()
+	for _, c := range cmds {
+		s.escape(c)
+	}
+	if len(out) == 0 {
+		return len(p), nil
+	}
+	s.inMu.Lock()
+	defer s.inMu.Unlock()
+	if _, err := s.stdin.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// escape carries out one sharing escape of the owner's.
+func (s *Shell) escape(c byte) {
+	switch c {
+	case 'S':
+		_, _ = s.share(false)
+	case 'W':
+		_, _ = s.share(true)
+	case 'X':
+		_, _ = s.stop()
+	case 'H':
+		s.mu.Lock()
+		s.help = true
+		s.dirty = true
+		s.mu.Unlock()
+		s.refresh()
+	}
 }
 
 func (o ownerInput) Close() error { return o.s.stdin.Close() }
@@ -418,6 +458,12 @@ func (h *Hub) Share(id backend.Identity, name string, write bool) (Info, error) 
 	if s == nil {
 		return Info{}, ErrNoShell
 	}
+	return s.share(write)
+}
+
+// share shares s with TAs in the mode write says.
+func (s *Shell) share(write bool) (Info, error) {
+	h := s.hub
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -434,7 +480,7 @@ func (h *Hub) Share(id backend.Identity, name string, write bool) (Info, error) 
 	info := s.infoLocked()
 	s.mu.Unlock()
 	if changed {
-		h.audit(id, "share", s.target(), resultOK, "", mode(write))
+		h.audit(s.owner, "share", s.target(), resultOK, "", mode(write))
 		s.refresh()
 	}
 	return info, nil
@@ -446,6 +492,12 @@ func (h *Hub) Stop(id backend.Identity, name string) (Info, error) {
 	if s == nil {
 		return Info{}, ErrNoShell
 	}
+	return s.stop()
+}
+
+// stop ends the sharing of s.
+func (s *Shell) stop() (Info, error) {
+	h := s.hub
 	s.mu.Lock()
 	if !s.shared {
 		s.mu.Unlock()
@@ -461,7 +513,7 @@ func (h *Hub) Stop(id backend.Identity, name string) (Info, error) {
 	s.dirty = true
 	info := s.infoLocked()
 	s.mu.Unlock()
-	h.audit(id, "unshare", s.target(), resultOK, "", "")
+	h.audit(s.owner, "unshare", s.target(), resultOK, "", "")
 	s.refresh()
 	return info, nil
 }

@@ -365,6 +365,68 @@ func TestViewerKeys(t *testing.T) {
 	}
 }
 
+func TestEscapes(t *testing.T) {
+	for _, tc := range []struct {
+		in        []string // writes, in order
+		out, cmds string
+	}{
+		{[]string{"~S"}, "", "S"},
+		{[]string{"ls\r~W"}, "ls\r", "W"},
+		{[]string{"a~S"}, "a~S", ""},
+		{[]string{"~", "X"}, "", "X"},
+		{[]string{"~", "/x"}, "~/x", ""},
+		{[]string{"~~"}, "~~", ""},
+		{[]string{"~S~X"}, "", "SX"},
+		{[]string{"\x1b[3~S"}, "\x1b[3~S", ""},
+		{[]string{"x\n~H"}, "x\n", "H"},
+		{[]string{"~?"}, "~?", ""},
+		{[]string{"ls\r\x1b[12;1R~S"}, "ls\r\x1b[12;1R", "S"},
+		{[]string{"\x1b[A~S"}, "\x1b[A~S", ""},
+		{[]string{"\x1bb~S"}, "\x1bb~S", ""},
+	} {
+		var e escapes
+		var out, cmds []byte
+		for _, w := range tc.in {
+			o, c := e.scan([]byte(w))
+			out, cmds = append(out, o...), append(cmds, c...)
+		}
+		if string(out) != tc.out || string(cmds) != tc.cmds {
+			t.Errorf("%q: out %q cmds %q, want %q %q", tc.in, out, cmds, tc.out, tc.cmds)
+		}
+	}
+}
+
+func TestOwnerEscapes(t *testing.T) {
+	au := &auditRec{}
+	h := New(Options{Audit: au})
+	fx := newFake()
+	ex := h.Open(alice, "box", fx, Terminal{Width: 80, Height: 24})
+	owner := drain(ex.Stdout())
+	in := ex.Stdin()
+	_, _ = in.Write([]byte("~W"))
+	if l := h.List(alice, false); len(l) != 1 || !l[0].Shared || !l[0].Write {
+		t.Fatalf("after ~W: %+v", l)
+	}
+	waitFor(t, "the title says read-write", func() bool { return strings.Contains(owner.String(), "shared with TAs, read-write") })
+	_, _ = in.Write([]byte("~S"))
+	if l := h.List(alice, false); !l[0].Shared || l[0].Write {
+		t.Fatalf("after ~S: %+v", l)
+	}
+	_, _ = in.Write([]byte("echo ~S\r~X"))
+	if l := h.List(alice, false); l[0].Shared {
+		t.Fatalf("after ~X: %+v", l)
+	}
+	if got := fx.in.String(); got != "echo ~S\r" {
+		t.Errorf("the shell got %q", got)
+	}
+	_, _ = in.Write([]byte("~H"))
+	waitFor(t, "the title lists the escapes", func() bool { return strings.Contains(owner.String(), escapeHelp) })
+	if !au.has("alice share alice/box ok read-write") || !au.has("alice unshare alice/box ok ") {
+		t.Errorf("audit %q", au.entries)
+	}
+	ex.Close()
+}
+
 func TestRing(t *testing.T) {
 	r := ring{max: 4}
 	r.write([]byte("ab"))

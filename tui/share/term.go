@@ -198,3 +198,61 @@ var answers = regexp.MustCompile(`\x1b\[\d+;\d+R|\x1b\[[?>][\d;]*c|\x1b\][^\x07\
 func viewerKeys(p []byte) []byte {
 	return answers.ReplaceAll(p, nil)
 }
+
+// escapes follows the owner's keys for the sharing escapes, typed like OpenSSH's at the start
+// of a line: ~S shares read-only, ~W read-write, ~X stops sharing, ~H lists them in the
+// title. Any other key after the ~ goes on with it; a ~ alone waits for the next key. (OpenSSH
+// passes a ~ and a key it has no escape for on to the server; ~~ sends a ~.)
+type escapes struct {
+	midLine bool  // not at the start of a line
+	held    bool  // a ~ at the start of a line, waiting for the next key
+	seq     uint8 // 1: after ESC, 2: in a CSI sequence
+}
+
+// escapeHelp is the status line that lists the escapes.
+const escapeHelp = "sharing keys at the start of a line: ~S read-only · ~W read-write · ~X stop"
+
+func isEscape(b byte) bool { return b == 'S' || b == 'W' || b == 'X' || b == 'H' }
+
+// scan splits p into what goes to the process and the escapes typed. The terminal's own
+// answers (cursor position, device attributes, focus), which a shell's prompt asks for, do not
+// count as typing: the line still starts after them.
+func (e *escapes) scan(p []byte) (out, cmds []byte) {
+	out = make([]byte, 0, len(p)+1)
+	for _, b := range p {
+		if e.held {
+			e.held = false
+			if isEscape(b) {
+				cmds = append(cmds, b)
+				continue // still at the start of the line
+			}
+			out = append(out, '~')
+			e.midLine = true
+		}
+		switch {
+		case e.seq == 1:
+			e.seq = 0
+			if b == '[' {
+				e.seq = 2
+			} else {
+				e.midLine = true
+			}
+		case e.seq == 2:
+			if b >= 0x40 && b <= 0x7E {
+				e.seq = 0
+				if !strings.ContainsRune("RcIO", rune(b)) {
+					e.midLine = true // a key such as an arrow
+				}
+			}
+		case b == 0x1b:
+			e.seq = 1
+		case !e.midLine && b == '~':
+			e.held = true
+			continue
+		default:
+			e.midLine = b != '\r' && b != '\n'
+		}
+		out = append(out, b)
+	}
+	return out, cmds
+}
