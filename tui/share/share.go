@@ -771,7 +771,7 @@ func (h *Hub) JoinView(id backend.Identity, target string, width, height int) (b
 	w, err := h.Join(id, target, input.Size{Width: width, Height: height})
 	if errors.Is(err, ErrNotShared) {
 		user, _, _ := strings.Cut(target, "/")
-		return nil, fmt.Errorf("%s shares no shell: %w", user, err)
+		return nil, notShared{user}
 	}
 	if err != nil {
 		return nil, err
@@ -789,6 +789,12 @@ func (h *Hub) JoinView(id backend.Identity, target string, width, height int) (b
 	}()
 	return v, nil
 }
+
+// notShared is ErrNotShared in one line that names the user.
+type notShared struct{ user string }
+
+func (e notShared) Error() string        { return e.user + " shares no shell" }
+func (e notShared) Is(target error) bool { return target == ErrNotShared }
 
 func (v *viewExec) Stdin() io.WriteCloser { return v.inW }
 func (v *viewExec) Stdout() io.Reader     { return v.outR }

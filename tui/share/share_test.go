@@ -246,6 +246,41 @@ func TestStopAndShellEnd(t *testing.T) {
 }
 
 // TestSlowViewer: a viewer that reads nothing is dropped; the owner's output never waits.
+// TestJoinView: the dashboard's view runs like a process: the shell's output comes out, keys
+// go in while writing is allowed, ctrl-p ctrl-q ends it; a user who shares nothing is one line.
+func TestJoinView(t *testing.T) {
+	h := New(Options{})
+	if _, err := h.JoinView(tanaka, "alice", 80, 24); !errors.Is(err, ErrNotShared) || err.Error() != "alice shares no shell" {
+		t.Fatalf("join view before any share: %v", err)
+	}
+	fx := newFake()
+	ex := h.Open(alice, "box", fx, Terminal{Width: 80, Height: 24})
+	drain(ex.Stdout())
+	_, _ = h.Share(alice, "box", true)
+	v, err := h.JoinView(tanaka, "alice", 80, 24)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Open(tanaka, "alice's shared shell", v, Terminal{}) != v {
+		t.Error("a view was wrapped as a shell of its own")
+	}
+	seen := drain(v.Stdout())
+	_, _ = fx.outW.Write([]byte("from-alice\r\n"))
+	waitFor(t, "the view shows the shell", func() bool { return strings.Contains(seen.String(), "from-alice") })
+	_, _ = v.Stdin().Write([]byte("typed"))
+	waitFor(t, "the TA's keys reach the shell", func() bool { return fx.in.String() == "typed" })
+	_, _ = v.Stdin().Write([]byte{0x10, 0x11})
+	if code, err := v.Wait(context.Background()); code != 0 || err != nil {
+		t.Errorf("wait: %d %v", code, err)
+	}
+	waitFor(t, "the view says it ended", func() bool { return strings.Contains(seen.String(), "you left") })
+	if _, err := v.Stdin().Write([]byte("late")); err == nil {
+		t.Error("keys after the view ended were taken instead of going back")
+	}
+	v.Close()
+	ex.Close()
+}
+
 func TestSlowViewer(t *testing.T) {
 	h := New(Options{Backlog: 4})
 	fx := newFake()
