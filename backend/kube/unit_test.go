@@ -368,3 +368,34 @@ func TestEventsOfAPodNewestFirst(t *testing.T) {
 		t.Errorf("events: %+v", got)
 	}
 }
+
+func TestTarExitInUsersWords(t *testing.T) {
+	for _, c := range []struct {
+		code   int
+		stderr string
+		kind   error
+		want   string
+	}{
+		{127, "", ErrNoTar, "pod lab has no tar: files cannot be copied out of it (its image needs tar, as for kubectl cp)"},
+		{2, "sh: cd: can't cd to /nope", ErrNoFile, "no such file"},
+		{1, "tar: x: Cannot stat: No such file or directory", ErrNoFile, "no such file"},
+		{1, "tar: secret: Cannot open: Permission denied", ErrPermission, "permission denied"},
+		{1, "tar: \x1b[2Jboom", ErrConflict, "tar in pod lab failed (exit 1): tar: [2Jboom"},
+	} {
+		err := tarExit("lab", c.code, c.stderr)
+		if !errors.Is(err, c.kind) || err.Error() != c.want {
+			t.Errorf("exit %d %q: %v, want %q", c.code, c.stderr, err, c.want)
+		}
+	}
+	if tarExit("lab", 0, "warning") != nil {
+		t.Error("exit 0 is an error")
+	}
+	for _, p := range []string{"", "rel", "/a/../b", "/a/", "/a\x00b"} {
+		if _, _, err := cleanPath(p); !errors.Is(err, ErrNoFile) {
+			t.Errorf("cleanPath(%q): %v", p, err)
+		}
+	}
+	if d, e, err := cleanPath("/"); d != "/" || e != "." || err != nil {
+		t.Errorf("cleanPath(/): %q %q %v", d, e, err)
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -151,6 +152,27 @@ func TestE2EAttackPods(t *testing.T) {
 			return describe(r), r.Code == 1 && strings.Contains(r.Stderr, "rejected")
 		})
 	}
+	// sftp: alice's pod's files by every path form, against a pod nobody has; /pods lists
+	// nothing of hers.
+	for _, form := range []struct{ what, f string }{
+		{"name", "/pods/%s/etc/hostname"},
+		{"owner/name", "/pods/alice/%s/etc/hostname"},
+		{"upper name", "/pods/%s/ETC/../etc/hostname"},
+		{"dots", "/pods/../pods/%s/etc/hostname"},
+		{"her namespace", "/pods/" + ns + "/%s/etc/hostname"},
+	} {
+		get := func(name string) string { return "get " + fmt.Sprintf(form.f, name) + " /dev/null" }
+		tb.equivRow("sftp", "mallory", get(lab)+"   ["+form.what+"]", get(ctl), func(t *testing.T, control bool) sshResult {
+			if control {
+				return s.sftpBatch(t, mallory, "mallory", get(ctl))
+			}
+			return s.sftpBatch(t, mallory, "mallory", get(lab))
+		}, [][2]string{{ctl, lab}}, nil)
+	}
+	tb.add("sftp", "mallory", "ls /pods", "nothing of alice's", func(t *testing.T) (string, bool) {
+		r := s.sftpBatch(t, mallory, "mallory", "ls /pods")
+		return describe(r), r.Code == 0 && !strings.Contains(r.Stdout, "lab")
+	})
 	// kubectl with mallory's own kubeconfig reaches nothing of alice's and nothing of the
 	// cluster's.
 	for _, args := range [][]string{

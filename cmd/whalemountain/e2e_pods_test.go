@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -12,14 +13,26 @@ import (
 	"testing"
 	"time"
 
+	"whalemountain/backend/docker/dockertest"
 	"whalemountain/backend/kube"
 	"whalemountain/backend/kube/kubetest"
 )
 
 // startPodServer starts the server on the shared test cluster, as the ServiceAccount that
-// holds exactly the ClusterRole of `whalemountain kube-rbac`, in namespaces of its own.
+// holds exactly the ClusterRole of `whalemountain kube-rbac`, in namespaces of its own; with
+// containers on too (the file tree needs them), under a prefix and labels of its own.
 func startPodServer(t *testing.T) *server {
 	t.Helper()
+	cli := dockertest.Client(t)
+	prefix := "kp" + dockertest.RunID()[8:] + randomLetters(3)
+	dlabels := map[string]string{dockertest.LabelRun: dockertest.RunID(), dockertest.LabelService: prefix}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
+		defer cancel()
+		if err := dockertest.Remove(ctx, cli, dlabels); err != nil {
+			t.Errorf("remove the objects of %s: %v", prefix, err)
+		}
+	})
 	c := kubetest.Get(t)
 	kc := kubetest.Config(t)
 	t.Cleanup(func() { c.RemoveNamespaces(t, kc.Labels) })
@@ -30,12 +43,15 @@ func startPodServer(t *testing.T) *server {
 	return startServer(t, serverOptions{Config: fmt.Sprintf(`server_name: pods-e2e
 tas: [tina]
 docker:
-  enabled: false
+  name_prefix: %s
+  labels:
+    %s: %q
+    %s: %q
 kubernetes:
   kubeconfig: %s
   namespace_prefix: %s
   labels:
-%s`, kc.Kubeconfig, kc.NamespacePrefix, labels.String())})
+%s`, prefix, dockertest.LabelRun, dockertest.RunID(), dockertest.LabelService, prefix, kc.Kubeconfig, kc.NamespacePrefix, labels.String())})
 }
 
 // podsOf runs `pods --json` for user.
@@ -84,6 +100,30 @@ func TestE2EPods(t *testing.T) {
 	}
 	if r := s.ssh(t, alice, "alice", "pod", "run", "--name", "Bad_Name", "busybox:1"); r.Code != 2 || !strings.Contains(r.Stderr, "invalid pod name") {
 		t.Errorf("bad name: %s", r)
+	}
+
+	// Files come out of the pod over sftp (tar through exec); nothing goes in. The test
+	// cluster's exec runs on this machine, so the pod's files are in a directory here.
+	podDir, err := os.MkdirTemp("", "wm-pod-files-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(podDir) })
+	if r := s.ssh(t, alice, "alice", "pod", "exec", "lab", "--", "sh", "-c", "'echo pod-data > "+podDir+"/out.txt; mkdir "+podDir+"/sub'"); r.Code != 0 {
+		t.Fatalf("write in the pod: %s", r)
+	}
+	local := filepath.Join(t.TempDir(), "got.txt")
+	r := s.sftpBatch(t, alice, "alice", "ls /pods", "ls -l /pods/lab"+podDir, "get /pods/lab"+podDir+"/out.txt "+local)
+	if got, _ := os.ReadFile(local); r.Code != 0 || string(got) != "pod-data\n" || !strings.Contains(r.Stdout, "out.txt") || !strings.Contains(r.Stdout, "sub") {
+		t.Errorf("sftp out of the pod: %s\ngot %q", r, got)
+	}
+	if r := s.sftpBatch(t, alice, "alice", "put "+local+" /pods/lab"+podDir+"/in.txt"); r.Code == 0 || !strings.Contains(r.Stderr, "Permission denied") {
+		t.Errorf("sftp into the pod: %s", r)
+	}
+	theirs := s.sftpBatch(t, bob, "bob", "get /pods/lab"+podDir+"/out.txt "+local+".bob")
+	nobody := s.sftpBatch(t, bob, "bob", "get /pods/nosuch"+podDir+"/out.txt "+local+".bob")
+	if theirs.Code == 0 || strings.ReplaceAll(nobody.Stderr, "nosuch", "lab") != theirs.Stderr || !strings.Contains(theirs.Stderr, "not found") {
+		t.Errorf("bob gets alice's file: %s\nfor a pod nobody has: %s", theirs, nobody)
 	}
 
 	// Another student: every way of naming alice's pod reads as a pod nobody has.
@@ -143,7 +183,7 @@ func TestE2EPods(t *testing.T) {
 	})
 
 	// kubeconfig: kubectl reaches alice's own namespace with it, and nothing else.
-	r := s.ssh(t, alice, "alice", "kubeconfig")
+	r = s.ssh(t, alice, "alice", "kubeconfig")
 	if r.Code != 0 || !strings.Contains(r.Stdout, "token:") || !strings.Contains(r.Stderr, "valid until") {
 		t.Fatalf("kubeconfig: %s", r)
 	}

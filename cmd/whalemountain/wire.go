@@ -230,6 +230,7 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 		}
 		closers = append(closers, func() { _ = svc.Close() })
 		deps.Pods = svc
+		deps.FilesOptions.Pods = svc
 		logger.Info("pods on Kubernetes", "kubeconfig", firstNonEmpty(kc.Kubeconfig, "in-cluster"),
 			"namespaces", kc.NamespacePrefix+"<user>-<hash>", "pod_security", kc.PodSecurity)
 	} else {

@@ -9,6 +9,7 @@
 //	/groups/GROUP/PATH        the workspaces of the user's groups (GROUP is a path: os-2026/team-a)
 //	/users/USER/home/PATH     TAs, where the site allows: a student's home, read-only
 //	/recordings/NAME.cast     the recordings of the user's shared shells, read-only
+//	/pods/NAME/PATH           PATH inside the user's own running pod NAME, read-only (tar through exec)
 //
 // It turns SFTP requests into calls on a Backend (backend/docker's Service) that carry the
 // session's Identity; authorisation is the backend's. Anything that is not the user's own
@@ -48,6 +49,7 @@ import (
 
 	"whalemountain/backend"
 	"whalemountain/backend/docker"
+	"whalemountain/backend/kube"
 	"whalemountain/backend/recording"
 	"whalemountain/tui/termsafe"
 )
@@ -106,7 +108,20 @@ type Options struct {
 	Recordings RecordingStore
 	// TAFileAccess shows TAs /users/USER/home (the backend decides what they may read).
 	TAFileAccess bool
+	// Pods serves the user's own pods as the read-only /pods/NAME/PATH (tar through exec,
+	// as kubectl cp); nil: no Kubernetes.
+	Pods PodFiles
 }
+
+// PodFiles is what /pods needs (kube.Service).
+type PodFiles interface {
+	Snapshot(id backend.Identity, opts kube.ListOptions) ([]kube.Pod, kube.Health)
+	PodStat(ctx context.Context, id backend.Identity, ref, p string) (kube.FileInfo, error)
+	PodListDir(ctx context.Context, id backend.Identity, ref, dir string) ([]kube.FileInfo, error)
+	PodReadFile(ctx context.Context, id backend.Identity, ref, p string) (io.ReadCloser, kube.FileInfo, error)
+}
+
+var _ PodFiles = (*kube.Service)(nil)
 
 // RecordingStore is what the read-only /recordings directory needs (recording.Store).
 type RecordingStore interface {
@@ -188,11 +203,14 @@ const (
 	nodeRec               // /recordings/NAME
 	nodeUsers             // /users (TAs)
 	nodeUser              // /users/USER (path: USER)
+	nodePodsDir           // /pods
+	nodePod               // /pods/NAME/PATH (path: PATH)
 )
 
 // node is a virtual path resolved.
 type node struct {
 	kind  int
+	pod   string // for nodePod
 	place docker.Place
 	path  string // in place, absolute and clean; the file name for nodeSIF
 }
@@ -276,6 +294,15 @@ func resolve(p string) (node, error) {
 			return node{kind: nodeRecDir}, nil
 		}
 		return node{kind: nodeRec, path: rest}, nil
+	case "pods":
+		if rest == "" {
+			return node{kind: nodePodsDir}, nil
+		}
+		name, inside, _ := strings.Cut(rest, "/")
+		if kube.ValidateName(name) != nil {
+			return node{}, sftp.ErrSSHFxNoSuchFile
+		}
+		return node{kind: nodePod, pod: name, path: "/" + inside}, nil
 	}
 	return node{}, sftp.ErrSSHFxNoSuchFile
 }
@@ -291,6 +318,9 @@ func (h *handler) resolve(p string) (node, error) {
 		return node{}, sftp.ErrSSHFxNoSuchFile
 	}
 	if err == nil && (n.kind == nodeRecDir || n.kind == nodeRec) && h.opts.Recordings == nil {
+		return node{}, sftp.ErrSSHFxNoSuchFile
+	}
+	if err == nil && (n.kind == nodePodsDir || n.kind == nodePod) && h.opts.Pods == nil {
 		return node{}, sftp.ErrSSHFxNoSuchFile
 	}
 	if err != nil || n.kind != nodeGroupsDir || n.path == "" {
@@ -360,9 +390,14 @@ func readOnly(n node) error {
 		return errRecReadOnly
 	case nodeDatasets:
 		return errDatasetReadOnly
+	case nodePodsDir, nodePod:
+		return errPodsReadOnly
 	}
 	return nil
 }
+
+// errPodsReadOnly is the answer to any change under /pods.
+var errPodsReadOnly = fail(sftp.ErrSSHFxPermissionDenied, "/pods is read-only: files are copied out of pods, not into them")
 
 // errSIFReadOnly is the answer to any change under /sif.
 var errSIFReadOnly = fail(sftp.ErrSSHFxPermissionDenied, "/sif is read-only: SIF files are made with the sif command and removed with sif rm")
@@ -391,13 +426,14 @@ func (h *handler) fxErr(op, p string, err error) error {
 		return nil
 	case errors.As(err, &st):
 		return err
-	case errors.Is(err, docker.ErrNotFound), errors.Is(err, recording.ErrNotFound):
+	case errors.Is(err, docker.ErrNotFound), errors.Is(err, recording.ErrNotFound), errors.Is(err, kube.ErrNotFound), errors.Is(err, kube.ErrNoFile):
 		return sftp.ErrSSHFxNoSuchFile
-	case errors.Is(err, docker.ErrPermission):
+	case errors.Is(err, docker.ErrPermission), errors.Is(err, kube.ErrPermission):
 		return sftp.ErrSSHFxPermissionDenied
 	case errors.Is(err, docker.ErrUnsupported):
 		return fail(sftp.ErrSSHFxOpUnsupported, "%s", err.Error())
-	case errors.Is(err, docker.ErrInvalid), errors.Is(err, docker.ErrConflict), errors.Is(err, docker.ErrQuota):
+	case errors.Is(err, docker.ErrInvalid), errors.Is(err, docker.ErrConflict), errors.Is(err, docker.ErrQuota),
+		errors.Is(err, kube.ErrNoTar), errors.Is(err, kube.ErrInvalid), errors.Is(err, kube.ErrConflict):
 		return fail(sftp.ErrSSHFxFailure, "%s", err.Error())
 	case errors.Is(err, context.Canceled):
 		return sftp.ErrSSHFxConnectionLost
@@ -550,6 +586,18 @@ func (h *handler) stat(p string, follow bool) (fs.FileInfo, error) {
 		}
 		f.Close()
 		return recInfo(ri), nil
+	case nodePodsDir:
+		return h.dirInfo("pods", time.Time{}), nil
+	case nodePod:
+		fi, err := h.opts.Pods.PodStat(h.ctx, h.id, n.pod, n.path)
+		if err != nil {
+			return nil, h.fxErr("stat", p, err)
+		}
+		out := podInfo(fi)
+		if n.path == "/" {
+			out.name = n.pod
+		}
+		return out, nil
 	}
 	if u := h.pending(p); u != nil {
 		return u.info(), nil
@@ -597,7 +645,28 @@ func (h *handler) list(p string) (sftp.ListerAt, error) {
 		if h.opts.SIF != nil {
 			root = append(root, h.dirInfo("sif", time.Time{}))
 		}
+		if h.opts.Pods != nil {
+			root = append(root, h.dirInfo("pods", time.Time{}))
+		}
 		return root, nil
+	case nodePodsDir:
+		// The user's own pods, from the live snapshot: a TA's too (others' are not files).
+		pods, _ := h.opts.Pods.Snapshot(h.id, kube.ListOptions{})
+		out := make(lister, 0, len(pods))
+		for _, pd := range pods {
+			out = append(out, h.dirInfo(pd.Name, pd.Created))
+		}
+		return out, nil
+	case nodePod:
+		fis, err := h.opts.Pods.PodListDir(h.ctx, h.id, n.pod, n.path)
+		if err != nil {
+			return nil, h.fxErr("list", p, err)
+		}
+		out := make(lister, 0, len(fis))
+		for _, fi := range fis {
+			out = append(out, podInfo(fi))
+		}
+		return out, nil
 	case nodeDatasets:
 		ds, err := h.b.Datasets(h.ctx, h.id)
 		if err != nil {
@@ -716,6 +785,9 @@ func (h *handler) Fileread(r *sftp.Request) (io.ReaderAt, error) {
 	if n.kind == nodeRec {
 		return h.readRecording(r.Filepath, n.path)
 	}
+	if n.kind == nodePod {
+		return h.readPod(r.Filepath, n)
+	}
 	if n.kind != nodePlace {
 		return nil, fail(sftp.ErrSSHFxFailure, "%s is a directory", r.Filepath)
 	}
@@ -743,6 +815,36 @@ func (h *handler) Fileread(r *sftp.Request) (io.ReaderAt, error) {
 		return nil, fail(sftp.ErrSSHFxFailure, "the server cannot spool the file now")
 	}
 	return sp, nil
+}
+
+// readPod copies a file out of one of the user's pods (tar through exec), spooled.
+func (h *handler) readPod(vpath string, n node) (io.ReaderAt, error) {
+	if err := h.acquire(); err != nil {
+		return nil, err
+	}
+	rc, fi, err := h.opts.Pods.PodReadFile(h.ctx, h.id, n.pod, n.path)
+	if err != nil {
+		h.release()
+		return nil, h.fxErr("get", vpath, err)
+	}
+	if fi.Size > h.opts.MaxFileSize {
+		rc.Close()
+		h.release()
+		return nil, fail(sftp.ErrSSHFxFailure, "%s is too large to transfer here (%d bytes, at most %d)", vpath, fi.Size, h.opts.MaxFileSize)
+	}
+	sp, err := newSpool(h.opts.TempDir, rc, fi.Size, h.release)
+	if err != nil {
+		rc.Close()
+		h.release()
+		h.log.Warn("file transfer failed", "op", "spool", "err", err)
+		return nil, fail(sftp.ErrSSHFxFailure, "the server cannot spool the file now")
+	}
+	return sp, nil
+}
+
+// podInfo is a file in a pod as the client sees it.
+func podInfo(fi kube.FileInfo) *info {
+	return fromBackend(docker.FileInfo{Name: fi.Name, Size: fi.Size, Mode: fi.Mode, ModTime: fi.ModTime})
 }
 
 // readSIF opens one of the user's SIF files: read straight from the file.
