@@ -33,7 +33,12 @@ func initialWhat(args []string, subsystem string, hasPty bool) string {
 	case isDialStdio(args):
 		return "docker API"
 	case len(args) >= 2 && args[0] == "shell":
-		return "shell in " + termsafe.Line(args[len(args)-1])
+		// shell NAME [CMD...]: the container is the first word after shell (and an optional --).
+		name := args[1]
+		if name == "--" && len(args) >= 3 {
+			name = args[2]
+		}
+		return "shell in " + termsafe.Line(name)
 	case len(args) == 2 && args[0] == "join":
 		return "watching " + termsafe.Line(args[1])
 	case len(args) > 0:
