@@ -386,29 +386,16 @@ func matchName(pattern, name string) bool {
 func (a *API) redactSummary(c container.Summary, user string) container.Summary {
 	c.Names = []string{"/" + c.Labels[LabelName]}
 	c.Labels = maps.Clone(c.Labels)
-	c.HostConfig.NetworkMode = userNetworkMode(c.HostConfig.NetworkMode)
+	var eps map[string]*network.EndpointSettings
 	if c.NetworkSettings != nil {
-		nets := map[string]*network.EndpointSettings{}
-		for name, ep := range c.NetworkSettings.Networks {
-			if name == a.svc.cfg.networkName(user) {
-				nets[network.NetworkBridge] = ep
-			}
-		}
-		c.NetworkSettings = &container.NetworkSettingsSummary{Networks: nets}
+		eps = c.NetworkSettings.Networks
+		c.NetworkSettings = &container.NetworkSettingsSummary{Networks: a.svc.shownNetworks(user, eps)}
 	}
+	c.HostConfig.NetworkMode = a.svc.shownNetworkMode(user, c.HostConfig.NetworkMode, eps)
 	for i := range c.Mounts {
 		c.Mounts[i] = a.redactMount(c.Mounts[i], user)
 	}
 	return c
-}
-
-// userNetworkMode is how the user sees a container's network mode: their own network is
-// the default one.
-func userNetworkMode(mode string) string {
-	if mode == "none" || strings.HasPrefix(mode, "container:") {
-		return mode
-	}
-	return "default"
 }
 
 // redactMount hides the host side of a mount and names the user's own volumes as they do.
@@ -459,7 +446,11 @@ func (a *API) redactInspect(in container.InspectResponse, user string) container
 	if hc := in.HostConfig; hc != nil {
 		h := *hc
 		h.Binds = nil
-		h.NetworkMode = container.NetworkMode(userNetworkMode(string(h.NetworkMode)))
+		var eps map[string]*network.EndpointSettings
+		if in.NetworkSettings != nil {
+			eps = in.NetworkSettings.Networks
+		}
+		h.NetworkMode = container.NetworkMode(a.svc.shownNetworkMode(user, string(h.NetworkMode), eps))
 		h.Mounts = slices.Clone(h.Mounts)
 		for i, m := range h.Mounts {
 			if m.Type == "bind" {
@@ -476,13 +467,7 @@ func (a *API) redactInspect(in container.InspectResponse, user string) container
 	if ns := in.NetworkSettings; ns != nil {
 		n := *ns
 		n.SandboxKey, n.SandboxID = "", ""
-		nets := map[string]*network.EndpointSettings{}
-		for k, ep := range ns.Networks {
-			if k == a.svc.cfg.networkName(user) {
-				nets[network.NetworkBridge] = ep
-			}
-		}
-		n.Networks = nets
+		n.Networks = a.svc.shownNetworks(user, ns.Networks)
 		in.NetworkSettings = &n
 	}
 	return in

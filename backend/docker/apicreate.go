@@ -48,6 +48,7 @@ type createPlan struct {
 	volumesFrom []string // the user's own containers, as typed (with :ro or :rw)
 	netFrom     string   // --network container:X, X as typed
 	netNone     bool
+	network     string // --network NET: one of the user's own networks, as typed ("": their default one)
 }
 
 // volumeUse is a named volume of the user's mounted at target.
@@ -573,8 +574,11 @@ func checkNetwork(hc *container.HostConfig, nc *network.NetworkingConfig, p *cre
 		if p.netFrom == "" {
 			return invalidField("HostConfig.NetworkMode", "--network", "no container given")
 		}
+	case m.IsUserDefined() && !strings.Contains(string(m), ":"):
+		// One of the user's own networks, or nothing (looked up at create).
+		p.network = string(m)
 	default:
-		return refused("HostConfig.NetworkMode", "--network", fmt.Sprintf("network %s is not available: containers get your own network", shown(string(m))))
+		return refused("HostConfig.NetworkMode", "--network", fmt.Sprintf("network %s is not available: containers get your own networks", shown(string(m))))
 	}
 	if len(hc.PortBindings) > 0 || hc.PublishAllPorts {
 		for _, bs := range hc.PortBindings {
@@ -802,6 +806,17 @@ func (s *Service) createFromAPI(ctx context.Context, id backend.Identity, name s
 		}
 		netFromID = c.ID
 	}
+	var onNet userNet
+	if p.network != "" {
+		onNet, err = s.ownNetwork(ctx, id.User, p.network)
+		if errors.Is(err, ErrNotFound) {
+			// Not a 404, which the docker CLI would take for a missing image and pull.
+			return APICreated{}, invalidField("HostConfig.NetworkMode", "--network", err.Error())
+		}
+		if err != nil {
+			return APICreated{}, err
+		}
+	}
 
 	if _, err := s.localImage(ctx, image); errors.Is(err, ErrNoImage) {
 		// As the engine says it, so the docker CLI pulls (through the policy) and tries again.
@@ -850,14 +865,17 @@ func (s *Service) createFromAPI(ctx context.Context, id backend.Identity, name s
 	case p.netNone:
 		hc.NetworkMode = network.NetworkNone
 	default:
-		netID, err := s.ensureNetwork(ctx, id.User)
-		if err != nil {
-			return APICreated{}, err
+		netID, netName := onNet.summary.ID, onNet.summary.Name
+		if p.network == "" {
+			netName = s.cfg.networkName(id.User)
+			if netID, err = s.ensureNetwork(ctx, id.User); err != nil {
+				return APICreated{}, err
+			}
 		}
 		hc.NetworkMode = container.NetworkMode(netID)
 		aliases := append([]string{name}, slices.DeleteFunc(p.aliases, func(a string) bool { return a == name })...)
 		opts.NetworkingConfig = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-			s.cfg.networkName(id.User): {NetworkID: netID, Aliases: aliases},
+			netName: {NetworkID: netID, Aliases: aliases},
 		}}
 	}
 	labels := objectLabels{kind: KindContainer, owner: id.User, name: name, extra: p.labels, data: data, runner: runnerOf(id)}

@@ -124,7 +124,8 @@ func TestCheckCreateRefusesEachField(t *testing.T) {
 		{"mount npipe", map[string]any{"HostConfig.Mounts": []map[string]any{{"Type": "npipe", "Source": "x", "Target": "/x"}}}, "HostConfig.Mounts", ErrPermission},
 		{"volume driver", map[string]any{"HostConfig.VolumeDriver": "nfs"}, "HostConfig.VolumeDriver", ErrPermission},
 		{"network host", map[string]any{"HostConfig.NetworkMode": "host"}, "--network (HostConfig.NetworkMode)", ErrPermission},
-		{"network other", map[string]any{"HostConfig.NetworkMode": "wm-net-bob"}, "HostConfig.NetworkMode", ErrPermission},
+		{"network other endpoint", map[string]any{"HostConfig.NetworkMode": "mynet",
+			"NetworkingConfig.EndpointsConfig": map[string]any{"wm-net-bob": map[string]any{}}}, "NetworkingConfig.EndpointsConfig", ErrPermission},
 		{"endpoint other", map[string]any{"NetworkingConfig.EndpointsConfig": map[string]any{"wm-net-bob": map[string]any{}}}, "NetworkingConfig.EndpointsConfig", ErrPermission},
 		{"static ip", map[string]any{"NetworkingConfig.EndpointsConfig": map[string]any{"default": map[string]any{"IPAMConfig": map[string]string{"IPv4Address": "172.17.0.99"}}}}, "--ip", ErrPermission},
 		{"publish", map[string]any{"HostConfig.PortBindings": map[string]any{"80/tcp": []map[string]string{{"HostIp": "", "HostPort": "8080"}}}}, "--publish (HostConfig.PortBindings)", ErrPermission},
@@ -214,6 +215,11 @@ func TestCheckCreateAllows(t *testing.T) {
 		{"network of my container", map[string]any{"HostConfig.NetworkMode": "container:box"}, func(t *testing.T, p createPlan) {
 			if p.netFrom != "box" {
 				t.Errorf("netFrom %q", p.netFrom)
+			}
+		}},
+		{"a network by name, looked up among the user's at create", map[string]any{"HostConfig.NetworkMode": "wm-net-bob"}, func(t *testing.T, p createPlan) {
+			if p.network != "wm-net-bob" {
+				t.Errorf("network %q", p.network)
 			}
 		}},
 		{"no network", map[string]any{"HostConfig.NetworkMode": "none"}, func(t *testing.T, p createPlan) {

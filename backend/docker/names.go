@@ -10,7 +10,7 @@ import (
 )
 
 var (
-	nameRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$`)
+	nameRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,30}[a-z0-9])?$`)
 	userRE   = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,62}[A-Za-z0-9_-])?$`) // GitLab user names
 	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
@@ -23,11 +23,11 @@ const (
 	maxCmdBytes = 64 << 10
 )
 
-// ValidateName checks a container name as users type it: 1-32 lower-case letters, digits
-// and '-', starting and ending with a letter or digit.
+// ValidateName checks a container name as users type it: 1-32 lower-case letters, digits,
+// '-' and '_' (docker compose's names), starting and ending with a letter or digit.
 func ValidateName(name string) error {
 	if !nameRE.MatchString(name) {
-		return errorf(ErrInvalid, "invalid container name %s: use 1-32 lower-case letters, digits and '-', "+
+		return errorf(ErrInvalid, "invalid container name %s: use 1-32 lower-case letters, digits, '-' and '_', "+
 			"starting and ending with a letter or digit", shown(name))
 	}
 	return nil

@@ -116,12 +116,12 @@ func TestParseRef(t *testing.T) {
 }
 
 func TestValidateInput(t *testing.T) {
-	for _, n := range []string{"a", "box", "my-box-2", strings.Repeat("a", 32)} {
+	for _, n := range []string{"a", "box", "my-box-2", "lab_web_1", strings.Repeat("a", 32)} {
 		if err := ValidateName(n); err != nil {
 			t.Errorf("name %q: %v", n, err)
 		}
 	}
-	for _, n := range []string{"", "-a", "a-", "A", "a_b", "a.b", strings.Repeat("a", 33), "a\nb", "ä"} {
+	for _, n := range []string{"", "-a", "a-", "_a", "a_", "A", "a.b", "a/b", strings.Repeat("a", 33), "a\nb", "ä"} {
 		if err := ValidateName(n); !errors.Is(err, ErrInvalid) || strings.ContainsAny(err.Error(), "\n\x1b") {
 			t.Errorf("name %q: %v", n, err)
 		}

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -432,8 +433,11 @@ func checkHardened(t *testing.T, s *ctrServer, in container.InspectResponse, own
 	case cfg.Labels[docker.LabelOwner] != owner || cfg.Labels[docker.LabelName] != name || cfg.Labels[docker.LabelKind] != docker.KindContainer:
 		t.Errorf("labels %v", cfg.Labels)
 	}
-	if _, ok := in.NetworkSettings.Networks[s.prefix+"-net-"+owner]; !ok || len(in.NetworkSettings.Networks) != 1 {
-		t.Errorf("networks %v, want only %s-net-%s", in.NetworkSettings.Networks, s.prefix, owner)
+	own := func(n string) bool {
+		return n == s.prefix+"-net-"+owner || strings.HasPrefix(n, fmt.Sprintf("%s-unet-%d-%s-", s.prefix, len(owner), owner))
+	}
+	if len(in.NetworkSettings.Networks) != 1 || slices.ContainsFunc(slices.Collect(maps.Keys(in.NetworkSettings.Networks)), func(n string) bool { return !own(n) }) {
+		t.Errorf("networks %v, want one of %s's own", in.NetworkSettings.Networks, owner)
 	}
 	home := false
 	for _, m := range in.Mounts {
@@ -459,18 +463,7 @@ func TestE2EDockerAPISocket(t *testing.T) {
 	d := newDockerCLI(t, s.server, alice, "alice")
 	sock := filepath.Join(d.dir, "gpu1.sock")
 	other := filepath.Join(d.dir, "other.sock")
-	fwd := exec.Command(sshBinary(t), s.sshArgs(alice, "alice", []string{"-N", "-o", "ExitOnForwardFailure=yes",
-		"-L", sock + ":/docker.sock", "-L", other + ":/var/run/containerd/containerd.sock"})...)
-	fwd.Env = environWithout("SSH_AUTH_SOCK")
-	var fwdErr lockedBuffer
-	fwd.Stderr = &fwdErr
-	if err := fwd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = fwd.Process.Kill(); _ = fwd.Wait() })
-	if !poll(pollTimeout, func() bool { _, err := os.Stat(sock); return err == nil }) {
-		t.Fatalf("ssh -L never made %s: %s", sock, fwdErr.String())
-	}
+	forwardSockets(t, s, alice, "alice", sock+":/docker.sock", other+":/var/run/containerd/containerd.sock")
 	u := d.withHost("unix://" + sock)
 	if out := u.must("ps", "-a", "--format", "{{.Names}}"); strings.TrimSpace(out) != "" {
 		t.Errorf("docker ps -a through the socket: %q", out)
@@ -503,6 +496,28 @@ func TestE2EDockerAPISocket(t *testing.T) {
 	})
 }
 
+// forwardSockets runs `ssh -N -L LOCAL:REMOTE ...` as user for each forward until the test
+// ends, once the first local socket exists.
+func forwardSockets(t *testing.T, s *ctrServer, key *testKey, user string, forwards ...string) {
+	t.Helper()
+	flags := []string{"-N", "-o", "ExitOnForwardFailure=yes"}
+	for _, f := range forwards {
+		flags = append(flags, "-L", f)
+	}
+	fwd := exec.Command(sshBinary(t), s.sshArgs(key, user, flags)...)
+	fwd.Env = environWithout("SSH_AUTH_SOCK")
+	var fwdErr lockedBuffer
+	fwd.Stderr = &fwdErr
+	if err := fwd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fwd.Process.Kill(); _ = fwd.Wait() })
+	sock, _, _ := strings.Cut(forwards[0], ":")
+	if !poll(pollTimeout, func() bool { _, err := os.Stat(sock); return err == nil }) {
+		t.Fatalf("ssh -L never made %s: %s", sock, fwdErr.String())
+	}
+}
+
 // dockerRefusal is one thing a curious student tries with the docker CLI.
 type dockerRefusal struct {
 	args []string
@@ -514,7 +529,7 @@ type dockerRefusal struct {
 }
 
 // dockerRefusals are the negative table: each must fail with want, and create nothing.
-func dockerRefusals(img, bobID string) []dockerRefusal {
+func dockerRefusals(img, bobID, bobNetID string) []dockerRefusal {
 	bobRow := func(bob, want string, args ...string) dockerRefusal {
 		return dockerRefusal{args: args, want: want, bob: bob}
 	}
@@ -594,7 +609,20 @@ func dockerRefusals(img, bobID string) []dockerRefusal {
 		{args: []string{"volume", "create", "--driver", "nfs", "evil"}, want: "--driver (Driver)"},
 		bobRow("bobvol", "no such volume", "volume", "rm", "bobvol"),
 		bobRow("bobvol", "no such volume", "volume", "inspect", "bobvol"),
-		{args: []string{"network", "create", "mine"}, want: "not available through this server's Docker API"},
+		{args: []string{"network", "create", "--driver", "host", "mine"}, want: "--driver (Driver)"},
+		{args: []string{"network", "create", "--subnet", "10.99.0.0/24", "mine"}, want: "--subnet (IPAM.Config)"},
+		{args: []string{"network", "create", "-o", "com.docker.network.bridge.name=eth0", "mine"}, want: "--opt (Options)"},
+		{args: []string{"network", "create", "host"}, want: "pre-defined network"},
+		{args: []string{"network", "rm", "bridge"}, want: "pre-defined network and cannot be removed"},
+		bobRow("bobnet", "network bobnet not found", "network", "inspect", "bobnet"),
+		bobRow(bobNetID[:6], "network "+bobNetID[:6]+" not found", "network", "inspect", bobNetID[:6]),
+		bobRow("bobnet", "network bobnet not found", "network", "rm", "bobnet"),
+		bobRow(bobNetID[:8], "network "+bobNetID[:8]+" not found", "network", "rm", bobNetID[:8]),
+		bobRow("bobnet", "network bobnet not found", "network", "connect", "bobnet", "nosuchbox"),
+		bobRow("bob-box", "No such container: bob-box", "network", "connect", "bridge", "bob-box"),
+		bobRow("bob-box", "No such container: bob-box", "network", "disconnect", "bridge", "bob-box"),
+		bobRow("bobnet", "--network (HostConfig.NetworkMode): network bobnet not found", run("--network", "bobnet")...),
+		bobRow(bobNetID[:10], "network "+bobNetID[:10]+" not found", run("--network", bobNetID[:10])...),
 		bobRow("bob-box", "not available through this server's Docker API", "commit", "bob-box"),
 		{args: []string{"import", "-"}, want: "not available"},
 		{args: []string{"swarm", "init"}, want: "not available through this server's Docker API"},
@@ -610,13 +638,15 @@ func TestE2EDockerAPIRefusals(t *testing.T) {
 	bobBox := s.engineContainer(t, "bob", "bob-box")
 	bobD := newDockerCLI(t, s.server, bob, "bob")
 	bobD.must("volume", "create", "bobvol")
-	d.must("ps") // alice's first login, which may make her home
+	bobNetID := strings.TrimSpace(bobD.must("network", "create", "bobnet"))
+	d.must("ps")            // alice's first login, which may make her home
+	d.must("network", "ls") // and her default network
 	if err := os.WriteFile(filepath.Join(d.dir, "local.txt"), []byte("mine\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	before := s.objects(t)
 	bobBefore := s.engineInspect(t, bobBox.ID)
-	rows := dockerRefusals(s.img, bobBox.ID)
+	rows := dockerRefusals(s.img, bobBox.ID, bobNetID)
 	if len(rows) < 30 {
 		t.Fatalf("the negative table has %d rows, want at least 30", len(rows))
 	}

@@ -68,6 +68,13 @@ type Backend interface {
 	RemoveImage(ctx context.Context, id backend.Identity, ref string, force bool) ([]byte, error)
 	Build(ctx context.Context, id backend.Identity, params map[string][]string, buildContext io.Reader, emit func([]byte)) error
 
+	ListNetworks(ctx context.Context, id backend.Identity, filters map[string][]string) ([]byte, error)
+	InspectNetwork(ctx context.Context, id backend.Identity, ref string) ([]byte, error)
+	CreateNetwork(ctx context.Context, id backend.Identity, body []byte) ([]byte, error)
+	RemoveNetwork(ctx context.Context, id backend.Identity, ref string) error
+	ConnectNetwork(ctx context.Context, id backend.Identity, ref string, body []byte) error
+	DisconnectNetwork(ctx context.Context, id backend.Identity, ref string, body []byte) error
+
 	ListVolumes(ctx context.Context, id backend.Identity) ([]byte, error)
 	CreateVolume(ctx context.Context, id backend.Identity, body []byte) ([]byte, error)
 	InspectVolume(ctx context.Context, id backend.Identity, name string) ([]byte, error)
@@ -155,12 +162,14 @@ var routes = []route{
 
 	{"GET", re(`/events`), (*handler).events},
 
-	// Networks are the server's (each user has one, which containers get by themselves):
-	// none to list, none to inspect, so `docker inspect NAME` ends as for a missing object.
+	// The user's own networks: their default one ("bridge") and those they made.
 	{"GET", re(`/networks`), (*handler).listNetworks},
+	{"POST", re(`/networks/create`), (*handler).createNetwork},
 	{"GET", re(`/networks/` + idPart), (*handler).inspectNetwork},
-	// Nor plugins, which `docker inspect NAME` looks through last.
-	{"GET", re(`/plugins`), (*handler).listNetworks},
+	{"DELETE", re(`/networks/` + idPart), (*handler).removeNetwork},
+	{"POST", re(`/networks/` + idPart + `/(connect|disconnect)`), (*handler).connectNetwork},
+	// No plugins, which `docker inspect NAME` looks through last.
+	{"GET", re(`/plugins`), (*handler).listPlugins},
 	{"GET", re(`/plugins/` + namePart + `/json`), (*handler).inspectPlugin},
 }
 

@@ -598,14 +598,56 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, _ []string) {
 	}
 }
 
-// --- networks and plugins: none ---
+// --- networks ---
 
-func (h *handler) listNetworks(w http.ResponseWriter, _ *http.Request, _ []string) {
-	writeJSON(w, http.StatusOK, []byte("[]"))
+func (h *handler) listNetworks(w http.ResponseWriter, r *http.Request, _ []string) {
+	f, err := parseFilters(r.URL.Query().Get("filters"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	h.answer(w, r, http.StatusOK)(h.b.ListNetworks(r.Context(), h.id, f))
 }
 
-func (h *handler) inspectNetwork(w http.ResponseWriter, _ *http.Request, a []string) {
-	writeError(w, http.StatusNotFound, "network "+termsafe.Line(a[0])+" not found")
+func (h *handler) inspectNetwork(w http.ResponseWriter, r *http.Request, a []string) {
+	h.answer(w, r, http.StatusOK)(h.b.InspectNetwork(r.Context(), h.id, a[0]))
+}
+
+func (h *handler) createNetwork(w http.ResponseWriter, r *http.Request, _ []string) {
+	body, err := readBody(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	h.answer(w, r, http.StatusCreated)(h.b.CreateNetwork(r.Context(), h.id, body))
+}
+
+func (h *handler) removeNetwork(w http.ResponseWriter, r *http.Request, a []string) {
+	h.done(w, r, h.b.RemoveNetwork(r.Context(), h.id, a[0]))
+}
+
+func (h *handler) connectNetwork(w http.ResponseWriter, r *http.Request, a []string) {
+	body, err := readBody(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if a[1] == "connect" {
+		err = h.b.ConnectNetwork(r.Context(), h.id, a[0], body)
+	} else {
+		err = h.b.DisconnectNetwork(r.Context(), h.id, a[0], body)
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// --- plugins: none ---
+
+func (h *handler) listPlugins(w http.ResponseWriter, _ *http.Request, _ []string) {
+	writeJSON(w, http.StatusOK, []byte("[]"))
 }
 
 func (h *handler) inspectPlugin(w http.ResponseWriter, _ *http.Request, a []string) {
