@@ -86,6 +86,8 @@ type Server struct {
 	perUser  map[string]int
 	sessions map[*session]struct{}
 	forwards map[*openForward]struct{}
+	// presence are the Class tabs on screen, each woken when a session opens or closes.
+	presence map[chan struct{}]struct{}
 	stopping atomic.Bool
 	wg       sync.WaitGroup
 }
@@ -147,7 +149,8 @@ func New(cfg Config, auth Authenticator, auditLog *audit.Log, deps cli.Deps, log
 		return nil, fmt.Errorf("ssh server: %w", err)
 	}
 	s := &Server{cfg: cfg, auth: auth, audit: auditLog, deps: deps, log: logger,
-		perUser: map[string]int{}, sessions: map[*session]struct{}{}, forwards: map[*openForward]struct{}{}, startups: newStartups(cfg.Startups, logger)}
+		perUser: map[string]int{}, sessions: map[*session]struct{}{}, forwards: map[*openForward]struct{}{},
+		presence: map[chan struct{}]struct{}{}, startups: newStartups(cfg.Startups, logger)}
 	s.prefix = usagePrefix(cfg.ServerName, cfg.Listen)
 	s.deps.Console = s
 
@@ -510,7 +513,35 @@ func (s *Server) admit(se *session) error {
 	s.perUser[se.id.User]++
 	s.sessions[se] = struct{}{}
 	s.wg.Add(1)
+	s.presenceChanged()
 	return nil
+}
+
+// presenceChanged wakes every presence subscriber that is not already awake; s.mu is held.
+func (s *Server) presenceChanged() {
+	for ch := range s.presence {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// SubscribeSessions returns a channel that receives when a session opens or closes (changes
+// coalesce: one wake-up may stand for several), and the func that lets go of it.
+func (s *Server) SubscribeSessions() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	s.mu.Lock()
+	s.presence[ch] = struct{}{}
+	s.mu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			s.mu.Lock()
+			delete(s.presence, ch)
+			s.mu.Unlock()
+		})
+	}
 }
 
 func (s *Server) release(se *session) {
@@ -523,6 +554,7 @@ func (s *Server) release(se *session) {
 	if s.perUser[se.id.User]--; s.perUser[se.id.User] <= 0 {
 		delete(s.perUser, se.id.User)
 	}
+	s.presenceChanged()
 	s.wg.Done()
 }
 

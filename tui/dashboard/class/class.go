@@ -6,8 +6,9 @@
 //
 // The table costs no Docker API call: it is re-read from the backend's snapshot when
 // SubscribeFor says something changed, and only while the tab is on screen (it subscribes
-// on Show(true) and lets go on Show(false)). Session counts are read when the tab is shown
-// and with each change of the snapshot; nothing polls.
+// on Show(true) and lets go on Show(false)). Session counts are read when the tab is shown,
+// with each change of the snapshot and each time a session opens or closes (the SSH server
+// says so); nothing polls.
 package class
 
 import (
@@ -57,9 +58,10 @@ type Presence struct {
 	TA       bool
 }
 
-// Sessions lists who is connected; the SSH server provides it.
+// Sessions lists who is connected, and says when that changes; the SSH server provides it.
 type Sessions interface {
 	Sessions() map[string]Presence
+	SubscribeSessions() (<-chan struct{}, func())
 }
 
 // ContainersTab is the title of the tab enter opens.
@@ -104,6 +106,8 @@ type Tab struct {
 	gen    int // the subscription that counts; a change of an older one is dropped
 	sub    <-chan struct{}
 	unsub  func()
+	psub   <-chan struct{} // sessions opening and closing
+	punsub func()
 	closed bool
 
 	conts  []docker.Container
@@ -222,6 +226,10 @@ func (t *Tab) stop() {
 		t.unsub()
 	}
 	t.sub, t.unsub = nil, nil
+	if t.punsub != nil {
+		t.punsub()
+	}
+	t.psub, t.punsub = nil, nil
 }
 
 // Show subscribes to the snapshot and reads it while the tab is on screen.
@@ -234,6 +242,9 @@ func (t *Tab) Show(on bool) tea.Cmd {
 	if t.sub == nil {
 		t.gen++
 		t.sub, t.unsub = t.svc.SubscribeFor(t.id, t.opts())
+		if t.who != nil {
+			t.psub, t.punsub = t.who.SubscribeSessions()
+		}
 	}
 	t.reload()
 	return tea.Batch(t.wait(), t.readShared())
@@ -241,14 +252,22 @@ func (t *Tab) Show(on bool) tea.Cmd {
 
 func (t *Tab) opts() docker.ListOptions { return docker.ListOptions{All: true, AllUsers: true} }
 
+// wait is one wake-up: the snapshot changed or a session opened or closed.
 func (t *Tab) wait() tea.Cmd {
-	ch, gen := t.sub, t.gen
+	ch, pch, gen := t.sub, t.psub, t.gen
 	if ch == nil {
 		return nil
 	}
 	return func() tea.Msg {
-		if _, ok := <-ch; !ok {
-			return nil
+		select {
+		case _, ok := <-ch:
+			if !ok {
+				return nil
+			}
+		case _, ok := <-pch: // nil without session counts: never ready
+			if !ok {
+				return nil
+			}
 		}
 		return changedMsg{tab: t, gen: gen}
 	}

@@ -20,13 +20,14 @@ type fakeSvc struct {
 	mu    sync.Mutex
 	conts []docker.Container
 	subs  map[chan struct{}]bool
+	psubs map[chan struct{}]bool // session watchers
 	pres  map[string]Presence
 	reads int // Sessions calls
 }
 
 func newFake() *fakeSvc {
 	conts, pres := sample()
-	return &fakeSvc{conts: conts, pres: pres, subs: map[chan struct{}]bool{}}
+	return &fakeSvc{conts: conts, pres: pres, subs: map[chan struct{}]bool{}, psubs: map[chan struct{}]bool{}}
 }
 
 func (f *fakeSvc) Snapshot(backend.Identity, docker.ListOptions) ([]docker.Container, docker.Health) {
@@ -64,6 +65,35 @@ func (f *fakeSvc) Sessions() map[string]Presence {
 		out[k] = v
 	}
 	return out
+}
+
+func (f *fakeSvc) SubscribeSessions() (<-chan struct{}, func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch := make(chan struct{}, 1)
+	f.psubs[ch] = true
+	return ch, func() {
+		f.mu.Lock()
+		delete(f.psubs, ch)
+		f.mu.Unlock()
+	}
+}
+
+// login changes who is connected and tells the session watchers only, as the SSH server does.
+func (f *fakeSvc) login(user string, p Presence) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if p.Sessions == 0 {
+		delete(f.pres, user)
+	} else {
+		f.pres[user] = p
+	}
+	for ch := range f.psubs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (f *fakeSvc) change(fn func()) {
@@ -251,3 +281,34 @@ type filterTab struct {
 func (f *filterTab) Title() string                           { return "Containers" }
 func (f *filterTab) Update(tea.Msg) (dashboard.Tab, tea.Cmd) { return f, nil }
 func (f *filterTab) SetFilter(s string) tea.Cmd              { f.filter = s; return nil }
+
+// TestSessionsWakeTheTab: a login or a logout changes the table at once, with no change of
+// the containers; off screen nothing is watched.
+func TestSessionsWakeTheTab(t *testing.T) {
+	f := newFake()
+	tab := New(f, f, ta, dashboard.DefaultStyles())
+	defer tab.Close()
+	wait := tab.Show(true)
+	if len(f.psubs) != 1 {
+		t.Fatalf("on screen: %d session watchers", len(f.psubs))
+	}
+	f.login("zed", Presence{Sessions: 1})
+	_, wait = tab.Update(await(t, wait))
+	if view := ansi.Strip(tab.View(100, 20)); !strings.Contains(view, "zed") {
+		t.Fatalf("after zed logged in:\n%s", view)
+	}
+	f.login("zed", Presence{})
+	_, wait = tab.Update(await(t, wait))
+	if view := ansi.Strip(tab.View(100, 20)); strings.Contains(view, "zed") {
+		t.Fatalf("after zed logged out:\n%s", view)
+	}
+	tab.Show(false)
+	if len(f.psubs) != 0 {
+		t.Fatal("off screen the session watch stays")
+	}
+	if m := await(t, wait); m != nil {
+		if _, cmd := tab.Update(m); cmd != nil {
+			t.Fatal("a wake-up after leaving the screen still waits for more")
+		}
+	}
+}
