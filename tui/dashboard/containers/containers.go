@@ -39,6 +39,9 @@ type Service interface {
 	SubscribeFor(id backend.Identity, opts docker.ListOptions) (<-chan struct{}, func())
 	Config() docker.Config
 	Run(ctx context.Context, id backend.Identity, spec docker.RunSpec) (docker.Container, error)
+	// Presets are the course presets id may use; RunPreset runs one, as `run --preset`.
+	Presets(id backend.Identity) []docker.Preset
+	RunPreset(ctx context.Context, id backend.Identity, preset, name string) (docker.Container, error)
 	Start(ctx context.Context, id backend.Identity, ref string) error
 	Stop(ctx context.Context, id backend.Identity, ref, reason string) error
 	Restart(ctx context.Context, id backend.Identity, ref string) error
@@ -335,6 +338,10 @@ func (t *Tab) Keys() []key.Binding {
 		return []key.Binding{withHelp(k.Give, "enter", t.confirm.verb), k.Keep}
 	case t.confirm != nil:
 		return []key.Binding{k.Yes, k.No}
+	case t.form != nil && t.form.picking:
+		return []key.Binding{withHelp(k.Submit, "enter", "choose"), withHelp(k.NextField, "j/k", "move"), k.Cancel}
+	case t.form != nil && t.form.preset != nil:
+		return []key.Binding{k.Submit, k.Cancel}
 	case t.form != nil:
 		return []key.Binding{k.Submit, k.NextField, k.Cancel}
 	case t.logs != nil:
@@ -445,7 +452,7 @@ func (t *Tab) paste(msg tea.PasteMsg) tea.Cmd {
 	case t.confirm != nil && t.confirm.reason != nil:
 		*t.confirm.reason, cmd = t.confirm.reason.Update(msg)
 		t.confirm.empty = false
-	case t.form != nil && !t.form.submitting:
+	case t.form != nil && !t.form.submitting && !t.form.picking:
 		f := t.form
 		f.inputs[f.focus], cmd = f.inputs[f.focus].Update(msg)
 		f.touched[f.focus] = true
@@ -828,7 +835,8 @@ func (t *Tab) own() (have, running int) {
 func (t *Tab) openForm() tea.Cmd {
 	cfg := t.svc.Config()
 	q := t.quota()
-	t.form = newForm(formLimits{defaultCPUs: cfg.DefaultCPUs, defaultMem: cfg.DefaultMemory, maxCPUs: q.MaxCPUs, maxMem: q.MaxMemory})
+	t.form = newForm(formLimits{defaultCPUs: cfg.DefaultCPUs, defaultMem: cfg.DefaultMemory, maxCPUs: q.MaxCPUs, maxMem: q.MaxMemory},
+		t.svc.Presets(t.id))
 	t.form.resize(t.width)
 	t.confirm = nil
 	sh, ok := t.svc.(sharedLister)
@@ -859,6 +867,15 @@ func (t *Tab) formKey(msg tea.KeyPressMsg) tea.Cmd {
 		t.form = nil
 		return nil
 	case formSubmit:
+		if preset, name, ok := t.form.presetRun(); ok {
+			svc, id, parent := t.svc, t.id, t.ctx
+			return func() tea.Msg {
+				ctx, cancel := context.WithTimeout(parent, actionTimeout)
+				defer cancel()
+				c, err := svc.RunPreset(ctx, id, preset, name)
+				return runMsg{tab: t, c: c, err: err}
+			}
+		}
 		spec, ok := t.form.spec()
 		if !ok {
 			t.form.submitting = false

@@ -223,6 +223,7 @@ type fakeService struct {
 	notices []docker.Notice
 	seen    int64
 	details docker.Details
+	presets []docker.Preset
 }
 
 func newFake(list ...docker.Container) *fakeService {
@@ -282,6 +283,17 @@ var errFake = errors.New("not in the fake")
 
 func (f *fakeService) Run(context.Context, backend.Identity, docker.RunSpec) (docker.Container, error) {
 	return docker.Container{}, errFake
+}
+func (f *fakeService) Presets(backend.Identity) []docker.Preset {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.presets)
+}
+func (f *fakeService) RunPreset(_ context.Context, id backend.Identity, preset, name string) (docker.Container, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.actions = append(f.actions, strings.TrimSpace("preset "+preset+" "+name))
+	return docker.Container{Owner: id.User, Name: name, Preset: preset, State: "running"}, nil
 }
 func (f *fakeService) Start(context.Context, backend.Identity, string) error { return errFake }
 func (f *fakeService) Stop(_ context.Context, _ backend.Identity, ref, reason string) error {

@@ -21,7 +21,9 @@ import (
 )
 
 // The new-container form: image, name, command, CPUs, memory, GPUs, each checked as it is
-// typed.
+// typed. When the course offers presets to the user, the form starts with them: picking one
+// asks only for a name (the preset says the rest, and the backend checks it as any run);
+// the last choice opens the fields.
 
 type field int
 
@@ -53,6 +55,11 @@ type form struct {
 	submitting bool
 	limits     formLimits
 	shared     string // the shared data every new container gets, once known
+
+	presets []docker.Preset
+	picking bool           // choosing among the presets and a custom container
+	pick    int            // the highlighted choice; len(presets) is the custom container
+	preset  *docker.Preset // the one chosen: only the name is asked
 }
 
 // sharedLister is what a service offers when it mounts shared data (docker.Service); the
@@ -93,8 +100,8 @@ type formLimits struct {
 	maxMem      int64
 }
 
-func newForm(lim formLimits) *form {
-	f := &form{limits: lim}
+func newForm(lim formLimits, presets []docker.Preset) *form {
+	f := &form{limits: lim, presets: presets, picking: len(presets) > 0}
 	placeholders := [numFields]string{
 		fImage:   "e.g. ubuntu:24.04",
 		fName:    "optional: made from the image",
@@ -142,6 +149,15 @@ func (f *form) key(msg tea.KeyPressMsg) (formResult, tea.Cmd) {
 	if f.submitting {
 		return formKeep, nil // one creation at a time; esc waits too
 	}
+	if f.picking {
+		return f.pickKey(msg), nil
+	}
+	if f.preset != nil {
+		switch msg.String() {
+		case "tab", "down", "shift+tab", "up":
+			return formKeep, nil // the name is the only field
+		}
+	}
 	switch msg.String() {
 	case "esc":
 		return formCancel, nil
@@ -173,6 +189,34 @@ func (f *form) key(msg tea.KeyPressMsg) (formResult, tea.Cmd) {
 	}
 	f.validate()
 	return formKeep, cmd
+}
+
+// pickKey handles a key while the presets are offered.
+func (f *form) pickKey(msg tea.KeyPressMsg) formResult {
+	switch msg.String() {
+	case "esc":
+		return formCancel
+	case "up", "k", "shift+tab":
+		f.pick = (f.pick + len(f.presets)) % (len(f.presets) + 1)
+	case "down", "j", "tab":
+		f.pick = (f.pick + 1) % (len(f.presets) + 1)
+	case "enter":
+		f.picking = false
+		if f.pick < len(f.presets) {
+			f.preset = &f.presets[f.pick]
+			f.setFocus(fName)
+		}
+	}
+	return formKeep
+}
+
+// presetRun is the preset and name to run, when a preset was chosen and the name is valid.
+func (f *form) presetRun() (preset, name string, ok bool) {
+	if f.preset == nil {
+		return "", "", false
+	}
+	_, errs := f.parse()
+	return f.preset.Name, strings.TrimSpace(f.inputs[fName].Value()), errs[fName] == ""
 }
 
 func (f *form) move(d int) {
@@ -214,6 +258,14 @@ func (f *form) parse() (docker.RunSpec, [numFields]string) {
 	var errs [numFields]string
 	var spec docker.RunSpec
 	val := func(i field) string { return strings.TrimSpace(f.inputs[i].Value()) }
+	if f.preset != nil {
+		if v := val(fName); v != "" {
+			if err := docker.ValidateName(v); err != nil {
+				errs[fName] = err.Error()
+			}
+		}
+		return spec, errs
+	}
 
 	if v := val(fImage); v == "" {
 		errs[fImage] = "an image is required, e.g. ubuntu:24.04"
@@ -376,7 +428,35 @@ func splitCommand(s string) ([]string, error) {
 func renderForm(st dashboard.Styles, f *form, quotaLine string, width int) []string {
 	lines := []string{dashboard.RuleLine(st, "New container", width)}
 	const labelW = formLabelW
+	if f.picking {
+		lines = append(lines, st.Dim.Render(ansi.Truncate("  Your course's presets (j/k choose, enter takes it):", width, "…")))
+		for i := range len(f.presets) + 1 {
+			text := "custom container: image, command and limits of your own"
+			if i < len(f.presets) {
+				text = presetLine(f.presets[i])
+			}
+			mark := "  "
+			if i == f.pick {
+				mark = "▸ "
+			}
+			line := ansi.Truncate(mark+termsafe.Line(text), width, "…")
+			if i == f.pick {
+				line = st.Key.Render(line)
+			}
+			lines = append(lines, line)
+		}
+		if quotaLine != "" {
+			lines = append(lines, "", st.Dim.Render(ansi.Truncate("  "+quotaLine, width, "…")))
+		}
+		return lines
+	}
+	if p := f.preset; p != nil {
+		lines = append(lines, ansi.Truncate(fmt.Sprintf("  %-*s", labelW, "preset")+termsafe.Line(presetLine(*p)), width, "…"))
+	}
 	for i := range f.inputs {
+		if f.preset != nil && field(i) != fName {
+			continue
+		}
 		label := fmt.Sprintf("  %-*s", labelW, fieldLabels[i])
 		if field(i) == f.focus {
 			label = fmt.Sprintf("▸ %-*s", labelW, fieldLabels[i])
@@ -401,6 +481,30 @@ func renderForm(st dashboard.Styles, f *form, quotaLine string, width int) []str
 		lines = append(lines, st.Status.Render(ansi.Truncate("  creating and starting…", width, "…")))
 	}
 	return lines
+}
+
+// presetLine is one preset as the form offers it: "lab · Python for the lab · python:3.12 ·
+// 2 CPUs, 4.0 GiB, 1 GPU".
+func presetLine(p docker.Preset) string {
+	parts := []string{p.Name}
+	if p.Description != "" {
+		parts = append(parts, p.Description)
+	}
+	parts = append(parts, p.Image)
+	var lim []string
+	if p.CPUs > 0 {
+		lim = append(lim, format.CPUs(p.CPUs)+" CPUs")
+	}
+	if p.Memory > 0 {
+		lim = append(lim, format.Bytes(p.Memory))
+	}
+	if p.GPUs != "" {
+		lim = append(lim, "GPUs "+p.GPUs)
+	}
+	if len(lim) > 0 {
+		parts = append(parts, strings.Join(lim, ", "))
+	}
+	return strings.Join(parts, " · ")
 }
 
 // quotaText is the user's quota line: "quota: 2 of 5 containers, 1 of 3 running · up to 2

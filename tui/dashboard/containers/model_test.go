@@ -417,3 +417,52 @@ func TestNoGoroutineLeft(t *testing.T) {
 		t.Errorf("left open: %d log streams, %d subscriptions", f.openLogs(), f.subscribers())
 	}
 }
+
+// TestFormOffersPresetsFirst: with presets for the user, n opens them first; one is taken
+// with only a name, and "custom" opens the fields.
+func TestFormOffersPresetsFirst(t *testing.T) {
+	f := newFake(threeOfAlice()...)
+	f.presets = []docker.Preset{
+		{Name: "lab1", Description: "Python for lab 1", Image: "python:3.12", CPUs: 2, Memory: 4 << 30, GPUs: "1"},
+		{Name: "os", Image: "ubuntu:24.04"},
+	}
+	tab := New(f, alice, testStyles(), fixedNow)
+	d := newDriver(t, tab)
+	d.press("n")
+	for _, want := range []string{"▸ lab1 · Python for lab 1 · python:3.12 · 2 CPUs, 4.0 GiB, GPUs 1", "  os · ubuntu:24.04", "custom container"} {
+		if !strings.Contains(d.screen, want) {
+			t.Fatalf("the presets do not come first (%q):\n%s", want, d.screen)
+		}
+	}
+	if strings.Contains(d.screen, "memory") || strings.Contains(d.screen, "GPUs  ") {
+		t.Errorf("the fields show before a choice:\n%s", d.screen)
+	}
+	d.press("j", "enter")
+	if !strings.Contains(d.screen, "preset    os · ubuntu:24.04") || strings.Contains(d.screen, "memory") {
+		t.Fatalf("after choosing os:\n%s", d.screen)
+	}
+	d.typeText("Bad Name")
+	d.press("enter")
+	if len(f.actionsDone()) != 0 || !strings.Contains(d.screen, "invalid container name") {
+		t.Fatalf("a bad name was taken: %q\n%s", f.actionsDone(), d.screen)
+	}
+	for range len("Bad Name") {
+		d.press("backspace")
+	}
+	d.typeText("mylab")
+	d.press("enter")
+	d.waitStatus("mylab: created and started")
+	if got := f.actionsDone(); !slices.Equal(got, []string{"preset os mylab"}) {
+		t.Errorf("actions %q", got)
+	}
+
+	// The last choice is the form of old.
+	d.press("n", "k", "enter")
+	if !strings.Contains(d.screen, "image") || !strings.Contains(d.screen, "command") || strings.Contains(d.screen, "preset ") {
+		t.Fatalf("custom container:\n%s", d.screen)
+	}
+	d.press("esc")
+	if tab.form != nil {
+		t.Error("esc kept the form")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
 
@@ -402,7 +403,7 @@ func TestFormGPUsField(t *testing.T) {
 		{"0,0", "", true},
 	}
 	for _, c := range cases {
-		f := newForm(formLimits{defaultCPUs: 1, maxCPUs: 2, defaultMem: 1 << 30, maxMem: 4 << 30})
+		f := newForm(formLimits{defaultCPUs: 1, maxCPUs: 2, defaultMem: 1 << 30, maxMem: 4 << 30}, nil)
 		f.inputs[fImage].SetValue("busybox")
 		f.inputs[fGPUs].SetValue(c.in)
 		spec, errs := f.parse()
@@ -419,5 +420,34 @@ func TestOwnerFilter(t *testing.T) {
 	}
 	if got := filterList(list, "ann"); len(got) != 2 {
 		t.Errorf("ann keeps %d", len(got))
+	}
+}
+
+func TestPresetFormFits(t *testing.T) {
+	presets := []docker.Preset{
+		{Name: "lab1", Description: "a very long description \x1b[31mred\x1b[0m " + strings.Repeat("word ", 40), Image: "python:3.12", CPUs: 2, Memory: 4 << 30},
+		{Name: "os", Image: "ubuntu:24.04"},
+	}
+	lim := formLimits{defaultCPUs: 1, maxCPUs: 2, defaultMem: 1 << 30, maxMem: 4 << 30}
+	for _, size := range [][2]int{{80, 24}, {200, 60}, {40, 10}} {
+		for _, chosen := range []bool{false, true} {
+			f := newForm(lim, presets)
+			if chosen {
+				f.pickKey(tea.KeyPressMsg{Code: tea.KeyEnter})
+			}
+			f.resize(size[0])
+			lines := renderForm(testStyles(), f, "quota: 1 of 5 containers", size[0])
+			if len(lines) > size[1] {
+				t.Errorf("%dx%d chosen %v: %d lines", size[0], size[1], chosen, len(lines))
+			}
+			for _, l := range lines {
+				if w := ansi.StringWidth(l); w > size[0] {
+					t.Errorf("%dx%d chosen %v: line %d cells wide: %q", size[0], size[1], chosen, w, ansi.Strip(l))
+				}
+				if strings.Contains(ansi.Strip(l), "\x1b") {
+					t.Errorf("an escape from a preset reached the screen: %q", l)
+				}
+			}
+		}
 	}
 }
