@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"whalemountain/backend/docker"
 	"whalemountain/backend/docker/dockertest"
@@ -115,11 +116,34 @@ func TestE2EConsole(t *testing.T) {
 	if w := auditOf(tina, "tina", "--action", "wall"); len(w) != 1 || w[0].User != "tina" {
 		t.Errorf("the wall is not audited once: %+v", w)
 	}
-	for _, tm := range []*terminal{at, bt} {
+
+	// The Class tab: both students with their containers and sessions, changing as they log
+	// out and in (nothing polls: the door tells the tab); enter opens one's containers.
+	tt := s.openDashboard(t, tina, "tina", "ta", 100, 30)
+	tt.send("6")
+	rowIs := func(user string, cells ...string) func([]string) bool {
+		return func(ls []string) bool { return tableRow(ls, append([]string{user}, cells...)...) != nil }
+	}
+	tt.waitScreen("alice and bob with a session and a running container each", func(ls []string) bool {
+		return screenHas(ls, "USER", "SESSIONS") && rowIs("alice", "1", "1/1")(ls) && rowIs("bob", "1", "1/1")(ls)
+	})
+	quit := func(tm *terminal) {
 		tm.send("q")
 		if code := tm.waitExit(sshTimeout); code != 0 {
 			t.Errorf("ssh exited %d after q", code)
 		}
+	}
+	quit(bt)
+	tt.waitScreen("bob logged out", rowIs("bob", "0", "1/1"))
+	bt = s.openDashboard(t, bob, "bob", "student", 80, 24)
+	tt.waitScreen("bob back", rowIs("bob", "1", "1/1"))
+	tt.send("\r") // alice's row is the first, by user
+	lines := tt.waitText("owner:alice", "abox")
+	if screenHas(lines, "bbox") {
+		t.Errorf("enter on alice's row shows bob's container:\n%s", tt.dump())
+	}
+	for _, tm := range []*terminal{at, bt, tt} {
+		quit(tm)
 	}
 }
 
@@ -191,4 +215,24 @@ func TestE2EPresets(t *testing.T) {
 	s.waitAudit(t, "the refused preset run", func(e auditEntry) bool {
 		return e.User == "alice" && e.Action == "run" && e.Result == "refused"
 	})
+
+	// The dashboard's new-container form offers alice's preset first (not the TAs' one).
+	at := s.openDashboard(t, alice, "alice", "student", 100, 30)
+	at.waitText("lab1")
+	at.send("n")
+	lines := at.waitText("oslab · OS course lab", "custom container")
+	if screenHas(lines, "grading") {
+		t.Errorf("the form offers alice the TAs' preset:\n%s", at.dump())
+	}
+	at.send("\r")
+	at.waitText("preset    oslab")
+	at.send("viaform")
+	time.Sleep(100 * time.Millisecond)
+	at.send("\r")
+	at.waitText("viaform: created and started")
+	if l := s.engineInspect(t, prefix+"-alice-viaform").Config.Labels; l[docker.LabelPreset] != "oslab" || l[docker.LabelOwner] != "alice" {
+		t.Errorf("the form's preset container: labels %v", l)
+	}
+	at.send("q")
+	at.waitExit(sshTimeout)
 }
