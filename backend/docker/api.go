@@ -44,6 +44,7 @@ type apiEngine interface {
 	ContainerPause(ctx context.Context, id string, options client.ContainerPauseOptions) (client.ContainerPauseResult, error)
 	ContainerUnpause(ctx context.Context, id string, options client.ContainerUnpauseOptions) (client.ContainerUnpauseResult, error)
 	ContainerTop(ctx context.Context, id string, options client.ContainerTopOptions) (client.ContainerTopResult, error)
+	ContainerRename(ctx context.Context, id string, options client.ContainerRenameOptions) (client.ContainerRenameResult, error)
 	ExecStart(ctx context.Context, execID string, options client.ExecStartOptions) (client.ExecStartResult, error)
 	ImageTag(ctx context.Context, options client.ImageTagOptions) (client.ImageTagResult, error)
 	ImagePush(ctx context.Context, image string, options client.ImagePushOptions) (client.ImagePushResponse, error)
@@ -354,7 +355,7 @@ func (a *API) ListContainers(ctx context.Context, id backend.Identity, opts APIL
 		return nil, apiErr("list containers", err)
 	}
 	out := make([]container.Summary, 0, len(res.Items))
-	for _, c := range res.Items {
+	for _, c := range a.svc.withNames(res.Items) {
 		if !a.svc.isUserContainer(c.Labels, id.User) {
 			continue
 		}
@@ -435,7 +436,7 @@ func (a *API) InspectContainer(ctx context.Context, id backend.Identity, ref str
 func (a *API) redactInspect(in container.InspectResponse, user string) container.InspectResponse {
 	name := ""
 	if in.Config != nil {
-		name = in.Config.Labels[LabelName]
+		name = a.svc.cfg.userName(in.Config.Labels, in.Name)
 	}
 	in.Name = "/" + name
 	in.ResolvConfPath, in.HostnamePath, in.HostsPath, in.LogPath = "", "", "", ""
@@ -568,15 +569,57 @@ func (a *API) PauseContainer(ctx context.Context, id backend.Identity, ref strin
 	return err
 }
 
-// RenameContainer is refused: a container's name is one of its labels, fixed when it is
-// made (the engine cannot change labels). Audited as "rename".
+// RenameContainer gives one of the identity's own containers a new name, free among their
+// containers (docker compose renames a container it recreates). Labels cannot change once a
+// container exists, so the server renames the engine's name of it to
+// "<prefix>-<user>-<name>", which is where the user's name is read from from then on
+// (userName); owner, kind and everything else stay the labels'. The container's DNS aliases
+// on its networks stay those it was created with. Audited as "rename".
 func (a *API) RenameContainer(ctx context.Context, id backend.Identity, ref, name string) error {
-	c, err := a.own(ctx, id, ref)
-	if err == nil {
-		err = errorf(ErrPermission, "renaming is not possible on this server: a container's name is fixed when it is created")
+	c, err := a.rename(ctx, id, ref, name)
+	target := a.auditRef(id, c, ref)
+	if err == nil || c.ID != "" {
+		target += " -> " + shown(strings.TrimPrefix(name, "/"))
 	}
-	a.svc.record(id, "rename", a.auditRef(id, c, ref), err)
+	a.svc.record(id, "rename", target, err)
 	return err
+}
+
+func (a *API) rename(ctx context.Context, id backend.Identity, ref, name string) (container.Summary, error) {
+	name = strings.TrimPrefix(name, "/")
+	if err := ValidateName(name); err != nil {
+		return container.Summary{}, err
+	}
+	ae, err := a.engineAPI()
+	if err != nil {
+		return container.Summary{}, err
+	}
+	lock := a.svc.userLock(id.User)
+	lock.Lock()
+	defer lock.Unlock()
+	c, err := a.own(ctx, id, ref)
+	if err != nil {
+		return c, err
+	}
+	old := c.Labels[LabelName]
+	if name == old {
+		return c, nil
+	}
+	mine, err := a.svc.ownContainers(ctx, id.User)
+	if err != nil {
+		return c, err
+	}
+	inUse := errorf(ErrConflict, "Conflict. The container name \"/%s\" is already in use by one of your containers", name)
+	for _, o := range mine {
+		if o.Labels[LabelName] == name {
+			return c, inUse
+		}
+	}
+	_, err = ae.ContainerRename(ctx, c.ID, client.ContainerRenameOptions{NewName: a.svc.cfg.containerName(id.User, name)})
+	if cerrdefs.IsConflict(err) {
+		return c, errorf(ErrConflict, "Conflict. The container name \"/%s\" is not available on this server", name)
+	}
+	return c, apiErr("rename container "+shown(old), err)
 }
 
 // auditRef is "owner/name" of a resolved container, else what was typed.

@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -63,7 +64,8 @@ func (a *API) InspectImage(ctx context.Context, id backend.Identity, ref string)
 	if ref == "" || len(ref) > 255 || strings.ContainsAny(ref, "\x00 ") {
 		return nil, noSuchImage(ref)
 	}
-	res, err := a.svc.api.ImageInspect(ctx, ref)
+	var raw bytes.Buffer
+	res, err := a.svc.api.ImageInspect(ctx, ref, client.ImageInspectWithRawResponse(&raw))
 	if cerrdefs.IsNotFound(err) {
 		return nil, noSuchImage(ref)
 	}
@@ -72,7 +74,23 @@ func (a *API) InspectImage(ctx context.Context, id backend.Identity, ref string)
 	}
 	in := res.InspectResponse
 	in.GraphDriver = nil
-	return json.Marshal(in)
+	b, err := json.Marshal(in)
+	if err != nil {
+		return nil, err
+	}
+	// ContainerConfig is gone from the SDK's type (API 1.45) but older clients read it
+	// (docker compose 1.x does when it recreates a container): the engine's own, or empty.
+	var eng struct{ ContainerConfig json.RawMessage }
+	_ = json.Unmarshal(raw.Bytes(), &eng)
+	var out map[string]json.RawMessage
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, err
+	}
+	out["ContainerConfig"] = json.RawMessage("{}")
+	if len(eng.ContainerConfig) > 0 && eng.ContainerConfig[0] == '{' {
+		out["ContainerConfig"] = eng.ContainerConfig
+	}
+	return json.Marshal(out)
 }
 
 // ImageHistory is GET /images/{name}/history.

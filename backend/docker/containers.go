@@ -105,13 +105,12 @@ func (s *Service) find(ctx context.Context, id backend.Identity, ref string) (fo
 	if err != nil {
 		return found{}, err
 	}
-	f := s.containerFilters(t.owner)
-	f.Add("label", LabelName+"="+t.name)
-	res, err := s.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	// All the owner's: a renamed container's name is not its label's (withNames).
+	res, err := s.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: s.containerFilters(t.owner)})
 	if err != nil {
 		return found{}, engineErr("look up container "+shown(ref), err)
 	}
-	switch cs := s.claimants(res.Items, t.owner, t.name); len(cs) {
+	switch cs := s.claimants(s.withNames(res.Items), t.owner, t.name); len(cs) {
 	case 0:
 		return found{}, notFound(ref)
 	case 1:
@@ -127,7 +126,7 @@ func (s *Service) ownContainers(ctx context.Context, user string) ([]container.S
 	if err != nil {
 		return nil, engineErr("list containers of "+user, err)
 	}
-	return slices.DeleteFunc(res.Items, func(c container.Summary) bool { return !s.isUserContainer(c.Labels, user) }), nil
+	return slices.DeleteFunc(s.withNames(res.Items), func(c container.Summary) bool { return !s.isUserContainer(c.Labels, user) }), nil
 }
 
 // List asks the engine for the containers the identity may see. Dashboards should use
@@ -145,7 +144,7 @@ func (s *Service) List(ctx context.Context, id backend.Identity, opts ListOption
 		return nil, engineErr("list containers", err)
 	}
 	out := make([]Container, 0, len(res.Items))
-	for _, sum := range res.Items {
+	for _, sum := range s.withNames(res.Items) {
 		if !s.isUserContainer(sum.Labels, cmp.Or(owner, sum.Labels[LabelOwner])) {
 			continue
 		}
@@ -355,7 +354,7 @@ func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec, p
 		return Container{}, engineErr("inspect container "+spec.Name, err)
 	}
 	var c Container
-	applyInspect(&c, ins.Container)
+	s.applyInspect(&c, ins.Container)
 	return c, nil
 }
 
@@ -671,7 +670,7 @@ func (s *Service) Inspect(ctx context.Context, id backend.Identity, ref string) 
 	}
 	in := res.Container
 	d := Details{Container: fromSummary(t.summary)}
-	applyInspect(&d.Container, in)
+	s.applyInspect(&d.Container, in)
 	s.live.fill(&d.Container)
 	s.notices.markStopped(&d.Container)
 	d.Home = expand(s.cfg.HomeTarget, t.owner)

@@ -356,7 +356,7 @@ func TestBadInput(t *testing.T) {
 	}{
 		{docker.RunSpec{Name: "Box"}, docker.ErrInvalid, "invalid container name Box: use 1-32 lower-case letters, digits, '-' and '_', starting and ending with a letter or digit"},
 		{docker.RunSpec{Name: "-x"}, docker.ErrInvalid, "invalid container name -x"},
-		{docker.RunSpec{Name: "a_b"}, docker.ErrInvalid, "invalid container name a_b"},
+		{docker.RunSpec{Name: "a.b"}, docker.ErrInvalid, "invalid container name a.b"},
 		{docker.RunSpec{Name: strings.Repeat("a", 33)}, docker.ErrInvalid, "invalid container name aaaa"},
 		{docker.RunSpec{Name: "x\x1b[31m"}, docker.ErrInvalid, `invalid container name "x\x1b[31m"`},
 		{docker.RunSpec{Name: "ok", Image: "UPPER"}, docker.ErrInvalid, "invalid image reference UPPER"},

@@ -310,7 +310,7 @@ func (s *Service) resync(ctx context.Context, full bool) error {
 	s.live.mu.Unlock()
 
 	next := make(map[string]Container, len(res.Items))
-	for _, sum := range res.Items {
+	for _, sum := range s.withNames(res.Items) {
 		c := fromSummary(sum)
 		if c.Owner == "" || !s.isUserContainer(sum.Labels, c.Owner) {
 			continue
@@ -326,7 +326,7 @@ func (s *Service) resync(ctx context.Context, full bool) error {
 			if err != nil {
 				return err
 			}
-			applyInspect(&c, ins.Container)
+			s.applyInspect(&c, ins.Container)
 		}
 		if known && c.State == string(container.StateRunning) {
 			c.CPUPercent, c.MemUsage, c.StatsAt = prev.CPUPercent, prev.MemUsage, prev.StatsAt

@@ -1,10 +1,12 @@
 package docker
 
 import (
+	"maps"
 	"regexp"
 	"strings"
 
 	"github.com/distribution/reference"
+	"github.com/moby/moby/api/types/container"
 
 	"whalemountain/backend"
 )
@@ -115,4 +117,48 @@ func parseRef(id backend.Identity, ref string) (target, error) {
 		return target{}, notFound(ref)
 	}
 	return target{owner: owner, name: name, typed: ref}, nil
+}
+
+// userName is the user's name for one of their containers: the one it was created with (its
+// name label), or the one a rename gave it since. Labels are fixed once a container exists;
+// the engine name is the one thing the engine lets change, so a rename (the server's, never
+// the user's own call to the engine) changes that: the server alone sets engine names, always
+// "<prefix>-<owner>-<name>" of a valid name, and one of that form that differs from the label
+// is the name the container was renamed to. (A create whose engine name was taken gets a
+// suffix after a '.', which no name holds, so it never reads as a rename.)
+func (c Config) userName(labels map[string]string, engineName string) string {
+	label := labels[LabelName]
+	if label == "" {
+		return ""
+	}
+	n, ok := strings.CutPrefix(strings.TrimPrefix(engineName, "/"), c.containerName(labels[LabelOwner], ""))
+	if ok && n != label && nameRE.MatchString(n) {
+		return n
+	}
+	return label
+}
+
+// engineName is a listed container's own engine name ("/wm-alice-box"), not a link's.
+func engineName(c container.Summary) string {
+	for _, n := range c.Names {
+		if strings.Count(n, "/") == 1 {
+			return n
+		}
+	}
+	return ""
+}
+
+// withNames gives every listed container of a user's, in its labels, the name its user knows
+// it by now (userName): everything that reads the name label of a listed container reads that.
+func (s *Service) withNames(items []container.Summary) []container.Summary {
+	for i, c := range items {
+		if c.Labels[LabelName] == "" {
+			continue
+		}
+		if n := s.cfg.userName(c.Labels, engineName(c)); n != c.Labels[LabelName] {
+			items[i].Labels = maps.Clone(c.Labels)
+			items[i].Labels[LabelName] = n
+		}
+	}
+	return items
 }

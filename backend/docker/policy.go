@@ -140,8 +140,8 @@ func (s *Service) harden(hc *container.HostConfig, lim limits) {
 
 // createContainer is the one way this package makes a container: the labels are exactly
 // containerLabels(l) (whatever opts carried), the host config is hardened with lim, and the
-// engine name is engineName, with a suffix when another object already took it (the engine
-// name is cosmetic: lookups go by labels).
+// engine name is engineName, with a suffix when another object already took it (lookups go
+// by labels; the engine name only ever carries a rename: userName).
 func (s *Service) createContainer(ctx context.Context, opts client.ContainerCreateOptions, l objectLabels, lim limits, engineName string) (string, error) {
 	if opts.Config == nil {
 		opts.Config = &container.Config{}
@@ -175,7 +175,7 @@ func (s *Service) createContainer(ctx context.Context, opts client.ContainerCrea
 		if !cerrdefs.IsConflict(err) || try == 3 {
 			return "", engineErr(what, err)
 		}
-		name = engineName + "-" + randomSuffix(4)
+		name = engineName + "." + randomSuffix(4) // never a name: see userName
 	}
 }
 

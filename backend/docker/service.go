@@ -207,6 +207,14 @@ func fromSummary(sum container.Summary) Container {
 	return c
 }
 
+// applyInspect is applyInspect with the name the container's user knows it by (userName).
+func (s *Service) applyInspect(c *Container, in container.InspectResponse) {
+	applyInspect(c, in)
+	if in.Config != nil {
+		c.Name = s.cfg.userName(in.Config.Labels, in.Name)
+	}
+}
+
 // applyInspect fills what only an inspect tells: exact state, exit code, start time, limits.
 func applyInspect(c *Container, in container.InspectResponse) {
 	if c.ID == "" {

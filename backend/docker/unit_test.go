@@ -332,3 +332,26 @@ func TestRunnerJobName(t *testing.T) {
 		t.Errorf("one name mapped two ways: %q, %q", a, b)
 	}
 }
+
+func TestUserName(t *testing.T) {
+	cfg := Config{NamePrefix: "wm"}
+	l := map[string]string{LabelOwner: "alice", LabelName: "box"}
+	for _, c := range []struct{ engine, want string }{
+		{"/wm-alice-box", "box"},             // as created
+		{"/wm-alice-web", "web"},             // renamed
+		{"/wm-alice-lab_web_1", "lab_web_1"}, // renamed, compose's form
+		{"/wm-alice-box.x7k2", "box"},        // created under a taken engine name
+		{"/wm-alice-Bad", "box"},             // not a name
+		{"/wm-bob-web", "box"},               // not alice's form
+		{"/wm-alice-", "box"},
+		{"/other", "box"},
+		{"", "box"},
+	} {
+		if got := cfg.userName(l, c.engine); got != c.want {
+			t.Errorf("userName(%q) = %q, want %q", c.engine, got, c.want)
+		}
+	}
+	if got := cfg.userName(map[string]string{LabelOwner: "alice"}, "/wm-alice-web"); got != "" {
+		t.Errorf("no name label: %q", got)
+	}
+}

@@ -6,6 +6,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -157,6 +158,52 @@ func (f *attackFixture) dockerAPIRows(tb *attackTable) {
 				return cli(t, args(idle)...)
 			}, pairsFor(form, idle, ctl4), nil)
 	}
+
+	// alice's own network, by every form; and alice's box onto mallory's network.
+	got, err := rawAPI(f.ac, "", "POST", "/v1.41/networks/create", `{"Name":"alicenet"}`)
+	var made struct{ ID string }
+	if _, body, _ := strings.Cut(got, "{"); err != nil || !strings.HasPrefix(got, "201") || json.Unmarshal([]byte("{"+body), &made) != nil || made.ID == "" {
+		f.t.Fatalf("alice's network: %q, %v", got, err)
+	}
+	anet := atkObj{"alicenet", made.ID}
+	netForms := []refForm{forms[0], forms[3], forms[4], forms[5]}
+	netVerbs := []struct {
+		name string
+		args func(ref string) []string
+	}{
+		{"network inspect", func(r string) []string { return []string{"network", "inspect", r} }},
+		{"network rm", func(r string) []string { return []string{"network", "rm", r} }},
+		{"network connect", func(r string) []string { return []string{"network", "connect", r, "mwork"} }},
+		{"network disconnect", func(r string) []string { return []string{"network", "disconnect", r, "mwork"} }},
+		{"run --network", func(r string) []string { return []string{"run", "--rm", "--network", r, f.img, "true"} }},
+	}
+	for _, v := range netVerbs {
+		for _, form := range netForms {
+			tb.equivRow(apiDoor, "mallory", "docker "+shownArgs(v.args(form.f(anet)))+"   [alice's network, "+form.what+"]", "docker "+shownArgs(v.args(form.f(ctl))),
+				func(t *testing.T, control bool) sshResult {
+					o := anet
+					if control {
+						o = ctl
+					}
+					return withoutCLILog(cli(t, v.args(form.f(o))...))
+				}, pairsFor(form, anet, ctl), nil)
+		}
+	}
+	for _, form := range forms[:5] {
+		args := func(r string) []string { return []string{"network", "connect", "bridge", r} }
+		tb.equivRow(apiDoor, "mallory", "docker "+shownArgs(args(form.f(box)))+"   ["+form.what+"]", "docker "+shownArgs(args(form.f(ctl))),
+			func(t *testing.T, control bool) sshResult {
+				o := box
+				if control {
+					o = ctl
+				}
+				return withoutCLILog(cli(t, args(form.f(o))...))
+			}, pairsFor(form, box, ctl), func(r sshResult) string { return f.aliceIntact(f.t) })
+	}
+	tb.add(apiDoor, "mallory", "docker network ls", "only mallory's default network", func(t *testing.T) (string, bool) {
+		r := cli(t, "network", "ls", "--format", "{{.Name}}")
+		return describe(r), r.Code == 0 && r.Stdout == "bridge\n"
+	})
 
 	// Lists hold mallory's own only.
 	tb.add(apiDoor, "mallory", "docker ps -a", "only mwork", func(t *testing.T) (string, bool) {

@@ -410,6 +410,9 @@ func (f *attackFixture) setUp(cli *client.Client) {
 
 	// Names and IDs nobody has; the user is as long as "alice", so listings line up.
 	f.ctl, f.ctl4, f.ctlUser = randomLetters(3), randomLetters(4), randomLetters(5)
+	for f.ctl == "www" { // alice's files are under /www: the control would read as a path
+		f.ctl = randomLetters(3)
+	}
 	f.ctlID, f.ctlID2 = f.unusedID(), f.unusedID()
 	f.canary = filepath.Join(f.dir, "canary")
 

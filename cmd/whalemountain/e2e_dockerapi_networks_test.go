@@ -171,6 +171,20 @@ services:
 			t.Errorf("lab_web_1 is on network %s", n)
 		}
 	}
+	// A changed service is recreated: compose renames the old container, makes the new
+	// one, removes the old.
+	if err := os.WriteFile(filepath.Join(project, "docker-compose.yml"), []byte(strings.Replace(yml, `["sleep", "3600"]`, `["sleep", "3601"]`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := compose("up", "-d"); r.Code != 0 || !strings.Contains(r.Stderr, "Recreating lab_web_1") {
+		t.Fatalf("docker-compose up -d after a change: %s", r)
+	}
+	if out := u.must("inspect", "--format", "{{join .Config.Cmd \" \"}}", "lab_web_1"); out != "sleep 3601\n" {
+		t.Errorf("the recreated web: %q", out)
+	}
+	if got := sortedSplit(strings.Join(strings.Fields(u.must("ps", "-a", "--format", "{{.Names}}")), ",")); !slices.Equal(got, []string{"lab_db_1", "lab_web_1"}) {
+		t.Errorf("docker ps -a after the recreate: %q", got)
+	}
 	if r := compose("down"); r.Code != 0 {
 		t.Fatalf("docker-compose down: %s", r)
 	}
@@ -188,4 +202,48 @@ services:
 	if cs := s.engineContainers(t, "alice", ""); len(cs) != 0 {
 		t.Errorf("compose down left %d containers", len(cs))
 	}
+}
+
+// TestE2EDockerAPIRename: docker rename changes the name a student knows a container by,
+// everywhere (the docker CLI, the command line), keeps its owner and labels, frees the old
+// name, and refuses a name in use or a bad one.
+func TestE2EDockerAPIRename(t *testing.T) {
+	s, alice, _ := dockerAPIServer(t, "m")
+	d := newDockerCLI(t, s.server, alice, "alice")
+	id := strings.TrimSpace(d.must("run", "-d", "--name", "box1", s.img, "sleep", "3600"))
+	d.must("rename", "box1", "box2")
+	if out := d.must("ps", "--format", "{{.Names}}"); out != "box2\n" {
+		t.Errorf("docker ps after rename: %q", out)
+	}
+	if out := d.must("exec", "box2", "echo", "renamed"); out != "renamed\n" {
+		t.Errorf("docker exec box2: %q", out)
+	}
+	if r := d.run("exec", "box1", "true"); r.Code == 0 || !strings.Contains(r.Stderr, "No such container: box1") {
+		t.Errorf("docker exec of the old name: %s", r)
+	}
+	if e, ok := findEntry(s.psJSON(t, alice, "alice", "-a"), "alice", "box2"); !ok || e.State != "running" {
+		t.Errorf("ssh ps after rename: %+v", s.psJSON(t, alice, "alice", "-a"))
+	}
+	in := s.engineInspect(t, id)
+	if in.Name != "/"+s.prefix+"-alice-box2" || in.Config.Labels[docker.LabelOwner] != "alice" || in.Config.Labels[docker.LabelName] != "box1" {
+		t.Errorf("the engine's container after rename: name %s, labels %v", in.Name, in.Config.Labels)
+	}
+	if out := d.must("inspect", "--format", "{{.Name}}", id[:12]); out != "/box2\n" {
+		t.Errorf("docker inspect after rename: %q", out)
+	}
+	// The old name is free again; a name in use and a bad one are refused, nothing changed.
+	d.must("run", "-d", "--name", "box1", s.img, "sleep", "3600")
+	if r := d.run("rename", "box1", "box2"); r.Code == 0 || !strings.Contains(r.Stderr, "is already in use") {
+		t.Errorf("rename onto a name in use: %s", r)
+	}
+	if r := d.run("rename", "box2", "Bad Name"); r.Code == 0 || !strings.Contains(r.Stderr, "invalid container name") {
+		t.Errorf("rename to a bad name: %s", r)
+	}
+	if got := sortedSplit(strings.Join(strings.Fields(d.must("ps", "--format", "{{.Names}}")), ",")); !slices.Equal(got, []string{"box1", "box2"}) {
+		t.Errorf("docker ps after refused renames: %q", got)
+	}
+	s.waitAudit(t, "the rename", func(e auditEntry) bool {
+		return e.User == "alice" && e.Action == "rename" && e.Result == "ok" && e.Target == "alice/box1 -> box2"
+	})
+	d.must("rm", "-f", "box1", "box2")
 }
