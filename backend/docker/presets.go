@@ -26,8 +26,10 @@ type Preset struct {
 	GPUs        string   `json:"gpus,omitempty"`
 	Env         []string `json:"env,omitempty"`
 	Cmd         []string `json:"cmd,omitempty"`
-	// Roles may use it ("student", "ta"); empty: everyone.
-	Roles []string `json:"roles,omitempty"`
+	// Roles ("student", "ta") and Groups (GitLab group paths) say who may use it: a user of
+	// one of the roles, or a member of one of the groups. Neither: everyone.
+	Roles  []string `json:"roles,omitempty"`
+	Groups []string `json:"groups,omitempty"`
 	// IdleExempt keeps its containers from idle stops; IdleAfter and GPUIdleAfter, when set,
 	// replace the role's limits for them.
 	IdleExempt   bool          `json:"idle_exempt,omitempty"`
@@ -75,6 +77,12 @@ func ValidatePresets(ps []Preset) error {
 				return fmt.Errorf("%s.roles: %q is not a role (student, ta)", where, r)
 			}
 		}
+		for _, g := range p.Groups {
+			if !groupPathRE.MatchString(g) || strings.ContainsAny(g, "*?[]!^") ||
+				slices.ContainsFunc(strings.Split(g, "/"), func(seg string) bool { return seg == "" || seg == "." || seg == ".." }) {
+				return fmt.Errorf("%s.groups: %q is not a GitLab group path such as os-2026/team-a", where, g)
+			}
+		}
 	}
 	return nil
 }
@@ -88,19 +96,31 @@ func (s *Service) SetPresets(ps []Preset) error {
 	return nil
 }
 
-// offered reports whether id's role may use p.
-func offered(p Preset, id backend.Identity) bool {
-	return len(p.Roles) == 0 || slices.Contains(p.Roles, string(id.Role))
+// offered reports whether id may use p: by role, or as a member of one of its groups (asked
+// of the group directory, which caches; without one, nobody is a member).
+func (s *Service) offered(ctx context.Context, p Preset, id backend.Identity) bool {
+	if len(p.Roles) == 0 && len(p.Groups) == 0 || slices.Contains(p.Roles, string(id.Role)) {
+		return true
+	}
+	if s.groupDir == nil {
+		return false
+	}
+	for _, g := range p.Groups {
+		if ok, err := s.groupDir.IsMember(ctx, g, id.User); err == nil && ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Presets are the presets id may use, in the configured order.
-func (s *Service) Presets(id backend.Identity) []Preset {
+func (s *Service) Presets(ctx context.Context, id backend.Identity) []Preset {
 	if checkIdentity(id) != nil {
 		return nil
 	}
 	var out []Preset
 	for _, p := range s.presets {
-		if offered(p, id) {
+		if s.offered(ctx, p, id) {
 			out = append(out, p)
 		}
 	}
@@ -112,7 +132,7 @@ func (s *Service) Presets(id backend.Identity) []Preset {
 // one that does not exist.
 func (s *Service) RunPreset(ctx context.Context, id backend.Identity, preset, name string) (Container, error) {
 	i := slices.IndexFunc(s.presets, func(p Preset) bool { return p.Name == preset })
-	if i < 0 || checkIdentity(id) != nil || !offered(s.presets[i], id) {
+	if i < 0 || checkIdentity(id) != nil || !s.offered(ctx, s.presets[i], id) {
 		err := errorf(ErrNotFound, "no preset %q for you; see presets", preset)
 		s.recordNote(id, "run", id.User+"/"+shown(name), err, "preset "+preset)
 		return Container{}, err

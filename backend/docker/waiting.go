@@ -367,7 +367,7 @@ func (s *Service) RunOrWait(ctx context.Context, id backend.Identity, spec RunSp
 	)
 	if preset != "" {
 		i := slices.IndexFunc(s.presets, func(p Preset) bool { return p.Name == preset })
-		if i < 0 || checkIdentity(id) != nil || !offered(s.presets[i], id) {
+		if i < 0 || checkIdentity(id) != nil || !s.offered(ctx, s.presets[i], id) {
 			err = errorf(ErrNotFound, "no preset %q for you; see presets", preset)
 		} else {
 			p := s.presets[i]

@@ -148,8 +148,8 @@ func TestE2EConsole(t *testing.T) {
 }
 
 // TestE2EPresets: a preset makes the container the config describes (as the engine sees
-// it), labelled with the preset's name; a student cannot use a preset offered to TAs only,
-// and does not see it.
+// it), labelled with the preset's name; a student cannot use a preset offered to TAs only
+// or to a group they are not in, and does not see it.
 func TestE2EPresets(t *testing.T) {
 	t.Parallel()
 	cli := dockertest.Client(t)
@@ -160,7 +160,10 @@ func TestE2EPresets(t *testing.T) {
 	top := fmt.Sprintf("tas: [tina]\npresets:\n"+
 		"  - name: oslab\n    description: OS course lab\n    image: %s\n    cpus: 0.5\n    memory: 256m\n"+
 		"    env: [COURSE=os]\n    command: [sleep, \"3600\"]\n"+
-		"  - name: grading\n    image: %s\n    roles: [ta]\n", img, img)
+		"  - name: grading\n    image: %s\n    roles: [ta]\n"+
+		"  - name: teama\n    image: %s\n    groups: [os-2026/team-a]\n"+
+		"  - name: teamb\n    image: %s\n    groups: [os-2026/team-b]\n"+
+		"groups:\n  - group: os-2026/team-a\n    members: [alice]\n  - group: os-2026/team-b\n    target: /teamb/{group}\n    members: [bob]\n", img, img, img, img)
 	s := startContainerServer(t, cli, img, prefix, ctrOptions{Top: top})
 	alice, tina := newKey(t, "alice"), newKey(t, "tina")
 	s.addKey(t, "alice", alice)
@@ -170,8 +173,8 @@ func TestE2EPresets(t *testing.T) {
 	if err := json.Unmarshal([]byte(s.mustRun(t, alice, "alice", "presets", "--json")), &offered); err != nil {
 		t.Fatal(err)
 	}
-	if len(offered) != 1 || offered[0].Name != "oslab" {
-		t.Errorf("alice is offered %+v, want oslab only", offered)
+	if len(offered) != 2 || offered[0].Name != "oslab" || offered[1].Name != "teama" {
+		t.Errorf("alice is offered %+v, want oslab and her group's teama only", offered)
 	}
 	if out := s.mustRun(t, tina, "tina", "presets"); !strings.Contains(out, "grading") || !strings.Contains(out, "oslab") {
 		t.Errorf("the TA's presets:\n%s", out)
@@ -206,6 +209,9 @@ func TestE2EPresets(t *testing.T) {
 	if r.Code == 0 || !strings.Contains(r.Stderr, "no preset") {
 		t.Errorf("alice ran the TAs' preset:\n%s", r)
 	}
+	if r := s.run(t, alice, "alice", "run", "--preset", "teamb"); r.Code == 0 || !strings.Contains(r.Stderr, `no preset "teamb" for you`) {
+		t.Errorf("alice ran the preset of a group she is not in:\n%s", r)
+	}
 	if r := s.run(t, alice, "alice", "run", "--preset", "oslab", "--memory", "8g"); r.Code != 2 {
 		t.Errorf("run --preset with --memory: want a usage error\n%s", r)
 	}
@@ -221,8 +227,8 @@ func TestE2EPresets(t *testing.T) {
 	at.waitText("lab1")
 	at.send("n")
 	lines := at.waitText("oslab · OS course lab", "custom container")
-	if screenHas(lines, "grading") {
-		t.Errorf("the form offers alice the TAs' preset:\n%s", at.dump())
+	if screenHas(lines, "grading") || screenHas(lines, "teamb") || !screenHas(lines, "teama") {
+		t.Errorf("the form offers alice another role's or another group's preset, or not her group's:\n%s", at.dump())
 	}
 	at.send("\r")
 	at.waitText("preset    oslab")

@@ -19,6 +19,7 @@ import (
 //	    env: [COURSE=ml]
 //	    command: [jupyter, lab]
 //	    roles: [student, ta]
+//	    groups: [os-2026/team-a] # or a member of one of these GitLab groups
 //	    idle_exempt: false      # true: never stopped for idleness
 //	    idle_after: 0s          # replaces docker.idle.<role>.after for its containers
 //	    gpu_idle_after: 0s      # replaces docker.idle.<role>.gpu_after
@@ -32,6 +33,7 @@ type PresetConfig struct {
 	Env          []string      `yaml:"env"`
 	Command      []string      `yaml:"command"`
 	Roles        []string      `yaml:"roles"`
+	Groups       []string      `yaml:"groups"`
 	IdleExempt   bool          `yaml:"idle_exempt"`
 	IdleAfter    time.Duration `yaml:"idle_after"`
 	GPUIdleAfter time.Duration `yaml:"gpu_idle_after"`
@@ -42,7 +44,7 @@ func (c Config) presets() []docker.Preset {
 	out := make([]docker.Preset, 0, len(c.Presets))
 	for _, p := range c.Presets {
 		out = append(out, docker.Preset{Name: p.Name, Description: p.Description, Image: p.Image,
-			CPUs: p.CPUs, Memory: int64(p.Memory), GPUs: p.GPUs, Env: p.Env, Cmd: p.Command, Roles: p.Roles,
+			CPUs: p.CPUs, Memory: int64(p.Memory), GPUs: p.GPUs, Env: p.Env, Cmd: p.Command, Roles: p.Roles, Groups: p.Groups,
 			IdleExempt: p.IdleExempt, IdleAfter: p.IdleAfter, GPUIdleAfter: p.GPUIdleAfter})
 	}
 	return out

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"whalemountain/backend/docker"
@@ -109,7 +110,20 @@ func (c Config) validateShared() error {
 			}
 		}
 	}
+	for i, p := range c.Presets {
+		for _, g := range p.Groups {
+			if c.GitLab.URL == "" && !static[groups.Normalize(g)] {
+				return fmt.Errorf("config: presets[%d].groups: gitlab.url is empty and %s is not listed under groups with its members", i, g)
+			}
+		}
+	}
 	return nil
+}
+
+// needsGroups reports whether anything in the config asks who belongs to a group.
+func (c Config) needsGroups() bool {
+	return len(c.Datasets) > 0 || len(c.Groups) > 0 ||
+		slices.ContainsFunc(c.Presets, func(p PresetConfig) bool { return len(p.Groups) > 0 })
 }
 
 // groupDirectory is who belongs to which group: the config's lists, then GitLab.

@@ -139,7 +139,7 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 			svc.Close()
 			return deps, closeAll, fmt.Errorf("config: %w", err)
 		}
-		if len(cfg.Datasets) > 0 || len(cfg.Groups) > 0 {
+		if cfg.needsGroups() {
 			var gl *gitlab.Client
 			if g := cfg.GitLab; g.URL != "" {
 				if gl, err = gitlab.New(g.URL, g.token, gitlab.WithTimeout(g.RequestTimeout)); err != nil {

@@ -18,7 +18,7 @@ import (
 // Presets are the course presets: what the caller may use, and a run from one. The backend
 // decides who is offered which.
 type Presets interface {
-	Presets(id backend.Identity) []docker.Preset
+	Presets(ctx context.Context, id backend.Identity) []docker.Preset
 	RunPreset(ctx context.Context, id backend.Identity, preset, name string) (docker.Container, error)
 }
 
@@ -32,7 +32,7 @@ func presetsCmd(env Env) *cobra.Command {
 			if env.Deps.Presets == nil {
 				return errNoDocker
 			}
-			list := env.Deps.Presets.Presets(env.Identity)
+			list := env.Deps.Presets.Presets(env.Ctx, env.Identity)
 			if asJSON {
 				if list == nil {
 					list = []docker.Preset{}

@@ -58,7 +58,7 @@ func (c *ctrs) Config() docker.Config { return docker.DefaultConfig() }
 func (c *ctrs) Run(context.Context, backend.Identity, docker.RunSpec) (docker.Container, error) {
 	return docker.Container{}, errors.New("not here")
 }
-func (c *ctrs) Presets(backend.Identity) []docker.Preset { return nil }
+func (c *ctrs) Presets(context.Context, backend.Identity) []docker.Preset { return nil }
 func (c *ctrs) RunPreset(context.Context, backend.Identity, string, string) (docker.Container, error) {
 	return docker.Container{}, nil
 }

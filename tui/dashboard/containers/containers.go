@@ -40,7 +40,7 @@ type Service interface {
 	Config() docker.Config
 	Run(ctx context.Context, id backend.Identity, spec docker.RunSpec) (docker.Container, error)
 	// Presets are the course presets id may use; RunPreset runs one, as `run --preset`.
-	Presets(id backend.Identity) []docker.Preset
+	Presets(ctx context.Context, id backend.Identity) []docker.Preset
 	RunPreset(ctx context.Context, id backend.Identity, preset, name string) (docker.Container, error)
 	Start(ctx context.Context, id backend.Identity, ref string) error
 	Stop(ctx context.Context, id backend.Identity, ref, reason string) error
@@ -128,6 +128,8 @@ type Tab struct {
 	sel    int
 	selRef string
 	goTo   string // select this container once it shows up (after creating it)
+
+	presets []docker.Preset // what the user may use, as last asked
 
 	filter    textinput.Model
 	filtering bool
@@ -236,7 +238,18 @@ func (t *Tab) Init() tea.Cmd {
 	t.started = true
 	t.sub, t.unsub = t.svc.SubscribeFor(t.id, t.listOptions())
 	t.reload()
-	return tea.Batch(t.waitChange(), t.notices())
+	return tea.Batch(t.waitChange(), t.notices(), t.loadPresets())
+}
+
+// loadPresets asks which presets the user may use (it can take asking the group
+// directory); the new-container form offers what the last answer said, so it never waits.
+func (t *Tab) loadPresets() tea.Cmd {
+	svc, id, parent := t.svc, t.id, t.ctx
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(parent, inspectTimeout)
+		defer cancel()
+		return presetsMsg{tab: t, presets: svc.Presets(ctx, id)}
+	}
 }
 
 // notices puts in the status line what others did to the user's containers since they
@@ -417,6 +430,11 @@ func (t *Tab) Update(msg tea.Msg) (dashboard.Tab, tea.Cmd) {
 	case sharedMsg:
 		if t.form != nil {
 			t.form.shared = string(msg)
+		}
+		return t, nil
+	case presetsMsg:
+		if msg.tab == t {
+			t.presets = msg.presets
 		}
 		return t, nil
 	case inspectMsg:
@@ -835,16 +853,17 @@ func (t *Tab) own() (have, running int) {
 func (t *Tab) openForm() tea.Cmd {
 	cfg := t.svc.Config()
 	q := t.quota()
-	t.form = newForm(formLimits{defaultCPUs: cfg.DefaultCPUs, defaultMem: cfg.DefaultMemory, maxCPUs: q.MaxCPUs, maxMem: q.MaxMemory},
-		t.svc.Presets(t.id))
+	t.form = newForm(formLimits{defaultCPUs: cfg.DefaultCPUs, defaultMem: cfg.DefaultMemory, maxCPUs: q.MaxCPUs, maxMem: q.MaxMemory})
 	t.form.resize(t.width)
 	t.confirm = nil
+	t.form.setPresets(t.presets)
+	refresh := t.loadPresets() // for the next form
 	sh, ok := t.svc.(sharedLister)
 	if !ok {
-		return nil
+		return refresh
 	}
 	id, parent := t.id, t.ctx
-	return func() tea.Msg {
+	return tea.Batch(refresh, func() tea.Msg {
 		ctx, cancel := context.WithTimeout(parent, actionTimeout)
 		defer cancel()
 		ds, err := sh.Datasets(ctx, id)
@@ -856,7 +875,7 @@ func (t *Tab) openForm() tea.Cmd {
 			return sharedMsg("group workspaces: " + err.Error())
 		}
 		return sharedMsg(sharedText(ds, gs))
-	}
+	})
 }
 
 func (t *Tab) formKey(msg tea.KeyPressMsg) tea.Cmd {

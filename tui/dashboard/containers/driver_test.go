@@ -284,7 +284,7 @@ var errFake = errors.New("not in the fake")
 func (f *fakeService) Run(context.Context, backend.Identity, docker.RunSpec) (docker.Container, error) {
 	return docker.Container{}, errFake
 }
-func (f *fakeService) Presets(backend.Identity) []docker.Preset {
+func (f *fakeService) Presets(context.Context, backend.Identity) []docker.Preset {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.presets)

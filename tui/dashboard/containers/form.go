@@ -100,8 +100,15 @@ type formLimits struct {
 	maxMem      int64
 }
 
-func newForm(lim formLimits, presets []docker.Preset) *form {
-	f := &form{limits: lim, presets: presets, picking: len(presets) > 0}
+// presetsMsg are the presets the user may use.
+type presetsMsg struct {
+	tab     *Tab
+	presets []docker.Preset
+}
+
+// newForm is a form with its fields; setPresets puts presets before them.
+func newForm(lim formLimits) *form {
+	f := &form{limits: lim}
 	placeholders := [numFields]string{
 		fImage:   "e.g. ubuntu:24.04",
 		fName:    "optional: made from the image",
@@ -189,6 +196,12 @@ func (f *form) key(msg tea.KeyPressMsg) (formResult, tea.Cmd) {
 	}
 	f.validate()
 	return formKeep, cmd
+}
+
+// setPresets offers ps before the fields, when there are any.
+func (f *form) setPresets(ps []docker.Preset) {
+	f.presets = ps
+	f.picking = len(ps) > 0
 }
 
 // pickKey handles a key while the presets are offered.

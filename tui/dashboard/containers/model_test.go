@@ -428,6 +428,7 @@ func TestFormOffersPresetsFirst(t *testing.T) {
 	}
 	tab := New(f, alice, testStyles(), fixedNow)
 	d := newDriver(t, tab)
+	d.waitFor("the presets", func() bool { return len(tab.presets) == 2 })
 	d.press("n")
 	for _, want := range []string{"▸ lab1 · Python for lab 1 · python:3.12 · 2 CPUs, 4.0 GiB, GPUs 1", "  os · ubuntu:24.04", "custom container"} {
 		if !strings.Contains(d.screen, want) {

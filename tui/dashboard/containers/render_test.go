@@ -403,7 +403,8 @@ func TestFormGPUsField(t *testing.T) {
 		{"0,0", "", true},
 	}
 	for _, c := range cases {
-		f := newForm(formLimits{defaultCPUs: 1, maxCPUs: 2, defaultMem: 1 << 30, maxMem: 4 << 30}, nil)
+		f := newForm(formLimits{defaultCPUs: 1, maxCPUs: 2, defaultMem: 1 << 30, maxMem: 4 << 30})
+		f.setPresets(nil)
 		f.inputs[fImage].SetValue("busybox")
 		f.inputs[fGPUs].SetValue(c.in)
 		spec, errs := f.parse()
@@ -431,7 +432,8 @@ func TestPresetFormFits(t *testing.T) {
 	lim := formLimits{defaultCPUs: 1, maxCPUs: 2, defaultMem: 1 << 30, maxMem: 4 << 30}
 	for _, size := range [][2]int{{80, 24}, {200, 60}, {40, 10}} {
 		for _, chosen := range []bool{false, true} {
-			f := newForm(lim, presets)
+			f := newForm(lim)
+			f.setPresets(presets)
 			if chosen {
 				f.pickKey(tea.KeyPressMsg{Code: tea.KeyEnter})
 			}
