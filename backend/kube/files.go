@@ -195,3 +195,78 @@ func (f *podFile) Close() error {
 	f.once.Do(f.close)
 	return nil
 }
+
+// tarRecord is GNU tar's default record: an archive padded to it ends without the writer
+// having to close its side (some kubelets never pass the end of stdin on).
+const tarRecord = 20 * 512
+
+// tarPut unpacks the archive on stdin into $1, keeping the names and modes it gives.
+const tarPut = tarCheck + `exec tar xf - --no-same-owner`
+
+// PodWriteFile writes the file p (absolute) in the pod ref, whole, from r (size bytes),
+// with mode and mtime, as `kubectl cp` does: a one-file archive unpacked by tar in the pod.
+func (s *Service) PodWriteFile(ctx context.Context, id backend.Identity, ref, p string, r io.Reader, size int64, mode fs.FileMode, mtime time.Time) error {
+	dir, entry, err := cleanPath(p)
+	if err != nil || p == "/" {
+		return errorf(ErrInvalid, "cannot write %s", shown(p))
+	}
+	e, err := s.Exec(ctx, id, ref, backend.ExecSpec{Cmd: []string{"sh", "-c", tarPut, "sh", dir, entry}})
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	var stderr limitedBuffer
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _, _ = io.Copy(&stderr, e.Stderr()) }()
+	go func() { defer wg.Done(); _, _ = io.Copy(io.Discard, e.Stdout()) }()
+	werr := writeOneFileTar(e.Stdin(), entry, r, size, mode, mtime)
+	_ = e.Stdin().Close()
+	wg.Wait()
+	code, err := e.Wait(ctx)
+	if err != nil {
+		return err
+	}
+	if err := tarExit(ref, code, string(stderr.b)); err != nil {
+		return err
+	}
+	if werr != nil {
+		return apiErr("copy "+shown(p)+" into pod "+shown(ref), werr)
+	}
+	return nil
+}
+
+// writeOneFileTar writes an archive of one regular file to w, padded to a whole record.
+func writeOneFileTar(w io.Writer, name string, r io.Reader, size int64, mode fs.FileMode, mtime time.Time) error {
+	cw := &countingWriter{w: w}
+	tw := tar.NewWriter(cw)
+	if mtime.IsZero() {
+		mtime = time.Now()
+	}
+	h := &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: size, Mode: int64(mode.Perm()), ModTime: mtime, Format: tar.FormatPAX}
+	if err := tw.WriteHeader(h); err != nil {
+		return err
+	}
+	if _, err := io.CopyN(tw, r, size); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	if pad := (tarRecord - cw.n%tarRecord) % tarRecord; pad > 0 {
+		_, err := cw.Write(make([]byte, pad))
+		return err
+	}
+	return nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
+}

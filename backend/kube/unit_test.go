@@ -1,8 +1,10 @@
 package kube
 
 import (
+	"archive/tar"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -397,5 +399,30 @@ func TestTarExitInUsersWords(t *testing.T) {
 	}
 	if d, e, err := cleanPath("/"); d != "/" || e != "." || err != nil {
 		t.Errorf("cleanPath(/): %q %q %v", d, e, err)
+	}
+}
+
+func TestOneFileTarIsWholeRecords(t *testing.T) {
+	var b strings.Builder
+	mtime := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := writeOneFileTar(&b, "data.csv", strings.NewReader("a,b\n1,2\n"), 8, 0o640, mtime); err != nil {
+		t.Fatal(err)
+	}
+	if b.Len()%tarRecord != 0 {
+		t.Errorf("archive of %d bytes, not whole records of %d", b.Len(), tarRecord)
+	}
+	tr := tar.NewReader(strings.NewReader(b.String()))
+	h, err := tr.Next()
+	if err != nil || h.Name != "data.csv" || h.Size != 8 || h.Mode != 0o640 || !h.ModTime.Equal(mtime) {
+		t.Fatalf("header %+v %v", h, err)
+	}
+	if got, _ := io.ReadAll(tr); string(got) != "a,b\n1,2\n" {
+		t.Errorf("content %q", got)
+	}
+	if _, err := tr.Next(); err != io.EOF {
+		t.Errorf("more than one entry: %v", err)
+	}
+	if err := writeOneFileTar(io.Discard, "x", strings.NewReader("short"), 10, 0o600, mtime); err == nil {
+		t.Error("a file shorter than its size was written whole")
 	}
 }

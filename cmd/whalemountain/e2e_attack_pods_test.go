@@ -169,6 +169,15 @@ func TestE2EAttackPods(t *testing.T) {
 			return s.sftpBatch(t, mallory, "mallory", get(lab))
 		}, [][2]string{{ctl, lab}}, nil)
 	}
+	for _, form := range []string{"/pods/%s/tmp/planted", "/pods/alice/%s/tmp/planted"} {
+		put := func(name string) string { return "put /etc/hostname " + fmt.Sprintf(form, name) }
+		tb.equivRow("sftp", "mallory", put(lab), put(ctl), func(t *testing.T, control bool) sshResult {
+			if control {
+				return s.sftpBatch(t, mallory, "mallory", put(ctl))
+			}
+			return s.sftpBatch(t, mallory, "mallory", put(lab))
+		}, [][2]string{{ctl, lab}}, nil)
+	}
 	tb.add("sftp", "mallory", "ls /pods", "nothing of alice's", func(t *testing.T) (string, bool) {
 		r := s.sftpBatch(t, mallory, "mallory", "ls /pods")
 		return describe(r), r.Code == 0 && !strings.Contains(r.Stdout, "lab")

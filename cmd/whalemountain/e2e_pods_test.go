@@ -102,7 +102,7 @@ func TestE2EPods(t *testing.T) {
 		t.Errorf("bad name: %s", r)
 	}
 
-	// Files come out of the pod over sftp (tar through exec); nothing goes in. The test
+	// Files go into and come out of the pod over sftp (tar through exec), whole. The test
 	// cluster's exec runs on this machine, so the pod's files are in a directory here.
 	podDir, err := os.MkdirTemp("", "wm-pod-files-")
 	if err != nil {
@@ -117,8 +117,14 @@ func TestE2EPods(t *testing.T) {
 	if got, _ := os.ReadFile(local); r.Code != 0 || string(got) != "pod-data\n" || !strings.Contains(r.Stdout, "out.txt") || !strings.Contains(r.Stdout, "sub") {
 		t.Errorf("sftp out of the pod: %s\ngot %q", r, got)
 	}
-	if r := s.sftpBatch(t, alice, "alice", "put "+local+" /pods/lab"+podDir+"/in.txt"); r.Code == 0 || !strings.Contains(r.Stderr, "Permission denied") {
+	if r := s.sftpBatch(t, alice, "alice", "put "+local+" /pods/lab"+podDir+"/sub/in.txt"); r.Code != 0 {
 		t.Errorf("sftp into the pod: %s", r)
+	}
+	if got, err := os.ReadFile(filepath.Join(podDir, "sub", "in.txt")); err != nil || string(got) != "pod-data\n" {
+		t.Errorf("the file put into the pod: %q %v", got, err)
+	}
+	if r := s.sftpBatch(t, alice, "alice", "mkdir /pods/lab"+podDir+"/new", "rm /pods/lab"+podDir+"/out.txt"); r.Code == 0 {
+		t.Errorf("mkdir or rm in a pod: %s", r)
 	}
 	theirs := s.sftpBatch(t, bob, "bob", "get /pods/lab"+podDir+"/out.txt "+local+".bob")
 	nobody := s.sftpBatch(t, bob, "bob", "get /pods/nosuch"+podDir+"/out.txt "+local+".bob")

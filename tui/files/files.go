@@ -9,7 +9,7 @@
 //	/groups/GROUP/PATH        the workspaces of the user's groups (GROUP is a path: os-2026/team-a)
 //	/users/USER/home/PATH     TAs, where the site allows: a student's home, read-only
 //	/recordings/NAME.cast     the recordings of the user's shared shells, read-only
-//	/pods/NAME/PATH           PATH inside the user's own running pod NAME, read-only (tar through exec)
+//	/pods/NAME/PATH           PATH inside the user's own running pod NAME (files copied whole, tar through exec)
 //
 // It turns SFTP requests into calls on a Backend (backend/docker's Service) that carry the
 // session's Identity; authorisation is the backend's. Anything that is not the user's own
@@ -108,8 +108,8 @@ type Options struct {
 	Recordings RecordingStore
 	// TAFileAccess shows TAs /users/USER/home (the backend decides what they may read).
 	TAFileAccess bool
-	// Pods serves the user's own pods as the read-only /pods/NAME/PATH (tar through exec,
-	// as kubectl cp); nil: no Kubernetes.
+	// Pods serves the user's own pods as /pods/NAME/PATH (files copied whole in and out,
+	// tar through exec, as kubectl cp); nil: no Kubernetes.
 	Pods PodFiles
 }
 
@@ -119,6 +119,7 @@ type PodFiles interface {
 	PodStat(ctx context.Context, id backend.Identity, ref, p string) (kube.FileInfo, error)
 	PodListDir(ctx context.Context, id backend.Identity, ref, dir string) ([]kube.FileInfo, error)
 	PodReadFile(ctx context.Context, id backend.Identity, ref, p string) (io.ReadCloser, kube.FileInfo, error)
+	PodWriteFile(ctx context.Context, id backend.Identity, ref, p string, r io.Reader, size int64, mode fs.FileMode, mtime time.Time) error
 }
 
 var _ PodFiles = (*kube.Service)(nil)
@@ -397,7 +398,7 @@ func readOnly(n node) error {
 }
 
 // errPodsReadOnly is the answer to any change under /pods.
-var errPodsReadOnly = fail(sftp.ErrSSHFxPermissionDenied, "/pods is read-only: files are copied out of pods, not into them")
+var errPodsReadOnly = fail(sftp.ErrSSHFxPermissionDenied, "in /pods files are copied in and out whole; directories are made and removed in the pod itself")
 
 // errSIFReadOnly is the answer to any change under /sif.
 var errSIFReadOnly = fail(sftp.ErrSSHFxPermissionDenied, "/sif is read-only: SIF files are made with the sif command and removed with sif rm")
@@ -1052,6 +1053,9 @@ func (h *handler) Filewrite(r *sftp.Request) (io.WriterAt, error) {
 	if err != nil {
 		return nil, err
 	}
+	if n.kind == nodePod {
+		return h.podUpload(r, n)
+	}
 	if err := readOnly(n); err != nil {
 		return nil, err
 	}
@@ -1201,8 +1205,57 @@ func (u *upload) Close() error {
 	// a put cut short would leave part of it in the container.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(h.ctx), putTimeout)
 	defer cancel()
-	err := h.b.WriteFile(ctx, h.id, u.n.place, u.n.path, io.NewSectionReader(u.f, 0, size), size, mode, mtime)
+	var err error
+	if u.n.kind == nodePod {
+		err = h.opts.Pods.PodWriteFile(ctx, h.id, u.n.pod, u.n.path, io.NewSectionReader(u.f, 0, size), size, mode, mtime)
+	} else {
+		err = h.b.WriteFile(ctx, h.id, u.n.place, u.n.path, io.NewSectionReader(u.f, 0, size), size, mode, mtime)
+	}
 	return h.fxErr("put", u.vpath, err)
+}
+
+// podUpload takes a file for one of the user's pods: spooled, then put whole by tar in the
+// pod when the client closes it. What is there, and the directory, are checked first.
+func (h *handler) podUpload(r *sftp.Request, n node) (io.WriterAt, error) {
+	if n.path == "/" {
+		return nil, sftp.ErrSSHFxPermissionDenied
+	}
+	flags := r.Pflags()
+	if flags.Append {
+		return nil, fail(sftp.ErrSSHFxOpUnsupported, "appending is not supported here: files are written whole")
+	}
+	mode := fs.FileMode(0o644)
+	if r.AttrFlags().Permissions {
+		mode = r.Attributes().FileMode().Perm()
+	}
+	switch fi, err := h.opts.Pods.PodStat(h.ctx, h.id, n.pod, n.path); {
+	case err == nil && fi.IsDir():
+		return nil, fail(sftp.ErrSSHFxFailure, "%s is a directory", r.Filepath)
+	case err != nil && !errors.Is(err, kube.ErrNoFile):
+		return nil, h.fxErr("put", r.Filepath, err)
+	case err != nil:
+		parent, perr := h.opts.Pods.PodStat(h.ctx, h.id, n.pod, path.Dir(n.path))
+		if perr != nil {
+			return nil, h.fxErr("put", r.Filepath, perr)
+		}
+		if !parent.IsDir() {
+			return nil, fail(sftp.ErrSSHFxFailure, "%s is not a directory", path.Dir(r.Filepath))
+		}
+	}
+	if err := h.acquire(); err != nil {
+		return nil, err
+	}
+	f, err := tempFile(h.opts.TempDir, "upload-")
+	if err != nil {
+		h.release()
+		h.log.Warn("file transfer failed", "op", "spool", "err", err)
+		return nil, fail(sftp.ErrSSHFxFailure, "the server cannot take the file now")
+	}
+	u := &upload{h: h, vpath: r.Filepath, n: n, f: f, max: h.opts.MaxFileSize, mode: mode}
+	h.mu.Lock()
+	h.uploads[r.Filepath] = u
+	h.mu.Unlock()
+	return u, nil
 }
 
 // --- commands ---
