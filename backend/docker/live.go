@@ -123,6 +123,9 @@ func (s *Service) Subscribe() (<-chan struct{}, func()) { return s.subscribe("")
 // to the identity's own containers only (everyone's for a TA asking for all users) and of
 // changes of health, so a dashboard wakes only when what it shows changes.
 func (s *Service) SubscribeFor(id backend.Identity, opts ListOptions) (<-chan struct{}, func()) {
+	if checkIdentity(id) == nil {
+		s.noteRole(id) // the idle policy of their containers follows their role
+	}
 	owner := id.User
 	if id.IsTA() && opts.AllUsers {
 		owner = ""

@@ -231,6 +231,8 @@ func sessionUses(id backend.Identity, what string, args []string, owner, name st
 	switch {
 	case what == "sftp" || what == "docker API":
 		return id.User == owner
+	case strings.HasPrefix(what, "shell in pod/"):
+		return false // a pod's (the Pods tab names its shells so)
 	case strings.HasPrefix(what, "shell in "):
 		if o, n := refOf(id, strings.TrimPrefix(what, "shell in ")); o == owner && n == name {
 			return true

@@ -27,6 +27,8 @@ func TestSessionUses(t *testing.T) {
 		{alice, "command shell", []string{"shell", "-x", "box", "python3"}, "alice", "box", true},
 		{alice, "command logs", []string{"logs", "box"}, "alice", "box", false},
 		{alice, "sftp", nil, "alice", "box", true},
+		{alice, "shell in pod/box", nil, "pod", "box", false},
+		{alice, "shell in pod/box", nil, "alice", "box", false},
 		{alice, "sftp", nil, "bob", "box", false},
 		{alice, "docker API", nil, "alice", "any", true},
 		{tina, "command exec", []string{"exec", "alice/box", "--", "ls"}, "alice", "box", true},
