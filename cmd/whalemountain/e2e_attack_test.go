@@ -259,6 +259,7 @@ type attackFixture struct {
 	sifSum                [32]byte
 
 	ns, nsTag, nsUsedTag string // alice's registry namespace and her tags in it
+	tag1, tagUsed        string // their tags
 
 	ctl, ctl4, ctlUser string // names nobody has (3 and 4 letters), and a user nobody is
 	ctlID, ctlID2      string // IDs no container has
@@ -376,8 +377,10 @@ func (f *attackFixture) setUp(cli *client.Client) {
 	f.secret = "ALICE-SECRET-" + randomLetters(16)
 	f.page = "ALICE-PAGE-" + randomLetters(16)
 	f.logMark = "ALICE-LOG-" + randomLetters(16)
-	f.nsTag = f.ns + "/alice/proj:1"
-	f.nsUsedTag = f.ns + "/alice/proj:used"
+	// Tags of this run's own: test runs on one engine never remove each other's.
+	f.tag1, f.tagUsed = "1-"+dockertest.RunID(), "used-"+dockertest.RunID()
+	f.nsTag = f.ns + "/alice/proj:" + f.tag1
+	f.nsUsedTag = f.ns + "/alice/proj:" + f.tagUsed
 	tagImage(t, cli, f.img, f.nsTag)
 	tagImage(t, cli, f.img, f.nsUsedTag)
 	f.s.mustRun(t, f.alice, "alice", "run", "--name", "box", f.img, "sh", "-c",
@@ -1199,10 +1202,10 @@ func (f *attackFixture) imageRows(tb *attackTable) {
 		return ""
 	}
 	for _, tags := range [][2]string{
-		{f.nsTag, f.ns + "/alice/" + f.ctl + ":1"},
-		{f.nsUsedTag, f.ns + "/alice/" + f.ctl + ":used"},
+		{f.nsTag, f.ns + "/alice/" + f.ctl + ":" + f.tag1},
+		{f.nsUsedTag, f.ns + "/alice/" + f.ctl + ":" + f.tagUsed},
 		{f.ns + "/alice/proj", f.ns + "/alice/" + f.ctl},
-		{f.ns + "/alice/proj:1 " + f.nsUsedTag, f.ns + "/alice/" + f.ctl + ":1 " + f.ns + "/alice/" + f.ctl + ":used"},
+		{f.nsTag + " " + f.nsUsedTag, f.ns + "/alice/" + f.ctl + ":" + f.tag1 + " " + f.ns + "/alice/" + f.ctl + ":" + f.tagUsed},
 	} {
 		tb.equivRow("cli rmi", "mallory", "rmi "+tags[0], "rmi "+tags[1], func(t *testing.T, control bool) sshResult {
 			ref := tags[0]
