@@ -3,10 +3,8 @@ package docker
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -128,21 +126,7 @@ func (k *culler) saveLocked() error {
 	if k.path == "" {
 		return nil
 	}
-	b, err := json.Marshal(k.keeps)
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(k.path), ".keeps.*.tmp")
-	if err != nil {
-		return fmt.Errorf("write the keeps: %w", err)
-	}
-	_, werr := tmp.Write(b)
-	if err := errors.Join(werr, tmp.Close()); err != nil {
-		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("write the keeps: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), k.path); err != nil {
-		_ = os.Remove(tmp.Name())
+	if err := saveJSON(k.path, k.keeps); err != nil {
 		return fmt.Errorf("write the keeps: %w", err)
 	}
 	return nil

@@ -126,22 +126,31 @@ func (w *waitList) saveLocked() error {
 	if w.path == "" {
 		return nil
 	}
-	b, err := json.Marshal(w.f)
+	if err := saveJSON(w.path, w.f); err != nil {
+		return fmt.Errorf("write the waiting list: %w", err)
+	}
+	return nil
+}
+
+// saveJSON writes v as JSON to path whole: into a temporary file beside it (0600), renamed
+// into place, so a reader or a crash never sees half of it.
+func saveJSON(path string, v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(w.path), ".waiting.*.tmp")
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
-		return fmt.Errorf("write the waiting list: %w", err)
+		return err
 	}
 	_, werr := tmp.Write(b)
 	if err := errors.Join(werr, tmp.Close()); err != nil {
 		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("write the waiting list: %w", err)
+		return err
 	}
-	if err := os.Rename(tmp.Name(), w.path); err != nil {
+	if err := os.Rename(tmp.Name(), path); err != nil {
 		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("write the waiting list: %w", err)
+		return err
 	}
 	return nil
 }
