@@ -49,6 +49,7 @@ type createPlan struct {
 	netFrom     string   // --network container:X, X as typed
 	netNone     bool
 	network     string // --network NET: one of the user's own networks, as typed ("": their default one)
+	apiSocket   string // where a runner's job gets its owner's Docker API socket; "" for none
 }
 
 // volumeUse is a named volume of the user's mounted at target.
@@ -98,11 +99,13 @@ type createRules struct {
 	quota Quota
 	role  string // "students", for quota lines
 	home  string // where the home is mounted
+	// runnerSocket: the caller is a runner's socket, whose jobs may bind RunnerSocketBind.
+	runnerSocket bool
 }
 
 func (s *Service) createRules(id backend.Identity) createRules {
 	return createRules{caps: s.cfg.capabilities(), quota: s.cfg.quota(id.Role), role: roleWord(id.Role),
-		home: expand(s.cfg.HomeTarget, id.User)}
+		home: expand(s.cfg.HomeTarget, id.User), runnerSocket: runnerOf(id) != "" && s.cfg.RunnerSocket != nil}
 }
 
 // checkCreate reads a create request against the rules: the first field that asks for more
@@ -436,6 +439,21 @@ func checkMounts(hc *container.HostConfig, cfg *container.Config, r createRules,
 		src, dst, opts := splitBind(b)
 		if dst == "" {
 			return invalidField("HostConfig.Binds", "--volume", fmt.Sprintf("invalid volume %s: use NAME:/path", shown(b)))
+		}
+		if src == RunnerSocketBind && r.runnerSocket {
+			// The runner's own socket, exactly as it sees it: the server mounts the owner's
+			// own API there (createFromAPI), nothing else.
+			switch {
+			case p.apiSocket != "":
+				return invalidField("HostConfig.Binds", "--volume", "your Docker API socket is mounted once")
+			case opts != "" && opts != "rw":
+				return invalidField("HostConfig.Binds", "--volume", fmt.Sprintf("option %s is not allowed for your Docker API socket", shown(opts)))
+			}
+			if err := target("HostConfig.Binds", "--volume", dst); err != nil {
+				return err
+			}
+			p.apiSocket = path.Clean(dst)
+			continue
 		}
 		if strings.HasPrefix(src, "/") || strings.HasPrefix(src, ".") || strings.HasPrefix(src, "~") {
 			return hostPathRefusal("HostConfig.Binds", "--volume", src)
@@ -879,6 +897,13 @@ func (s *Service) createFromAPI(ctx context.Context, id backend.Identity, name s
 		}}
 	}
 	labels := objectLabels{kind: KindContainer, owner: id.User, name: name, extra: p.labels, data: data, runner: runnerOf(id)}
+	if p.apiSocket != "" {
+		// Placed by the server from the identity, never from the request: the socket of the
+		// runner this request came through.
+		labels.apiSocket = s.cfg.RunnerSocket(id.User, labels.runner)
+		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: labels.apiSocket, Target: p.apiSocket,
+			BindOptions: &mount.BindOptions{Propagation: mount.PropagationRPrivate}})
+	}
 	if nGPUs > 0 {
 		if s.othersWait() != nil {
 			return APICreated{}, errorf(ErrConflict, "requests wait for GPUs; join them over ssh with run --gpus N --wait")

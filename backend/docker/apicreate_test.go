@@ -486,3 +486,48 @@ func TestUserVolumeNames(t *testing.T) {
 		t.Error("the home volume counts as a named volume")
 	}
 }
+
+// TestCheckCreateRunnerSocket: through a runner's socket, a bind of exactly the socket as the
+// runner sees it is planned as the owner's API socket (the host path is the server's to
+// place); any other spelling, option or second bind is refused, and through any other door
+// the same bind is a host path.
+func TestCheckCreateRunnerSocket(t *testing.T) {
+	runnerRules := testRules()
+	runnerRules.runnerSocket = true
+	binds := func(b ...string) map[string]any { return map[string]any{"HostConfig.Binds": b} }
+	for _, c := range []struct {
+		name   string
+		rules  createRules
+		set    map[string]any
+		target string // "" for refused
+		want   string
+	}{
+		{"exact", runnerRules, binds(RunnerSocketBind + ":/var/run/docker.sock"), "/var/run/docker.sock", ""},
+		{"rw", runnerRules, binds(RunnerSocketBind + ":/run/d.sock/:rw"), "/run/d.sock", ""},
+		{"another door", testRules(), binds(RunnerSocketBind + ":/var/run/docker.sock"), "", "the Docker socket is never mounted"},
+		{"dot-dot", runnerRules, binds("/etc/gitlab-runner/../gitlab-runner/docker.sock:/s"), "", "the Docker socket is never mounted"},
+		{"trailing slash", runnerRules, binds(RunnerSocketBind + "/:/s"), "", "the Docker socket is never mounted"},
+		{"the directory", runnerRules, binds("/etc/gitlab-runner:/s"), "", "paths of the server are not mounted"},
+		{"twice", runnerRules, binds(RunnerSocketBind+":/a", RunnerSocketBind+":/b"), "", "mounted once"},
+		{"read-only", runnerRules, binds(RunnerSocketBind + ":/a:ro"), "", "option ro is not allowed"},
+		{"over the home", runnerRules, binds(RunnerSocketBind + ":/home/alice"), "", "is your home"},
+		{"as a mount", runnerRules, map[string]any{"HostConfig.Mounts": []map[string]any{{"Type": "bind", "Source": RunnerSocketBind, "Target": "/s"}}},
+			"", "the Docker socket is never mounted"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			req, err := decodeCreate(createBody(t, c.set))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := checkCreate(req, c.rules)
+			switch {
+			case c.target != "" && (err != nil || p.apiSocket != c.target):
+				t.Errorf("want the socket planned at %s: plan %q, err %v", c.target, p.apiSocket, err)
+			case c.target == "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Errorf("want a refusal with %q, got %v (plan %q)", c.want, err, p.apiSocket)
+			case c.target != "" && (len(p.host.Binds) > 0 || len(p.host.Mounts) > 0):
+				t.Errorf("the plan's host config carries a host path: %+v", p.host)
+			}
+		})
+	}
+}

@@ -36,6 +36,12 @@ const LabelRunnerProject = "whalemountain.runner.project"
 // job (through the runner's socket); "" for every other container.
 const LabelRunner = "whalemountain.runner"
 
+// RunnerSocketBind is the Docker API socket as a runner container sees it (in its directory,
+// mounted at /etc/gitlab-runner). A bind of exactly this path in a create request made
+// through that runner's socket is the one host path a job may ask for: the server replaces
+// it with the runner's own socket on the host (Config.RunnerSocket), the owner's own API.
+const RunnerSocketBind = "/etc/gitlab-runner/docker.sock"
+
 // RunnerAddrPrefix starts the RemoteAddr of a runner's identity: "runner NAME".
 const RunnerAddrPrefix = "runner "
 

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -40,6 +41,20 @@ const ConfigTarget = "/etc/gitlab-runner"
 
 // socketName is the Docker API socket's file name in a runner's directory.
 const socketName = "docker.sock"
+
+// JobSocket is where a job's container finds its owner's Docker API socket: the runner asks
+// for a bind of its own socket there (config.toml volumes), the server mounts that runner's
+// socket, and DOCKER_HOST names it (config.toml environment).
+const JobSocket = "/var/run/docker.sock"
+
+// dir is the directory of owner's runner name.
+func (c Config) dir(owner, name string) string { return filepath.Join(c.Dir, owner, name) }
+
+// SocketPath is where owner's runner name's Docker API socket is on this host (also the
+// socket the server mounts into that runner's jobs).
+func (c Config) SocketPath(owner, name string) string {
+	return filepath.Join(c.dir(owner, name), socketName)
+}
 
 // maxSocketPath is the longest unix socket path Linux takes (sun_path, with its NUL).
 const maxSocketPath = 107
@@ -158,8 +173,12 @@ type TOMLInput struct {
 }
 
 // RenderTOML is the config.toml of one runner: the docker executor, its host the owner's
-// own Docker API socket beside the file, no privileges, no volumes, no cache volumes, the
-// user's own network (network_mode empty: the API places jobs there).
+// own Docker API socket beside the file, no privileges, no cache volumes, the user's own
+// network (network_mode empty: the API places jobs there). Its one volume binds that socket
+// into each job at JobSocket (the server mounts the runner's own socket there, the one host
+// path it places for a job), and DOCKER_HOST names it, so docker build and docker push in a
+// job go through the owner's API; DOCKER_BUILDKIT=0 picks the classic builder, the one the
+// API serves.
 func RenderTOML(in TOMLInput) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Written by WhaleMountain; changes are overwritten.\n")
@@ -170,12 +189,13 @@ func RenderTOML(in TOMLInput) string {
 	fmt.Fprintf(&b, "  token = %s\n", tomlString(in.Token))
 	fmt.Fprintf(&b, "  executor = \"docker\"\n")
 	fmt.Fprintf(&b, "  limit = %d\n", in.Concurrent)
+	fmt.Fprintf(&b, "  environment = [%s, %s]\n", tomlString("DOCKER_HOST=unix://"+JobSocket), tomlString("DOCKER_BUILDKIT=0"))
 	fmt.Fprintf(&b, "  [runners.docker]\n")
-	fmt.Fprintf(&b, "    host = %s\n", tomlString("unix://"+ConfigTarget+"/"+socketName))
+	fmt.Fprintf(&b, "    host = %s\n", tomlString("unix://"+docker.RunnerSocketBind))
 	fmt.Fprintf(&b, "    image = %s\n", tomlString(in.JobImage))
 	fmt.Fprintf(&b, "    privileged = false\n")
 	fmt.Fprintf(&b, "    disable_cache = true\n")
-	fmt.Fprintf(&b, "    volumes = []\n")
+	fmt.Fprintf(&b, "    volumes = [%s]\n", tomlString(docker.RunnerSocketBind+":"+JobSocket))
 	fmt.Fprintf(&b, "    pull_policy = [\"if-not-present\"]\n")
 	return b.String()
 }

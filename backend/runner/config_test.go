@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"whalemountain/backend/docker"
 )
 
 func TestNameFor(t *testing.T) {
@@ -62,11 +64,16 @@ func TestRenderTOML(t *testing.T) {
 		"  limit = 3\n",
 		`    host = "unix:///etc/gitlab-runner/docker.sock"`,
 		"    privileged = false\n",
-		"    volumes = []\n",
+		`    volumes = ["/etc/gitlab-runner/docker.sock:/var/run/docker.sock"]`,
+		`  environment = ["DOCKER_HOST=unix:///var/run/docker.sock", "DOCKER_BUILDKIT=0"]`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("config.toml lacks %q:\n%s", want, out)
 		}
+	}
+	// The bind the server recognises is the socket where the runner container has it.
+	if got := ConfigTarget + "/" + socketName; got != docker.RunnerSocketBind {
+		t.Errorf("the runner's socket is at %s, the server recognises binds of %s", got, docker.RunnerSocketBind)
 	}
 	if got := tomlString("a\nb\\"); got != `"a\u000Ab\\"` {
 		t.Errorf("tomlString = %s", got)
@@ -95,6 +102,23 @@ func TestConfigValidate(t *testing.T) {
 		tc.change(&c)
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Validate() = %v, want %q", err, tc.want)
+		}
+	}
+}
+
+// TestTemplate: the template builds the repository's Dockerfile and pushes it to the
+// project's registry, with the docker CLI and no docker:dind service or privileges.
+func TestTemplate(t *testing.T) {
+	out := Template("alpine:3.20")
+	for _, want := range []string{"  image: alpine:3.20\n", "stages: [test, build]\n", "\ndocker-image:\n",
+		`IMAGE: "$CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA"`, `    - docker build -t "$IMAGE" .`, `    - docker push "$IMAGE"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("template lacks %q:\n%s", want, out)
+		}
+	}
+	for _, never := range []string{"services:", "privileged: true", "- docker login", "\t"} {
+		if strings.Contains(out, never) {
+			t.Errorf("template has %q:\n%s", never, out)
 		}
 	}
 }

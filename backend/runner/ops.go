@@ -381,20 +381,36 @@ func (s *Service) Logs(ctx context.Context, id backend.Identity, owner, ref stri
 	return s.ctr.RunnerLogs(ctx, owner, name, follow, tail)
 }
 
-// Template is a .gitlab-ci.yml for a project whose jobs run on its owner's runner.
+// Template is a .gitlab-ci.yml for a project whose jobs run on its owner's runner: a test
+// job, and a job that builds the repository's Dockerfile and pushes it to the project's
+// registry through the owner's own Docker API (the socket the server mounts into jobs).
 func Template(jobImage string) string {
 	return `# .gitlab-ci.yml for your WhaleMountain runner. Each job runs in a container of
 # yours (it counts in your container quota and shows in your dashboard while it runs),
 # made through your own Docker API: no privileges, no host paths, your network only.
+# DOCKER_HOST in every job is that same API (your socket, mounted by the server), so
+# docker build and docker push work without privileges or docker:dind. Tags must be in
+# your registry namespace (images.registry_namespace/<you>/...): $CI_REGISTRY_IMAGE is,
+# for a project of yours when that namespace is your GitLab's registry. The server
+# pushes with the site's registry credentials; no docker login is needed.
 default:
   image: ` + jobImage + `
 
-stages: [test]
+stages: [test, build]
 
 test:
   stage: test
   script:
     - echo "running on $CI_RUNNER_DESCRIPTION for $CI_PROJECT_PATH"
     - ls -la
+
+docker-image:
+  stage: build
+  image: docker:27-cli   # any image with the docker CLI that the server's image policy allows
+  variables:
+    IMAGE: "$CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA"
+  script:
+    - docker build -t "$IMAGE" .
+    - docker push "$IMAGE"
 `
 }

@@ -212,7 +212,7 @@ func (s *Service) userLock(user string) *sync.Mutex {
 	return m
 }
 
-func (s *Service) dir(owner, name string) string { return filepath.Join(s.cfg.Dir, owner, name) }
+func (s *Service) dir(owner, name string) string { return s.cfg.dir(owner, name) }
 
 func (s *Service) readRecord(owner, name string) (record, error) {
 	b, err := os.ReadFile(filepath.Join(s.dir(owner, name), "runner.json"))
@@ -273,7 +273,7 @@ func (s *Service) save(r record) error {
 // already is: a new socket file for a new container).
 func (s *Service) listen(owner, name string) error {
 	key := owner + "/" + name
-	path := filepath.Join(s.dir(owner, name), socketName)
+	path := s.cfg.SocketPath(owner, name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	select {
@@ -343,7 +343,7 @@ func (s *Service) Serving(owner, name string) bool {
 
 // SocketPath is where owner's runner name's Docker API socket is on this host.
 func (s *Service) SocketPath(owner, name string) string {
-	return filepath.Join(s.dir(owner, name), socketName)
+	return s.cfg.SocketPath(owner, name)
 }
 
 // record writes one audit line; the token is never part of it.

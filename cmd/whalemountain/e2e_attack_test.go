@@ -1730,6 +1730,19 @@ func TestE2EAttackRunner(t *testing.T) {
 		{"run", "--network", "container:" + mbox, f.img, "true"},
 		{"run", "--volumes-from", mbox, f.img, "true"},
 		{"run", "--label", docker.LabelOwner + "=bob", "--label", docker.LabelKind + "=runner", "--name", "forged", "-d", f.img, "sleep", "60"},
+		// The one host path a job gets is its own runner's socket, asked for exactly as the
+		// runner sees it; every other path near it is a host path like any other.
+		{"run", "-v", filepath.Join(f.runnerDir(attacker, "bob-lab"), "docker.sock") + ":/var/run/docker.sock", f.img, "true"},
+		{"run", "-v", sock + ":/var/run/docker.sock", f.img, "true"},
+		{"run", "-v", "/run/docker.sock:/var/run/docker.sock", f.img, "true"},
+		{"run", "-v", "/etc/gitlab-runner/../gitlab-runner/docker.sock:/var/run/docker.sock", f.img, "true"},
+		{"run", "-v", "/etc/gitlab-runner//docker.sock:/var/run/docker.sock", f.img, "true"},
+		{"run", "-v", "/etc/gitlab-runner:/x", f.img, "true"},
+		{"run", "-v", "/etc/gitlab-runner/config.toml:/x", f.img, "true"},
+		{"run", "--mount", "type=bind,source=" + docker.RunnerSocketBind + ",target=/var/run/docker.sock", f.img, "true"},
+		{"run", "-v", docker.RunnerSocketBind + ":/a", "-v", docker.RunnerSocketBind + ":/b", f.img, "true"},
+		{"run", "-v", docker.RunnerSocketBind + ":/x:ro,rshared", f.img, "true"},
+		{"run", "-v", docker.RunnerSocketBind + ":/home/alice", f.img, "true"},
 	}
 	for _, args := range refusedRuns {
 		forged := slices.Contains(args, "forged")
@@ -1770,6 +1783,34 @@ func TestE2EAttackRunner(t *testing.T) {
 		return fmt.Sprintf("labels %v; %s; %s; %s", c.Labels, describe(r1), describe(r2), describe(r3)),
 			ok && r1.Code == 0 && strings.TrimSpace(r2.Stdout) == "0" && r3.Code == 0
 	})
+	tb.add("runner socket", "alice's runner", "docker create -v "+docker.RunnerSocketBind+":/var/run/docker.sock",
+		"accepted: the server mounts alice's own runner socket there, no other host path", func(t *testing.T) (string, bool) {
+			r := dcli.run("create", "--name", "sockbind", "-v", docker.RunnerSocketBind+":/var/run/docker.sock", f.img, "true")
+			if r.Code != 0 {
+				return describe(r), false
+			}
+			defer dcli.run("rm", "-f", "sockbind")
+			in := s.engineInspect(t, s.engineContainer(t, victim, "sockbind").ID)
+			var binds []string
+			for _, m := range in.Mounts {
+				if m.Type == "bind" {
+					binds = append(binds, m.Source+":"+m.Destination)
+				}
+			}
+			return fmt.Sprintf("binds %v", binds), len(binds) == 1 && binds[0] == sock+":/var/run/docker.sock"
+		})
+	// Through the ssh door, a student is no runner: the runner's socket path is a host path.
+	mcli := newDockerCLI(t, s.server, mallory, attacker)
+	for _, b := range []string{docker.RunnerSocketBind, filepath.Join(f.runnerDir(attacker, "bob-lab"), "docker.sock")} {
+		args := []string{"run", "-v", b + ":/var/run/docker.sock", f.img, "true"}
+		tb.add("docker api", "mallory", "docker "+shownArgs(args), "refused with the door's one line, nothing made", func(t *testing.T) (string, bool) {
+			before := len(s.engineContainers(t, attacker, ""))
+			r := mcli.run(args...)
+			first, _, _ := strings.Cut(r.Stderr, "\n")
+			return describe(r), r.Code != 0 && len(s.engineContainers(t, attacker, "")) == before &&
+				strings.HasPrefix(first, "docker: Error response from daemon: ")
+		})
+	}
 	// The token: refused on the command line without an echo; in no answer, log or audit line.
 	tb.add("runner cli", "alice", "runner token <TOKEN on the command line>", "refused, the token not repeated, nothing changed", func(t *testing.T) (string, bool) {
 		r := s.run(t, alice, victim, "runner", "token", "--project", "alice/demo", token)

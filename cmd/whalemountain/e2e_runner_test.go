@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -76,8 +77,9 @@ func newRunnerFixture(t *testing.T, tag, dockerLines string) *runnerFixture {
 	f.demo = gl.AddProject(aliceID, "demo", true)
 	f.lab = gl.AddProject(bobID, "lab", true)
 	top := fmt.Sprintf("limits:\n  failures_per_minute: 1000\ngitlab:\n  url: http://127.0.0.1:%s\n  request_timeout: 5s\n"+
-		"runners:\n  enabled: true\n  image: %s\n  gitlab_url: http://%s:%s\n  job_image: %s\n  max_per_user: 1\n  server_creates: true\n",
-		port, runnerImg, hostIP, port, img)
+		"runners:\n  enabled: true\n  image: %s\n  gitlab_url: http://%s:%s\n  job_image: %s\n  max_per_user: 1\n  server_creates: true\n"+
+		"images:\n  registry_namespace: %s\n",
+		port, runnerImg, hostIP, port, img, gl.RegistryHost())
 	f.s = startContainerServer(t, cli, img, containerPrefix(tag), ctrOptions{Top: top, Docker: dockerLines})
 	return f
 }
@@ -208,7 +210,24 @@ func TestE2ERunner(t *testing.T) {
 	if got := jobs[0].Labels[docker.LabelRunner]; got != "alice-demo" {
 		t.Errorf("the job container's runner label is %q, want alice-demo (set by the server)", got)
 	}
-	checkHardened(t, s, s.engineInspect(t, jobs[0].ID), "alice", jobName)
+	// Hardened like every container; its one host path is the socket of the runner that
+	// made it, placed by the server where config.toml asks (alice's own Docker API).
+	jobIns := s.engineInspect(t, jobs[0].ID)
+	sock := filepath.Join(dir, "docker.sock")
+	var others []container.MountPoint
+	socketMounted := false
+	for _, m := range jobIns.Mounts {
+		if m.Type == "bind" && m.Source == sock && m.Destination == "/var/run/docker.sock" && m.RW {
+			socketMounted = true
+			continue
+		}
+		others = append(others, m)
+	}
+	if !socketMounted {
+		t.Errorf("the job container lacks its runner's socket %s at /var/run/docker.sock: %+v", sock, jobIns.Mounts)
+	}
+	jobIns.Mounts = others
+	checkHardened(t, s, jobIns, "alice", jobName)
 	if _, ok := findEntry(s.psJSON(t, alice, "alice"), "alice", jobName); !ok {
 		t.Errorf("alice's job container %s is not in her ps", jobName)
 	}
@@ -256,6 +275,8 @@ func TestE2ERunner(t *testing.T) {
 	if !poll(runnerTimeout, func() bool { return f.gl.Job(again).State == "success" }) {
 		t.Fatalf("a job after the server's restart: %+v\nrunner logs:\n%s", f.gl.Job(again), s.run(t, alice, "alice", "runner", "logs"))
 	}
+
+	runnerBuildJob(t, f, runnerID)
 
 	// A new token restarts the runner with it.
 	before := rc.ID
@@ -390,5 +411,70 @@ func checkRunnerContainer(t *testing.T, s *ctrServer, in container.InspectRespon
 	}
 	if _, ok := in.NetworkSettings.Networks[s.prefix+"-net-"+owner]; !ok || len(in.NetworkSettings.Networks) != 1 {
 		t.Errorf("runner networks %v, want only %s-net-%s", in.NetworkSettings.Networks, s.prefix, owner)
+	}
+}
+
+// runnerBuildJob: a job builds an image without privileges with the real docker CLI (copied
+// into the job's image) through the socket the server mounts, its owner's own API named by
+// DOCKER_HOST from config.toml: the tag lands in the owner's registry namespace; a tag or a
+// push outside it is refused with one line; the job's own container binds nothing else.
+func runnerBuildJob(t *testing.T, f *runnerFixture, runnerID int64) {
+	t.Helper()
+	bin, err := exec.LookPath("docker")
+	if err != nil {
+		t.Fatalf("the docker CLI: %v", err)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cliImg := dockertest.ImageWithFiles(ctx, t, f.s.cli, "docker-cli", map[string][]byte{"bin/docker": data})
+	tag := f.gl.RegistryHost() + "/alice/demo:" + f.s.prefix // of this run alone: tags are the engine's, shared
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
+		defer cancel()
+		_, _ = f.s.cli.ImageRemove(ctx, tag, client.ImageRemoveOptions{Force: true})
+	})
+	job := f.gl.QueueJob(runnerID, gitlabtest.Job{Image: cliImg, Variables: map[string]string{"TAG": tag}, Script: []string{
+		`echo "HOST=$DOCKER_HOST"`,
+		`mkdir -p /tmp/ctx && echo built-in-ci > /tmp/ctx/hello.txt`,
+		`printf 'FROM ` + f.img + `\nCOPY hello.txt /hello.txt\n' > /tmp/ctx/Dockerfile`,
+		`docker build -q -t "$TAG" /tmp/ctx`,
+		`if docker build -q -t otheruser/x:1 /tmp/ctx; then exit 1; fi`,
+		`if docker push ` + f.gl.RegistryHost() + `/bob/lab:1; then exit 1; fi`,
+		`if docker run --rm -v /var/run/docker.sock:/s ` + f.img + ` true; then exit 1; fi`,
+	}})
+	if !poll(runnerTimeout, func() bool { st := f.gl.Job(job).State; return st == "success" || st == "failed" }) || f.gl.Job(job).State != "success" {
+		t.Fatalf("the build job: %+v\nrunner logs:\n%s", f.gl.Job(job), f.s.run(t, f.alice, "alice", "runner", "logs"))
+	}
+	tr := f.gl.Job(job).Trace
+	for _, want := range []string{
+		"HOST=unix:///var/run/docker.sock",
+		"\nError response from daemon: build -t otheruser/x:1: only into your own registry namespace, " + f.gl.RegistryHost() + "/alice/...\n",
+		"\nError response from daemon: push " + f.gl.RegistryHost() + "/bob/lab:1: only into your own registry namespace, " + f.gl.RegistryHost() + "/alice/...\n",
+		"\ndocker: Error response from daemon: --volume (HostConfig.Binds): the Docker socket is never mounted into a container\n",
+	} {
+		if !strings.Contains(tr, want) {
+			t.Errorf("the build job's trace lacks %q:\n%s", want, tr)
+		}
+	}
+	// The image is on the engine under alice's namespace, made from her Dockerfile.
+	if out := f.s.mustRun(t, f.alice, "alice", "images"); !strings.Contains(out, tag) {
+		t.Errorf("alice's images lack %s:\n%s", tag, out)
+	}
+	f.s.mustRun(t, f.alice, "alice", "run", "--name", "built", tag, "cat", "/hello.txt")
+	var out string
+	if !poll(pollTimeout, func() bool {
+		out = f.s.run(t, f.alice, "alice", "logs", "built").Stdout
+		return strings.Contains(out, "built-in-ci")
+	}) {
+		t.Errorf("the image built in CI: logs %q", out)
+	}
+	f.s.mustRun(t, f.alice, "alice", "rm", "built")
+	// Not bob's: he may not remove it.
+	if r := f.s.run(t, f.bob, "bob", "rmi", tag); r.Code == 0 {
+		t.Errorf("bob removed alice's image built in CI: %s", r)
 	}
 }

@@ -65,6 +65,9 @@ func (c Config) dockerPolicy() (docker.Config, error) {
 	}
 	d = c.withShared(d)
 	d.TAFileAccess = c.TAFileAccess == "read"
+	if c.Runners.Enabled {
+		d.RunnerSocket = c.runnerConfig().SocketPath
+	}
 	if err := d.Validate(); err != nil {
 		return d, fmt.Errorf("config: %w", err)
 	}

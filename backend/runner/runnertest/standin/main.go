@@ -4,7 +4,8 @@
 // /api/v4/runners/verify), polls for jobs (POST /api/v4/jobs/request: 201 a job, 204
 // none), and runs each job with the docker executor's own Docker API calls against the
 // configured host — Info, ImageInspect (ImagePull when missing), VolumeCreate for the
-// builds directory, ContainerCreate, ContainerAttach, ContainerStart, the script on stdin,
+// builds directory, ContainerCreate (with config.toml's volumes as binds and its
+// environment as variables, as the real one), ContainerAttach, ContainerStart, the script on stdin,
 // ContainerWait, ContainerInspect, ContainerRemove, VolumeRemove — sending the output as
 // the job's trace (PATCH /api/v4/jobs/:id/trace) and its end (PUT /api/v4/jobs/:id). It
 // never prints the token.
@@ -21,6 +22,7 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +41,23 @@ type config struct {
 	host, image   string
 	privileged    bool
 	networkMode   string
+	volumes       []string // [runners.docker] volumes: binds of every job container
+	environment   []string // [[runners]] environment: variables of every job
+}
+
+// stringArray reads a TOML array of basic strings on one line: ["a", "b"].
+func stringArray(v string) []string {
+	v = strings.TrimSpace(v)
+	if !strings.HasPrefix(v, "[") || !strings.HasSuffix(v, "]") {
+		return nil
+	}
+	var out []string
+	for part := range strings.SplitSeq(v[1:len(v)-1], ",") {
+		if s, err := strconv.Unquote(strings.TrimSpace(part)); err == nil {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // readConfig reads the keys of the TOML WhaleMountain writes: key = "string" | number | bool.
@@ -80,6 +99,10 @@ func readConfig(path string) (config, error) {
 			c.privileged = v == "true"
 		case "network_mode":
 			c.networkMode = str
+		case "volumes":
+			c.volumes = stringArray(v)
+		case "environment":
+			c.environment = stringArray(v)
 		}
 	}
 	if c.url == "" || c.token == "" || c.host == "" {
@@ -304,7 +327,7 @@ func (r *runner) execute(job jobResponse, out io.Writer) (int, error) {
 	defer func() {
 		_, _ = cli.VolumeRemove(context.WithoutCancel(ctx), vol.Volume.Name, client.VolumeRemoveOptions{Force: true})
 	}()
-	env := make([]string, 0, len(job.Variables))
+	env := slices.Clone(r.cfg.environment)
 	for _, v := range job.Variables {
 		env = append(env, v.Key+"="+v.Value)
 	}
@@ -318,7 +341,7 @@ func (r *runner) execute(job jobResponse, out io.Writer) (int, error) {
 		},
 		HostConfig: &container.HostConfig{
 			Privileged:  r.cfg.privileged,
-			Binds:       []string{vol.Volume.Name + ":/builds"},
+			Binds:       append([]string{vol.Volume.Name + ":/builds"}, r.cfg.volumes...),
 			NetworkMode: container.NetworkMode(r.cfg.networkMode),
 			LogConfig:   container.LogConfig{Type: "json-file"},
 		},
@@ -346,7 +369,8 @@ func (r *runner) execute(job jobResponse, out io.Writer) (int, error) {
 	script.WriteString("set -e\n")
 	for _, st := range job.Steps {
 		for _, line := range st.Script {
-			fmt.Fprintf(&script, "echo %s\n%s\n", strconv.Quote("$ "+line), line)
+			// The line as typed, as the runner shows it: nothing in it is expanded.
+			fmt.Fprintf(&script, "printf '%%s\\n' '%s'\n%s\n", strings.ReplaceAll("$ "+line, "'", `'\''`), line)
 		}
 	}
 	if _, err := io.WriteString(att.Conn, script.String()); err != nil {
