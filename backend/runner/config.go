@@ -30,6 +30,9 @@ type Config struct {
 	// containers, under the user's quota).
 	CPUs   float64
 	Memory int64
+	// RegistryNamespace is images.registry_namespace ("" for none): runner template names
+	// the user's namespace under it, where a job's tags must go.
+	RegistryNamespace string
 	// Dir holds a directory per runner (config.toml, the runner's record, the socket of its
 	// owner's Docker API). The engine must see it at the same path: it is bind-mounted.
 	Dir string

@@ -109,8 +109,8 @@ func TestConfigValidate(t *testing.T) {
 // TestTemplate: the template builds the repository's Dockerfile and pushes it to the
 // project's registry, with the docker CLI and no docker:dind service or privileges.
 func TestTemplate(t *testing.T) {
-	out := Template("alpine:3.20")
-	for _, want := range []string{"  image: alpine:3.20\n", "stages: [test, build]\n", "\ndocker-image:\n",
+	out := Template("alpine:3.20", "registry.example.org/alice")
+	for _, want := range []string{"your registry namespace, registry.example.org/alice/...", "  image: alpine:3.20\n", "stages: [test, build]\n", "\ndocker-image:\n",
 		`IMAGE: "$CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA"`, `    - docker build -t "$IMAGE" .`, `    - docker push "$IMAGE"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("template lacks %q:\n%s", want, out)
@@ -120,5 +120,12 @@ func TestTemplate(t *testing.T) {
 		if strings.Contains(out, never) {
 			t.Errorf("template has %q:\n%s", never, out)
 		}
+	}
+}
+
+func TestTemplateWithoutNamespace(t *testing.T) {
+	out := Template("alpine:3.20", "")
+	if !strings.Contains(out, "this server has none (images.registry_namespace)") || strings.Contains(out, "registry.example") {
+		t.Errorf("template without a namespace:\n%s", out)
 	}
 }

@@ -381,18 +381,34 @@ func (s *Service) Logs(ctx context.Context, id backend.Identity, owner, ref stri
 	return s.ctr.RunnerLogs(ctx, owner, name, follow, tail)
 }
 
+// Template is the .gitlab-ci.yml of runner template for id: the site's job image, and the
+// user's registry namespace.
+func (s *Service) Template(id backend.Identity) string {
+	ns := ""
+	if n := strings.TrimSuffix(s.cfg.RegistryNamespace, "/"); n != "" && id.User != "" {
+		ns = n + "/" + strings.ToLower(id.User)
+	}
+	return Template(s.cfg.JobImage, ns)
+}
+
 // Template is a .gitlab-ci.yml for a project whose jobs run on its owner's runner: a test
 // job, and a job that builds the repository's Dockerfile and pushes it to the project's
 // registry through the owner's own Docker API (the socket the server mounts into jobs).
-func Template(jobImage string) string {
+// namespace is the owner's registry namespace ("registry.example.org/alice"), "" when the
+// server has none.
+func Template(jobImage, namespace string) string {
+	where := "# Tags must be in your registry namespace: this server has none (images.registry_namespace),\n" +
+		"# so docker build -t and docker push are refused: drop -t and the push to only build.\n"
+	if namespace != "" {
+		where = "# Tags must be in your registry namespace, " + namespace + "/...: $CI_REGISTRY_IMAGE is\n" +
+			"# when it reads " + namespace + "/<project>; otherwise set IMAGE to " + namespace + "/NAME:TAG.\n"
+	}
 	return `# .gitlab-ci.yml for your WhaleMountain runner. Each job runs in a container of
 # yours (it counts in your container quota and shows in your dashboard while it runs),
 # made through your own Docker API: no privileges, no host paths, your network only.
 # DOCKER_HOST in every job is that same API (your socket, mounted by the server), so
-# docker build and docker push work without privileges or docker:dind. Tags must be in
-# your registry namespace (images.registry_namespace/<you>/...): $CI_REGISTRY_IMAGE is,
-# for a project of yours when that namespace is your GitLab's registry. The server
-# pushes with the site's registry credentials; no docker login is needed.
+# docker build and docker push work without privileges or docker:dind.
+` + where + `# The server pushes with the site's registry credentials; no docker login is needed.
 default:
   image: ` + jobImage + `
 

@@ -437,11 +437,21 @@ func runnerBuildJob(t *testing.T, f *runnerFixture, runnerID int64) {
 		defer cancel()
 		_, _ = f.s.cli.ImageRemove(ctx, tag, client.ImageRemoveOptions{Force: true})
 	})
-	job := f.gl.QueueJob(runnerID, gitlabtest.Job{Image: cliImg, Variables: map[string]string{"TAG": tag}, Script: []string{
+	// The build line of runner template, as alice gets it, runs as printed (its push needs the
+	// site's registry, which is not here).
+	tpl := f.s.mustRun(t, f.alice, "alice", "runner", "template")
+	if !strings.Contains(tpl, "your registry namespace, "+f.gl.RegistryHost()+"/alice/...") {
+		t.Errorf("runner template does not name alice's namespace:\n%s", tpl)
+	}
+	const buildLine = `docker build -t "$IMAGE" .`
+	if !strings.Contains(tpl, "\n    - "+buildLine+"\n") || !strings.Contains(tpl, "\n    - docker push \"$IMAGE\"\n") {
+		t.Fatalf("runner template lacks the build and push lines:\n%s", tpl)
+	}
+	job := f.gl.QueueJob(runnerID, gitlabtest.Job{Image: cliImg, Variables: map[string]string{"IMAGE": tag}, Script: []string{
 		`echo "HOST=$DOCKER_HOST"`,
-		`mkdir -p /tmp/ctx && echo built-in-ci > /tmp/ctx/hello.txt`,
-		`printf 'FROM ` + f.img + `\nCOPY hello.txt /hello.txt\n' > /tmp/ctx/Dockerfile`,
-		`docker build -q -t "$TAG" /tmp/ctx`,
+		`mkdir -p /tmp/ctx && echo built-in-ci > /tmp/ctx/hello.txt && cd /tmp/ctx`,
+		`printf 'FROM ` + f.img + `\nCOPY hello.txt /hello.txt\n' > Dockerfile`,
+		buildLine,
 		`if docker build -q -t otheruser/x:1 /tmp/ctx; then exit 1; fi`,
 		`if docker push ` + f.gl.RegistryHost() + `/bob/lab:1; then exit 1; fi`,
 		`if docker run --rm -v /var/run/docker.sock:/s ` + f.img + ` true; then exit 1; fi`,

@@ -42,7 +42,8 @@ func (c Config) runnerConfig() runner.Config {
 		dir = abs
 	}
 	return runner.Config{Image: r.Image, GitLabURL: url, JobImage: r.JobImage, Concurrent: r.Concurrent,
-		MaxRunners: r.MaxPerUser, CPUs: r.CPUs, Memory: int64(r.Memory), Dir: filepath.Join(dir, "runners")}
+		MaxRunners: r.MaxPerUser, CPUs: r.CPUs, Memory: int64(r.Memory), Dir: filepath.Join(dir, "runners"),
+		RegistryNamespace: c.Images.RegistryNamespace}
 }
 
 // validateRunners checks the runners section when it is on.

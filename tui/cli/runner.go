@@ -28,6 +28,7 @@ type Runners interface {
 	Remove(ctx context.Context, id backend.Identity, owner, ref, reason string) error
 	Logs(ctx context.Context, id backend.Identity, owner, ref string, follow bool, tail int) (io.ReadCloser, error)
 	CanCreate() bool
+	Template(id backend.Identity) string
 }
 
 var _ Runners = (*runner.Service)(nil)
@@ -59,7 +60,7 @@ func runnerCmd(env Env) *cobra.Command {
 		},
 	}
 	root.AddCommand(runnerTokenCmd(env, rs), runnerCreateCmd(env, rs), runnerRotateCmd(env, rs), runnerStatusCmd(env, rs),
-		runnerLogsCmd(env, rs), runnerRestartCmd(env, rs), runnerStopCmd(env, rs), runnerRmCmd(env, rs), runnerTemplateCmd(env))
+		runnerLogsCmd(env, rs), runnerRestartCmd(env, rs), runnerStopCmd(env, rs), runnerRmCmd(env, rs), runnerTemplateCmd(env, rs))
 	return root
 }
 
@@ -340,13 +341,13 @@ func runnerRmCmd(env Env, rs Runners) *cobra.Command {
 	})
 }
 
-func runnerTemplateCmd(env Env) *cobra.Command {
+func runnerTemplateCmd(env Env, rs Runners) *cobra.Command {
 	return &cobra.Command{
 		Use:   "template",
 		Short: "Print a .gitlab-ci.yml for your runner",
 		Args:  exactArgs(env, 0),
 		RunE: func(*cobra.Command, []string) error {
-			fmt.Fprint(env.Stdout, runner.Template(runner.DefaultConfig().JobImage))
+			fmt.Fprint(env.Stdout, rs.Template(env.Identity))
 			return nil
 		},
 	}
