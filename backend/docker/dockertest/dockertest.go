@@ -15,6 +15,7 @@ import (
 	"maps"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -195,8 +196,7 @@ func Remove(ctx context.Context, cli *client.Client, labels map[string]string) e
 	cs, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	errs = append(errs, err)
 	for _, c := range cs.Items {
-		_, err := cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
-		errs = append(errs, ignoreNotFound(err))
+		errs = append(errs, removeContainer(ctx, cli, c.ID))
 	}
 	ns, err := cli.NetworkList(ctx, client.NetworkListOptions{Filters: f})
 	errs = append(errs, err)
@@ -217,4 +217,23 @@ func Remove(ctx context.Context, cli *client.Client, labels map[string]string) e
 		errs = append(errs, ignoreNotFound(err))
 	}
 	return errors.Join(errs...)
+}
+
+// removeContainer force-removes a container. A storage driver that could not remove the root
+// filesystem at once ("directory not empty" while the engine still unmounts it, as
+// fuse-overlayfs does under load) leaves the container Dead; it is asked again a few times.
+func removeContainer(ctx context.Context, cli *client.Client, id string) error {
+	var err error
+	for try := 1; try <= 5; try++ {
+		_, err = cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+		if err = ignoreNotFound(err); err == nil || !strings.Contains(err.Error(), "failed to remove root filesystem") {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(try) * 200 * time.Millisecond):
+		}
+	}
+	return err
 }
