@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	gl "gitlab.com/gitlab-org/api/client-go"
 )
@@ -136,4 +137,29 @@ func (c *Client) DeleteRunnerByID(ctx context.Context, id int64) error {
 		return fmt.Errorf("gitlab: delete runner %d: %w", id, err)
 	}
 	return nil
+}
+
+// RunnerView is what GitLab says of a runner: online while it asked for jobs within the
+// last two hours, its status word (online, offline, stale, never_contacted) and when it
+// last asked (zero: never).
+type RunnerView struct {
+	Online      bool
+	Status      string
+	ContactedAt time.Time
+}
+
+// RunnerView reads runner id (GET /runners/:id) with the server's token, which must be an
+// administrator's or belong to a Maintainer of the runner's project.
+func (c *Client) RunnerView(ctx context.Context, id int64) (RunnerView, error) {
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	d, _, err := c.api.Runners.GetRunnerDetails(id, gl.WithContext(ctx))
+	if err != nil {
+		return RunnerView{}, fmt.Errorf("gitlab: read runner %d: %w", id, err)
+	}
+	v := RunnerView{Online: d.Online, Status: d.Status}
+	if d.ContactedAt != nil {
+		v.ContactedAt = *d.ContactedAt
+	}
+	return v, nil
 }

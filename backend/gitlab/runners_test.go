@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"whalemountain/backend/gitlab"
 	"whalemountain/backend/gitlab/gitlabtest"
@@ -24,8 +25,18 @@ func TestRunners(t *testing.T) {
 	c := newClient(t, srv)
 
 	id, token := srv.AddRunner(proj)
+	if v, err := c.RunnerView(ctx, id); err != nil || v.Online || v.Status != "never_contacted" || !v.ContactedAt.IsZero() {
+		t.Errorf("GitLab's view of a runner never contacted: %+v, %v", v, err)
+	}
+	before := time.Now().Add(-time.Second)
 	if err := c.VerifyRunner(ctx, token); err != nil {
 		t.Fatalf("verify a good token: %v", err)
+	}
+	if v, err := c.RunnerView(ctx, id); err != nil || !v.Online || v.Status != "online" || v.ContactedAt.Before(before) {
+		t.Errorf("GitLab's view of a runner that just asked: %+v, %v; want online, contacted after %v", v, err, before)
+	}
+	if _, err := c.RunnerView(ctx, 9999); err == nil {
+		t.Error("GitLab's view of a runner that does not exist: no error")
 	}
 	if srv.Runner(id).Verifies != 1 {
 		t.Errorf("GitLab saw %d verifies, want 1", srv.Runner(id).Verifies)

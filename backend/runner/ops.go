@@ -249,7 +249,7 @@ func (s *Service) List(ctx context.Context, id backend.Identity, all bool) ([]Ru
 	seen := map[string]bool{}
 	for _, c := range cs {
 		rec, _ := s.readRecord(c.Owner, c.Name)
-		out = append(out, toRunner(c, rec))
+		out = append(out, s.withView(toRunner(c, rec)))
 		seen[c.Owner+"/"+c.Name] = true
 	}
 	if owner != "" {
@@ -260,7 +260,7 @@ func (s *Service) List(ctx context.Context, id backend.Identity, all bool) ([]Ru
 					continue
 				}
 				out = append(out, Runner{Owner: owner, Name: rec.Name, Project: rec.Project, State: "missing",
-					Status: "its container is gone: runner restart makes it again", RunnerID: rec.RunnerID, Managed: rec.Managed})
+					Status: "its container is gone: runner restart makes it again", RunnerID: rec.RunnerID, Managed: rec.Managed, JobsNow: []Job{}, RecentJobs: []Job{}})
 			}
 		}
 	}
@@ -352,6 +352,9 @@ func (s *Service) remove(ctx context.Context, id backend.Identity, owner, ref, r
 		return name, err
 	}
 	s.unlisten(owner, name)
+	s.mu.Lock()
+	delete(s.views, owner+"/"+name)
+	s.mu.Unlock()
 	var glErr error
 	switch {
 	case rec.Managed && rec.RunnerID != 0 && s.admin != nil:

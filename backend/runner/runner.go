@@ -73,6 +73,15 @@ type Runner struct {
 	Status   string `json:"status"` // the engine's words
 	RunnerID int64  `json:"gitlab_runner_id,omitempty"`
 	Managed  bool   `json:"created_by_server"` // made with runner create: rotate and rm reach GitLab
+
+	// GitLab's view: online, offline or never_contacted ("" while not known yet), when the
+	// runner last talked with GitLab, and whether that came from GitLab or the runner's log.
+	Online      string    `json:"online"`
+	LastContact time.Time `json:"last_contact,omitzero"`
+	ViewFrom    string    `json:"view_from,omitempty"`
+	// JobsNow are its running job containers; RecentJobs the last few that ended.
+	JobsNow    []Job `json:"jobs_now"`
+	RecentJobs []Job `json:"recent_jobs"`
 }
 
 // record is what the server keeps of a runner beside its config.toml (0600).
@@ -87,13 +96,15 @@ type record struct {
 
 // Service runs users' runners. It is safe for concurrent use.
 type Service struct {
-	cfg   Config
-	gl    GitLab
-	admin Admin
-	ctr   Containers
-	serve ServeFunc
-	audit *audit.Log
-	log   *slog.Logger
+	cfg    Config
+	gl     GitLab
+	admin  Admin
+	ctr    Containers
+	serve  ServeFunc
+	viewer Viewer
+	jobs   Jobs
+	audit  *audit.Log
+	log    *slog.Logger
 
 	mu        sync.Mutex
 	ctx       context.Context
@@ -103,11 +114,16 @@ type Service struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 	retry     time.Duration // how often Start asks again while the engine cannot be asked
+	views     map[string]view
+	viewEvery time.Duration
+	askEvery  time.Duration
 }
 
 // Options are the optional parts of a Service.
 type Options struct {
 	Admin  Admin
+	Viewer Viewer // GitLab's view of runners by ID; nil: from their logs
+	Jobs   Jobs   // the live container list, for the jobs of each runner
 	Audit  *audit.Log
 	Logger *slog.Logger
 }
@@ -129,19 +145,22 @@ func New(cfg Config, gl GitLab, ctr Containers, serve ServeFunc, opts Options) (
 	}
 	return &Service{cfg: cfg, gl: gl, admin: opts.Admin, ctr: ctr, serve: serve, audit: opts.Audit, log: log,
 		ctx: context.Background(), listeners: map[string]net.Listener{}, users: map[string]*sync.Mutex{}, closed: make(chan struct{}),
-		retry: retryEvery}, nil
+		retry: retryEvery, viewer: opts.Viewer, jobs: opts.Jobs, views: map[string]view{}, viewEvery: viewEvery, askEvery: askEvery}, nil
 }
 
 // CanCreate reports whether the server may create runners in GitLab (runner create).
 func (s *Service) CanCreate() bool { return s.admin != nil }
 
 // Start serves the Docker API socket of every runner on the engine, so runners survive a
-// restart of the server; the sockets are served until ctx ends or Close. When the engine
+// restart of the server, and starts the one loop that keeps each runner's view (GitLab's
+// word on it, its jobs) fresh; both run until ctx ends or Close. When the engine
 // cannot be asked, it says so and tries again in the background until it can.
 func (s *Service) Start(ctx context.Context) error {
 	s.mu.Lock()
 	s.ctx = ctx
 	s.mu.Unlock()
+	s.wg.Add(1)
+	go s.runRefresh(ctx)
 	err := s.serveExisting(ctx)
 	if err == nil {
 		return nil

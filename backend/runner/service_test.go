@@ -46,6 +46,7 @@ type fakeContainers struct {
 	runners map[string]docker.RunnerContainer // owner/name
 	specs   []docker.RunnerSpec
 	ops     []string
+	log     string // what RunnerLogs answers; "log\n" when empty
 }
 
 func (c *fakeContainers) CreateRunner(_ context.Context, spec docker.RunnerSpec) (docker.RunnerContainer, error) {
@@ -94,6 +95,11 @@ func (c *fakeContainers) StopRunner(_ context.Context, owner, name string) error
 func (c *fakeContainers) RunnerLogs(_ context.Context, owner, name string, _ bool, _ int) (io.ReadCloser, error) {
 	if err := c.op("logs", owner, name); err != nil {
 		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.log != "" {
+		return io.NopCloser(strings.NewReader(c.log)), nil
 	}
 	return io.NopCloser(strings.NewReader("log\n")), nil
 }

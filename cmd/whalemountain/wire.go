@@ -417,11 +417,15 @@ func newRunners(ctx context.Context, cfg Config, gl *gitlab.Client, deps cli.Dep
 			logger.Warn("runner docker api connection ended with an error", "user", id.User, "err", err)
 		}
 	}
-	var admin runner.Admin
+	var (
+		admin  runner.Admin
+		viewer runner.Viewer
+	)
 	if cfg.Runners.ServerCreates {
-		admin = gl
+		admin, viewer = gl, gl
 	}
-	rs, err := runner.New(cfg.runnerConfig(), gl, deps.Docker, serve, runner.Options{Admin: admin, Audit: auditLog, Logger: logger})
+	rs, err := runner.New(cfg.runnerConfig(), gl, deps.Docker, serve, runner.Options{Admin: admin, Viewer: viewer, Jobs: deps.Docker,
+		Audit: auditLog, Logger: logger})
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -225,7 +226,7 @@ func runnerStatusCmd(env Env, rs Runners) *cobra.Command {
 			if asJSON {
 				return writeJSON(env, list)
 			}
-			fmt.Fprint(env.Stdout, RenderRunners(list, all && env.Identity.IsTA()))
+			fmt.Fprint(env.Stdout, RenderRunners(list, all && env.Identity.IsTA(), time.Now()))
 			return nil
 		},
 	}
@@ -234,14 +235,15 @@ func runnerStatusCmd(env Env, rs Runners) *cobra.Command {
 	return c
 }
 
-// RenderRunners is the runner status table.
-func RenderRunners(list []runner.Runner, withOwner bool) string {
+// RenderRunners is the runner status table at now: each runner's state, its running jobs,
+// GitLab's view (online, last contact), then a line per runner with jobs, now and recent.
+func RenderRunners(list []runner.Runner, withOwner bool, now time.Time) string {
 	if len(list) == 0 {
 		return "No runners. Set one up with: runner token --project PATH < token.txt\n"
 	}
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 3, ' ', 0)
-	head := "NAME\tPROJECT\tSTATE\tSTATUS"
+	head := "NAME\tPROJECT\tSTATE\tJOBS\tONLINE\tLAST CONTACT\tSTATUS"
 	if withOwner {
 		head = "OWNER\t" + head
 	}
@@ -251,13 +253,19 @@ func RenderRunners(list []runner.Runner, withOwner bool) string {
 		if project == "" {
 			project = "-"
 		}
-		row := []string{termsafe.Line(r.Name), termsafe.Line(project), stateWord(r.State), termsafe.Line(r.Status)}
+		row := []string{termsafe.Line(r.Name), termsafe.Line(project), stateWord(r.State), fmt.Sprint(len(r.JobsNow)),
+			runner.OnlineWord(r), runner.ContactWord(r, now), termsafe.Line(r.Status)}
 		if withOwner {
 			row = append([]string{termsafe.Line(r.Owner)}, row...)
 		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	tw.Flush()
+	for _, r := range list {
+		if line := runner.JobsLine(r, now); line != "" {
+			fmt.Fprintf(&b, "%s: %s\n", termsafe.Line(r.Name), termsafe.Line(line))
+		}
+	}
 	return b.String()
 }
 

@@ -16,7 +16,7 @@ import (
 // authentication token (POST /runners/verify, POST /jobs/request answering 201 with a job
 // or 204, PATCH /jobs/:id/trace, PUT /jobs/:id, DELETE /runners) and what a server token
 // calls to manage runners (POST /user/runners, POST /runners/:id/reset_authentication_token,
-// DELETE /runners/:id, GET /projects/:id/members/all/:user_id).
+// GET /runners/:id, DELETE /runners/:id, GET /projects/:id/members/all/:user_id).
 
 type runner struct {
 	id          int64
@@ -295,6 +295,15 @@ func (s *Server) serveRunnerAdmin(w http.ResponseWriter, r *http.Request, seg []
 		}
 		rn.token = randomToken("glrt-")
 		writeJSON(w, http.StatusCreated, map[string]any{"token": rn.token, "token_expires_at": nil})
+	case r.Method == http.MethodGet && len(seg) == 2 && seg[0] == "runners":
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		rn := s.runnerByID(seg[1])
+		if rn == nil {
+			writeError(w, http.StatusNotFound, "404 Runner Not Found")
+			return true
+		}
+		writeJSON(w, http.StatusOK, runnerDetailsJSON(rn, time.Now()))
 	case r.Method == http.MethodDelete && len(seg) == 2 && seg[0] == "runners":
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -309,6 +318,33 @@ func (s *Server) serveRunnerAdmin(w http.ResponseWriter, r *http.Request, seg []
 		return false
 	}
 	return true
+}
+
+// onlineWithin is how recently a runner must have asked GitLab to count as online.
+const onlineWithin = 2 * time.Hour
+
+// runnerDetailsJSON is GitLab's answer to GET /runners/:id: online while the runner asked
+// within the last two hours, status online, offline or never_contacted, contacted_at null
+// before the first contact.
+func runnerDetailsJSON(rn *runner, now time.Time) map[string]any {
+	var contacted any
+	status, online := "never_contacted", false
+	if !rn.contactedAt.IsZero() {
+		contacted = rn.contactedAt.Format(time.RFC3339Nano)
+		online = now.Sub(rn.contactedAt) < onlineWithin
+		status = "offline"
+		if online {
+			status = "online"
+		}
+	}
+	projects := []map[string]any{}
+	if rn.project != nil {
+		projects = append(projects, map[string]any{"id": rn.project.id, "path_with_namespace": rn.project.path})
+	}
+	return map[string]any{"id": rn.id, "description": "", "active": true, "paused": false, "is_shared": false,
+		"runner_type": "project_type", "name": nil, "online": online, "status": status, "contacted_at": contacted,
+		"tag_list": []string{}, "run_untagged": true, "locked": true, "access_level": "not_protected",
+		"maximum_timeout": nil, "projects": projects, "groups": []any{}, "maintenance_note": nil}
 }
 
 func (s *Server) runnerByID(id string) *runner {

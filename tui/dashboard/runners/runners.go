@@ -390,6 +390,6 @@ func (t *Tab) View(width, height int) string {
 	case t.busy != "":
 		bottom = t.st.Dim.Render(" " + t.busy + "...")
 	}
-	return Render(t.st, View{List: t.list, Sel: t.sel, Loaded: t.loaded, Err: t.err, WithOwner: t.id.IsTA(), Bottom: bottom,
+	return Render(t.st, View{List: t.list, Sel: t.sel, Loaded: t.loaded, Err: t.err, WithOwner: t.id.IsTA(), Bottom: bottom, Now: time.Now(),
 		Jobs: t.jobCounts()}, width, height)
 }

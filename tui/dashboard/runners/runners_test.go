@@ -23,6 +23,11 @@ func TestRender(t *testing.T) {
 		{Owner: "alice", Name: "alice-demo", Project: "alice/demo", State: "running", Status: "Up 3 minutes"},
 		{Owner: "alice", Name: "default", State: "missing", Status: "its container is gone\x1b]0;x\a"},
 	}
+	now := time.Date(2026, 12, 2, 8, 30, 0, 0, time.UTC)
+	seen := runner.Runner{Owner: "alice", Name: "alice-demo", Project: "alice/demo", State: "running", Status: "Up 3 minutes",
+		Online: runner.Online, LastContact: now.Add(-4 * time.Second), ViewFrom: runner.FromLog,
+		JobsNow:    []runner.Job{{Name: "build-7", State: "running", StartedAt: now.Add(-40 * time.Second)}},
+		RecentJobs: []runner.Job{{Name: "test-6", State: "exited", ExitCode: 1, Created: now.Add(-3 * time.Minute)}}}
 	for _, tc := range []struct {
 		name string
 		v    View
@@ -36,6 +41,16 @@ func TestRender(t *testing.T) {
 		{"ta", View{Loaded: true, List: two, WithOwner: true}, []string{"OWNER", "alice   ", "alice-demo"}},
 		{"jobs", View{Loaded: true, List: two, Jobs: map[string]int{"alice/alice-demo": 2}}, []string{"JOBS", "running     2"}},
 		{"question", View{Loaded: true, List: two, Bottom: "remove?"}, []string{"remove?"}},
+		{"gitlab's view", View{Loaded: true, List: []runner.Runner{seen}, Now: now}, []string{
+			"NAME            PROJECT         STATE       JOBS  ONLINE   LAST CONTACT  STAT",
+			"alice-demo      alice/demo      running     1     online   4s ago        Up",
+			"GitLab's view (from its log): online, last contact 4s ago; engine: Up 3 minutes",
+			"jobs now: build-7 (started 40s ago)", "last jobs:", "   exited 1   started 3m ago   test-6"}},
+		{"not known yet", View{Loaded: true, List: two[:1], Now: now}, []string{
+			"running     0     ?        ?", "GitLab's view (not known yet): ?, last contact ?", "jobs: none seen yet"}},
+		{"ta's view", View{Loaded: true, List: []runner.Runner{seen}, Now: now, WithOwner: true}, []string{
+			"OWNER     NAME          PROJECT       STATE       JOBS  ONLINE   LAST CONTACT",
+			"alice     alice-demo    alice/demo    running     1     online   4s ago"}},
 	} {
 		got := Render(st, tc.v, 80, 24)
 		plain := ansi.Strip(got)
