@@ -38,18 +38,28 @@ func (r *redacted) Error() string { return r.msg }
 func (r *redacted) Unwrap() error { return r.err }
 
 // VerifyRunner asks GitLab whether token is a valid runner authentication token
-// (POST /runners/verify). GitLab's 403 is ErrRunnerToken.
-func (c *Client) VerifyRunner(ctx context.Context, token string) error {
+// (POST /runners/verify) and returns the runner's ID from GitLab's answer (0 when it gives
+// none). GitLab's 403 is ErrRunnerToken. client-go's VerifyRegisteredRunner drops the
+// answer's body, so the request is made with its NewRequest and Do.
+func (c *Client) VerifyRunner(ctx context.Context, token string) (int64, error) {
 	ctx, cancel := c.call(ctx)
 	defer cancel()
-	resp, err := c.api.Runners.VerifyRegisteredRunner(&gl.VerifyRegisteredRunnerOptions{Token: &token}, gl.WithContext(ctx))
+	req, err := c.api.NewRequest(http.MethodPost, "runners/verify", &gl.VerifyRegisteredRunnerOptions{Token: &token},
+		[]gl.RequestOptionFunc{gl.WithContext(ctx)})
+	if err != nil {
+		return 0, redact(fmt.Errorf("gitlab: verify runner token: %w", err), token)
+	}
+	var out struct {
+		ID int64 `json:"id"`
+	}
+	resp, err := c.api.Do(req, &out)
 	if err != nil {
 		if resp != nil && (resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized) {
-			return ErrRunnerToken
+			return 0, ErrRunnerToken
 		}
-		return redact(fmt.Errorf("gitlab: verify runner token: %w", err), token)
+		return 0, redact(fmt.Errorf("gitlab: verify runner token: %w", err), token)
 	}
-	return nil
+	return out.ID, nil
 }
 
 // DeleteRunner unregisters the runner whose authentication token is token

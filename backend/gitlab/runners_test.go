@@ -29,8 +29,8 @@ func TestRunners(t *testing.T) {
 		t.Errorf("GitLab's view of a runner never contacted: %+v, %v", v, err)
 	}
 	before := time.Now().Add(-time.Second)
-	if err := c.VerifyRunner(ctx, token); err != nil {
-		t.Fatalf("verify a good token: %v", err)
+	if got, err := c.VerifyRunner(ctx, token); err != nil || got != id {
+		t.Fatalf("verify a good token: runner %d, %v; want runner %d", got, err, id)
 	}
 	if v, err := c.RunnerView(ctx, id); err != nil || !v.Online || v.Status != "online" || v.ContactedAt.Before(before) {
 		t.Errorf("GitLab's view of a runner that just asked: %+v, %v; want online, contacted after %v", v, err, before)
@@ -42,7 +42,7 @@ func TestRunners(t *testing.T) {
 		t.Errorf("GitLab saw %d verifies, want 1", srv.Runner(id).Verifies)
 	}
 	bad := "glrt-" + strings.Repeat("x", 20)
-	if err := c.VerifyRunner(ctx, bad); !errors.Is(err, gitlab.ErrRunnerToken) || strings.Contains(err.Error(), bad) {
+	if _, err := c.VerifyRunner(ctx, bad); !errors.Is(err, gitlab.ErrRunnerToken) || strings.Contains(err.Error(), bad) {
 		t.Errorf("verify a bad token: %v, want ErrRunnerToken without the token", err)
 	}
 
@@ -62,7 +62,7 @@ func TestRunners(t *testing.T) {
 	if err != nil || fresh == made.Token {
 		t.Fatalf("reset: %q, %v", fresh, err)
 	}
-	if err := c.VerifyRunner(ctx, made.Token); !errors.Is(err, gitlab.ErrRunnerToken) {
+	if _, err := c.VerifyRunner(ctx, made.Token); !errors.Is(err, gitlab.ErrRunnerToken) {
 		t.Errorf("the old token still verifies: %v", err)
 	}
 	if err := c.DeleteRunner(ctx, fresh); err != nil {
@@ -81,7 +81,7 @@ func TestRunners(t *testing.T) {
 	if err == nil || !gitlab.IsUnavailable(err) || strings.Contains(err.Error(), token) {
 		t.Errorf("delete while GitLab is down: %v, want unavailable without the token", err)
 	}
-	if err := c.VerifyRunner(ctx, token); err == nil || strings.Contains(err.Error(), token) {
+	if _, err := c.VerifyRunner(ctx, token); err == nil || strings.Contains(err.Error(), token) {
 		t.Errorf("verify while GitLab is down: %v", err)
 	}
 }

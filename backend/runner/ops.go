@@ -84,12 +84,16 @@ func (s *Service) setToken(ctx context.Context, id backend.Identity, project, to
 	if !have && len(mine) >= s.cfg.MaxRunners {
 		return Runner{}, errorf(ErrQuota, "quota: at most %d runners per user (you have %d); remove one with runner rm", s.cfg.MaxRunners, len(mine))
 	}
-	if err := gitlabErr(s.gl.VerifyRunner(ctx, token)); err != nil {
+	verified, err := s.gl.VerifyRunner(ctx, token)
+	if err := gitlabErr(err); err != nil {
 		return Runner{}, err
 	}
 	prev, prevErr := s.readRecord(id.User, name)
 	if prevErr == nil && runnerID == 0 && prev.Token == token {
 		runnerID, managed = prev.RunnerID, prev.Managed
+	}
+	if runnerID == 0 {
+		runnerID = verified // for GitLab's view of it; rotate and rm by ID stay for runners made here
 	}
 	rec := record{Owner: id.User, Name: name, Project: project, Token: token, RunnerID: runnerID, Managed: managed}
 	if err := s.save(rec); err != nil {

@@ -37,7 +37,7 @@ var (
 
 // GitLab is what the service asks GitLab with a runner's own token.
 type GitLab interface {
-	VerifyRunner(ctx context.Context, token string) error
+	VerifyRunner(ctx context.Context, token string) (int64, error) // the runner's ID (0: GitLab did not say)
 	DeleteRunner(ctx context.Context, token string) error
 }
 

@@ -24,13 +24,13 @@ type fakeGitLab struct {
 	deleted []string
 }
 
-func (g *fakeGitLab) VerifyRunner(_ context.Context, token string) error {
+func (g *fakeGitLab) VerifyRunner(_ context.Context, token string) (int64, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !g.valid[token] {
-		return gitlab.ErrRunnerToken
+		return 0, gitlab.ErrRunnerToken
 	}
-	return nil
+	return int64(len(token)), nil
 }
 
 func (g *fakeGitLab) DeleteRunner(_ context.Context, token string) error {
