@@ -766,16 +766,8 @@ func (s *Service) createFromAPI(ctx context.Context, id backend.Identity, name s
 	if mem == 0 {
 		mem = min(s.cfg.DefaultMemory, q.MaxMemory)
 	}
-	gpuCount, gpuIndices, err := ParseGPUs(p.gpus)
+	gpus, err := askGPUs(p.gpus, q, roleWord(id.Role), s.gpuInventory)
 	if err != nil {
-		return APICreated{}, err
-	}
-	nGPUs := gpuCount + len(gpuIndices)
-	var inv []GPUInfo
-	if nGPUs > 0 {
-		inv = s.gpuInventory()
-	}
-	if err := checkGPURequest(nGPUs, inv, q, roleWord(id.Role)); err != nil {
 		return APICreated{}, err
 	}
 
@@ -904,7 +896,7 @@ func (s *Service) createFromAPI(ctx context.Context, id backend.Identity, name s
 		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: labels.apiSocket, Target: p.apiSocket,
 			BindOptions: &mount.BindOptions{Propagation: mount.PropagationRPrivate}})
 	}
-	if nGPUs > 0 {
+	if gpus.nGPUs > 0 {
 		if s.othersWait() != nil {
 			return APICreated{}, errorf(ErrConflict, "requests wait for GPUs; join them over ssh with run --gpus N --wait")
 		}
@@ -914,7 +906,7 @@ func (s *Service) createFromAPI(ctx context.Context, id backend.Identity, name s
 		if err != nil {
 			return APICreated{}, err
 		}
-		chosen, err := ChooseGPUs(inv, taken, gpuCount, gpuIndices, s.cfg.GPUPolicy)
+		chosen, err := ChooseGPUs(gpus.inv, taken, gpus.gpuCount, gpus.gpuIndices, s.cfg.GPUPolicy)
 		if err != nil {
 			return APICreated{}, err
 		}

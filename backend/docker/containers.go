@@ -171,84 +171,13 @@ func (s *Service) Run(ctx context.Context, id backend.Identity, spec RunSpec) (C
 	return c, err
 }
 
-// runPlan is what checkRun made of a RunSpec.
-type runPlan struct {
-	image      string
-	cpus       float64
-	mem        int64
-	gpuCount   int
-	gpuIndices []int
-	nGPUs      int
-	inv        []GPUInfo
-}
-
-// checkRun checks everything the user typed in spec before anything is created.
-func (s *Service) checkRun(id backend.Identity, spec *RunSpec) (runPlan, error) {
-	if err := checkIdentity(id); err != nil {
-		return runPlan{}, err
-	}
-	if err := s.admit(); err != nil {
-		return runPlan{}, err
-	}
-	// Everything the user typed is checked before anything is created.
-	if spec.Name != "" {
-		if err := ValidateName(spec.Name); err != nil {
-			return runPlan{}, err
-		}
-	}
-	image, err := ParseImage(spec.Image)
-	if err != nil {
-		return runPlan{}, err
-	}
-	if err := ValidateEnv(spec.Env); err != nil {
-		return runPlan{}, err
-	}
-	if err := validateCmd(spec.Cmd); err != nil {
-		return runPlan{}, err
-	}
-	q := s.cfg.quota(id.Role)
-	cpus, mem := spec.CPUs, spec.Memory
-	if cpus == 0 {
-		cpus = s.cfg.DefaultCPUs
-	}
-	if mem == 0 {
-		mem = s.cfg.DefaultMemory
-	}
-	switch {
-	case cpus < 0.01 || math.IsNaN(cpus) || math.IsInf(cpus, 0):
-		return runPlan{}, errorf(ErrInvalid, "invalid CPU limit %g: use a positive number such as 0.5 or 2", spec.CPUs)
-	case mem < minMemory:
-		return runPlan{}, errorf(ErrInvalid, "invalid memory limit %d bytes: at least %s", spec.Memory, formatBytes(minMemory))
-	case cpus > q.MaxCPUs:
-		return runPlan{}, errorf(ErrQuota, "quota: at most %g CPUs per container for %s (asked %g)", q.MaxCPUs, roleWord(id.Role), cpus)
-	case mem > q.MaxMemory:
-		return runPlan{}, errorf(ErrQuota, "quota: at most %s memory per container for %s (asked %s)",
-			formatBytes(q.MaxMemory), roleWord(id.Role), formatBytes(mem))
-	}
-
-	gpuCount, gpuIndices, err := ParseGPUs(spec.GPUs)
-	if err != nil {
-		return runPlan{}, err
-	}
-	nGPUs := gpuCount + len(gpuIndices)
-	var inv []GPUInfo
-	if nGPUs > 0 {
-		inv = s.gpuInventory()
-	}
-	if err := checkGPURequest(nGPUs, inv, q, roleWord(id.Role)); err != nil {
-		return runPlan{}, err
-	}
-
-	return runPlan{image: image, cpus: cpus, mem: mem, gpuCount: gpuCount, gpuIndices: gpuIndices, nGPUs: nGPUs, inv: inv}, nil
-}
-
 // run creates and starts spec for id; preset is the course preset it comes from ("": none).
 func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec, preset string) (Container, error) {
 	plan, err := s.checkRun(id, spec)
 	if err != nil {
 		return Container{}, err
 	}
-	image, cpus, mem, gpuCount, gpuIndices, nGPUs, inv := plan.image, plan.cpus, plan.mem, plan.gpuCount, plan.gpuIndices, plan.nGPUs, plan.inv
+	image := plan.image
 	s.noteRole(id)
 	lock := s.userLock(id.User)
 	lock.Lock()
@@ -270,10 +199,11 @@ func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec, p
 	if spec.Name == "" {
 		spec.Name = generateName(image, names)
 	}
-	cmd := slices.Clone(spec.Cmd)
-	if len(cmd) == 0 && img.Config != nil && len(img.Config.Entrypoint) == 0 && onlyShell(img.Config.Cmd) {
-		cmd = keepAlive
+	var entrypoint, imageCmd []string
+	if img.Config != nil {
+		entrypoint, imageCmd = img.Config.Entrypoint, img.Config.Cmd
 	}
+	cmd := runCommand(spec.Cmd, img.Config != nil, entrypoint, imageCmd)
 
 	home, err := s.ensureHome(ctx, id.User)
 	if err != nil {
@@ -288,33 +218,9 @@ func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec, p
 		return Container{}, err
 	}
 
-	env := slices.Clone(spec.Env)
-	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "HOME=") }) {
-		env = append(env, "HOME="+home.Target)
-	}
-	opts := client.ContainerCreateOptions{
-		Config: &container.Config{
-			Hostname:     spec.Name,
-			Image:        image,
-			Cmd:          cmd,
-			Env:          env,
-			WorkingDir:   home.Target,
-			Tty:          true,
-			OpenStdin:    true,
-			AttachStdin:  true,
-			AttachStdout: true,
-			AttachStderr: true,
-		},
-		HostConfig: &container.HostConfig{
-			NetworkMode: container.NetworkMode(netID),
-			Mounts:      []mount.Mount{home},
-		},
-		NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-			s.cfg.networkName(id.User): {NetworkID: netID, Aliases: []string{spec.Name}},
-		}},
-	}
+	opts := runOptions(spec.Name, image, cmd, runEnv(spec.Env, home.Target), home, netID, s.cfg.networkName(id.User))
 	labels := objectLabels{kind: KindContainer, owner: id.User, name: spec.Name, preset: preset, data: data}
-	if nGPUs > 0 {
+	if plan.nGPUs > 0 {
 		// The choice, the create and the start happen as one for the whole server, so two
 		// runs never take the same free GPU.
 		s.gpuAlloc.Lock()
@@ -323,7 +229,7 @@ func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec, p
 		if err != nil {
 			return Container{}, err
 		}
-		chosen, err := ChooseGPUs(inv, taken, gpuCount, gpuIndices, s.cfg.GPUPolicy)
+		chosen, err := ChooseGPUs(plan.inv, taken, plan.gpuCount, plan.gpuIndices, s.cfg.GPUPolicy)
 		if errors.Is(err, ErrConflict) {
 			return Container{}, errGPUsBusy{err}
 		}
@@ -334,7 +240,7 @@ func (s *Service) run(ctx context.Context, id backend.Identity, spec *RunSpec, p
 		opts.HostConfig.Resources.DeviceRequests = []container.DeviceRequest{req}
 		labels.gpus, labels.gpuIndices = uuids, indicesLabel(chosen)
 	}
-	created, err := s.createContainer(ctx, opts, labels, limits{cpus: cpus, memory: mem}, s.cfg.containerName(id.User, spec.Name))
+	created, err := s.createContainer(ctx, opts, labels, limits{cpus: plan.cpus, memory: plan.mem}, s.cfg.containerName(id.User, spec.Name))
 	if err != nil {
 		if e := noNvidiaRuntime(err); e != nil {
 			return Container{}, e
