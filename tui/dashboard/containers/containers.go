@@ -32,29 +32,74 @@ import (
 	"whalemountain/tui/termsafe"
 )
 
-// Service is what the tab needs from backend/docker; *docker.Service satisfies it. The
-// backend authorises every call against the Identity.
-type Service interface {
+// Lister is what the tab needs from a backend: the live list of containers. Every other
+// action is a capability of its own (Creator, Starter, Stopper, Restarter, Remover,
+// LogReader, Inspector, Noticer, backend.Executor for shells): the tab offers an action
+// only when its backend has it. *docker.Service has them all. The backend authorises
+// every call against the Identity.
+type Lister interface {
 	Snapshot(id backend.Identity, opts docker.ListOptions) ([]docker.Container, docker.Health)
 	SubscribeFor(id backend.Identity, opts docker.ListOptions) (<-chan struct{}, func())
+}
+
+// Creator makes new containers: the form (`n`), its limits, and the course presets id may
+// use (RunPreset runs one, as `run --preset`).
+type Creator interface {
 	Config() docker.Config
 	Run(ctx context.Context, id backend.Identity, spec docker.RunSpec) (docker.Container, error)
-	// Presets are the course presets id may use; RunPreset runs one, as `run --preset`.
 	Presets(ctx context.Context, id backend.Identity) []docker.Preset
 	RunPreset(ctx context.Context, id backend.Identity, preset, name string) (docker.Container, error)
+}
+
+// Starter starts a stopped container (`S`, and a shell in a stopped one).
+type Starter interface {
 	Start(ctx context.Context, id backend.Identity, ref string) error
+}
+
+// Stopper stops a running container (`S`); reason is why, for someone else's.
+type Stopper interface {
 	Stop(ctx context.Context, id backend.Identity, ref, reason string) error
+}
+
+// Restarter restarts a container (`r`).
+type Restarter interface {
 	Restart(ctx context.Context, id backend.Identity, ref string) error
+}
+
+// Remover removes a container (`d`); reason is why, for someone else's.
+type Remover interface {
 	Remove(ctx context.Context, id backend.Identity, ref string, force bool, reason string) error
+}
+
+// LogReader streams a container's logs (`l`).
+type LogReader interface {
 	Logs(ctx context.Context, id backend.Identity, ref string, opts docker.LogOptions) (io.ReadCloser, error)
+}
+
+// Inspector reads a container's details (enter).
+type Inspector interface {
 	Inspect(ctx context.Context, id backend.Identity, ref string) (docker.Details, error)
-	// Notices are what others (TAs) did to the user's containers, and up to which one they
-	// have been shown; MarkNoticesSeen moves that mark.
+}
+
+// Noticer tells what others (TAs) did to the user's containers, and up to which one they
+// have been shown; MarkNoticesSeen moves that mark.
+type Noticer interface {
 	Notices(id backend.Identity) ([]docker.Notice, int64)
 	MarkNoticesSeen(id backend.Identity, seq int64)
 }
 
-var _ Service = (*docker.Service)(nil)
+var (
+	_ Lister           = (*docker.Service)(nil)
+	_ Creator          = (*docker.Service)(nil)
+	_ Starter          = (*docker.Service)(nil)
+	_ Stopper          = (*docker.Service)(nil)
+	_ Restarter        = (*docker.Service)(nil)
+	_ Remover          = (*docker.Service)(nil)
+	_ LogReader        = (*docker.Service)(nil)
+	_ Inspector        = (*docker.Service)(nil)
+	_ Noticer          = (*docker.Service)(nil)
+	_ backend.Executor = (*docker.Service)(nil)
+)
 
 // Timings.
 const (
@@ -108,7 +153,7 @@ type startedForShellMsg struct {
 
 // Tab is the Containers tab. Create it with New; call Close when the program has ended.
 type Tab struct {
-	svc    Service
+	svc    Lister
 	id     backend.Identity
 	st     dashboard.Styles
 	now    func() time.Time
@@ -168,7 +213,8 @@ var (
 
 // New builds the tab for one session. now is the clock for uptimes (time.Now in production).
 // It does not subscribe until Init; Close releases what Init and the tab took.
-func New(svc Service, id backend.Identity, styles dashboard.Styles, now func() time.Time) *Tab {
+// Keys for actions svc does not have are neither shown nor taken.
+func New(svc Lister, id backend.Identity, styles dashboard.Styles, now func() time.Time) *Tab {
 	if now == nil {
 		now = time.Now
 	}
@@ -181,7 +227,7 @@ func New(svc Service, id backend.Identity, styles dashboard.Styles, now func() t
 	s.Cursor.Blink = false
 	f.SetStyles(s)
 	return &Tab{
-		svc: svc, id: id, st: styles, now: now, keys: defaultKeyMap(),
+		svc: svc, id: id, st: styles, now: now, keys: keysFor(svc),
 		ctx: ctx, cancel: cancel, filter: f, busy: map[string]string{},
 		width: 80, height: 20,
 	}
@@ -244,7 +290,11 @@ func (t *Tab) Init() tea.Cmd {
 // loadPresets asks which presets the user may use (it can take asking the group
 // directory); the new-container form offers what the last answer said, so it never waits.
 func (t *Tab) loadPresets() tea.Cmd {
-	svc, id, parent := t.svc, t.id, t.ctx
+	svc, ok := t.svc.(Creator)
+	if !ok {
+		return nil
+	}
+	id, parent := t.id, t.ctx
 	return func() tea.Msg {
 		ctx, cancel := context.WithTimeout(parent, inspectTimeout)
 		defer cancel()
@@ -255,7 +305,11 @@ func (t *Tab) loadPresets() tea.Cmd {
 // notices puts in the status line what others did to the user's containers since they
 // last saw it: at once while a dashboard is open, at the next login otherwise.
 func (t *Tab) notices() tea.Cmd {
-	ns, seen := t.svc.Notices(t.id)
+	nt, ok := t.svc.(Noticer)
+	if !ok {
+		return nil
+	}
+	ns, seen := nt.Notices(t.id)
 	if !t.noticesRead {
 		t.noticeSeq, t.noticesRead = seen, true
 	}
@@ -278,7 +332,7 @@ func (t *Tab) notices() tea.Cmd {
 		return nil
 	}
 	t.noticeSeq = last
-	t.svc.MarkNoticesSeen(t.id, t.noticeSeq)
+	nt.MarkNoticesSeen(t.id, t.noticeSeq)
 	if len(fresh) > 0 {
 		cmds = append(cmds, dashboard.Status(noticeLine(fresh, t.now()), false))
 	}
@@ -633,6 +687,9 @@ func (t *Tab) tableKey(msg tea.KeyPressMsg) tea.Cmd {
 			return dashboard.Status("shell: not available on this server", false)
 		}
 		if c.State != "running" {
+			if _, ok := t.svc.(Starter); !ok {
+				return dashboard.Status(t.shownName(c)+" is "+stateWord(stateText(c))+": no shell", false)
+			}
 			t.confirm = &confirmation{c: c, verb: "shell"}
 			return nil
 		}
@@ -641,17 +698,25 @@ func (t *Tab) tableKey(msg tea.KeyPressMsg) tea.Cmd {
 		return t.openLogs(c)
 	case key.Matches(msg, k.StartStop):
 		if c.State == "running" || c.State == "restarting" {
+			if _, ok := t.svc.(Stopper); !ok {
+				return dashboard.Status("stop: not available on this server", false)
+			}
 			if c.Owner != t.id.User {
 				return t.askWhy(&confirmation{c: c, verb: "stop"})
 			}
 			return t.stop(c, "")
 		}
+		st, ok := t.svc.(Starter)
+		if !ok {
+			return dashboard.Status("start: not available on this server", false)
+		}
 		return t.action(c, "start", "starting…", func(ctx context.Context, ref string) error {
-			return t.svc.Start(ctx, t.id, ref)
+			return st.Start(ctx, t.id, ref)
 		})
 	case key.Matches(msg, k.Restart):
+		rs := t.svc.(Restarter) // the key is enabled only when it is one
 		return t.action(c, "restart", "restarting…", func(ctx context.Context, ref string) error {
-			return t.svc.Restart(ctx, t.id, ref)
+			return rs.Restart(ctx, t.id, ref)
 		})
 	case key.Matches(msg, k.Delete):
 		q := &confirmation{c: c, verb: "remove", force: c.State == "running" || c.State == "restarting" || c.State == "paused"}
@@ -731,7 +796,7 @@ func (t *Tab) confirmKey(msg tea.KeyPressMsg) tea.Cmd {
 		return func() tea.Msg {
 			ctx, cancel := context.WithTimeout(parent, actionTimeout)
 			defer cancel()
-			return startedForShellMsg{tab: t, c: q.c, err: t.svc.Start(ctx, t.id, ref)}
+			return startedForShellMsg{tab: t, c: q.c, err: t.svc.(Starter).Start(ctx, t.id, ref)}
 		}
 	}
 	if !key.Matches(msg, t.keys.Yes) {
@@ -743,14 +808,14 @@ func (t *Tab) confirmKey(msg tea.KeyPressMsg) tea.Cmd {
 // stop stops c; reason is why, for someone else's container.
 func (t *Tab) stop(c docker.Container, reason string) tea.Cmd {
 	return t.action(c, "stop", "stopping…", func(ctx context.Context, ref string) error {
-		return t.svc.Stop(ctx, t.id, ref, reason)
+		return t.svc.(Stopper).Stop(ctx, t.id, ref, reason)
 	})
 }
 
 // remove removes c; reason is why, for someone else's container.
 func (t *Tab) remove(c docker.Container, force bool, reason string) tea.Cmd {
 	return t.action(c, "remove", "removing…", func(ctx context.Context, ref string) error {
-		return t.svc.Remove(ctx, t.id, ref, force, reason)
+		return t.svc.(Remover).Remove(ctx, t.id, ref, force, reason)
 	})
 }
 
@@ -818,7 +883,12 @@ func (t *Tab) inspect(c docker.Container) tea.Cmd {
 		t.details = nil // the same container's stay until the new ones come
 	}
 	t.detailsRef, t.detailsErr, t.detailsLoading = ref, "", true
-	svc, id, parent := t.svc, t.id, t.ctx
+	svc, ok := t.svc.(Inspector)
+	if !ok {
+		t.detailsLoading = false
+		return nil
+	}
+	id, parent := t.id, t.ctx
 	return func() tea.Msg {
 		ctx, cancel := context.WithTimeout(parent, inspectTimeout)
 		defer cancel()
@@ -829,7 +899,11 @@ func (t *Tab) inspect(c docker.Container) tea.Cmd {
 
 // quota is the per-role quota from the service's policy.
 func (t *Tab) quota() docker.Quota {
-	cfg := t.svc.Config()
+	cr, ok := t.svc.(Creator)
+	if !ok {
+		return docker.Quota{}
+	}
+	cfg := cr.Config()
 	if t.id.IsTA() {
 		return cfg.TA
 	}
@@ -851,7 +925,7 @@ func (t *Tab) own() (have, running int) {
 }
 
 func (t *Tab) openForm() tea.Cmd {
-	cfg := t.svc.Config()
+	cfg := t.svc.(Creator).Config() // the key is enabled only when it is one
 	q := t.quota()
 	t.form = newForm(formLimits{defaultCPUs: cfg.DefaultCPUs, defaultMem: cfg.DefaultMemory, maxCPUs: q.MaxCPUs, maxMem: q.MaxMemory})
 	t.form.resize(t.width)
@@ -886,8 +960,9 @@ func (t *Tab) formKey(msg tea.KeyPressMsg) tea.Cmd {
 		t.form = nil
 		return nil
 	case formSubmit:
+		svc := t.svc.(Creator) // the form opens only when it is one
 		if preset, name, ok := t.form.presetRun(); ok {
-			svc, id, parent := t.svc, t.id, t.ctx
+			id, parent := t.id, t.ctx
 			return func() tea.Msg {
 				ctx, cancel := context.WithTimeout(parent, actionTimeout)
 				defer cancel()
@@ -900,7 +975,7 @@ func (t *Tab) formKey(msg tea.KeyPressMsg) tea.Cmd {
 			t.form.submitting = false
 			return nil
 		}
-		svc, id, parent := t.svc, t.id, t.ctx
+		id, parent := t.id, t.ctx
 		wait, _ := t.form.wait()
 		return func() tea.Msg {
 			ctx, cancel := context.WithTimeout(parent, actionTimeout)
@@ -954,7 +1029,7 @@ func (t *Tab) shellIn(c docker.Container) dashboard.Shell {
 
 // openLogs starts the log viewer on c, ending any stream that was open.
 func (t *Tab) openLogs(c docker.Container) tea.Cmd {
-	ref, svc, id := refOf(c), t.svc, t.id
+	ref, svc, id := refOf(c), t.svc.(LogReader), t.id // the key is enabled only when it is one
 	open := func(ctx context.Context, timestamps bool) (io.ReadCloser, error) {
 		return svc.Logs(ctx, id, ref, docker.LogOptions{Follow: true, Tail: logview.Tail, Timestamps: timestamps})
 	}

@@ -47,3 +47,23 @@ func defaultKeyMap() keyMap {
 		Cancel:    b([]string{"esc"}, "esc", "cancel"),
 	}
 }
+
+// keysFor is the key map with the actions svc does not have switched off: a disabled
+// binding is neither matched nor shown.
+func keysFor(svc Lister) keyMap {
+	k := defaultKeyMap()
+	_, create := svc.(Creator)
+	_, start := svc.(Starter)
+	_, stop := svc.(Stopper)
+	_, restart := svc.(Restarter)
+	_, remove := svc.(Remover)
+	_, logs := svc.(LogReader)
+	_, inspect := svc.(Inspector)
+	k.New.SetEnabled(create)
+	k.StartStop.SetEnabled(start || stop)
+	k.Restart.SetEnabled(restart)
+	k.Delete.SetEnabled(remove)
+	k.Logs.SetEnabled(logs)
+	k.Details.SetEnabled(inspect)
+	return k
+}
