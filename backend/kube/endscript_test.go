@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +19,10 @@ func TestEndScriptHangsUpTheMarkedProcessOnly(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test makes a PID namespace with unshare and nsenter and needs root (as the Docker tests do)")
 	}
+	// A test started with SIGHUP ignored (nohup) would hand that on to the shell below, whose
+	// trap could then not be set; handling it here makes the children start with the default.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
+	defer signal.Reset(syscall.SIGHUP)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// The pod: PID 1 and a process of its own that also carries a marker of another exec.
