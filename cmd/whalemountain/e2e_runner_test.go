@@ -238,6 +238,27 @@ func TestE2ERunner(t *testing.T) {
 	if r.Code == 0 || !strings.Contains(r.Stderr, "quota: at most 2 containers") {
 		t.Errorf("the job container does not count in alice's quota: %s", r)
 	}
+	// runner status --json: the job running now, and GitLab's own view (the runner's ID from
+	// the token check; this server's token may read it).
+	type statusJob struct {
+		Name  string `json:"name"`
+		State string `json:"state"`
+	}
+	var st []struct {
+		Online   string      `json:"online"`
+		ViewFrom string      `json:"view_from"`
+		JobsNow  []statusJob `json:"jobs_now"`
+		Recent   []statusJob `json:"recent_jobs"`
+	}
+	status := func() bool {
+		st = nil
+		return json.Unmarshal([]byte(s.mustRun(t, alice, "alice", "runner", "status", "--json")), &st) == nil && len(st) == 1
+	}
+	if !poll(runnerTimeout, func() bool {
+		return status() && st[0].Online == "online" && st[0].ViewFrom == "gitlab" && len(st[0].JobsNow) == 1 && st[0].JobsNow[0].Name == jobName
+	}) {
+		t.Errorf("runner status --json while %s runs: %+v", jobName, st)
+	}
 	s.mustRun(t, alice, "alice", "exec", jobName, "--", "touch", "/tmp/go")
 	if !poll(runnerTimeout, func() bool { return f.gl.Job(job).State == "success" && f.gl.Job(bobJob).State == "success" }) {
 		t.Fatalf("jobs did not succeed: alice %+v, bob %+v", f.gl.Job(job), f.gl.Job(bobJob))
@@ -250,6 +271,11 @@ func TestE2ERunner(t *testing.T) {
 	}
 	if !poll(pollTimeout, func() bool { return len(f.jobContainers("alice")) == 0 }) {
 		t.Errorf("the job container outlived its job: %+v", f.jobContainers("alice"))
+	}
+	if !poll(runnerTimeout, func() bool {
+		return status() && len(st[0].JobsNow) == 0 && len(st[0].Recent) == 1 && st[0].Recent[0].Name == jobName
+	}) {
+		t.Errorf("runner status --json after %s ended: %+v", jobName, st)
 	}
 
 	// A server restart: the runner keeps running, its socket is served again, jobs run.
