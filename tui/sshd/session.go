@@ -295,6 +295,9 @@ func (se *session) tabs(st dashboard.Styles) []dashboard.Tab {
 			if j, ok := d.Shares.(class.Joiner); ok {
 				ct.SetJoiner(j) // w: the view of a shell a student shares
 			}
+			if p, ok := d.Pods.(class.PodSource); ok {
+				ct.SetPods(p) // everyone's pods beside their containers
+			}
 			if h := d.GPUHours; h != nil {
 				ct.SetHours(func(since time.Time) map[string]float64 {
 					out := map[string]float64{}

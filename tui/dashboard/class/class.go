@@ -22,6 +22,7 @@ import (
 
 	"whalemountain/backend"
 	"whalemountain/backend/docker"
+	"whalemountain/backend/kube"
 	"whalemountain/tui/dashboard"
 	"whalemountain/tui/termsafe"
 )
@@ -44,6 +45,8 @@ type Fair interface {
 }
 
 var _ Fair = (*docker.Service)(nil)
+
+var _ PodSource = (*kube.Service)(nil)
 
 // Hours gives each user's GPU-hours held since a time; *gpuhours.Meter gives it as Since.
 type Hours func(since time.Time) map[string]float64
@@ -108,10 +111,14 @@ type Tab struct {
 	unsub  func()
 	psub   <-chan struct{} // sessions opening and closing
 	punsub func()
+	ksub   <-chan struct{} // pods changing
+	kunsub func()
 	closed bool
 
 	conts  []docker.Container
 	health docker.Health
+	pods   PodSource // nil: no pods on this server
+	podsOf []kube.Pod
 	pres   map[string]Presence
 	rows   []Row // filtered and sorted
 	sortBy Column
@@ -183,6 +190,15 @@ type Joiner interface {
 // SetShell installs how the tab asks the session for a terminal (the view of a shared shell).
 func (t *Tab) SetShell(fn dashboard.ShellFunc) { t.shell = fn }
 
+// PodSource is the pods' live snapshot (kube.Service), read like the containers' one.
+type PodSource interface {
+	Snapshot(id backend.Identity, opts kube.ListOptions) ([]kube.Pod, kube.Health)
+	SubscribeFor(id backend.Identity, opts kube.ListOptions) (<-chan struct{}, func())
+}
+
+// SetPods adds everyone's pods to the rows (a PODS column) and follows their changes.
+func (t *Tab) SetPods(p PodSource) { t.pods = p }
+
 // SetJoiner turns on w: join the shell the selected user shares.
 func (t *Tab) SetJoiner(j Joiner) { t.joiner = j }
 
@@ -230,6 +246,10 @@ func (t *Tab) stop() {
 		t.punsub()
 	}
 	t.psub, t.punsub = nil, nil
+	if t.kunsub != nil {
+		t.kunsub()
+	}
+	t.ksub, t.kunsub = nil, nil
 }
 
 // Show subscribes to the snapshot and reads it while the tab is on screen.
@@ -245,6 +265,9 @@ func (t *Tab) Show(on bool) tea.Cmd {
 		if t.who != nil {
 			t.psub, t.punsub = t.who.SubscribeSessions()
 		}
+		if t.pods != nil {
+			t.ksub, t.kunsub = t.pods.SubscribeFor(t.id, kube.ListOptions{AllUsers: true})
+		}
 	}
 	t.reload()
 	return tea.Batch(t.wait(), t.readShared())
@@ -252,9 +275,9 @@ func (t *Tab) Show(on bool) tea.Cmd {
 
 func (t *Tab) opts() docker.ListOptions { return docker.ListOptions{All: true, AllUsers: true} }
 
-// wait is one wake-up: the snapshot changed or a session opened or closed.
+// wait is one wake-up: a snapshot changed or a session opened or closed.
 func (t *Tab) wait() tea.Cmd {
-	ch, pch, gen := t.sub, t.psub, t.gen
+	ch, pch, kch, gen := t.sub, t.psub, t.ksub, t.gen
 	if ch == nil {
 		return nil
 	}
@@ -268,6 +291,10 @@ func (t *Tab) wait() tea.Cmd {
 			if !ok {
 				return nil
 			}
+		case _, ok := <-kch: // nil without pods: never ready
+			if !ok {
+				return nil
+			}
 		}
 		return changedMsg{tab: t, gen: gen}
 	}
@@ -276,6 +303,10 @@ func (t *Tab) wait() tea.Cmd {
 // reload re-reads the snapshot and the session counts (no API call).
 func (t *Tab) reload() {
 	t.conts, t.health = t.svc.Snapshot(t.id, t.opts())
+	t.podsOf = nil
+	if t.pods != nil {
+		t.podsOf, _ = t.pods.Snapshot(t.id, kube.ListOptions{AllUsers: true})
+	}
 	t.pres = nil
 	if t.who != nil {
 		t.pres = t.who.Sessions()
@@ -293,7 +324,7 @@ func (t *Tab) reload() {
 
 // refresh rebuilds the rows and keeps the selection on the same user.
 func (t *Tab) refresh() {
-	t.rows = Rows(t.conts, t.pres, t.held, t.quota, t.filter.Value(), t.sortBy)
+	t.rows = Rows(t.conts, t.podsOf, t.pres, t.held, t.quota, t.filter.Value(), t.sortBy)
 	t.sel = 0
 	for i, r := range t.rows {
 		if r.User == t.selUsr {

@@ -11,6 +11,7 @@ import (
 
 	"whalemountain/backend"
 	"whalemountain/backend/docker"
+	"whalemountain/backend/kube"
 	"whalemountain/tui/dashboard"
 )
 
@@ -305,6 +306,76 @@ func TestSessionsWakeTheTab(t *testing.T) {
 	tab.Show(false)
 	if len(f.psubs) != 0 {
 		t.Fatal("off screen the session watch stays")
+	}
+	if m := await(t, wait); m != nil {
+		if _, cmd := tab.Update(m); cmd != nil {
+			t.Fatal("a wake-up after leaving the screen still waits for more")
+		}
+	}
+}
+
+// fakePods is a pods snapshot that tells its subscribers when it changes.
+type fakePods struct {
+	mu   sync.Mutex
+	pods []kube.Pod
+	subs map[chan struct{}]bool
+	opts []kube.ListOptions // what each read asked for
+}
+
+func (f *fakePods) Snapshot(_ backend.Identity, opts kube.ListOptions) ([]kube.Pod, kube.Health) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.opts = append(f.opts, opts)
+	return append([]kube.Pod(nil), f.pods...), kube.Health{OK: true}
+}
+
+func (f *fakePods) SubscribeFor(backend.Identity, kube.ListOptions) (<-chan struct{}, func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch := make(chan struct{}, 1)
+	f.subs[ch] = true
+	return ch, func() {
+		f.mu.Lock()
+		delete(f.subs, ch)
+		f.mu.Unlock()
+	}
+}
+
+func (f *fakePods) add(p kube.Pod) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pods = append(f.pods, p)
+	for ch := range f.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func TestPodsWakeTheTab(t *testing.T) {
+	f := newFake()
+	p := &fakePods{subs: map[chan struct{}]bool{}, pods: []kube.Pod{{Name: "lab", Owner: "alice", Phase: "Running", GPUs: 1}}}
+	tab := New(f, f, ta, dashboard.DefaultStyles())
+	tab.SetPods(p)
+	defer tab.Close()
+	wait := tab.Show(true)
+	if len(p.subs) != 1 || len(p.opts) != 1 || !p.opts[0].AllUsers {
+		t.Fatalf("on screen: %d pod subscriptions, reads %v (want everyone's)", len(p.subs), p.opts)
+	}
+	view := ansi.Strip(tab.View(80, 20))
+	if !strings.Contains(view, "PODS") || !strings.Contains(view, "1/1 pods") {
+		t.Fatalf("first read:\n%s", view)
+	}
+	p.add(kube.Pod{Name: "nb", Owner: "pat", Phase: "Pending"})
+	_, wait = tab.Update(await(t, wait))
+	view = ansi.Strip(tab.View(80, 20))
+	if !strings.Contains(view, "pat") || !strings.Contains(view, "1/2 pods") {
+		t.Fatalf("after pat's pod (a user with only a pod has a row):\n%s", view)
+	}
+	tab.Show(false)
+	if len(p.subs) != 0 {
+		t.Fatal("off screen the pods subscription stays")
 	}
 	if m := await(t, wait); m != nil {
 		if _, cmd := tab.Update(m); cmd != nil {

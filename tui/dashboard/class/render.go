@@ -10,6 +10,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"whalemountain/backend/docker"
+	"whalemountain/backend/kube"
 	"whalemountain/tui/dashboard"
 	"whalemountain/tui/format"
 	"whalemountain/tui/termsafe"
@@ -22,7 +23,9 @@ type Row struct {
 	Sessions int
 	Running  int     // containers running
 	Total    int     // containers in any state
-	GPUs     int     // GPUs held by their running containers
+	Pods     int     // pods running
+	PodTotal int     // pods in any phase
+	GPUs     int     // GPUs held by their running containers and pods
 	GPUHours float64 // GPU-hours held in the fair-share window
 	CPU      float64
 	Mem      int64    // bytes in use by their running containers
@@ -39,6 +42,7 @@ const (
 	ByUser Column = iota
 	BySessions
 	ByContainers
+	ByPods
 	ByGPUs
 	ByGPUHours
 	ByCPU
@@ -47,12 +51,12 @@ const (
 	numColumns
 )
 
-var headers = [numColumns]string{"USER", "SESSIONS", "CONTAINERS", "GPUS", "GPU-H", "CPU", "MEMORY", "QUOTA"}
+var headers = [numColumns]string{"USER", "SESSIONS", "CONTAINERS", "PODS", "GPUS", "GPU-H", "CPU", "MEMORY", "QUOTA"}
 
-// Rows folds containers, sessions and GPU-hours (held in the fair-share window, by user; nil
-// for none) into one row per user, keeps those matching filter (a substring of the user or
-// of one of their presets) and sorts them by col.
-func Rows(conts []docker.Container, pres map[string]Presence, hours map[string]float64, quota func(ta bool) int, filter string, col Column) []Row {
+// Rows folds containers, pods (nil where pods are off), sessions and GPU-hours (held in the
+// fair-share window, by user; nil for none) into one row per user, keeps those matching
+// filter (a substring of the user or of one of their presets) and sorts them by col.
+func Rows(conts []docker.Container, pods []kube.Pod, pres map[string]Presence, hours map[string]float64, quota func(ta bool) int, filter string, col Column) []Row {
 	by := map[string]*Row{}
 	get := func(user string) *Row {
 		r := by[user]
@@ -85,6 +89,15 @@ func Rows(conts []docker.Container, pres map[string]Presence, hours map[string]f
 		r.GPUs += countGPUs(c.GPUs)
 		r.CPU += c.CPUPercent
 		r.Mem += c.MemUsage
+	}
+	for _, p := range pods {
+		r := get(p.Owner)
+		r.GPUHours = hours[p.Owner]
+		r.PodTotal++
+		if p.Phase == "Running" {
+			r.Pods++
+			r.GPUs += int(p.GPUs)
+		}
 	}
 	f := strings.ToLower(strings.TrimSpace(filter))
 	rows := make([]Row, 0, len(by))
@@ -123,6 +136,11 @@ func compare(a, b Row, col Column) int {
 			return c
 		}
 		return desc(float64(a.Total), float64(b.Total))
+	case ByPods:
+		if c := desc(float64(a.Pods), float64(b.Pods)); c != 0 {
+			return c
+		}
+		return desc(float64(a.PodTotal), float64(b.PodTotal))
 	case ByGPUs:
 		return desc(float64(a.GPUs), float64(b.GPUs))
 	case ByGPUHours:
@@ -170,7 +188,7 @@ type View struct {
 }
 
 // Column widths after USER; USER takes what is left (8 to 24 cells).
-var widths = [numColumns]int{0, 8, 10, 4, 5, 5, 8, 7}
+var widths = [numColumns]int{0, 8, 10, 5, 4, 5, 5, 8, 7}
 
 // Render draws the tab's body in width x height cells: a summary line (or the filter),
 // the header with the sort column marked, then as many rows as fit around the selection.
@@ -263,7 +281,7 @@ func Cells(r Row) []string {
 		hours = strconv.FormatFloat(r.GPUHours, 'f', 1, 64)
 	}
 	return []string{user, strconv.Itoa(r.Sessions), fmt.Sprintf("%d/%d", r.Running, r.Total),
-		strconv.Itoa(r.GPUs), hours, cpu, mem, quota}
+		fmt.Sprintf("%d/%d", r.Pods, r.PodTotal), strconv.Itoa(r.GPUs), hours, cpu, mem, quota}
 }
 
 // line lays out cells: USER left-aligned in userW cells, the numbers right-aligned.
@@ -337,16 +355,22 @@ func SharedSummary(ds []docker.DatasetInfo, gs []docker.GroupInfo) string {
 
 // summary is "12 users · 5 connected · 9/14 containers running · 3 GPUs".
 func summary(rows []Row) string {
-	var conn, run, total, gpus int
+	var conn, run, total, pods, podTotal, gpus int
 	for _, r := range rows {
 		if r.Sessions > 0 {
 			conn++
 		}
 		run += r.Running
 		total += r.Total
+		pods += r.Pods
+		podTotal += r.PodTotal
 		gpus += r.GPUs
 	}
-	return fmt.Sprintf("%d users · %d connected · %d/%d containers running · %d GPUs", len(rows), conn, run, total, gpus)
+	s := fmt.Sprintf("%d users · %d connected · %d/%d containers running", len(rows), conn, run, total)
+	if podTotal > 0 {
+		s += fmt.Sprintf(" · %d/%d pods", pods, podTotal)
+	}
+	return s + fmt.Sprintf(" · %d GPUs", gpus)
 }
 
 // cullsLine is the latest idle stops of the last day in one line: "idle stops: alice/gpu 5m

@@ -9,6 +9,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"whalemountain/backend/docker"
+	"whalemountain/backend/kube"
 	"whalemountain/tui/dashboard"
 )
 
@@ -43,7 +44,7 @@ func users(rows []Row) []string {
 
 func TestRowsSumsPerUser(t *testing.T) {
 	conts, pres := sample()
-	rows := Rows(conts, pres, map[string]float64{"alice": 2.25}, quota, "", ByUser)
+	rows := Rows(conts, nil, pres, map[string]float64{"alice": 2.25}, quota, "", ByUser)
 	if got, want := users(rows), []string{"alice", "bob", "carol", "tina"}; !slices.Equal(got, want) {
 		t.Fatalf("users %v, want %v (a user without containers or sessions has no row)", got, want)
 	}
@@ -51,13 +52,13 @@ func TestRowsSumsPerUser(t *testing.T) {
 	if a.Running != 2 || a.Total != 3 || a.GPUs != 2 || a.CPU != 200 || a.Mem != 3*gib || a.Quota != 5 || a.Sessions != 0 {
 		t.Errorf("alice %+v: only running containers count for GPUs, CPU and memory", a)
 	}
-	if got := Cells(a); !slices.Equal(got, []string{"alice", "0", "2/3", "2", "2.2", "200%", "3.0 GiB", "3/5"}) {
+	if got := Cells(a); !slices.Equal(got, []string{"alice", "0", "2/3", "0/0", "2", "2.2", "200%", "3.0 GiB", "3/5"}) {
 		t.Errorf("alice cells %q", got)
 	}
-	if got := Cells(rows[1]); !slices.Equal(got, []string{"bob", "2", "0/1", "0", "-", "-", "-", "1/5"}) {
+	if got := Cells(rows[1]); !slices.Equal(got, []string{"bob", "2", "0/1", "0/0", "0", "-", "-", "-", "1/5"}) {
 		t.Errorf("bob cells %q", got)
 	}
-	if got := Cells(rows[3]); !slices.Equal(got, []string{"tina (TA)", "1", "0/0", "0", "-", "-", "-", "0/20"}) {
+	if got := Cells(rows[3]); !slices.Equal(got, []string{"tina (TA)", "1", "0/0", "0/0", "0", "-", "-", "-", "0/20"}) {
 		t.Errorf("tina cells %q: a TA's row counts against the TA quota", got)
 	}
 }
@@ -82,7 +83,7 @@ func TestRowsSortAndFilter(t *testing.T) {
 		{ByUser, "nobody", nil},
 	}
 	for _, c := range cases {
-		if got := users(Rows(conts, pres, nil, quota, c.filter, c.col)); !slices.Equal(got, c.want) {
+		if got := users(Rows(conts, nil, pres, nil, quota, c.filter, c.col)); !slices.Equal(got, c.want) {
 			t.Errorf("sort %s filter %q: %v, want %v", headers[c.col], c.filter, got, c.want)
 		}
 	}
@@ -93,7 +94,7 @@ func TestRenderFits(t *testing.T) {
 	for i := range 40 {
 		conts = append(conts, docker.Container{Owner: strings.Repeat("x", i%30+1) + "\x1b[31mred", Name: "n", State: "running", CPUPercent: 12345, MemUsage: 1 << 50})
 	}
-	rows := Rows(conts, pres, nil, quota, "", ByCPU)
+	rows := Rows(conts, nil, pres, nil, quota, "", ByCPU)
 	st := dashboard.DefaultStyles()
 	for _, size := range [][2]int{{80, 24}, {200, 60}, {40, 10}} {
 		w, h := size[0], size[1]
@@ -159,8 +160,38 @@ func TestCullsAndHours(t *testing.T) {
 		t.Errorf("a day-old stop: %q", got)
 	}
 	conts := []docker.Container{{Owner: "a", State: "running"}, {Owner: "b", State: "running"}, {Owner: "c", State: "exited"}}
-	rows := Rows(conts, nil, map[string]float64{"a": 1, "b": 5}, nil, "", ByGPUHours)
+	rows := Rows(conts, nil, nil, map[string]float64{"a": 1, "b": 5}, nil, "", ByGPUHours)
 	if got := []string{rows[0].User, rows[1].User, rows[2].User}; !slices.Equal(got, []string{"b", "a", "c"}) {
 		t.Errorf("by GPU-hours: %v", got)
+	}
+}
+
+func TestRowsWithPods(t *testing.T) {
+	conts := []docker.Container{{Owner: "alice", State: "running", GPUs: "0"}}
+	pods := []kube.Pod{
+		{Owner: "alice", Phase: "Running", GPUs: 2},
+		{Owner: "bob", Phase: "Running"},
+		{Owner: "bob", Phase: "Running"},
+		{Owner: "bob", Phase: "Failed", GPUs: 1}, // ended: holds nothing
+		{Owner: "carol", Phase: "Pending", GPUs: 1},
+	}
+	rows := Rows(conts, pods, nil, nil, nil, "", ByPods)
+	if got := users(rows); !slices.Equal(got, []string{"bob", "alice", "carol"}) {
+		t.Fatalf("by pods: %v, want bob (2 running), alice (1), carol (0 running)", got)
+	}
+	for _, c := range []struct {
+		row        Row
+		pods, gpus string
+	}{{rows[0], "2/3", "0"}, {rows[1], "1/1", "3"}, {rows[2], "0/1", "0"}} {
+		cells := Cells(c.row)
+		if cells[3] != c.pods || cells[4] != c.gpus {
+			t.Errorf("%s: pods %q GPUs %q, want %q %q", c.row.User, cells[3], cells[4], c.pods, c.gpus)
+		}
+	}
+	if got := summary(rows); !strings.Contains(got, "3 users") || !strings.Contains(got, "1/1 containers running · 3/5 pods · 3 GPUs") {
+		t.Errorf("summary %q", got)
+	}
+	if got := summary(Rows(conts, nil, nil, nil, nil, "", ByUser)); strings.Contains(got, "pods") {
+		t.Errorf("without pods the summary speaks of them: %q", got)
 	}
 }
