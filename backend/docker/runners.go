@@ -228,17 +228,18 @@ func (s *Service) StopRunner(ctx context.Context, owner, name string) error {
 }
 
 // RunnerLogs streams the output of the runner container owner/name (stdout and stderr
-// merged); tail > 0 keeps the last lines only.
-func (s *Service) RunnerLogs(ctx context.Context, owner, name string, follow bool, tail int) (io.ReadCloser, error) {
+// merged), as opts asks (the same options as a container's logs).
+func (s *Service) RunnerLogs(ctx context.Context, owner, name string, opts LogOptions) (io.ReadCloser, error) {
 	r, err := s.findRunner(ctx, owner, name)
 	if err != nil {
 		return nil, err
 	}
 	t := ""
-	if tail > 0 {
-		t = strconv.Itoa(tail)
+	if opts.Tail > 0 {
+		t = strconv.Itoa(opts.Tail)
 	}
-	body, err := s.api.ContainerLogs(ctx, r.ID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Follow: follow, Tail: t})
+	body, err := s.api.ContainerLogs(ctx, r.ID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Follow: opts.Follow, Tail: t,
+		Timestamps: opts.Timestamps})
 	if err != nil {
 		return nil, engineErr("logs of runner "+name, err)
 	}

@@ -385,7 +385,7 @@ func (s *Service) Logs(ctx context.Context, id backend.Identity, owner, ref stri
 	if err != nil {
 		return nil, err
 	}
-	return s.ctr.RunnerLogs(ctx, owner, name, follow, tail)
+	return s.ctr.RunnerLogs(ctx, owner, name, docker.LogOptions{Follow: follow, Tail: tail})
 }
 
 // Template is the .gitlab-ci.yml of runner template for id: the site's job image, and the

@@ -57,7 +57,7 @@ type Containers interface {
 	RemoveRunner(ctx context.Context, owner, name string) error
 	RestartRunner(ctx context.Context, owner, name string) error
 	StopRunner(ctx context.Context, owner, name string) error
-	RunnerLogs(ctx context.Context, owner, name string, follow bool, tail int) (io.ReadCloser, error)
+	RunnerLogs(ctx context.Context, owner, name string, opts docker.LogOptions) (io.ReadCloser, error)
 }
 
 // ServeFunc serves one connection of a runner's socket as the Docker API of id (the

@@ -92,7 +92,7 @@ func (c *fakeContainers) RestartRunner(_ context.Context, owner, name string) er
 func (c *fakeContainers) StopRunner(_ context.Context, owner, name string) error {
 	return c.op("stop", owner, name)
 }
-func (c *fakeContainers) RunnerLogs(_ context.Context, owner, name string, _ bool, _ int) (io.ReadCloser, error) {
+func (c *fakeContainers) RunnerLogs(_ context.Context, owner, name string, _ docker.LogOptions) (io.ReadCloser, error) {
 	if err := c.op("logs", owner, name); err != nil {
 		return nil, err
 	}

@@ -72,8 +72,9 @@ var contactMarks = []string{"Checking for jobs... received", "Checking for jobs.
 
 // LastContact is when a runner's log last shows it talking with GitLab: the time at the
 // start of the last line with one of gitlab-runner's contact words ("Checking for jobs...
-// received", "Appending trace"), read as Docker's RFC 3339 timestamp, logrus's time="...",
-// or Go's log prefix (2006/01/02 15:04:05, UTC); false when no such line has a time.
+// received", "Appending trace"), read as the engine's RFC 3339 timestamp (the service asks
+// for them: gitlab-runner's own lines carry none), logrus's time="...", or Go's log prefix
+// (2006/01/02 15:04:05, UTC); false when no such line has a time.
 func LastContact(log string) (time.Time, bool) {
 	lines := strings.Split(log, "\n")
 	for i := len(lines) - 1; i >= 0; i-- {
@@ -224,7 +225,7 @@ func (s *Service) ask(ctx context.Context, owner, name string, v *view) {
 		}
 		s.log.Debug("runners: GitLab's view of a runner could not be read; using its log", "owner", owner, "runner", name, "err", err)
 	}
-	rc, err := s.ctr.RunnerLogs(ctx, owner, name, false, 200)
+	rc, err := s.ctr.RunnerLogs(ctx, owner, name, docker.LogOptions{Tail: 200, Timestamps: true})
 	if err != nil {
 		return
 	}
