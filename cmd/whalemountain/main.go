@@ -198,7 +198,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, lib nvml.Interf
 	for _, k := range signers {
 		sc.HostSigners = append(sc.HostSigners, k.Signer)
 	}
-	deps, closeDeps, err := newBackends(ctx, cfg, auditLog, logger, lib)
+	deps, ctrs, closeDeps, err := newBackends(ctx, cfg, auditLog, logger, lib)
 	if err != nil {
 		return err
 	}
@@ -207,9 +207,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, lib nvml.Interf
 	if err != nil {
 		return err
 	}
-	if deps.Docker != nil {
+	if ctrs != nil {
 		// Idle culling counts a shell, exec, attach, forward or sftp session as use.
-		deps.Docker.SetSessionUse(srv.ContainerInUse)
+		ctrs.SetSessionUse(srv.ContainerInUse)
 	}
 	l, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -223,8 +223,8 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, lib nvml.Interf
 		if deps.GPUs != nil {
 			src.GPUs = deps.GPUs
 		}
-		if deps.Docker != nil {
-			src.Containers = deps.Docker
+		if ctrs != nil {
+			src.Containers = ctrs
 		}
 		if deps.GPUHours != nil {
 			src.GPUHours = deps.GPUHours

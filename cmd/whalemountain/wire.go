@@ -100,13 +100,15 @@ func accessLevelName(level int) string {
 // newBackends starts what the configuration turns on. A backend that is on but unreachable
 // (Docker stopped) is not fatal: its tab and commands say so and it recovers by itself.
 // lib is NVML (production: nvml.New(); tests: go-nvml's mock).
-func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *slog.Logger, lib nvml.Interface) (cli.Deps, func(), error) {
-	var deps cli.Deps
+//
+// ctrs is the container service every container field of deps is set from (nil when
+// containers are off), for what the server itself wires to it after.
+func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *slog.Logger, lib nvml.Interface) (deps cli.Deps, ctrs *docker.Service, closeAll func(), err error) {
 	if auditLog != nil {
 		deps.Audit = auditLog
 	}
 	var closers []func()
-	closeAll := func() {
+	closeAll = func() {
 		for i := len(closers) - 1; i >= 0; i-- {
 			closers[i]()
 		}
@@ -114,21 +116,21 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 	if cfg.Docker.Enabled {
 		dc, err := cfg.dockerPolicy()
 		if err != nil {
-			return deps, closeAll, err
+			return deps, nil, closeAll, err
 		}
 		svc, err := docker.New(dc, auditLog)
 		if err != nil {
-			return deps, closeAll, fmt.Errorf("docker: %w", err)
+			return deps, nil, closeAll, fmt.Errorf("docker: %w", err)
 		}
 		// What TAs did to students' containers, and the stops done on purpose, outlive a restart.
 		if err := svc.SetNoticeDir(filepath.Join(cfg.DataDir, "notices")); err != nil {
 			svc.Close()
-			return deps, closeAll, fmt.Errorf("docker: %w", err)
+			return deps, nil, closeAll, fmt.Errorf("docker: %w", err)
 		}
 		// The GPU waiting list and the TAs' keeps outlive a restart too.
 		if err := svc.SetStateDir(filepath.Join(cfg.DataDir, "state")); err != nil {
 			svc.Close()
-			return deps, closeAll, fmt.Errorf("docker: %w", err)
+			return deps, nil, closeAll, fmt.Errorf("docker: %w", err)
 		}
 		tas := map[string]backend.Role{}
 		for _, u := range cfg.TAs {
@@ -137,14 +139,14 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 		svc.SetRoles(tas)
 		if err := svc.SetPresets(cfg.presets()); err != nil {
 			svc.Close()
-			return deps, closeAll, fmt.Errorf("config: %w", err)
+			return deps, nil, closeAll, fmt.Errorf("config: %w", err)
 		}
 		if cfg.needsGroups() {
 			var gl *gitlab.Client
 			if g := cfg.GitLab; g.URL != "" {
 				if gl, err = gitlab.New(g.URL, g.token, gitlab.WithTimeout(g.RequestTimeout)); err != nil {
 					svc.Close()
-					return deps, closeAll, fmt.Errorf("config: gitlab.url: %w", err)
+					return deps, nil, closeAll, fmt.Errorf("config: gitlab.url: %w", err)
 				}
 			}
 			svc.SetGroupDirectory(cfg.groupDirectory(gl, logger))
@@ -158,16 +160,13 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 		}
 		if err := svc.Watch(ctx); err != nil {
 			svc.Close()
-			return deps, closeAll, fmt.Errorf("docker: %w", err)
+			return deps, nil, closeAll, fmt.Errorf("docker: %w", err)
 		}
 		closers = append(closers, func() { svc.Close() })
-		deps.Containers = svc
-		deps.Presets = svc
-		deps.Shared = svc
 		images, err := docker.NewImageService(svc, cfg.Images.ImagePolicy, cfg.Images.credentials())
 		if err != nil {
 			svc.Close()
-			return deps, closeAll, fmt.Errorf("images: %w", err)
+			return deps, nil, closeAll, fmt.Errorf("images: %w", err)
 		}
 		deps.Images = images
 		for _, r := range cfg.Images.RegistryAuth {
@@ -177,7 +176,7 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 			Quota: int64(cfg.Images.SIF.Quota), MaxBuilds: cfg.Images.SIF.MaxBuilds, Tar2sqfs: cfg.Images.SIF.Tar2sqfs})
 		if err != nil {
 			svc.Close()
-			return deps, closeAll, fmt.Errorf("images: %w", err)
+			return deps, nil, closeAll, fmt.Errorf("images: %w", err)
 		}
 		if err := sifs.ToolsError(); err != nil {
 			logger.Warn("SIF export is off until tar2sqfs is installed", "err", err)
@@ -186,9 +185,8 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 			logger.Warn("could not clear what an interrupted SIF build left", "err", err)
 		}
 		deps.SIFs = sifs
-		deps.Docker = svc
-		deps.Exec = svc
-		deps.Files = svc
+		ctrs = svc
+		setContainers(&deps, ctrs)
 		if err := sweepSpool(filepath.Join(cfg.DataDir, "spool")); err != nil {
 			logger.Warn("could not clear the spool of an interrupted run", "err", err)
 		}
@@ -205,7 +203,7 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 	if cfg.Recordings.Enabled {
 		store, err := recording.NewStore(filepath.Join(cfg.DataDir, "recordings"), cfg.Recordings.Retention)
 		if err != nil {
-			return deps, closeAll, fmt.Errorf("recordings: %w", err)
+			return deps, nil, closeAll, fmt.Errorf("recordings: %w", err)
 		}
 		store.SetMaxSize(int64(cfg.Recordings.MaxSize))
 		go sweepRecordings(ctx, store, logger)
@@ -219,14 +217,14 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 	if k := cfg.Kubernetes; k.Enabled() {
 		kc, err := k.backend()
 		if err != nil {
-			return deps, closeAll, err
+			return deps, nil, closeAll, err
 		}
 		svc, err := kube.New(kc, auditLog)
 		if err != nil {
-			return deps, closeAll, fmt.Errorf("kubernetes: %w", err)
+			return deps, nil, closeAll, fmt.Errorf("kubernetes: %w", err)
 		}
 		if err := svc.Watch(ctx); err != nil {
-			return deps, closeAll, fmt.Errorf("kubernetes: %w", err)
+			return deps, nil, closeAll, fmt.Errorf("kubernetes: %w", err)
 		}
 		closers = append(closers, func() { _ = svc.Close() })
 		deps.Pods = svc
@@ -241,13 +239,13 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 	if g := cfg.GitLab; g.URL != "" {
 		gl, err := gitlab.New(g.URL, g.token, gitlab.WithTimeout(g.RequestTimeout))
 		if err != nil {
-			return deps, closeAll, fmt.Errorf("config: gitlab.url: %w", err)
+			return deps, nil, closeAll, fmt.Errorf("config: gitlab.url: %w", err)
 		}
 		deps.Registry = gl
-		if cfg.Runners.Enabled && deps.Docker != nil {
-			rs, err := newRunners(ctx, cfg, gl, deps, auditLog, logger)
+		if cfg.Runners.Enabled && ctrs != nil {
+			rs, err := newRunners(ctx, cfg, gl, ctrs, deps.DockerAPI, auditLog, logger)
 			if err != nil {
-				return deps, closeAll, err
+				return deps, nil, closeAll, err
 			}
 			closers = append(closers, rs.Close)
 			deps.Runners = rs
@@ -258,8 +256,8 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 	// reads both snapshots as a TA of its own, which sees every user's containers and processes.
 	server := backend.Identity{User: "whalemountain", Role: backend.RoleTA}
 	var gpuOwners gpu.Owners
-	if deps.Docker != nil {
-		svc := deps.Docker
+	if ctrs != nil {
+		svc := ctrs
 		gpuOwners = gpu.OwnersFunc(func(id string) (string, string, bool) {
 			cs, _ := svc.Snapshot(server, docker.ListOptions{All: true, AllUsers: true})
 			for _, c := range cs {
@@ -276,8 +274,8 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 	deps.GPUs = sampler
 	// GPU allocation (docker run --gpus) chooses among the GPUs NVML sees; a reading NVML
 	// could not take counts as fully busy, so idle GPUs known to be idle are chosen first.
-	if ok, _ := sampler.Available(); ok && deps.Docker != nil {
-		deps.Docker.SetGPUs(docker.GPUInventoryFunc(func() []docker.GPUInfo {
+	if ok, _ := sampler.Available(); ok && ctrs != nil {
+		ctrs.SetGPUs(docker.GPUInventoryFunc(func() []docker.GPUInfo {
 			st := sampler.Snapshot(server)
 			out := make([]docker.GPUInfo, 0, len(st.GPUs))
 			for _, g := range st.GPUs {
@@ -296,13 +294,26 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 			return out
 		}))
 	}
-	if deps.Docker != nil {
-		if err := startFairGPUs(ctx, cfg, deps.Docker, sampler, &deps, &closers, logger); err != nil {
+	if ctrs != nil {
+		if err := startFairGPUs(ctx, cfg, ctrs, sampler, &deps, &closers, logger); err != nil {
 			closeAll()
-			return deps, func() {}, err
+			return deps, nil, func() {}, err
 		}
 	}
-	return deps, closeAll, nil
+	return deps, ctrs, closeAll, nil
+}
+
+// setContainers sets every field of deps the container service serves, each one a small
+// interface for what its commands and tabs need, from the one service.
+func setContainers(deps *cli.Deps, svc *docker.Service) {
+	deps.Containers = svc
+	deps.Presets = svc
+	deps.Shared = svc
+	deps.Live = svc
+	deps.Notices = svc
+	deps.Wall = svc
+	deps.Exec = svc
+	deps.Files = svc
 }
 
 // sweepRecordings removes recordings past their retention now and every hour.
@@ -405,8 +416,7 @@ func sweepSpool(dir string) error {
 
 // newRunners starts the runner service: each runner's socket serves its owner's Docker API,
 // the same door as dial-stdio and a forwarded /docker.sock, with the owner's identity.
-func newRunners(ctx context.Context, cfg Config, gl *gitlab.Client, deps cli.Deps, auditLog *audit.Log, logger *slog.Logger) (*runner.Service, error) {
-	api := deps.DockerAPI
+func newRunners(ctx context.Context, cfg Config, gl *gitlab.Client, ctrs *docker.Service, api dockerapi.Backend, auditLog *audit.Log, logger *slog.Logger) (*runner.Service, error) {
 	serve := func(ctx context.Context, id backend.Identity, conn net.Conn) {
 		c, ok := conn.(dockerapi.Conn)
 		if !ok {
@@ -424,7 +434,7 @@ func newRunners(ctx context.Context, cfg Config, gl *gitlab.Client, deps cli.Dep
 	if cfg.Runners.ServerCreates {
 		admin, viewer = gl, gl
 	}
-	rs, err := runner.New(cfg.runnerConfig(), gl, deps.Docker, serve, runner.Options{Admin: admin, Viewer: viewer, Jobs: deps.Docker,
+	rs, err := runner.New(cfg.runnerConfig(), gl, ctrs, serve, runner.Options{Admin: admin, Viewer: viewer, Jobs: ctrs,
 		Audit: auditLog, Logger: logger})
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)

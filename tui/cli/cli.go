@@ -57,8 +57,16 @@ type Deps struct {
 	Registry Registry
 	// GPUs is the server's GPU sampler; nil when GPU monitoring is off.
 	GPUs GPUs
-	// Docker is the same service, for the dashboard's live view.
-	Docker *docker.Service
+	// Live is the live list of containers and the policy it is kept under, for the
+	// dashboard (the Containers, Class and Runner tabs); nil when containers are off. The
+	// Containers tab offers whatever else the same value can do (create, start, logs, ...).
+	Live Live
+	// Notices are users' notices (the notices command, the dashboard); nil when containers
+	// are off.
+	Notices Notices
+	// Wall keeps a TA's message to everyone with the users' notices; nil when containers
+	// are off.
+	Wall Wall
 	// Files is the same service again, for the file tree served over sftp and scp;
 	// FilesOptions say where transfers are spooled.
 	Files        files.Backend
@@ -86,6 +94,25 @@ type Deps struct {
 	// Runners are users' personal GitLab runners; nil when runners are off.
 	Runners Runners
 }
+
+// Live is the live list of containers (no engine call per read) and the container policy.
+type Live interface {
+	Snapshot(id backend.Identity, opts docker.ListOptions) ([]docker.Container, docker.Health)
+	SubscribeFor(id backend.Identity, opts docker.ListOptions) (<-chan struct{}, func())
+	Config() docker.Config
+}
+
+// Wall keeps message from the TA id as a notice for every user (and those in also);
+// users is how many it reached.
+type Wall interface {
+	Wall(id backend.Identity, message string, also []string) (users int, err error)
+}
+
+var (
+	_ Live    = (*docker.Service)(nil)
+	_ Notices = (*docker.Service)(nil)
+	_ Wall    = (*docker.Service)(nil)
+)
 
 // usageError marks an error as bad usage (exit status 2).
 type usageError struct{ error }

@@ -236,10 +236,10 @@ func noticesCmd(env Env) *cobra.Command {
 		Short: "Show your messages: TAs' actions on your containers, messages to everyone",
 		Args:  exactArgs(env, 0),
 		RunE: func(c *cobra.Command, _ []string) error {
-			if env.Deps.Docker == nil {
+			src := env.Deps.Notices
+			if src == nil {
 				return errNoDocker
 			}
-			var src Notices = env.Deps.Docker
 			ns, seen := src.Notices(env.Identity)
 			slices.Reverse(ns) // newest first
 			type row struct {

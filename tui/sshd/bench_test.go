@@ -144,7 +144,9 @@ func BenchmarkDockerCallsPerDashboards(b *testing.B) {
 	}
 }
 
-func cliDeps(svc *docker.Service) cli.Deps { return cli.Deps{Containers: svc, Docker: svc, Exec: svc} }
+func cliDeps(svc *docker.Service) cli.Deps {
+	return cli.Deps{Containers: svc, Live: svc, Notices: svc, Wall: svc, Exec: svc}
+}
 
 // burst creates three containers, stops and removes them.
 func burst(tb testing.TB, svc *docker.Service, id backend.Identity, image string, round int) {

@@ -153,7 +153,7 @@ func (s *Server) Wall(id backend.Identity, message string) (int, error) {
 	if !id.IsTA() {
 		return 0, errors.New("wall is for TAs")
 	}
-	if s.deps.Docker == nil {
+	if s.deps.Wall == nil {
 		return 0, errors.New("wall needs containers on (docker.enabled): messages are kept with the users' notices")
 	}
 	s.mu.Lock()
@@ -167,7 +167,7 @@ func (s *Server) Wall(id backend.Identity, message string) (int, error) {
 	}
 	s.mu.Unlock()
 	// The notice wakes every open dashboard of those users; the dashboard shows it.
-	if _, err := s.deps.Docker.Wall(id, message, users); err != nil {
+	if _, err := s.deps.Wall.Wall(id, message, users); err != nil {
 		return 0, err
 	}
 	message = termsafe.Line(strings.TrimSpace(message))

@@ -267,8 +267,8 @@ func (se *session) tabs(st dashboard.Styles) []dashboard.Tab {
 		return dashboard.Notice{Name: name, Line: line, Styles: st}
 	}
 	var tabs []dashboard.Tab
-	if d.Docker != nil {
-		ctr := containers.New(d.Docker, se.id, st, time.Now)
+	if d.Live != nil {
+		ctr := containers.New(d.Live, se.id, st, time.Now)
 		ctr.SetPrefix(se.srv.prefix)
 		if d.GPUHours != nil {
 			ctr.SetGPUHours(d.GPUHours)
@@ -290,8 +290,8 @@ func (se *session) tabs(st dashboard.Styles) []dashboard.Tab {
 	)
 	// The Class tab is a TA's alone: everyone's containers and sessions at a glance.
 	if se.id.IsTA() {
-		if d.Docker != nil {
-			ct := class.New(d.Docker, se.srv, se.id, st)
+		if d.Live != nil {
+			ct := class.New(d.Live, se.srv, se.id, st)
 			if j, ok := d.Shares.(class.Joiner); ok {
 				ct.SetJoiner(j) // w: the view of a shell a student shares
 			}
@@ -305,7 +305,7 @@ func (se *session) tabs(st dashboard.Styles) []dashboard.Tab {
 						out[u] = v.Held
 					}
 					return out
-				}, d.Docker.Config().Waiting.Window)
+				}, d.Live.Config().Waiting.Window)
 			}
 			tabs = append(tabs, ct)
 		} else {
@@ -327,7 +327,7 @@ func (se *session) podsTab(st dashboard.Styles) dashboard.Tab {
 func (se *session) runnerTab(st dashboard.Styles) dashboard.Tab {
 	if r := se.srv.deps.Runners; r != nil {
 		tab := runners.New(r, se.id, st)
-		if d := se.srv.deps.Docker; d != nil {
+		if d := se.srv.deps.Live; d != nil {
 			tab.SetJobs(d)
 		}
 		return tab
