@@ -320,7 +320,11 @@ func (se *session) podsTab(st dashboard.Styles) dashboard.Tab {
 	if se.srv.deps.Pods == nil {
 		return dashboard.Notice{Name: "Pods", Line: "No Kubernetes cluster is configured on this server.", Styles: st}
 	}
-	return pods.New(se.srv.deps.Pods, se.id, st, time.Now, se.srv.prefix)
+	tab := pods.New(se.srv.deps.Pods, se.id, st, time.Now, se.srv.prefix)
+	if p := se.srv.deps.Presets; p != nil {
+		tab.SetPresets(p) // the course presets, offered first by the new-pod form
+	}
+	return tab
 }
 
 // runnerTab is the Runner tab, or one line saying why there is none.

@@ -12,7 +12,9 @@ package pods
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +27,7 @@ import (
 	units "github.com/docker/go-units"
 
 	"whalemountain/backend"
+	"whalemountain/backend/docker"
 	"whalemountain/backend/kube"
 	"whalemountain/tui/dashboard"
 	"whalemountain/tui/dashboard/logview"
@@ -89,6 +92,21 @@ const (
 
 var fieldLabels = [numFields]string{"image", "name", "CPUs", "memory", "GPUs"}
 
+// fPreset is the focus on the form's preset line (shown only when the course offers presets).
+const fPreset = numFields
+
+// Presets are the course presets a user may use (docker.Service): the new-pod form offers
+// them first, filling its fields from the one chosen.
+type Presets interface {
+	Presets(ctx context.Context, id backend.Identity) []docker.Preset
+}
+
+// presetsMsg are the presets the user may use, as read off the event loop.
+type presetsMsg struct {
+	tab     *Tab
+	presets []docker.Preset
+}
+
 // Tab is the Pods tab. Create it with New; the dashboard closes it.
 type Tab struct {
 	svc    Service
@@ -128,7 +146,11 @@ type Tab struct {
 	busy    map[string]string
 
 	form       *[numFields]textinput.Model
-	focus      int
+	focus      int // a field, or fPreset
+	presetSrc  Presets
+	presets    []docker.Preset // as last read
+	pick       int             // 0: none; i: presets[i-1]
+	picked     *docker.Preset  // the one the form was filled from, for its environment and command
 	formErr    string
 	submitting bool
 
@@ -174,6 +196,22 @@ func New(svc Service, id backend.Identity, st dashboard.Styles, now func() time.
 		filter: f, busy: map[string]string{}}
 }
 
+// SetPresets makes the new-pod form offer the course presets id may use.
+func (t *Tab) SetPresets(p Presets) { t.presetSrc = p }
+
+// loadPresets reads the presets off the event loop (asking GitLab for groups can take time).
+func (t *Tab) loadPresets() tea.Cmd {
+	src, id, ctx := t.presetSrc, t.id, t.ctx
+	if src == nil {
+		return nil
+	}
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(ctx, inspectTimeout)
+		defer cancel()
+		return presetsMsg{tab: t, presets: src.Presets(ctx, id)}
+	}
+}
+
 // SetShell installs what `s` does.
 func (t *Tab) SetShell(fn dashboard.ShellFunc) { t.shell = fn }
 
@@ -216,7 +254,7 @@ func (t *Tab) Init() tea.Cmd {
 	t.started = true
 	t.sub, t.unsub = t.svc.SubscribeFor(t.id, t.listOptions())
 	t.reload()
-	return t.waitChange()
+	return tea.Batch(t.waitChange(), t.loadPresets())
 }
 
 // Show starts or stops the age tick, which matters only on screen.
@@ -372,6 +410,18 @@ func (t *Tab) Update(msg tea.Msg) (dashboard.Tab, tea.Cmd) {
 		}
 	}
 	switch msg := msg.(type) {
+	case presetsMsg:
+		if msg.tab == t {
+			t.presets = msg.presets
+			if t.pick > len(t.presets) {
+				t.pick, t.picked = 0, nil
+			}
+			if t.form != nil && t.focus == fPreset && len(t.presets) == 0 {
+				t.focus = fImage
+				return t, t.form[fImage].Focus()
+			}
+		}
+		return t, nil
 	case changedMsg:
 		if msg.tab != t || t.ctx.Err() != nil {
 			return t, nil
@@ -464,6 +514,8 @@ func (t *Tab) typeText(msg tea.Msg) tea.Cmd {
 	switch {
 	case t.logs != nil && t.logs.Searching():
 		return t.logs.TypeSearch(msg)
+	case t.form != nil && !t.submitting && t.focus == fPreset:
+		return nil // the preset line takes no text
 	case t.form != nil && !t.submitting:
 		t.form[t.focus], cmd = t.form[t.focus].Update(msg)
 		t.formErr = ""
@@ -591,7 +643,52 @@ func (t *Tab) openForm() tea.Cmd {
 		f[i].CharLimit = 200
 	}
 	t.form, t.focus, t.formErr, t.submitting = &f, 0, "", false
-	return t.form[0].Focus()
+	t.pick, t.picked = 0, nil
+	refresh := t.loadPresets() // for the next form
+	if len(t.presets) > 0 {
+		t.focus = fPreset
+		return refresh
+	}
+	return tea.Batch(t.form[0].Focus(), refresh)
+}
+
+// positions are the form's focus stops in order: the preset line first when there is one.
+func (t *Tab) positions() []int {
+	ps := []int{fImage, fName, fCPUs, fMemory, fGPUs}
+	if len(t.presets) > 0 {
+		ps = append([]int{fPreset}, ps...)
+	}
+	return ps
+}
+
+// choosePreset moves the preset line's choice by d and fills the fields from it.
+func (t *Tab) choosePreset(d int) {
+	n := len(t.presets) + 1
+	t.pick = ((t.pick+d)%n + n) % n
+	t.picked = nil
+	if t.pick == 0 {
+		return
+	}
+	p := t.presets[t.pick-1]
+	t.picked = &p
+	gpus := ""
+	if c, _, err := docker.ParseGPUs(p.GPUs); err == nil && c > 0 {
+		gpus = strconv.Itoa(c)
+	}
+	cpus, mem := "", ""
+	if p.CPUs > 0 {
+		cpus = format.CPUs(p.CPUs)
+	}
+	if p.Memory > 0 {
+		mem = format.Bytes(p.Memory)
+	}
+	t.form[fImage].SetValue(p.Image)
+	t.form[fCPUs].SetValue(cpus)
+	t.form[fMemory].SetValue(mem)
+	t.form[fGPUs].SetValue(gpus)
+	if t.form[fName].Value() == "" {
+		t.form[fName].SetValue(p.Name)
+	}
 }
 
 func (t *Tab) formKey(msg tea.KeyPressMsg) tea.Cmd {
@@ -604,13 +701,26 @@ func (t *Tab) formKey(msg tea.KeyPressMsg) tea.Cmd {
 		t.form = nil
 		return nil
 	case key.Matches(msg, k.NextField), msg.String() == "shift+tab" || msg.String() == "up":
-		t.form[t.focus].Blur()
+		if t.focus != fPreset {
+			t.form[t.focus].Blur()
+		}
+		ps := t.positions()
 		d := 1
 		if !key.Matches(msg, k.NextField) {
-			d = numFields - 1
+			d = len(ps) - 1
 		}
-		t.focus = (t.focus + d) % numFields
+		t.focus = ps[(slices.Index(ps, t.focus)+d)%len(ps)]
+		if t.focus == fPreset {
+			return nil
+		}
 		return t.form[t.focus].Focus()
+	case t.focus == fPreset && (msg.String() == "left" || msg.String() == "right" || msg.String() == "space"):
+		d := 1
+		if msg.String() == "left" {
+			d = -1
+		}
+		t.choosePreset(d)
+		return nil
 	case key.Matches(msg, k.Submit):
 		spec, err := t.spec()
 		if err != nil {
@@ -633,6 +743,9 @@ func (t *Tab) formKey(msg tea.KeyPressMsg) tea.Cmd {
 func (t *Tab) spec() (kube.RunSpec, error) {
 	v := func(i int) string { return strings.TrimSpace(t.form[i].Value()) }
 	spec := kube.RunSpec{Image: v(fImage), Name: v(fName)}
+	if p := t.picked; p != nil && p.Image == spec.Image {
+		spec.Env, spec.Cmd = p.Env, p.Cmd // the preset's, unless its image was changed
+	}
 	if spec.Image == "" {
 		return spec, errors.New("an image is needed, such as python:3.12")
 	}
@@ -684,6 +797,13 @@ func (t *Tab) formLines(width int) []string {
 		}
 	}
 	lines := []string{dashboard.RuleLine(t.st, "New pod", width), t.st.Dim.Render(cut("  " + quotaText(t.quota(), own))), ""}
+	if len(t.presets) > 0 {
+		mark := "  "
+		if t.focus == fPreset {
+			mark = dashboard.Marker
+		}
+		lines = append(lines, cut(mark+"preset    "+PresetChoice(t.presets, t.pick)), "")
+	}
 	for i := range t.form {
 		label := fieldLabels[i] + strings.Repeat(" ", 8-len(fieldLabels[i]))
 		mark := "  "
@@ -754,4 +874,21 @@ func (t *Tab) tableLines(width, height int) []string {
 			dim: !t.health.OK, busy: t.busy, now: t.now()}, width, room)
 	}
 	return append(append(top, middle...), bottom...)
+}
+
+// PresetChoice is the preset line's text: "‹ ml: PyTorch for the ML course ›  (1/3, ←/→)";
+// pick 0 is "none: fill in the fields".
+func PresetChoice(ps []docker.Preset, pick int) string {
+	text := "none: fill in the fields"
+	if pick < 0 || pick > len(ps) {
+		pick = 0
+	}
+	if pick > 0 {
+		p := ps[pick-1]
+		text = termsafe.Line(p.Name)
+		if p.Description != "" {
+			text += ": " + termsafe.Line(p.Description)
+		}
+	}
+	return fmt.Sprintf("‹ %s ›  (%d/%d, ←/→)", text, pick, len(ps))
 }

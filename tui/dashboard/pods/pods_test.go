@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"whalemountain/backend"
+	"whalemountain/backend/docker"
 	"whalemountain/backend/kube"
 	"whalemountain/tui/dashboard"
 )
@@ -30,6 +32,7 @@ type fakePods struct {
 	health  kube.Health
 	removed []string
 	logs    string
+	runs    []kube.RunSpec
 }
 
 func (f *fakePods) Snapshot(id backend.Identity, opts kube.ListOptions) ([]kube.Pod, kube.Health) {
@@ -53,6 +56,9 @@ func (f *fakePods) SubscribeFor(backend.Identity, kube.ListOptions) (<-chan stru
 func (f *fakePods) Config() kube.Config { return kube.DefaultConfig() }
 
 func (f *fakePods) Run(_ context.Context, id backend.Identity, spec kube.RunSpec) (kube.Pod, error) {
+	f.mu.Lock()
+	f.runs = append(f.runs, spec)
+	f.mu.Unlock()
 	if err := kube.ValidateName(spec.Name); err != nil {
 		return kube.Pod{}, err
 	}
@@ -109,6 +115,10 @@ func press(t *testing.T, tab *Tab, keys ...string) []dashboard.StatusMsg {
 			msg = tea.KeyPressMsg{Code: tea.KeyEscape}
 		case "tab":
 			msg = tea.KeyPressMsg{Code: tea.KeyTab}
+		case "right":
+			msg = tea.KeyPressMsg{Code: tea.KeyRight}
+		case "left":
+			msg = tea.KeyPressMsg{Code: tea.KeyLeft}
 		}
 		_, cmd := tab.Update(msg)
 		status = append(status, settle(t, tab, cmd)...)
@@ -281,5 +291,82 @@ func TestTAsSeeOwners(t *testing.T) {
 	press(t, tab, "G", "enter")
 	if s := screen(tab, 80, 24); !strings.Contains(s, "pod bob/web") || strings.Contains(s, "ssh -L") {
 		t.Errorf("a TA's details of bob's pod (no forward hint: forwards reach own pods only):\n%s", s)
+	}
+}
+
+// presetList is the course presets one user may use.
+type presetList []docker.Preset
+
+func (p presetList) Presets(context.Context, backend.Identity) []docker.Preset { return p }
+
+// The form offers the presets first: a choice fills the fields, the pod gets the preset's
+// environment and command, and the quota and names are the backend's to check as for any pod.
+func TestFormOffersPresets(t *testing.T) {
+	f := cluster()
+	tab := New(f, alice, dashboard.DefaultStyles(), func() time.Time { return now }, "ssh -p 2222 gpu1")
+	tab.SetPresets(presetList{
+		{Name: "ml", Description: "PyTorch for the ML course", Image: "registry.example/ml:2026", CPUs: 2, Memory: 4 << 30,
+			GPUs: "1", Env: []string{"COURSE=ml"}, Cmd: []string{"jupyter", "lab"}},
+		{Name: "os", Image: "debian:12"},
+	})
+	defer tab.Close()
+	settle(t, tab, tab.Init())
+	press(t, tab, "n")
+	s := screen(tab, 80, 24)
+	if !strings.Contains(s, "preset    ‹ none: fill in the fields ›  (0/2, ←/→)") {
+		t.Fatalf("the form does not start with the presets:\n%s", s)
+	}
+	fits(t, tab.View(80, 24), 80, 24)
+	press(t, tab, "right")
+	s = screen(tab, 80, 24)
+	for _, want := range []string{"‹ ml: PyTorch for the ML course ›  (1/2", "registry.example/ml:2026", "4.0 GiB"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("after choosing ml, no %q:\n%s", want, s)
+		}
+	}
+	press(t, tab, "tab", "tab") // image, then name: ml's name is offered
+	press(t, tab, "enter")
+	f.mu.Lock()
+	runs := f.runs
+	f.mu.Unlock()
+	if len(runs) != 1 {
+		t.Fatalf("%d runs, want 1", len(runs))
+	}
+	got := runs[0]
+	if got.Image != "registry.example/ml:2026" || got.Name != "ml" || got.CPUs != 2 || got.Memory != 4<<30 || got.GPUs != 1 ||
+		!slices.Equal(got.Env, []string{"COURSE=ml"}) || !slices.Equal(got.Cmd, []string{"jupyter", "lab"}) {
+		t.Errorf("pod from the preset: %+v", got)
+	}
+
+	// Back to none: the fields stay as filled, the preset's command and environment go.
+	press(t, tab, "n", "right", "left")
+	if s := screen(tab, 80, 24); !strings.Contains(s, "(0/2") {
+		t.Errorf("left did not go back to none:\n%s", s)
+	}
+	press(t, tab, "tab", "tab")
+	tab.Update(tea.PasteMsg{Content: "2"})
+	press(t, tab, "enter")
+	f.mu.Lock()
+	last := f.runs[len(f.runs)-1]
+	f.mu.Unlock()
+	if last.Image != "registry.example/ml:2026" || last.Name != "ml2" || last.Env != nil || last.Cmd != nil {
+		t.Errorf("a pod without a preset: %+v", last)
+	}
+}
+
+func TestPresetChoice(t *testing.T) {
+	ps := []docker.Preset{{Name: "ml", Description: "Py\x1b[2JTorch"}, {Name: "os"}}
+	for _, c := range []struct {
+		pick int
+		want string
+	}{
+		{0, "‹ none: fill in the fields ›  (0/2, ←/→)"},
+		{1, `‹ ml: Py\x1b[2JTorch ›  (1/2, ←/→)`},
+		{2, "‹ os ›  (2/2, ←/→)"},
+		{3, "‹ none: fill in the fields ›  (0/2, ←/→)"},
+	} {
+		if got := PresetChoice(ps, c.pick); got != c.want {
+			t.Errorf("PresetChoice(%d) = %q, want %q", c.pick, got, c.want)
+		}
 	}
 }
