@@ -139,6 +139,29 @@ func TestQuotaRefusesWithAClearLine(t *testing.T) {
 	if pods, _ := svc.List(ctx, alice, kube.ListOptions{}); len(pods) != 2 {
 		t.Errorf("pods after refusals: %+v", pods)
 	}
+
+	// The quota's use, as the API server counts it: alice's own, everyone's for a TA only.
+	full := kube.Resource{Used: 2, Hard: 2, HasHard: true}
+	qs, err := svc.Quotas(ctx, alice, kube.ListOptions{AllUsers: true}) // a student's AllUsers is her own
+	if err != nil || len(qs) != 1 || qs[0].Owner != "alice" || qs[0].Pods != full || qs[0].CPUs != full ||
+		qs[0].GPUs != (kube.Resource{Used: 0, Hard: 1, HasHard: true}) || qs[0].Memory.Hard != 4<<30 {
+		t.Errorf("alice's quota use: %+v %v", qs, err)
+	}
+	if qs, err := svc.Quotas(ctx, kubetest.Student("bob"), kube.ListOptions{AllUsers: true}); err != nil || len(qs) != 0 {
+		t.Errorf("bob, with no namespace yet, sees %+v %v", qs, err)
+	}
+	runRunning(t, svc, kubetest.Student("bob"), kube.RunSpec{Name: "b", CPUs: 0.5})
+	qs, err = svc.Quotas(ctx, kubetest.TA("tina"), kube.ListOptions{AllUsers: true})
+	owners := map[string]kube.QuotaUse{}
+	for _, q := range qs {
+		owners[q.Owner] = q
+	}
+	if err != nil || len(qs) != 2 || owners["alice"].Pods != full || owners["bob"].CPUs != (kube.Resource{Used: 0.5, Hard: 2, HasHard: true}) {
+		t.Errorf("a TA's view of every namespace: %+v %v", qs, err)
+	}
+	if qs, err := svc.Quotas(ctx, kubetest.Student("bob"), kube.ListOptions{}); err != nil || len(qs) != 1 || qs[0].Owner != "bob" {
+		t.Errorf("bob sees %+v %v, want his own only", qs, err)
+	}
 }
 
 func TestPendingAndFailingPodsSayWhy(t *testing.T) {

@@ -33,6 +33,7 @@ type Pods interface {
 	Inspect(ctx context.Context, id backend.Identity, ref string) (kube.Details, error)
 	Forward(ctx context.Context, id backend.Identity, ref string, port int) (io.ReadWriteCloser, error)
 	Kubeconfig(ctx context.Context, id backend.Identity) ([]byte, time.Time, error)
+	Quotas(ctx context.Context, id backend.Identity, opts kube.ListOptions) ([]kube.QuotaUse, error)
 	RecordRefusal(id backend.Identity, action, ref string, err error)
 	backend.Executor
 }
@@ -68,7 +69,7 @@ func podCmds(env Env) []*cobra.Command {
 		},
 		RunE: func(*cobra.Command, []string) error { return nil },
 	}
-	subs := []*cobra.Command{podRunCmd(env), podRmCmd(env), podLogsCmd(env), podExecCmd(env), podShellCmd(env), podInspectCmd(env)}
+	subs := []*cobra.Command{podRunCmd(env), podRmCmd(env), podLogsCmd(env), podExecCmd(env), podShellCmd(env), podInspectCmd(env), podQuotaCmd(env)}
 	pod.AddCommand(subs...)
 	top := []*cobra.Command{podsCmd(env), kubeconfigCmd(env)}
 	for _, c := range append(subs, top...) {
@@ -355,6 +356,63 @@ func podInspectCmd(env Env) *cobra.Command {
 			return writeJSON(env, d)
 		},
 	}
+}
+
+func podQuotaCmd(env Env) *cobra.Command {
+	var asJSON, allUsers bool
+	c := &cobra.Command{
+		Use:   "quota [--json]" + taOnly(env, " [--all-users]"),
+		Short: "Show how much of your namespace's quota your pods use",
+		Args:  exactArgs(env, 0),
+		RunE: func(*cobra.Command, []string) error {
+			if allUsers && !env.Identity.IsTA() {
+				return usagef("--all-users is for TAs")
+			}
+			qs, err := env.Deps.Pods.Quotas(env.Ctx, env.Identity, kube.ListOptions{AllUsers: allUsers})
+			if err != nil {
+				return podFailure(err)
+			}
+			if asJSON {
+				if qs == nil {
+					qs = []kube.QuotaUse{}
+				}
+				return writeJSON(env, qs)
+			}
+			if len(qs) == 0 {
+				fmt.Fprintln(env.Stdout, "No pods yet: your namespace and its quota are made with your first pod.")
+				return nil
+			}
+			writeQuotaTable(env.Stdout, qs)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.Flags().BoolVar(&allUsers, "all-users", false, "every user's namespace (TAs)")
+	if !env.Identity.IsTA() {
+		_ = c.Flags().MarkHidden("all-users")
+	}
+	return c
+}
+
+// writeQuotaTable prints one line per namespace: each resource as used/hard.
+func writeQuotaTable(w io.Writer, qs []kube.QuotaUse) {
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "OWNER\tNAMESPACE\tPODS\tCPUS\tMEMORY\tGPUS")
+	num := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+	bytes := func(v float64) string { return format.Bytes(int64(v)) }
+	for _, q := range qs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", termsafe.Line(q.Owner), termsafe.Line(q.Namespace),
+			QuotaCell(q.Pods, num), QuotaCell(q.CPUs, num), QuotaCell(q.Memory, bytes), QuotaCell(q.GPUs, num))
+	}
+	tw.Flush()
+}
+
+// QuotaCell is "used/hard", or "used" alone where there is no limit, each written by num.
+func QuotaCell(r kube.Resource, num func(float64) string) string {
+	if !r.HasHard {
+		return num(r.Used)
+	}
+	return num(r.Used) + "/" + num(r.Hard)
 }
 
 func kubeconfigCmd(env Env) *cobra.Command {

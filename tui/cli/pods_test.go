@@ -14,12 +14,17 @@ import (
 // fakePods answers List and Run; the other calls are not used here (nil: a panic says so).
 type fakePods struct {
 	Pods
-	list []kube.Pod
-	ran  []kube.RunSpec
+	list   []kube.Pod
+	ran    []kube.RunSpec
+	quotas []kube.QuotaUse
 }
 
 func (f *fakePods) List(context.Context, backend.Identity, kube.ListOptions) ([]kube.Pod, error) {
 	return f.list, nil
+}
+
+func (f *fakePods) Quotas(_ context.Context, id backend.Identity, opts kube.ListOptions) ([]kube.QuotaUse, error) {
+	return f.quotas, nil
 }
 
 func (f *fakePods) Run(_ context.Context, id backend.Identity, spec kube.RunSpec) (kube.Pod, error) {
@@ -44,7 +49,10 @@ func TestPodCommands(t *testing.T) {
 	f := &fakePods{list: []kube.Pod{
 		{Name: "lab", Owner: "alice", Image: "python:3.12", Status: "Running", Ready: true, Node: "gpu-node-1", GPUs: 1, Created: created},
 		{Name: "big", Owner: "alice", Image: "cuda:12", Status: "Pending", Reason: "0/2 nodes are available: 2 Insufficient nvidia.com/gpu.", Created: created},
-	}}
+	}, quotas: []kube.QuotaUse{{Owner: "alice", Namespace: "wm-alice-1234", Pods: kube.Resource{Used: 2, Hard: 5, HasHard: true},
+		CPUs: kube.Resource{Used: 1.5, Hard: 4, HasHard: true}, Memory: kube.Resource{Used: 2 << 30, Hard: 8 << 30, HasHard: true},
+		GPUs: kube.Resource{Used: 1}}}}
+	empty := &fakePods{}
 	cases := []struct {
 		name string
 		pods Pods
@@ -68,6 +76,10 @@ func TestPodCommands(t *testing.T) {
 		{"run, bad memory", f, []string{"pod", "run", "--memory", "lots", "python:3.12"}, 2, nil, []string{`--memory "lots" is not a size`}},
 		{"exec needs a command", f, []string{"pod", "exec", "lab"}, 2, nil, []string{"pod exec needs a NAME and a command"}},
 		{"shell needs a terminal", f, []string{"pod", "shell", "lab"}, 2, nil, []string{"pod shell needs a terminal: add -t"}},
+		{"quota", f, []string{"pod", "quota"}, 0, []string{"OWNER", "NAMESPACE", "alice", "wm-alice-1234", "2/5", "1.5/4", "2.0 GiB/8.0 GiB", "   1\n"}, nil},
+		{"quota json", f, []string{"pod", "quota", "--json"}, 0, []string{`"owner": "alice"`, `"limited": true`}, nil},
+		{"quota before the first pod", empty, []string{"pod", "quota"}, 0, []string{"No pods yet"}, nil},
+		{"quota all-users is for TAs", f, []string{"pod", "quota", "--all-users"}, 2, nil, []string{"--all-users is for TAs"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
