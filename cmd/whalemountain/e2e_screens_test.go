@@ -158,7 +158,12 @@ func testStoppedByTA(t *testing.T, s *ctrServer, alice, tina *testKey) {
 	tm.send("\r")
 	tm.waitText("alice/jupyter: stopped")
 
-	lines := at.waitFits(120, 40, "the notice", "tina (TA) stopped your container jupyter: the exam needs this GPU at ten")
+	at.waitFits(120, 40, "the notice", "tina (TA) stopped your container jupyter: the exam needs this GPU at ten")
+	// The notice and the container's new state come by different ways: wait for both.
+	lines := at.waitScreen("jupyter stopped", func(ls []string) bool {
+		row := tableRow(ls, "jupyter")
+		return row != nil && row[2] != "running"
+	})
 	if row := tableRow(lines, "jupyter"); row == nil || row[2] != "stopped" {
 		t.Errorf("jupyter does not read stopped:\n%s", at.dump())
 	}
