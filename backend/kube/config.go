@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"net/http"
 	"path"
 	"regexp"
 	"slices"
@@ -58,6 +59,9 @@ type Config struct {
 	Kubeconfig string
 	// Context in Kubeconfig; empty: its current context.
 	Context string
+	// WrapTransport, when set, wraps the transport of every call to the API server (the
+	// benchmarks count the calls with it). It is never read from the config file.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 
 	// PublicServer is the API server URL written into users' kubeconfigs; empty: the one
 	// the server itself uses. PublicCAFile is the CA bundle written with it; empty: the

@@ -43,6 +43,9 @@ func New(cfg Config, log *audit.Log) (*Service, error) {
 		return nil, err
 	}
 	rc.UserAgent = "whalemountain"
+	if cfg.WrapTransport != nil {
+		rc.Wrap(cfg.WrapTransport)
+	}
 	rc.QPS, rc.Burst = 50, 100
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
