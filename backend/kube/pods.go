@@ -317,25 +317,9 @@ func (s *Service) find(ctx context.Context, id backend.Identity, ref string) (fo
 // List asks the API server for the pods the identity may see. Dashboards should use
 // Snapshot instead, which costs no API call.
 func (s *Service) List(ctx context.Context, id backend.Identity, opts ListOptions) ([]Pod, error) {
-	if err := checkIdentity(id); err != nil {
+	nss, err := s.namespacesFor(ctx, id, opts, "list pods")
+	if err != nil {
 		return nil, err
-	}
-	var nss []corev1.Namespace
-	if id.IsTA() && opts.AllUsers {
-		list, err := s.cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: labelSelector(s.cfg.selectors())})
-		if err != nil {
-			return nil, apiErr("list namespaces", err)
-		}
-		nss = list.Items
-	} else {
-		ns, err := s.cs.CoreV1().Namespaces().Get(ctx, s.cfg.Namespace(id.User), metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return []Pod{}, nil
-		}
-		if err != nil {
-			return nil, apiErr("list pods", err)
-		}
-		nss = []corev1.Namespace{*ns}
 	}
 	out := []Pod{}
 	for i := range nss {
@@ -358,6 +342,30 @@ func (s *Service) List(ctx context.Context, id backend.Identity, opts ListOption
 	}
 	sortPods(out)
 	return out, nil
+}
+
+// namespacesFor asks the API server for the namespaces the identity may read: every one the
+// server made (by its selectors) for a TA with AllUsers, else the user's own, none when it
+// does not exist yet. The caller still checks each one's owner (namespaceOwner).
+func (s *Service) namespacesFor(ctx context.Context, id backend.Identity, opts ListOptions, what string) ([]corev1.Namespace, error) {
+	if err := checkIdentity(id); err != nil {
+		return nil, err
+	}
+	if id.IsTA() && opts.AllUsers {
+		list, err := s.cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: labelSelector(s.cfg.selectors())})
+		if err != nil {
+			return nil, apiErr("list namespaces", err)
+		}
+		return list.Items, nil
+	}
+	ns, err := s.cs.CoreV1().Namespaces().Get(ctx, s.cfg.Namespace(id.User), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, apiErr(what, err)
+	}
+	return []corev1.Namespace{*ns}, nil
 }
 
 // warnings lists the warning events about pods in ns (about one pod when name is set), by

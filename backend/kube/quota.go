@@ -30,25 +30,9 @@ type Resource struct {
 // Quotas reads the quota use of the identity's namespace, or, for a TA with AllUsers, of
 // every namespace the server made. A student without a namespace yet has none to show.
 func (s *Service) Quotas(ctx context.Context, id backend.Identity, opts ListOptions) ([]QuotaUse, error) {
-	if err := checkIdentity(id); err != nil {
+	nss, err := s.namespacesFor(ctx, id, opts, "read your quota")
+	if err != nil {
 		return nil, err
-	}
-	var nss []corev1.Namespace
-	if id.IsTA() && opts.AllUsers {
-		list, err := s.cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: labelSelector(s.cfg.selectors())})
-		if err != nil {
-			return nil, apiErr("list namespaces", err)
-		}
-		nss = list.Items
-	} else {
-		ns, err := s.cs.CoreV1().Namespaces().Get(ctx, s.cfg.Namespace(id.User), metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return []QuotaUse{}, nil
-		}
-		if err != nil {
-			return nil, apiErr("read your quota", err)
-		}
-		nss = []corev1.Namespace{*ns}
 	}
 	out := []QuotaUse{}
 	for i := range nss {
