@@ -221,7 +221,14 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 }
 
 // open switches to the tab titled msg.Tab, its filter set first; nothing when there is none.
+// The tabs titled in msg.Also get the same filter and stay where they are.
 func (m *Model) open(msg OpenMsg) tea.Cmd {
+	var also []tea.Cmd
+	for _, t := range m.tabs {
+		if f, ok := t.(Filterer); ok && slices.Contains(msg.Also, t.Title()) && t.Title() != msg.Tab {
+			also = append(also, f.SetFilter(msg.Filter))
+		}
+	}
 	for i, t := range m.tabs {
 		if t.Title() != msg.Tab {
 			continue
@@ -230,9 +237,9 @@ func (m *Model) open(msg OpenMsg) tea.Cmd {
 		if f, ok := t.(Filterer); ok {
 			cmd = f.SetFilter(msg.Filter)
 		}
-		return tea.Batch(cmd, m.switchTo(i))
+		return tea.Batch(append(also, cmd, m.switchTo(i))...)
 	}
-	return nil
+	return tea.Batch(also...)
 }
 
 func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {

@@ -75,14 +75,17 @@ type Filterer interface {
 }
 
 // OpenMsg asks the root to make the tab titled Tab the active one and, when it is a
-// Filterer, to set its filter first: the Class tab's enter opens a user's containers.
+// Filterer, to set its filter first: the Class tab's enter opens a user's containers. The
+// tabs titled in Also that are Filterers get the same filter without being opened (that
+// user's pods, one key away).
 type OpenMsg struct {
 	Tab, Filter string
+	Also        []string
 }
 
 // Open is a command that sends OpenMsg.
-func Open(tab, filter string) tea.Cmd {
-	return func() tea.Msg { return OpenMsg{Tab: tab, Filter: filter} }
+func Open(tab, filter string, also ...string) tea.Cmd {
+	return func() tea.Msg { return OpenMsg{Tab: tab, Filter: filter, Also: also} }
 }
 
 // FullHelper is a tab whose help overlay lists more keys than its footer: moving (j/k),

@@ -67,8 +67,11 @@ type Sessions interface {
 	SubscribeSessions() (<-chan struct{}, func())
 }
 
-// ContainersTab is the title of the tab enter opens.
-const ContainersTab = "Containers"
+// ContainersTab is the title of the tab enter opens; PodsTab is filtered to the same user.
+const (
+	ContainersTab = "Containers"
+	PodsTab       = "Pods"
+)
 
 type changedMsg struct {
 	tab *Tab
@@ -424,7 +427,7 @@ func (t *Tab) key(msg tea.KeyPressMsg) tea.Cmd {
 		}
 	case key.Matches(msg, k.Open):
 		if t.selUsr != "" {
-			return dashboard.Open(ContainersTab, "owner:"+t.selUsr)
+			return dashboard.Open(ContainersTab, "owner:"+t.selUsr, PodsTab)
 		}
 	case key.Matches(msg, k.Join):
 		if user, j := t.selUsr, t.joiner; user != "" && j != nil && t.shell != nil {

@@ -1,6 +1,7 @@
 package class
 
 import (
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -215,7 +216,7 @@ func TestKeys(t *testing.T) {
 	if cmd == nil {
 		t.Fatal("enter does nothing")
 	}
-	if got := cmd(); got != (dashboard.OpenMsg{Tab: "Containers", Filter: "owner:bob"}) {
+	if got := cmd(); !reflect.DeepEqual(got, dashboard.OpenMsg{Tab: "Containers", Filter: "owner:bob", Also: []string{"Pods"}}) {
 		t.Fatalf("enter sends %#v", got)
 	}
 	press(tab, "/")
@@ -240,9 +241,10 @@ func TestInDashboard(t *testing.T) {
 	f := newFake()
 	tab := New(f, f, ta, dashboard.DefaultStyles())
 	defer tab.Close()
-	ctr := &filterTab{}
+	ctr := &filterTab{title: "Containers"}
+	pods := &filterTab{title: "Pods"}
 	m := dashboard.New(dashboard.Info{User: "tina", Role: "ta"}, dashboard.DefaultStyles(),
-		ctr, dashboard.Notice{Name: "Images"}, dashboard.Notice{Name: "GPUs"}, dashboard.Notice{Name: "Pods"}, dashboard.Notice{Name: "Runner"}, tab)
+		ctr, dashboard.Notice{Name: "Images"}, dashboard.Notice{Name: "GPUs"}, pods, dashboard.Notice{Name: "Runner"}, tab)
 	m.Init()
 	for _, size := range [][2]int{{80, 24}, {200, 60}} {
 		m.Update(tea.WindowSizeMsg{Width: size[0], Height: size[1]})
@@ -269,17 +271,17 @@ func TestInDashboard(t *testing.T) {
 	}
 	_, cmd := m.Update(tea.KeyPressMsg{Code: tea.KeyEnter})
 	m.Update(cmd())
-	if m.Active() != 0 || ctr.filter != "owner:alice" {
-		t.Fatalf("enter: active %d, containers filter %q", m.Active(), ctr.filter)
+	if m.Active() != 0 || ctr.filter != "owner:alice" || pods.filter != "owner:alice" {
+		t.Fatalf("enter: active %d, containers filter %q, pods filter %q", m.Active(), ctr.filter, pods.filter)
 	}
 }
 
 type filterTab struct {
 	dashboard.Notice
-	filter string
+	title, filter string
 }
 
-func (f *filterTab) Title() string                           { return "Containers" }
+func (f *filterTab) Title() string                           { return f.title }
 func (f *filterTab) Update(tea.Msg) (dashboard.Tab, tea.Cmd) { return f, nil }
 func (f *filterTab) SetFilter(s string) tea.Cmd              { f.filter = s; return nil }
 
