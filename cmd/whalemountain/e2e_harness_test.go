@@ -28,6 +28,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"whalemountain/backend/docker/dockertest"
 	"whalemountain/backend/kube/kubetest"
 )
 
@@ -50,6 +51,11 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	kubetest.StopShared() // the Kubernetes test cluster, when a test started it
+	// Images a server built for a test after its own cleanup (the Docker API's builds) carry
+	// the run's labels: they go with the run.
+	if err := dockertest.SweepRun(); err != nil {
+		fmt.Fprintln(os.Stderr, "removing what the end-to-end tests left on the engine:", err)
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -237,3 +237,16 @@ func removeContainer(ctx context.Context, cli *client.Client, id string) error {
 	}
 	return err
 }
+
+// SweepRun removes whatever this test process's run still has on the engine (images built
+// late by a test, after the cleanups of the tests before it): for a TestMain, after m.Run.
+func SweepRun() error {
+	cli, err := client.New(client.WithTLSClientConfigFromEnv(), client.WithHostFromEnv())
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return Cleanup(ctx, cli, RunID())
+}
