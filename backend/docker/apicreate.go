@@ -49,7 +49,7 @@ type createPlan struct {
 	netFrom     string   // --network container:X, X as typed
 	netNone     bool
 	network     string // --network NET: one of the user's own networks, as typed ("": their default one)
-	apiSocket   string // where a runner's job gets its owner's Docker API socket; "" for none
+	apiSocket   string // where a runner's job gets the directory of its owner's Docker API socket; "" for none
 }
 
 // volumeUse is a named volume of the user's mounted at target.
@@ -99,13 +99,13 @@ type createRules struct {
 	quota Quota
 	role  string // "students", for quota lines
 	home  string // where the home is mounted
-	// runnerSocket: the caller is a runner's socket, whose jobs may bind RunnerSocketBind.
+	// runnerSocket: the caller is a runner's socket, whose jobs may bind RunnerSocketDirBind.
 	runnerSocket bool
 }
 
 func (s *Service) createRules(id backend.Identity) createRules {
 	return createRules{caps: s.cfg.capabilities(), quota: s.cfg.quota(id.Role), role: roleWord(id.Role),
-		home: expand(s.cfg.HomeTarget, id.User), runnerSocket: runnerOf(id) != "" && s.cfg.RunnerSocket != nil}
+		home: expand(s.cfg.HomeTarget, id.User), runnerSocket: runnerOf(id) != "" && s.cfg.RunnerSocketDir != nil}
 }
 
 // checkCreate reads a create request against the rules: the first field that asks for more
@@ -440,13 +440,13 @@ func checkMounts(hc *container.HostConfig, cfg *container.Config, r createRules,
 		if dst == "" {
 			return invalidField("HostConfig.Binds", "--volume", fmt.Sprintf("invalid volume %s: use NAME:/path", shown(b)))
 		}
-		if src == RunnerSocketBind && r.runnerSocket {
-			// The runner's own socket, exactly as it sees it: the server mounts the owner's
-			// own API there (createFromAPI), nothing else.
+		if src == RunnerSocketDirBind && r.runnerSocket {
+			// The runner's own socket directory, exactly as it sees it: the server mounts
+			// the owner's own API there, read-only (createFromAPI), nothing else.
 			switch {
 			case p.apiSocket != "":
 				return invalidField("HostConfig.Binds", "--volume", "your Docker API socket is mounted once")
-			case opts != "" && opts != "rw":
+			case opts != "" && opts != "rw" && opts != "ro":
 				return invalidField("HostConfig.Binds", "--volume", fmt.Sprintf("option %s is not allowed for your Docker API socket", shown(opts)))
 			}
 			if err := target("HostConfig.Binds", "--volume", dst); err != nil {
@@ -890,10 +890,11 @@ func (s *Service) createFromAPI(ctx context.Context, id backend.Identity, name s
 	}
 	labels := objectLabels{kind: KindContainer, owner: id.User, name: name, extra: p.labels, data: data, runner: runnerOf(id)}
 	if p.apiSocket != "" {
-		// Placed by the server from the identity, never from the request: the socket of the
-		// runner this request came through.
-		labels.apiSocket = s.cfg.RunnerSocket(id.User, labels.runner)
-		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: labels.apiSocket, Target: p.apiSocket,
+		// Placed by the server from the identity, never from the request: the socket
+		// directory of the runner this request came through, read-only (a socket in it
+		// still answers; nothing can be added, removed or replaced there).
+		labels.apiSocket = s.cfg.RunnerSocketDir(id.User, labels.runner)
+		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: labels.apiSocket, Target: p.apiSocket, ReadOnly: true,
 			BindOptions: &mount.BindOptions{Propagation: mount.PropagationRPrivate}})
 	}
 	if gpus.nGPUs > 0 {

@@ -487,8 +487,8 @@ func TestUserVolumeNames(t *testing.T) {
 	}
 }
 
-// TestCheckCreateRunnerSocket: through a runner's socket, a bind of exactly the socket as the
-// runner sees it is planned as the owner's API socket (the host path is the server's to
+// TestCheckCreateRunnerSocket: through a runner's socket, a bind of exactly the socket's
+// directory as the runner sees it is planned as the owner's API socket (the host path is the server's to
 // place); any other spelling, option or second bind is refused, and through any other door
 // the same bind is a host path.
 func TestCheckCreateRunnerSocket(t *testing.T) {
@@ -502,17 +502,19 @@ func TestCheckCreateRunnerSocket(t *testing.T) {
 		target string // "" for refused
 		want   string
 	}{
-		{"exact", runnerRules, binds(RunnerSocketBind + ":/var/run/docker.sock"), "/var/run/docker.sock", ""},
-		{"rw", runnerRules, binds(RunnerSocketBind + ":/run/d.sock/:rw"), "/run/d.sock", ""},
-		{"another door", testRules(), binds(RunnerSocketBind + ":/var/run/docker.sock"), "", "the Docker socket is never mounted"},
-		{"dot-dot", runnerRules, binds("/etc/gitlab-runner/../gitlab-runner/docker.sock:/s"), "", "the Docker socket is never mounted"},
-		{"trailing slash", runnerRules, binds(RunnerSocketBind + "/:/s"), "", "the Docker socket is never mounted"},
+		{"exact", runnerRules, binds(RunnerSocketDirBind + ":/run/whalemountain"), "/run/whalemountain", ""},
+		{"rw", runnerRules, binds(RunnerSocketDirBind + ":/run/d/:rw"), "/run/d", ""},
+		{"ro", runnerRules, binds(RunnerSocketDirBind + ":/run/d:ro"), "/run/d", ""},
+		{"another door", testRules(), binds(RunnerSocketDirBind + ":/run/whalemountain"), "", "paths of the server are not mounted"},
+		{"the socket file", runnerRules, binds(RunnerSocketDirBind + "/docker.sock:/var/run/docker.sock"), "", "the Docker socket is never mounted"},
+		{"dot-dot", runnerRules, binds("/etc/gitlab-runner/../gitlab-runner/api:/s"), "", "paths of the server are not mounted"},
+		{"trailing slash", runnerRules, binds(RunnerSocketDirBind + "/:/s"), "", "paths of the server are not mounted"},
 		{"the directory", runnerRules, binds("/etc/gitlab-runner:/s"), "", "paths of the server are not mounted"},
-		{"twice", runnerRules, binds(RunnerSocketBind+":/a", RunnerSocketBind+":/b"), "", "mounted once"},
-		{"read-only", runnerRules, binds(RunnerSocketBind + ":/a:ro"), "", "option ro is not allowed"},
-		{"over the home", runnerRules, binds(RunnerSocketBind + ":/home/alice"), "", "is your home"},
-		{"as a mount", runnerRules, map[string]any{"HostConfig.Mounts": []map[string]any{{"Type": "bind", "Source": RunnerSocketBind, "Target": "/s"}}},
-			"", "the Docker socket is never mounted"},
+		{"twice", runnerRules, binds(RunnerSocketDirBind+":/a", RunnerSocketDirBind+":/b"), "", "mounted once"},
+		{"propagation", runnerRules, binds(RunnerSocketDirBind + ":/a:rshared"), "", "option rshared is not allowed"},
+		{"over the home", runnerRules, binds(RunnerSocketDirBind + ":/home/alice"), "", "is your home"},
+		{"as a mount", runnerRules, map[string]any{"HostConfig.Mounts": []map[string]any{{"Type": "bind", "Source": RunnerSocketDirBind, "Target": "/s"}}},
+			"", "paths of the server are not mounted"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			req, err := decodeCreate(createBody(t, c.set))

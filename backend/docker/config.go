@@ -64,11 +64,12 @@ type Config struct {
 	// created with mode 0700 when missing. It is the only host path ever mounted.
 	HomeHostPath string
 
-	// RunnerSocket is where the server serves the Docker API socket of owner's runner name
-	// on this host; nil when runners are off. A job container made through that socket may
-	// bind RunnerSocketBind (the socket as the runner sees it): the server mounts this path
-	// in its place, so the job talks to its owner's own API, and no other host path.
-	RunnerSocket func(owner, name string) string `json:"-"`
+	// RunnerSocketDir is the directory in which the server serves the Docker API socket of
+	// owner's runner name on this host; nil when runners are off. A job container made
+	// through that socket may bind RunnerSocketDirBind (the directory as the runner sees
+	// it): the server mounts this directory in its place, read-only, so the job talks to
+	// its owner's own API, and no other host path.
+	RunnerSocketDir func(owner, name string) string `json:"-"`
 	// HomeTarget is where the home is mounted inside every container, a template containing
 	// {user}; it is also the working directory and $HOME.
 	HomeTarget string

@@ -60,7 +60,7 @@ type objectLabels struct {
 	project   string // the GitLab project a runner container serves
 	runnerDir string // a runner container's own directory, its one host mount
 	runner    string // the user's runner a job's container was made by
-	apiSocket string // that runner's socket on the host, mounted into the job by the server
+	apiSocket string // that runner's socket directory on the host, mounted into the job by the server
 	// extra are labels the user asked for (the Docker API's create); every server key and
 	// selector is written over them, so they never decide anything the server reads.
 	extra map[string]string
@@ -202,9 +202,9 @@ func (s *Service) checkHostMounts(ms []mount.Mount, l objectLabels) error {
 		if l.kind == KindRunner && l.runnerDir != "" && m.Source == l.runnerDir {
 			continue
 		}
-		// The owner's own Docker API socket in a job of their runner, placed by
-		// createFromAPI from the identity.
-		if l.kind == KindContainer && l.runner != "" && l.apiSocket != "" && m.Source == l.apiSocket {
+		// The directory of the owner's own Docker API socket in a job of their runner,
+		// placed read-only by createFromAPI from the identity.
+		if l.kind == KindContainer && l.runner != "" && l.apiSocket != "" && m.Source == l.apiSocket && m.ReadOnly {
 			continue
 		}
 		home := s.cfg.HomeHostPath != "" && owner != "" && m.Source == expand(s.cfg.HomeHostPath, owner)

@@ -36,11 +36,14 @@ const LabelRunnerProject = "whalemountain.runner.project"
 // job (through the runner's socket); "" for every other container.
 const LabelRunner = "whalemountain.runner"
 
-// RunnerSocketBind is the Docker API socket as a runner container sees it (in its directory,
-// mounted at /etc/gitlab-runner). A bind of exactly this path in a create request made
-// through that runner's socket is the one host path a job may ask for: the server replaces
-// it with the runner's own socket on the host (Config.RunnerSocket), the owner's own API.
-const RunnerSocketBind = "/etc/gitlab-runner/docker.sock"
+// RunnerSocketDirBind is the directory of the Docker API socket as a runner container sees
+// it (in the runner's directory, mounted at /etc/gitlab-runner; the socket is docker.sock
+// in it). A bind of exactly this path in a create request made through that runner's socket
+// is the one host path a job may ask for: the server replaces it with the runner's own
+// socket directory on the host (Config.RunnerSocketDir), the owner's own API, read-only.
+// The directory, not the file: a server that starts again makes a new socket file in it,
+// which a running job then sees.
+const RunnerSocketDirBind = "/etc/gitlab-runner/api"
 
 // RunnerAddrPrefix starts the RemoteAddr of a runner's identity: "runner NAME".
 const RunnerAddrPrefix = "runner "

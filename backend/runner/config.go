@@ -33,30 +33,48 @@ type Config struct {
 	// RegistryNamespace is images.registry_namespace ("" for none): runner template names
 	// the user's namespace under it, where a job's tags must go.
 	RegistryNamespace string
-	// Dir holds a directory per runner (config.toml, the runner's record, the socket of its
-	// owner's Docker API). The engine must see it at the same path: it is bind-mounted.
+	// Dir holds a directory per runner (config.toml, the runner's record, and a directory
+	// of its own for the socket of its owner's Docker API). The engine must see it at the
+	// same path: it is bind-mounted.
 	Dir string
 }
 
 // ConfigTarget is where a runner container finds its directory: config.toml, and the
-// socket of its owner's Docker API.
+// directory of the socket of its owner's Docker API.
 const ConfigTarget = "/etc/gitlab-runner"
 
-// socketName is the Docker API socket's file name in a runner's directory.
-const socketName = "docker.sock"
+// socketDir is the directory, in a runner's directory, that holds nothing but the socket
+// of its owner's Docker API; socketName is the socket's file name in it. The server binds
+// the directory, never the file, wherever the socket is needed: a server that starts again
+// makes a new socket file, and a bind of the directory shows the new one to the containers
+// already running (a bind of the file would keep the old one, which nobody answers).
+const (
+	socketDir  = "api"
+	socketName = "docker.sock"
+)
 
-// JobSocket is where a job's container finds its owner's Docker API socket: the runner asks
-// for a bind of its own socket there (config.toml volumes), the server mounts that runner's
-// socket, and DOCKER_HOST names it (config.toml environment).
-const JobSocket = "/var/run/docker.sock"
+// JobSocketDir is where a job's container finds the directory of its owner's Docker API
+// socket: the runner asks for a bind of its own socket's directory there (config.toml
+// volumes), the server mounts that runner's socket directory read-only, and DOCKER_HOST
+// names the socket in it, JobSocket (config.toml environment). Both stay the same across
+// restarts of the server.
+const (
+	JobSocketDir = "/run/whalemountain"
+	JobSocket    = JobSocketDir + "/" + socketName
+)
 
 // dir is the directory of owner's runner name.
 func (c Config) dir(owner, name string) string { return filepath.Join(c.Dir, owner, name) }
 
-// SocketPath is where owner's runner name's Docker API socket is on this host (also the
-// socket the server mounts into that runner's jobs).
+// SocketDir is the directory of owner's runner name's Docker API socket on this host, the
+// directory the server mounts into that runner's jobs.
+func (c Config) SocketDir(owner, name string) string {
+	return filepath.Join(c.dir(owner, name), socketDir)
+}
+
+// SocketPath is where owner's runner name's Docker API socket is on this host.
 func (c Config) SocketPath(owner, name string) string {
-	return filepath.Join(c.dir(owner, name), socketName)
+	return filepath.Join(c.SocketDir(owner, name), socketName)
 }
 
 // maxSocketPath is the longest unix socket path Linux takes (sun_path, with its NUL).
@@ -98,9 +116,9 @@ func (c Config) Validate() error {
 	case c.Dir == "" || !strings.HasPrefix(c.Dir, "/"):
 		return bad("dir", "%q must be an absolute path", c.Dir)
 	}
-	// The shortest runner socket below it: Dir/a/b/docker.sock; longer names are checked
-	// when their socket is made.
-	if n := len(c.Dir) + len("/a/b/") + len(socketName); n > maxSocketPath {
+	// The shortest runner socket below it: Dir/a/b/api/docker.sock; longer names are
+	// checked when their socket is made.
+	if n := len(c.Dir) + len("/a/b/"+socketDir+"/") + len(socketName); n > maxSocketPath {
 		return bad("dir", "%q is too long for a unix socket below it (%d bytes > %d): use a shorter data_dir", c.Dir, n, maxSocketPath)
 	}
 	return nil
@@ -176,12 +194,13 @@ type TOMLInput struct {
 }
 
 // RenderTOML is the config.toml of one runner: the docker executor, its host the owner's
-// own Docker API socket beside the file, no privileges, no cache volumes, the user's own
-// network (network_mode empty: the API places jobs there). Its one volume binds that socket
-// into each job at JobSocket (the server mounts the runner's own socket there, the one host
-// path it places for a job), and DOCKER_HOST names it, so docker build and docker push in a
-// job go through the owner's API; DOCKER_BUILDKIT=0 picks the classic builder, the one the
-// API serves.
+// own Docker API socket in its directory beside the file, no privileges, no cache volumes,
+// the user's own network (network_mode empty: the API places jobs there). Its one volume
+// binds that socket's directory into each job at JobSocketDir (the server mounts the
+// runner's own socket directory there, read-only, the one host path it places for a job),
+// and DOCKER_HOST names the socket in it, so docker build and docker push in a job go
+// through the owner's API; DOCKER_BUILDKIT=0 picks the classic builder, the one the API
+// serves.
 func RenderTOML(in TOMLInput) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Written by WhaleMountain; changes are overwritten.\n")
@@ -194,11 +213,11 @@ func RenderTOML(in TOMLInput) string {
 	fmt.Fprintf(&b, "  limit = %d\n", in.Concurrent)
 	fmt.Fprintf(&b, "  environment = [%s, %s]\n", tomlString("DOCKER_HOST=unix://"+JobSocket), tomlString("DOCKER_BUILDKIT=0"))
 	fmt.Fprintf(&b, "  [runners.docker]\n")
-	fmt.Fprintf(&b, "    host = %s\n", tomlString("unix://"+docker.RunnerSocketBind))
+	fmt.Fprintf(&b, "    host = %s\n", tomlString("unix://"+docker.RunnerSocketDirBind+"/"+socketName))
 	fmt.Fprintf(&b, "    image = %s\n", tomlString(in.JobImage))
 	fmt.Fprintf(&b, "    privileged = false\n")
 	fmt.Fprintf(&b, "    disable_cache = true\n")
-	fmt.Fprintf(&b, "    volumes = [%s]\n", tomlString(docker.RunnerSocketBind+":"+JobSocket))
+	fmt.Fprintf(&b, "    volumes = [%s]\n", tomlString(docker.RunnerSocketDirBind+":"+JobSocketDir))
 	fmt.Fprintf(&b, "    pull_policy = [\"if-not-present\"]\n")
 	return b.String()
 }

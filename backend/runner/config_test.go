@@ -62,18 +62,19 @@ func TestRenderTOML(t *testing.T) {
 		`  token = "glrt-abc"`,
 		`  executor = "docker"`,
 		"  limit = 3\n",
-		`    host = "unix:///etc/gitlab-runner/docker.sock"`,
+		`    host = "unix:///etc/gitlab-runner/api/docker.sock"`,
 		"    privileged = false\n",
-		`    volumes = ["/etc/gitlab-runner/docker.sock:/var/run/docker.sock"]`,
-		`  environment = ["DOCKER_HOST=unix:///var/run/docker.sock", "DOCKER_BUILDKIT=0"]`,
+		`    volumes = ["/etc/gitlab-runner/api:/run/whalemountain"]`,
+		`  environment = ["DOCKER_HOST=unix:///run/whalemountain/docker.sock", "DOCKER_BUILDKIT=0"]`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("config.toml lacks %q:\n%s", want, out)
 		}
 	}
-	// The bind the server recognises is the socket where the runner container has it.
-	if got := ConfigTarget + "/" + socketName; got != docker.RunnerSocketBind {
-		t.Errorf("the runner's socket is at %s, the server recognises binds of %s", got, docker.RunnerSocketBind)
+	// The bind the server recognises is the socket's directory where the runner container
+	// has it.
+	if got := ConfigTarget + "/" + socketDir; got != docker.RunnerSocketDirBind {
+		t.Errorf("the runner's socket directory is at %s, the server recognises binds of %s", got, docker.RunnerSocketDirBind)
 	}
 	if got := tomlString("a\nb\\"); got != `"a\u000Ab\\"` {
 		t.Errorf("tomlString = %s", got)

@@ -1,8 +1,8 @@
 // Package runner is the room of users' personal GitLab runners: one gitlab-runner container
 // per user and project, made from the pinned image in the config, with a config.toml the
 // server writes (the token the user gave, checked with GitLab first, stored 0600 and shown
-// to nobody again) and a unix socket, bound into the runner by the server, that serves the
-// owner's own Docker API — so the docker executor's job containers are the owner's
+// to nobody again) and a unix socket, in a directory of its own bound into the runner by
+// the server, that serves the owner's own Docker API — so the docker executor's job containers are the owner's
 // containers: labelled, hardened, on their network and inside their quota, like every
 // container made through that door. The runner never sees the engine's socket.
 package runner
@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -197,9 +198,15 @@ func (s *Service) serveExisting(ctx context.Context) error {
 		return fmt.Errorf("runners: list runner containers: %w", err)
 	}
 	for _, r := range rs {
-		if _, err := s.readRecord(r.Owner, r.Name); err != nil {
+		rec, err := s.readRecord(r.Owner, r.Name)
+		if err != nil {
 			s.log.Warn("runner container without its record; leaving its socket unserved", "owner", r.Owner, "runner", r.Name, "err", err)
 			continue
+		}
+		// config.toml as this server writes it (a runner made by an older one may name its
+		// socket elsewhere); gitlab-runner reads a changed config.toml again by itself.
+		if err := s.save(rec); err != nil {
+			s.log.Warn("could not write a runner's config.toml again", "owner", r.Owner, "runner", r.Name, "err", err)
 		}
 		if err := s.listen(r.Owner, r.Name); err != nil {
 			s.log.Warn("could not serve a runner's Docker API", "owner", r.Owner, "runner", r.Name, "err", err)
@@ -288,8 +295,9 @@ func (s *Service) save(r record) error {
 	return nil
 }
 
-// listen serves owner's Docker API on the socket in the runner's directory (again, when it
-// already is: a new socket file for a new container).
+// listen serves owner's Docker API on the socket in the runner's socket directory (again,
+// when it already is: a new socket file in the same directory, which the runner and its
+// running jobs see through their binds of the directory).
 func (s *Service) listen(owner, name string) error {
 	key := owner + "/" + name
 	path := s.cfg.SocketPath(owner, name)
@@ -310,6 +318,11 @@ func (s *Service) listen(owner, name string) error {
 	if len(path) > maxSocketPath {
 		return fmt.Errorf("the runner's socket path %s is longer than a unix socket may be (%d bytes): use a shorter data_dir", path, maxSocketPath)
 	}
+	if err := os.Mkdir(filepath.Dir(path), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("create the runner's socket directory: %w", err)
+	}
+	// The socket of an older server, beside config.toml rather than in its own directory.
+	_ = os.Remove(filepath.Join(s.dir(owner, name), socketName))
 	_ = os.Remove(path)
 	l, err := net.Listen("unix", path)
 	if err != nil {

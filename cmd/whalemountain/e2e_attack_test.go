@@ -1654,7 +1654,8 @@ func TestE2EAttackRunner(t *testing.T) {
 	s.mustRun(t, mallory, attacker, "run", "--name", "mbox", f.img)
 	mbox := s.engineContainer(t, attacker, "mbox").ID
 	runnerCtr := s.engineContainer(t, victim, "alice-demo").ID
-	sock := filepath.Join(f.runnerDir(victim, "alice-demo"), "docker.sock")
+	sockDir := filepath.Join(f.runnerDir(victim, "alice-demo"), "api")
+	sock := filepath.Join(sockDir, "docker.sock")
 	dcli := newDockerCLI(t, s.server, alice, victim).withHost("unix://" + sock)
 	ctl, ctlUser := randomLetters(6), randomLetters(5)
 	ctlID := strings.Repeat("0", 12)
@@ -1719,7 +1720,8 @@ func TestE2EAttackRunner(t *testing.T) {
 		{"run", "--privileged", f.img, "true"},
 		{"run", "-v", "/:/host", f.img, "true"},
 		{"run", "-v", "/var/run/docker.sock:/var/run/docker.sock", f.img, "true"},
-		{"run", "--mount", "type=bind,source=" + filepath.Dir(sock) + ",target=/x", f.img, "true"},
+		{"run", "--mount", "type=bind,source=" + sockDir + ",target=/x", f.img, "true"},
+		{"run", "--mount", "type=bind,source=" + f.runnerDir(victim, "alice-demo") + ",target=/x", f.img, "true"},
 		{"run", "--network", "host", f.img, "true"},
 		{"run", "--pid", "host", f.img, "true"},
 		{"run", "--ipc", "host", f.img, "true"},
@@ -1730,19 +1732,24 @@ func TestE2EAttackRunner(t *testing.T) {
 		{"run", "--network", "container:" + mbox, f.img, "true"},
 		{"run", "--volumes-from", mbox, f.img, "true"},
 		{"run", "--label", docker.LabelOwner + "=bob", "--label", docker.LabelKind + "=runner", "--name", "forged", "-d", f.img, "sleep", "60"},
-		// The one host path a job gets is its own runner's socket, asked for exactly as the
-		// runner sees it; every other path near it is a host path like any other.
-		{"run", "-v", filepath.Join(f.runnerDir(attacker, "bob-lab"), "docker.sock") + ":/var/run/docker.sock", f.img, "true"},
+		// The one host path a job gets is its own runner's socket directory, asked for
+		// exactly as the runner sees it; every other path near it is a host path like any
+		// other, the socket file itself included.
+		{"run", "-v", filepath.Join(f.runnerDir(attacker, "bob-lab"), "api") + ":/run/whalemountain", f.img, "true"},
+		{"run", "-v", filepath.Join(f.runnerDir(attacker, "bob-lab"), "api", "docker.sock") + ":/var/run/docker.sock", f.img, "true"},
 		{"run", "-v", sock + ":/var/run/docker.sock", f.img, "true"},
+		{"run", "-v", sockDir + ":/run/whalemountain", f.img, "true"},
 		{"run", "-v", "/run/docker.sock:/var/run/docker.sock", f.img, "true"},
-		{"run", "-v", "/etc/gitlab-runner/../gitlab-runner/docker.sock:/var/run/docker.sock", f.img, "true"},
-		{"run", "-v", "/etc/gitlab-runner//docker.sock:/var/run/docker.sock", f.img, "true"},
+		{"run", "-v", docker.RunnerSocketDirBind + "/docker.sock:/var/run/docker.sock", f.img, "true"},
+		{"run", "-v", "/etc/gitlab-runner/docker.sock:/var/run/docker.sock", f.img, "true"},
+		{"run", "-v", "/etc/gitlab-runner/../gitlab-runner/api:/run/whalemountain", f.img, "true"},
+		{"run", "-v", "/etc/gitlab-runner//api:/run/whalemountain", f.img, "true"},
 		{"run", "-v", "/etc/gitlab-runner:/x", f.img, "true"},
 		{"run", "-v", "/etc/gitlab-runner/config.toml:/x", f.img, "true"},
-		{"run", "--mount", "type=bind,source=" + docker.RunnerSocketBind + ",target=/var/run/docker.sock", f.img, "true"},
-		{"run", "-v", docker.RunnerSocketBind + ":/a", "-v", docker.RunnerSocketBind + ":/b", f.img, "true"},
-		{"run", "-v", docker.RunnerSocketBind + ":/x:ro,rshared", f.img, "true"},
-		{"run", "-v", docker.RunnerSocketBind + ":/home/alice", f.img, "true"},
+		{"run", "--mount", "type=bind,source=" + docker.RunnerSocketDirBind + ",target=/run/whalemountain", f.img, "true"},
+		{"run", "-v", docker.RunnerSocketDirBind + ":/a", "-v", docker.RunnerSocketDirBind + ":/b", f.img, "true"},
+		{"run", "-v", docker.RunnerSocketDirBind + ":/x:ro,rshared", f.img, "true"},
+		{"run", "-v", docker.RunnerSocketDirBind + ":/home/alice", f.img, "true"},
 	}
 	for _, args := range refusedRuns {
 		forged := slices.Contains(args, "forged")
@@ -1783,9 +1790,9 @@ func TestE2EAttackRunner(t *testing.T) {
 		return fmt.Sprintf("labels %v; %s; %s; %s", c.Labels, describe(r1), describe(r2), describe(r3)),
 			ok && r1.Code == 0 && strings.TrimSpace(r2.Stdout) == "0" && r3.Code == 0
 	})
-	tb.add("runner socket", "alice's runner", "docker create -v "+docker.RunnerSocketBind+":/var/run/docker.sock",
-		"accepted: the server mounts alice's own runner socket there, no other host path", func(t *testing.T) (string, bool) {
-			r := dcli.run("create", "--name", "sockbind", "-v", docker.RunnerSocketBind+":/var/run/docker.sock", f.img, "true")
+	tb.add("runner socket", "alice's runner", "docker create -v "+docker.RunnerSocketDirBind+":/run/whalemountain",
+		"accepted: the server mounts alice's own runner socket directory there, read-only, no other host path", func(t *testing.T) (string, bool) {
+			r := dcli.run("create", "--name", "sockbind", "-v", docker.RunnerSocketDirBind+":/run/whalemountain", f.img, "true")
 			if r.Code != 0 {
 				return describe(r), false
 			}
@@ -1794,14 +1801,14 @@ func TestE2EAttackRunner(t *testing.T) {
 			var binds []string
 			for _, m := range in.Mounts {
 				if m.Type == "bind" {
-					binds = append(binds, m.Source+":"+m.Destination)
+					binds = append(binds, fmt.Sprintf("%s:%s:rw=%v", m.Source, m.Destination, m.RW))
 				}
 			}
-			return fmt.Sprintf("binds %v", binds), len(binds) == 1 && binds[0] == sock+":/var/run/docker.sock"
+			return fmt.Sprintf("binds %v", binds), len(binds) == 1 && binds[0] == sockDir+":/run/whalemountain:rw=false"
 		})
 	// Through the ssh door, a student is no runner: the runner's socket path is a host path.
 	mcli := newDockerCLI(t, s.server, mallory, attacker)
-	for _, b := range []string{docker.RunnerSocketBind, filepath.Join(f.runnerDir(attacker, "bob-lab"), "docker.sock")} {
+	for _, b := range []string{docker.RunnerSocketDirBind, filepath.Join(f.runnerDir(attacker, "bob-lab"), "api")} {
 		args := []string{"run", "-v", b + ":/var/run/docker.sock", f.img, "true"}
 		tb.add("docker api", "mallory", "docker "+shownArgs(args), "refused with the door's one line, nothing made", func(t *testing.T) (string, bool) {
 			before := len(s.engineContainers(t, attacker, ""))

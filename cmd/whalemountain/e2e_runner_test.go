@@ -56,6 +56,14 @@ func dockerBridgeIP(t *testing.T) string {
 
 func newRunnerFixture(t *testing.T, tag, dockerLines string) *runnerFixture {
 	t.Helper()
+	return newRunnerFixtureWith(t, tag, dockerLines, "")
+}
+
+// newRunnerFixtureWith is newRunnerFixture with registry ("host:port", "" for GitLab's
+// stand-in name, which nothing serves) as GitLab's registry, the users' registry namespace
+// and an internal registry.
+func newRunnerFixtureWith(t *testing.T, tag, dockerLines, registry string) *runnerFixture {
+	t.Helper()
 	needTools(t, "docker")
 	sshBinary(t)
 	cli := dockertest.Client(t)
@@ -65,7 +73,7 @@ func newRunnerFixture(t *testing.T, tag, dockerLines string) *runnerFixture {
 	runnerImg := runnertest.Image(ctx, t, cli)
 	hostIP := dockerBridgeIP(t)
 
-	gl := gitlabtest.New(gitlabtest.WithListenAddress("0.0.0.0:0"))
+	gl := gitlabtest.New(gitlabtest.WithListenAddress("0.0.0.0:0"), gitlabtest.WithRegistryHost(registry))
 	t.Cleanup(gl.Close)
 	_, port, err := net.SplitHostPort(strings.TrimPrefix(gl.URL(), "http://"))
 	if err != nil {
@@ -80,6 +88,9 @@ func newRunnerFixture(t *testing.T, tag, dockerLines string) *runnerFixture {
 		"runners:\n  enabled: true\n  image: %s\n  gitlab_url: http://%s:%s\n  job_image: %s\n  max_per_user: 1\n  server_creates: true\n"+
 		"images:\n  registry_namespace: %s\n",
 		port, runnerImg, hostIP, port, img, gl.RegistryHost())
+	if registry != "" {
+		top += "  internal_registries: [" + registry + "]\n"
+	}
 	f.s = startContainerServer(t, cli, img, containerPrefix(tag), ctrOptions{Top: top, Docker: dockerLines})
 	return f
 }
@@ -170,7 +181,7 @@ func TestE2ERunner(t *testing.T) {
 		}
 	}
 	toml, _ := os.ReadFile(filepath.Join(dir, "config.toml"))
-	for _, want := range []string{`host = "unix:///etc/gitlab-runner/docker.sock"`, `privileged = false`, `token = "` + token + `"`} {
+	for _, want := range []string{`host = "unix:///etc/gitlab-runner/api/docker.sock"`, `privileged = false`, `token = "` + token + `"`} {
 		if !strings.Contains(string(toml), want) {
 			t.Errorf("config.toml lacks %s:\n%s", want, toml)
 		}
@@ -210,21 +221,22 @@ func TestE2ERunner(t *testing.T) {
 	if got := jobs[0].Labels[docker.LabelRunner]; got != "alice-demo" {
 		t.Errorf("the job container's runner label is %q, want alice-demo (set by the server)", got)
 	}
-	// Hardened like every container; its one host path is the socket of the runner that
-	// made it, placed by the server where config.toml asks (alice's own Docker API).
+	// Hardened like every container; its one host path is the socket directory of the
+	// runner that made it, placed read-only by the server where config.toml asks (alice's
+	// own Docker API).
 	jobIns := s.engineInspect(t, jobs[0].ID)
-	sock := filepath.Join(dir, "docker.sock")
+	sock := filepath.Join(dir, "api")
 	var others []container.MountPoint
 	socketMounted := false
 	for _, m := range jobIns.Mounts {
-		if m.Type == "bind" && m.Source == sock && m.Destination == "/var/run/docker.sock" && m.RW {
+		if m.Type == "bind" && m.Source == sock && m.Destination == "/run/whalemountain" && !m.RW {
 			socketMounted = true
 			continue
 		}
 		others = append(others, m)
 	}
 	if !socketMounted {
-		t.Errorf("the job container lacks its runner's socket %s at /var/run/docker.sock: %+v", sock, jobIns.Mounts)
+		t.Errorf("the job container lacks its runner's socket directory %s at /run/whalemountain, read-only: %+v", sock, jobIns.Mounts)
 	}
 	jobIns.Mounts = others
 	checkHardened(t, s, jobIns, "alice", jobName)
@@ -278,6 +290,22 @@ func TestE2ERunner(t *testing.T) {
 		t.Errorf("runner status --json after %s ended: %+v", jobName, st)
 	}
 
+	// A container made through alice's runner socket with the bind of its directory, as a
+	// job's, talks to her API with the real docker CLI before the server's restart and
+	// after it: the new server's socket appears in the directory the container has.
+	cliImg := dockerCLIImage(t, f)
+	rcli := newDockerCLI(t, s.server, alice, "alice").withHost("unix://" + filepath.Join(dir, "api", "docker.sock"))
+	rcli.must("run", "-d", "--name", "keep", "-v", docker.RunnerSocketDirBind+":/run/whalemountain",
+		"-e", "DOCKER_HOST=unix:///run/whalemountain/docker.sock", cliImg, "sleep", "600")
+	apiFromInside := func(when string) {
+		t.Helper()
+		r := s.run(t, alice, "alice", "exec", "keep", "--", "docker", "ps", "--format", "{{.Names}}")
+		if r.Code != 0 || !strings.Contains(r.Stdout, "keep") {
+			t.Errorf("docker ps inside a container with the runner socket's directory, %s the server's restart: %s", when, r)
+		}
+	}
+	apiFromInside("before")
+
 	// A server restart: the runner keeps running, its socket is served again, jobs run.
 	var cfgPath string
 	for i, a := range s.cmd.Args {
@@ -297,12 +325,14 @@ func TestE2ERunner(t *testing.T) {
 	if st := s.engineInspect(t, rc.ID).State; st == nil || !st.Running {
 		t.Errorf("the runner did not survive the server's restart: %+v", st)
 	}
+	apiFromInside("after")
+	s.mustRun(t, alice, "alice", "rm", "-f", "keep") // the quota's room for the next job
 	again := f.gl.QueueJob(runnerID, gitlabtest.Job{Image: f.img, Script: []string{"echo AFTER-RESTART"}})
 	if !poll(runnerTimeout, func() bool { return f.gl.Job(again).State == "success" }) {
 		t.Fatalf("a job after the server's restart: %+v\nrunner logs:\n%s", f.gl.Job(again), s.run(t, alice, "alice", "runner", "logs"))
 	}
 
-	runnerBuildJob(t, f, runnerID)
+	runnerBuildJob(t, f, runnerID, cliImg)
 
 	// A new token restarts the runner with it.
 	before := rc.ID
@@ -440,11 +470,8 @@ func checkRunnerContainer(t *testing.T, s *ctrServer, in container.InspectRespon
 	}
 }
 
-// runnerBuildJob: a job builds an image without privileges with the real docker CLI (copied
-// into the job's image) through the socket the server mounts, its owner's own API named by
-// DOCKER_HOST from config.toml: the tag lands in the owner's registry namespace; a tag or a
-// push outside it is refused with one line; the job's own container binds nothing else.
-func runnerBuildJob(t *testing.T, f *runnerFixture, runnerID int64) {
+// dockerCLIImage is the test image with the real docker CLI (the host's) at /bin/docker.
+func dockerCLIImage(t *testing.T, f *runnerFixture) string {
 	t.Helper()
 	bin, err := exec.LookPath("docker")
 	if err != nil {
@@ -456,7 +483,15 @@ func runnerBuildJob(t *testing.T, f *runnerFixture, runnerID int64) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cliImg := dockertest.ImageWithFiles(ctx, t, f.s.cli, "docker-cli", map[string][]byte{"bin/docker": data})
+	return dockertest.ImageWithFiles(ctx, t, f.s.cli, "docker-cli", map[string][]byte{"bin/docker": data})
+}
+
+// runnerBuildJob: a job builds an image without privileges with the real docker CLI (copied
+// into the job's image) through the socket the server mounts, its owner's own API named by
+// DOCKER_HOST from config.toml: the tag lands in the owner's registry namespace; a tag or a
+// push outside it is refused with one line; the job's own container binds nothing else.
+func runnerBuildJob(t *testing.T, f *runnerFixture, runnerID int64, cliImg string) {
+	t.Helper()
 	tag := f.gl.RegistryHost() + "/alice/demo:" + f.s.prefix // of this run alone: tags are the engine's, shared
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
@@ -487,7 +522,7 @@ func runnerBuildJob(t *testing.T, f *runnerFixture, runnerID int64) {
 	}
 	tr := f.gl.Job(job).Trace
 	for _, want := range []string{
-		"HOST=unix:///var/run/docker.sock",
+		"HOST=unix:///run/whalemountain/docker.sock",
 		"\nError response from daemon: build -t otheruser/x:1: only into your own registry namespace, " + f.gl.RegistryHost() + "/alice/...\n",
 		"\nError response from daemon: push " + f.gl.RegistryHost() + "/bob/lab:1: only into your own registry namespace, " + f.gl.RegistryHost() + "/alice/...\n",
 		"\ndocker: Error response from daemon: --volume (HostConfig.Binds): the Docker socket is never mounted into a container\n",

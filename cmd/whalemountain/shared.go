@@ -66,7 +66,7 @@ func (c Config) dockerPolicy() (docker.Config, error) {
 	d = c.withShared(d)
 	d.TAFileAccess = c.TAFileAccess == "read"
 	if c.Runners.Enabled {
-		d.RunnerSocket = c.runnerConfig().SocketPath
+		d.RunnerSocketDir = c.runnerConfig().SocketDir
 	}
 	if err := d.Validate(); err != nil {
 		return d, fmt.Errorf("config: %w", err)
