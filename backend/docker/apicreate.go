@@ -734,42 +734,11 @@ func (s *Service) CreateFromAPI(ctx context.Context, id backend.Identity, name s
 }
 
 func (s *Service) createFromAPI(ctx context.Context, id backend.Identity, name string, body []byte) (APICreated, error) {
-	if err := checkIdentity(id); err != nil {
-		return APICreated{}, err
-	}
-	name = strings.TrimPrefix(name, "/")
-	if id.KeySource == backend.KeySourceRunner {
-		name = runnerJobName(name)
-	}
-	if name != "" {
-		if err := ValidateName(name); err != nil {
-			return APICreated{}, err
-		}
-	}
-	req, err := decodeCreate(body)
+	ask, err := s.checkAPICreate(id, name, body)
 	if err != nil {
 		return APICreated{}, err
 	}
-	p, err := checkCreate(req, s.createRules(id))
-	if err != nil {
-		return APICreated{}, err
-	}
-	image, err := ParseImage(p.config.Image)
-	if err != nil {
-		return APICreated{}, err
-	}
-	q := s.cfg.quota(id.Role)
-	cpus, mem := p.cpus, p.memory
-	if cpus == 0 {
-		cpus = min(s.cfg.DefaultCPUs, q.MaxCPUs)
-	}
-	if mem == 0 {
-		mem = min(s.cfg.DefaultMemory, q.MaxMemory)
-	}
-	gpus, err := askGPUs(p.gpus, q, roleWord(id.Role), s.gpuInventory)
-	if err != nil {
-		return APICreated{}, err
-	}
+	name, p := ask.name, ask.plan
 
 	lock := s.userLock(id.User)
 	lock.Lock()
@@ -784,138 +753,31 @@ func (s *Service) createFromAPI(ctx context.Context, id backend.Identity, name s
 	if err != nil {
 		return APICreated{}, err
 	}
-	// Other containers named in the request: the caller's own, or nothing.
-	own := func(field, flag, ref string) (container.Summary, error) {
-		c, ok, err := resolveAmong(mine, ref)
-		if err != nil {
-			return c, invalidField(field, flag, err.Error())
-		}
-		if !ok {
-			return c, invalidField(field, flag, "no such container: "+shown(ref))
-		}
-		return c, nil
+	refs, err := s.apiRefs(ctx, id.User, mine, p)
+	if err != nil {
+		return APICreated{}, err
 	}
-	var fromMounts []mount.Mount
-	for _, vf := range p.volumesFrom {
-		ref, mode, _ := strings.Cut(vf, ":")
-		c, err := own("HostConfig.VolumesFrom", "--volumes-from", ref)
-		if err != nil {
-			return APICreated{}, err
-		}
-		ms, err := s.volumesOf(ctx, id.User, c.ID, mode == "ro")
-		if err != nil {
-			return APICreated{}, err
-		}
-		fromMounts = append(fromMounts, ms...)
-	}
-	var netFromID string
-	if p.netFrom != "" {
-		c, err := own("HostConfig.NetworkMode", "--network", p.netFrom)
-		if err != nil {
-			return APICreated{}, err
-		}
-		netFromID = c.ID
-	}
-	var onNet userNet
-	if p.network != "" {
-		onNet, err = s.ownNetwork(ctx, id.User, p.network)
-		if errors.Is(err, ErrNotFound) {
-			// Not a 404, which the docker CLI would take for a missing image and pull.
-			return APICreated{}, invalidField("HostConfig.NetworkMode", "--network", err.Error())
-		}
-		if err != nil {
-			return APICreated{}, err
-		}
-	}
-
-	if _, err := s.localImage(ctx, image); errors.Is(err, ErrNoImage) {
-		// As the engine says it, so the docker CLI pulls (through the policy) and tries again.
-		return APICreated{}, errorf(ErrNoImage, "No such image: %s", image)
-	} else if err != nil {
+	if err := s.imageHere(ctx, ask.image); err != nil {
 		return APICreated{}, err
 	}
 	if name == "" {
-		name = generateName(image, names)
+		name = generateName(ask.image, names)
 	}
-	home, err := s.ensureHome(ctx, id.User)
+	hc, data, err := s.apiMounts(ctx, id, p, ask.req, refs.fromMounts)
 	if err != nil {
 		return APICreated{}, err
-	}
-	data, err := s.grantFor(ctx, id)
-	if err != nil {
-		return APICreated{}, err
-	}
-	if err := checkGrantTargets(p, req, data); err != nil {
-		return APICreated{}, err
-	}
-	hc := p.host
-	hc.Mounts = append([]mount.Mount{home}, hc.Mounts...)
-	for _, v := range p.volumes {
-		engineName, err := s.ensureUserVolume(ctx, id.User, v.name)
-		if err != nil {
-			return APICreated{}, err
-		}
-		m := mount.Mount{Type: mount.TypeVolume, Source: engineName, Target: v.target, ReadOnly: v.readOnly}
-		if v.noCopy || v.subpath != "" {
-			m.VolumeOptions = &mount.VolumeOptions{NoCopy: v.noCopy, Subpath: v.subpath}
-		}
-		hc.Mounts = append(hc.Mounts, m)
-	}
-	for _, m := range fromMounts {
-		if !slices.ContainsFunc(hc.Mounts, func(x mount.Mount) bool { return x.Target == m.Target }) &&
-			!slices.ContainsFunc(data.mounts, func(x mount.Mount) bool { return x.Target == m.Target }) {
-			hc.Mounts = append(hc.Mounts, m)
-		}
 	}
 	opts := client.ContainerCreateOptions{Config: &p.config, HostConfig: &hc}
-	switch {
-	case netFromID != "":
-		hc.NetworkMode = container.NetworkMode("container:" + netFromID)
-		opts.Config.Hostname, opts.Config.Domainname, opts.Config.ExposedPorts = "", "", nil
-	case p.netNone:
-		hc.NetworkMode = network.NetworkNone
-	default:
-		netID, netName := onNet.summary.ID, onNet.summary.Name
-		if p.network == "" {
-			netName = s.cfg.networkName(id.User)
-			if netID, err = s.ensureNetwork(ctx, id.User); err != nil {
-				return APICreated{}, err
-			}
-		}
-		hc.NetworkMode = container.NetworkMode(netID)
-		aliases := append([]string{name}, slices.DeleteFunc(p.aliases, func(a string) bool { return a == name })...)
-		opts.NetworkingConfig = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-			netName: {NetworkID: netID, Aliases: aliases},
-		}}
+	if opts.NetworkingConfig, err = s.apiNetwork(ctx, id.User, name, p, refs, &opts); err != nil {
+		return APICreated{}, err
 	}
-	labels := objectLabels{kind: KindContainer, owner: id.User, name: name, extra: p.labels, data: data, runner: runnerOf(id)}
-	if p.apiSocket != "" {
-		// Placed by the server from the identity, never from the request: the socket
-		// directory of the runner this request came through, read-only (a socket in it
-		// still answers; nothing can be added, removed or replaced there).
-		labels.apiSocket = s.cfg.RunnerSocketDir(id.User, labels.runner)
-		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: labels.apiSocket, Target: p.apiSocket, ReadOnly: true,
-			BindOptions: &mount.BindOptions{Propagation: mount.PropagationRPrivate}})
+	labels := s.apiLabels(id, name, p, data, &hc)
+	unlock, err := s.allocGPUs(ctx, ask.gpus, &hc, &labels)
+	if err != nil {
+		return APICreated{}, err
 	}
-	if gpus.nGPUs > 0 {
-		if s.othersWait() != nil {
-			return APICreated{}, errorf(ErrConflict, "requests wait for GPUs; join them over ssh with run --gpus N --wait")
-		}
-		s.gpuAlloc.Lock()
-		defer s.gpuAlloc.Unlock()
-		taken, err := s.takenGPUs(ctx)
-		if err != nil {
-			return APICreated{}, err
-		}
-		chosen, err := ChooseGPUs(gpus.inv, taken, gpus.gpuCount, gpus.gpuIndices, s.cfg.GPUPolicy)
-		if err != nil {
-			return APICreated{}, err
-		}
-		req, uuids := gpuDeviceRequest(chosen)
-		hc.Resources.DeviceRequests = []container.DeviceRequest{req}
-		labels.gpus, labels.gpuIndices = uuids, indicesLabel(chosen)
-	}
-	created, err := s.createContainer(ctx, opts, labels, limits{cpus: cpus, memory: mem}, s.cfg.containerName(id.User, name))
+	defer unlock()
+	created, err := s.createContainer(ctx, opts, labels, ask.lim, s.cfg.containerName(id.User, name))
 	if err != nil {
 		if e := noNvidiaRuntime(err); e != nil {
 			return APICreated{}, e
@@ -923,6 +785,272 @@ func (s *Service) createFromAPI(ctx context.Context, id backend.Identity, name s
 		return APICreated{}, err
 	}
 	return APICreated{ID: created, Name: name}, nil
+}
+
+// apiCreateName is the name an API create asked for ("/box" as the engine takes it): a
+// runner's job gets its container's name made from it; "" is "make one up".
+func apiCreateName(id backend.Identity, name string) (string, error) {
+	name = strings.TrimPrefix(name, "/")
+	if id.KeySource == backend.KeySourceRunner {
+		name = runnerJobName(name)
+	}
+	if name != "" {
+		if err := ValidateName(name); err != nil {
+			return "", err
+		}
+	}
+	return name, nil
+}
+
+// apiAsk is a create request read and checked: all that is decided before the engine is
+// asked anything.
+type apiAsk struct {
+	name  string // "": make one up
+	req   container.CreateRequest
+	plan  createPlan
+	image string
+	lim   limits
+	gpus  gpuAsk
+}
+
+// checkAPICreate reads a create request body for id under the name asked for and checks it
+// against id's rules (checkCreate) and quota.
+func (s *Service) checkAPICreate(id backend.Identity, name string, body []byte) (apiAsk, error) {
+	if err := checkIdentity(id); err != nil {
+		return apiAsk{}, err
+	}
+	name, err := apiCreateName(id, name)
+	if err != nil {
+		return apiAsk{}, err
+	}
+	req, err := decodeCreate(body)
+	if err != nil {
+		return apiAsk{}, err
+	}
+	p, err := checkCreate(req, s.createRules(id))
+	if err != nil {
+		return apiAsk{}, err
+	}
+	image, err := ParseImage(p.config.Image)
+	if err != nil {
+		return apiAsk{}, err
+	}
+	q := s.cfg.quota(id.Role)
+	gpus, err := askGPUs(p.gpus, q, roleWord(id.Role), s.gpuInventory)
+	if err != nil {
+		return apiAsk{}, err
+	}
+	return apiAsk{name: name, req: req, plan: p, image: image, lim: apiLimits(p, &s.cfg, q), gpus: gpus}, nil
+}
+
+// apiLimits are the CPU and memory limits of a create: those asked for (checkCreate held
+// them to the quota), else the configured defaults, never above the quota.
+func apiLimits(p createPlan, cfg *Config, q Quota) limits {
+	lim := limits{cpus: p.cpus, memory: p.memory}
+	if lim.cpus == 0 {
+		lim.cpus = min(cfg.DefaultCPUs, q.MaxCPUs)
+	}
+	if lim.memory == 0 {
+		lim.memory = min(cfg.DefaultMemory, q.MaxMemory)
+	}
+	return lim
+}
+
+// apiRefs are what a create request names besides its image, found among the user's own:
+// the volumes of containers (--volumes-from), a container whose network it joins (--network
+// container:X), a network of theirs (--network NET).
+type apiRefs struct {
+	fromMounts []mount.Mount
+	netFromID  string
+	onNet      userNet
+}
+
+// apiRefs looks up the containers and network the plan names, among user's own (mine)
+// only: anything else reads as no such container or network.
+func (s *Service) apiRefs(ctx context.Context, user string, mine []container.Summary, p createPlan) (apiRefs, error) {
+	var refs apiRefs
+	for _, vf := range p.volumesFrom {
+		ref, mode, _ := strings.Cut(vf, ":")
+		c, err := ownAmong(mine, "HostConfig.VolumesFrom", "--volumes-from", ref)
+		if err != nil {
+			return refs, err
+		}
+		ms, err := s.volumesOf(ctx, user, c.ID, mode == "ro")
+		if err != nil {
+			return refs, err
+		}
+		refs.fromMounts = append(refs.fromMounts, ms...)
+	}
+	if p.netFrom != "" {
+		c, err := ownAmong(mine, "HostConfig.NetworkMode", "--network", p.netFrom)
+		if err != nil {
+			return refs, err
+		}
+		refs.netFromID = c.ID
+	}
+	if p.network != "" {
+		var err error
+		refs.onNet, err = s.ownNetwork(ctx, user, p.network)
+		if errors.Is(err, ErrNotFound) {
+			// Not a 404, which the docker CLI would take for a missing image and pull.
+			return refs, invalidField("HostConfig.NetworkMode", "--network", err.Error())
+		}
+		if err != nil {
+			return refs, err
+		}
+	}
+	return refs, nil
+}
+
+// ownAmong is the container ref names among the user's own (mine), or the refusal of the
+// field that named it.
+func ownAmong(mine []container.Summary, field, flag, ref string) (container.Summary, error) {
+	c, ok, err := resolveAmong(mine, ref)
+	if err != nil {
+		return c, invalidField(field, flag, err.Error())
+	}
+	if !ok {
+		return c, invalidField(field, flag, "no such container: "+shown(ref))
+	}
+	return c, nil
+}
+
+// imageHere checks the image is on the server; a missing one is said as the engine says it,
+// so the docker CLI pulls (through the policy) and tries again.
+func (s *Service) imageHere(ctx context.Context, image string) error {
+	_, err := s.localImage(ctx, image)
+	if errors.Is(err, ErrNoImage) {
+		return errorf(ErrNoImage, "No such image: %s", image)
+	}
+	return err
+}
+
+// apiMounts is the plan's host config with its mounts: the user's home first, then the
+// plan's tmpfs, the user's own named volumes (made when missing), and the volumes of
+// --volumes-from where nothing else is mounted; with the shared data the server places
+// (which nothing of the request may cover).
+func (s *Service) apiMounts(ctx context.Context, id backend.Identity, p createPlan, req container.CreateRequest, fromMounts []mount.Mount) (container.HostConfig, grant, error) {
+	hc := p.host
+	home, err := s.ensureHome(ctx, id.User)
+	if err != nil {
+		return hc, grant{}, err
+	}
+	data, err := s.grantFor(ctx, id)
+	if err != nil {
+		return hc, data, err
+	}
+	if err := checkGrantTargets(p, req, data); err != nil {
+		return hc, data, err
+	}
+	hc.Mounts = append([]mount.Mount{home}, hc.Mounts...)
+	for _, v := range p.volumes {
+		engineName, err := s.ensureUserVolume(ctx, id.User, v.name)
+		if err != nil {
+			return hc, data, err
+		}
+		hc.Mounts = append(hc.Mounts, volumeMount(engineName, v))
+	}
+	hc.Mounts = addFromMounts(hc.Mounts, fromMounts, data.mounts)
+	return hc, data, nil
+}
+
+// volumeMount is the mount of a user's named volume, engineName as the engine knows it.
+func volumeMount(engineName string, v volumeUse) mount.Mount {
+	m := mount.Mount{Type: mount.TypeVolume, Source: engineName, Target: v.target, ReadOnly: v.readOnly}
+	if v.noCopy || v.subpath != "" {
+		m.VolumeOptions = &mount.VolumeOptions{NoCopy: v.noCopy, Subpath: v.subpath}
+	}
+	return m
+}
+
+// addFromMounts adds the volumes of --volumes-from to mounts, each only where neither
+// mounts nor the server's shared data (placed) already have something at its target.
+func addFromMounts(mounts, from, placed []mount.Mount) []mount.Mount {
+	for _, m := range from {
+		at := func(x mount.Mount) bool { return x.Target == m.Target }
+		if !slices.ContainsFunc(mounts, at) && !slices.ContainsFunc(placed, at) {
+			mounts = append(mounts, m)
+		}
+	}
+	return mounts
+}
+
+// apiNetwork sets the network of the container opts makes and returns its endpoint: the
+// network of one of the user's containers (whose host name and ports it then shares), none,
+// a network of the user's, or their default one (made when missing). On a network the
+// container answers to its name and the aliases asked for.
+func (s *Service) apiNetwork(ctx context.Context, user, name string, p createPlan, refs apiRefs, opts *client.ContainerCreateOptions) (*network.NetworkingConfig, error) {
+	hc := opts.HostConfig
+	switch {
+	case refs.netFromID != "":
+		hc.NetworkMode = container.NetworkMode("container:" + refs.netFromID)
+		opts.Config.Hostname, opts.Config.Domainname, opts.Config.ExposedPorts = "", "", nil
+		return nil, nil
+	case p.netNone:
+		hc.NetworkMode = network.NetworkNone
+		return nil, nil
+	}
+	netID, netName := refs.onNet.summary.ID, refs.onNet.summary.Name
+	if p.network == "" {
+		netName = s.cfg.networkName(user)
+		var err error
+		if netID, err = s.ensureNetwork(ctx, user); err != nil {
+			return nil, err
+		}
+	}
+	hc.NetworkMode = container.NetworkMode(netID)
+	return &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+		netName: {NetworkID: netID, Aliases: namesOnNetwork(name, p.aliases)},
+	}}, nil
+}
+
+// namesOnNetwork are a container's names on its network: its name first, then the
+// aliases asked for, without it again.
+func namesOnNetwork(name string, asked []string) []string {
+	return append([]string{name}, slices.DeleteFunc(slices.Clone(asked), func(a string) bool { return a == name })...)
+}
+
+// apiLabels are the server's labels of a container made through the API, from the
+// identity, never the request. A runner's job that asked for its Docker API socket gets
+// the socket directory of the runner the request came through, mounted read-only in hc
+// where the request put it (a socket in it still answers; nothing can be added, removed or
+// replaced there).
+func (s *Service) apiLabels(id backend.Identity, name string, p createPlan, data grant, hc *container.HostConfig) objectLabels {
+	labels := objectLabels{kind: KindContainer, owner: id.User, name: name, extra: p.labels, data: data, runner: runnerOf(id)}
+	if p.apiSocket != "" {
+		labels.apiSocket = s.cfg.RunnerSocketDir(id.User, labels.runner)
+		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: labels.apiSocket, Target: p.apiSocket, ReadOnly: true,
+			BindOptions: &mount.BindOptions{Propagation: mount.PropagationRPrivate}})
+	}
+	return labels
+}
+
+// allocGPUs chooses the GPUs asked for, puts them in hc and labels, and holds the server's
+// GPU choice until the returned func is called (after the create), so two creates never
+// take the same free GPU. Without GPUs it does nothing. While requests wait for GPUs, an
+// API create does not jump the line.
+func (s *Service) allocGPUs(ctx context.Context, gpus gpuAsk, hc *container.HostConfig, labels *objectLabels) (func(), error) {
+	if gpus.nGPUs == 0 {
+		return func() {}, nil
+	}
+	if s.othersWait() != nil {
+		return nil, errorf(ErrConflict, "requests wait for GPUs; join them over ssh with run --gpus N --wait")
+	}
+	s.gpuAlloc.Lock()
+	taken, err := s.takenGPUs(ctx)
+	if err != nil {
+		s.gpuAlloc.Unlock()
+		return nil, err
+	}
+	chosen, err := ChooseGPUs(gpus.inv, taken, gpus.gpuCount, gpus.gpuIndices, s.cfg.GPUPolicy)
+	if err != nil {
+		s.gpuAlloc.Unlock()
+		return nil, err
+	}
+	req, uuids := gpuDeviceRequest(chosen)
+	hc.Resources.DeviceRequests = []container.DeviceRequest{req}
+	labels.gpus, labels.gpuIndices = uuids, indicesLabel(chosen)
+	return s.gpuAlloc.Unlock, nil
 }
 
 // checkGrantTargets refuses a request that mounts something of its own where the server

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 
 	"whalemountain/backend"
 )
@@ -531,5 +532,132 @@ func TestCheckCreateRunnerSocket(t *testing.T) {
 				t.Errorf("the plan's host config carries a host path: %+v", p.host)
 			}
 		})
+	}
+}
+
+// The name an API create asks for: as the engine takes it ("/box"), made valid for a
+// runner's job (whose names gitlab-runner makes up), refused when invalid otherwise.
+func TestAPICreateName(t *testing.T) {
+	alice := backend.Identity{User: "alice", Role: backend.RoleStudent}
+	runner := alice
+	runner.KeySource = backend.KeySourceRunner
+	job := "runner-abc-project-1-concurrent-0-aaaa-build"
+	for _, c := range []struct {
+		id        backend.Identity
+		name      string
+		want      string
+		wantValid bool
+	}{
+		{alice, "", "", true},
+		{alice, "/box", "box", true},
+		{alice, "box", "box", true},
+		{alice, "Bad_Name!", "", false},
+		{alice, job, "", false},
+		{runner, job, runnerJobName(job), true},
+		{runner, "/box", "box", true},
+	} {
+		got, err := apiCreateName(c.id, c.name)
+		if (err == nil) != c.wantValid || c.wantValid && got != c.want {
+			t.Errorf("%s %q: %q %v, want %q", c.id.KeySource, c.name, got, err, c.want)
+		}
+		if err != nil && !errors.Is(err, ErrInvalid) {
+			t.Errorf("%q: %v is not ErrInvalid", c.name, err)
+		}
+		if err == nil && got != "" && ValidateName(got) != nil {
+			t.Errorf("%q became %q, not a valid name", c.name, got)
+		}
+	}
+}
+
+// CPU and memory: what was asked (checkCreate held it to the quota), else the configured
+// default, never above the quota.
+func TestAPILimits(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DefaultCPUs, cfg.DefaultMemory = 2, 4<<30
+	roomy, tight := Quota{MaxCPUs: 8, MaxMemory: 16 << 30}, Quota{MaxCPUs: 1, MaxMemory: 1 << 30}
+	for _, c := range []struct {
+		p    createPlan
+		q    Quota
+		want limits
+	}{
+		{createPlan{}, roomy, limits{cpus: 2, memory: 4 << 30}},
+		{createPlan{}, tight, limits{cpus: 1, memory: 1 << 30}},
+		{createPlan{cpus: 0.5, memory: 256 << 20}, roomy, limits{cpus: 0.5, memory: 256 << 20}},
+		{createPlan{cpus: 6}, roomy, limits{cpus: 6, memory: 4 << 30}},
+	} {
+		if got := apiLimits(c.p, &cfg, c.q); got != c.want {
+			t.Errorf("%g CPUs %d bytes under %+v: %+v, want %+v", c.p.cpus, c.p.memory, c.q, got, c.want)
+		}
+	}
+}
+
+// --volumes-from adds a volume only where nothing of the request, the home, or the shared
+// data the server places is mounted already.
+func TestAddFromMounts(t *testing.T) {
+	vol := func(src, target string) mount.Mount {
+		return mount.Mount{Type: mount.TypeVolume, Source: src, Target: target}
+	}
+	mounts := []mount.Mount{vol("home", "/home/alice"), vol("cache", "/cache")}
+	placed := []mount.Mount{{Type: mount.TypeBind, Source: "/srv/datasets/imagenet", Target: "/datasets/imagenet"}}
+	from := []mount.Mount{vol("other-home", "/home/alice"), vol("data", "/data"), vol("sneaky", "/datasets/imagenet"),
+		vol("cache2", "/cache"), vol("data2", "/data")}
+	got := addFromMounts(slices.Clone(mounts), from, placed)
+	var targets []string
+	for _, m := range got {
+		targets = append(targets, m.Source+":"+m.Target)
+	}
+	want := []string{"home:/home/alice", "cache:/cache", "data:/data"}
+	if !slices.Equal(targets, want) {
+		t.Errorf("mounts %q, want %q", targets, want)
+	}
+}
+
+// A user's named volume keeps what was asked of it (read-only, no copy, a sub path) under
+// the engine's name for it.
+func TestVolumeMount(t *testing.T) {
+	for _, c := range []struct {
+		v    volumeUse
+		want mount.Mount
+	}{
+		{volumeUse{name: "data", target: "/data"}, mount.Mount{Type: mount.TypeVolume, Source: "wm-alice-data", Target: "/data"}},
+		{volumeUse{name: "data", target: "/data", readOnly: true}, mount.Mount{Type: mount.TypeVolume, Source: "wm-alice-data", Target: "/data", ReadOnly: true}},
+		{volumeUse{name: "data", target: "/d", noCopy: true, subpath: "x"}, mount.Mount{Type: mount.TypeVolume, Source: "wm-alice-data", Target: "/d",
+			VolumeOptions: &mount.VolumeOptions{NoCopy: true, Subpath: "x"}}},
+	} {
+		got := volumeMount("wm-alice-data", c.v)
+		if got.Type != c.want.Type || got.Source != c.want.Source || got.Target != c.want.Target || got.ReadOnly != c.want.ReadOnly ||
+			(got.VolumeOptions == nil) != (c.want.VolumeOptions == nil) ||
+			got.VolumeOptions != nil && (got.VolumeOptions.NoCopy != c.want.VolumeOptions.NoCopy || got.VolumeOptions.Subpath != c.want.VolumeOptions.Subpath) {
+			t.Errorf("%+v: %+v, want %+v", c.v, got, c.want)
+		}
+	}
+}
+
+// On its network a container answers to its name first, then to the aliases asked for.
+func TestNamesOnNetwork(t *testing.T) {
+	asked := []string{"db", "box", "cache"}
+	if got := namesOnNetwork("box", asked); !slices.Equal(got, []string{"box", "db", "cache"}) {
+		t.Errorf("names %q", got)
+	}
+	if !slices.Equal(asked, []string{"db", "box", "cache"}) {
+		t.Errorf("the plan's aliases changed: %q", asked)
+	}
+	if got := namesOnNetwork("box", nil); !slices.Equal(got, []string{"box"}) {
+		t.Errorf("names %q", got)
+	}
+}
+
+// A container the request names is one of the user's own, or the field is refused as
+// naming no such container (never as missing: the docker CLI would pull).
+func TestOwnAmong(t *testing.T) {
+	mine := []container.Summary{{ID: "abc" + strings.Repeat("0", 61), Labels: map[string]string{LabelName: "box"}}}
+	if c, err := ownAmong(mine, "HostConfig.VolumesFrom", "--volumes-from", "box"); err != nil || c.ID != mine[0].ID {
+		t.Errorf("own box: %v %v", c.ID, err)
+	}
+	for _, ref := range []string{"bob-box", "wm-bob-box", "fff"} {
+		_, err := ownAmong(mine, "HostConfig.VolumesFrom", "--volumes-from", ref)
+		if !errors.Is(err, ErrInvalid) || err.Error() != "--volumes-from (HostConfig.VolumesFrom): no such container: "+ref {
+			t.Errorf("%q: %v", ref, err)
+		}
 	}
 }
