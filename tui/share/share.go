@@ -8,6 +8,13 @@
 // The hook into a shell is a decorator of its backend.Execution (Hub.Open): a tee of the
 // output stream and a multiplexer of the input stream. A viewer that does not keep up is
 // dropped; it never holds the owner's shell back.
+//
+// While a shell is shared a terminal emulator keeps its screen, off the owner's path (see
+// mirror): a viewer who joins is first shown the screen as it is (cells, attributes, cursor,
+// input modes), then the live output. A viewer whose terminal is larger than the owner's by a
+// border sees the owner's screen framed, with whose it is and its size in the frame, redrawn
+// from the emulator when it changes (at most 20 times a second); a smaller one gets the
+// output as it comes, clipped by its terminal, with a note in its title.
 package share
 
 import (
@@ -65,8 +72,12 @@ type Options struct {
 	// BacklogBytes is how many bytes of output a viewer may fall behind before it is
 	// dropped; zero: 4 MiB.
 	BacklogBytes int64
-	// Replay is how much recent output a new viewer is sent to draw the screen; zero: 16 KiB.
+	// Replay is how much recent output draws the screen when sharing starts (and after the
+	// emulator fell behind a flood of output); zero: 16 KiB.
 	Replay int
+	// ScreenQueue is how many bytes of output may wait for the emulator before it starts
+	// again from the recent output; zero: 64 KiB.
+	ScreenQueue int
 }
 
 // Hub is every open shell of the server, shared or not.
@@ -86,6 +97,9 @@ func New(opts Options) *Hub {
 	}
 	if opts.Replay <= 0 {
 		opts.Replay = 16 << 10
+	}
+	if opts.ScreenQueue <= 0 {
+		opts.ScreenQueue = 64 << 10
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -136,7 +150,7 @@ type Shell struct {
 	watchers  []*Watcher
 	width     int
 	height    int
-	ring      ring
+	scr       *mirror // the recent output; the screen while shared
 	esc       escState
 	dirty     bool // the status lines changed and are due
 	titled    bool // the owner's title has been set at least once
@@ -159,7 +173,8 @@ func (h *Hub) Open(id backend.Identity, name string, ex backend.Execution, t Ter
 	}
 	pr, pw := io.Pipe()
 	s := &Shell{hub: h, owner: id, name: name, term: t.Term, since: time.Now(), ex: ex,
-		pr: pr, pw: pw, stdin: ex.Stdin(), width: t.Width, height: t.Height, ring: ring{max: h.opts.Replay}}
+		pr: pr, pw: pw, stdin: ex.Stdin(), width: t.Width, height: t.Height,
+		scr: newMirror(h.opts.Replay, h.opts.ScreenQueue, t.Width, t.Height)}
 	if h.opts.RecordAll {
 		s.mu.Lock()
 		s.startRecordingLocked()
@@ -208,12 +223,14 @@ func (s *Shell) pump(src io.Reader) {
 func (s *Shell) fanOut(p []byte) []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.ring.write(p)
+	s.scr.write(p)
 	s.esc.feed(p)
 	if len(s.watchers) > 0 {
 		chunk := append([]byte(nil), p...)
 		for _, w := range slices.Clone(s.watchers) {
-			s.sendLocked(w, chunk)
+			if !w.framed.Load() { // a framed view is drawn from the emulator
+				s.sendLocked(w, chunk)
+			}
 		}
 	}
 	if s.rec != nil {
@@ -387,8 +404,12 @@ func (s *Shell) Resize(width, height int) error {
 	s.mu.Lock()
 	if width != s.width || height != s.height {
 		s.width, s.height = width, height
+		s.scr.resize(width, height)
 		if s.rec != nil {
 			_ = s.rec.Resize(width, height)
+		}
+		for _, w := range slices.Clone(s.watchers) {
+			s.reframeLocked(w)
 		}
 		if len(s.watchers) > 0 || s.titled {
 			s.dirty = true
@@ -418,6 +439,7 @@ func (s *Shell) Close() error {
 		}
 		s.stopRecordingLocked(nil)
 		s.mu.Unlock()
+		s.scr.stop()
 	})
 	err := s.ex.Close()
 	_ = s.pr.Close()
@@ -470,6 +492,9 @@ func (s *Shell) share(write bool) (Info, error) {
 		return Info{}, ErrNoShell
 	}
 	changed := !s.shared || s.write != write
+	if !s.shared {
+		s.scr.start()
+	}
 	s.shared, s.write = true, write
 	if changed {
 		s.dirty = true
@@ -510,6 +535,7 @@ func (s *Shell) stop() (Info, error) {
 	if !h.opts.RecordAll {
 		s.stopRecordingLocked(nil)
 	}
+	s.scr.stop()
 	s.dirty = true
 	info := s.infoLocked()
 	s.mu.Unlock()
@@ -568,6 +594,7 @@ type Watcher struct {
 	done   chan struct{}
 	reason string       // why it ended; set before done is closed
 	queued atomic.Int64 // bytes in out
+	framed atomic.Bool  // drawn framed from the emulator; set with Shell.mu held
 	width  int
 	height int
 }
@@ -617,17 +644,20 @@ func (h *Hub) Join(id backend.Identity, target string, size input.Size) (*Watche
 		return nil, ErrNotShared
 	}
 	started := s.startRecordingLocked()
-	screen, cut := s.ring.bytes()
-	replay := append([]byte(nil), replayFrom(screen, cut)...)
 	if s.rec != nil {
 		if started {
-			_ = s.rec.Output(replay) // the screen as it was when the recording began
+			_ = s.rec.Output(s.screenLocked(0, 0)) // the screen as it was when the recording began
 		}
 		_ = s.rec.Mark(fmt.Sprintf("%s joined (%s)", id.User, mode(s.write)))
 	}
-	intro := fmt.Sprintf("\r\n[watching %s's shell in %s, %dx%d, %s; ctrl-p ctrl-q leaves]\r\n",
-		s.owner.User, s.name, s.width, s.height, mode(s.write))
-	w.out <- append([]byte(intro), replay...)
+	if framedFor(s.width, s.height, w.width, w.height) {
+		w.framed.Store(true)
+		w.out <- []byte{} // draw the frame
+	} else {
+		intro := fmt.Sprintf("\r\n[watching %s's shell in %s, %dx%d, %s; ctrl-p ctrl-q leaves]\r\n",
+			s.owner.User, s.name, s.width, s.height, mode(s.write))
+		w.out <- append([]byte(intro), s.screenLocked(w.width, w.height)...)
+	}
 	s.watchers = append(s.watchers, w)
 	s.dirty = true
 	m := mode(s.write)
@@ -664,7 +694,26 @@ func (w *Watcher) Run(ctx context.Context, t ViewTerminal) string {
 		s.refresh()
 		_, _ = io.WriteString(t.Out, leaveSeq)
 	}()
+	// A framed view is drawn when the emulator changes, at most once per frameInterval.
+	p := &painter{out: t.Out}
+	var (
+		changes <-chan struct{} // closed at the emulator's next change
+		tick    <-chan time.Time
+		last    time.Time
+	)
+	due := func() {
+		if tick == nil {
+			tick = time.After(max(0, time.Until(last.Add(frameInterval))))
+		}
+	}
 	for {
+		var changed <-chan struct{}
+		if w.framed.Load() {
+			if changes == nil {
+				changes = s.scr.changes()
+			}
+			changed = changes
+		}
 		select {
 		case <-w.done:
 			return w.reason
@@ -679,21 +728,92 @@ func (w *Watcher) Run(ctx context.Context, t ViewTerminal) string {
 			}
 			s.mu.Lock()
 			w.width, w.height = sz.Width, sz.Height
+			s.reframeLocked(w)
 			s.dirty = true
 			s.mu.Unlock()
 			s.refresh()
+			p.reset() // the viewer's terminal redraws its own way
+			due()
+		case <-changed:
+			changes = nil
+			due()
+		case <-tick:
+			tick, last = nil, time.Now()
+			if w.framed.Load() {
+				if err := w.paint(p); err != nil {
+					return "the connection ended"
+				}
+			}
 		case chunk := <-w.out:
 			select {
 			case <-w.done: // dropped meanwhile: nothing more is shown
 				return w.reason
 			default:
 			}
+			if len(chunk) == 0 { // the view turned framed: draw it all
+				p.reset()
+				due()
+				continue
+			}
 			w.queued.Add(-int64(len(chunk)))
 			if _, err := t.Out.Write(chunk); err != nil {
 				return "the connection ended"
 			}
+			if w.framed.Load() {
+				due() // a new status line: the frame says the same
+			}
 		}
 	}
+}
+
+// frameInterval is the least time between two draws of a framed view.
+const frameInterval = 50 * time.Millisecond
+
+// framedFor reports whether a viewer's terminal of vw x vh shows a shell of width x height
+// framed: when the frame fits around it.
+func framedFor(width, height, vw, vh int) bool {
+	return width > 0 && height > 0 && vw >= width+2 && vh >= height+2
+}
+
+// reframeLocked frames w's view or stops framing it, as the sizes now say; s.mu is held.
+// A view that stops being framed is sent the screen, from where the output goes on.
+func (s *Shell) reframeLocked(w *Watcher) {
+	f := framedFor(s.width, s.height, w.width, w.height)
+	if f == w.framed.Load() {
+		return
+	}
+	w.framed.Store(f)
+	if f {
+		s.sendLocked(w, []byte{})
+		return
+	}
+	s.sendLocked(w, s.screenLocked(w.width, w.height))
+}
+
+// screenLocked is the screen as bytes that draw it on a terminal of vw x vh (0: the
+// shell's size); s.mu is held.
+func (s *Shell) screenLocked(vw, vh int) []byte {
+	if b := s.scr.snapshot(vw, vh); b != nil {
+		return b
+	}
+	return s.scr.recent()
+}
+
+// paint draws w's framed view with p.
+func (w *Watcher) paint(p *painter) error {
+	s := w.shell
+	v, ok := s.scr.view()
+	if !ok {
+		return nil
+	}
+	s.mu.Lock()
+	label := viewerTitle(s.owner.User, s.name, v.width, v.height, s.write, s.watchingLocked(), 0, 0)
+	vw, vh := w.width, w.height
+	s.mu.Unlock()
+	if !framedFor(v.width, v.height, vw, vh) {
+		return nil // the emulator has not taken the owner's new size yet: its change comes
+	}
+	return p.paint(frame(v, label, vh), vw, v)
 }
 
 // readInput passes the viewer's keys to the shell while writing is allowed, and closes left

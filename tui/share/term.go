@@ -152,8 +152,8 @@ func (r *ring) bytes() ([]byte, bool) {
 }
 
 // leaveSeq puts a viewer's terminal back as it was before it showed someone else's
-// programs: main screen, cursor shown, colours and input modes reset.
-const leaveSeq = "\x1b[?1049l\x1b[?25h\x1b[0m\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l\x1b[?1l\x1b>"
+// programs: main screen, whole-screen scrolling, cursor shown, colours and input modes reset.
+const leaveSeq = "\x1b[r\x1b[?1049l\x1b[?25h\x1b[0m\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1004l\x1b[?2004l\x1b[?1l\x1b>"
 
 // mode is how a share is offered.
 func mode(write bool) string {
