@@ -179,7 +179,7 @@ func (m *mirror) takeLocked() bool {
 	w, h := m.width, m.height
 	if resync {
 		buf, cut := m.ring.bytes()
-		seed = append([]byte(nil), replayFrom(buf, cut)...)
+		seed = append([]byte(nil), seedFrom(buf, cut)...)
 	}
 	m.queue, m.queued, m.resync = nil, 0, false
 	m.qmu.Unlock()
@@ -362,12 +362,4 @@ func (m *mirror) view() (v view, ok bool) {
 		v.lines[y] = lineOf(t, y, v.width, false)
 	}
 	return v, true
-}
-
-// recent is the recent output that draws the screen best without an emulator.
-func (m *mirror) recent() []byte {
-	m.qmu.Lock()
-	defer m.qmu.Unlock()
-	buf, cut := m.ring.bytes()
-	return append([]byte(nil), replayFrom(buf, cut)...)
 }

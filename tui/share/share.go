@@ -793,10 +793,7 @@ func (s *Shell) reframeLocked(w *Watcher) {
 // screenLocked is the screen as bytes that draw it on a terminal of vw x vh (0: the
 // shell's size); s.mu is held.
 func (s *Shell) screenLocked(vw, vh int) []byte {
-	if b := s.scr.snapshot(vw, vh); b != nil {
-		return b
-	}
-	return s.scr.recent()
+	return s.scr.snapshot(vw, vh) // nil only when not shared: no viewer then
 }
 
 // paint draws w's framed view with p.

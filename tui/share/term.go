@@ -99,32 +99,16 @@ func titleSeq(title string) []byte {
 	return []byte("\x1b]2;" + termsafe.Line(title) + "\x07")
 }
 
-// clearers start a screen that does not depend on what came before.
-var clearers = [][]byte{[]byte("\x1b[2J"), []byte("\x1bc"), []byte("\x1b[?1049h"), []byte("\x1b[?1047h")}
-
-// replayFrom is what of the recent output (buf, whose beginning was cut when cut) redraws
-// the screen best for a new viewer: from the last clear of the screen (with the cursor move
-// before it), or else from the first whole line.
-func replayFrom(buf []byte, cut bool) []byte {
-	last := -1
-	for _, c := range clearers {
-		if i := bytes.LastIndex(buf, c); i > last {
-			last = i
-		}
+// seedFrom is what of the recent output (buf, whose beginning was cut when cut) the
+// emulator starts from: all of it, or from the first whole line when its beginning is lost.
+func seedFrom(buf []byte, cut bool) []byte {
+	if !cut {
+		return buf
 	}
-	if last >= 0 {
-		if home := []byte("\x1b[H"); last >= len(home) && bytes.Equal(buf[last-len(home):last], home) {
-			last -= len(home)
-		}
-		return buf[last:]
+	if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+		return buf[i+1:]
 	}
-	if cut {
-		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
-			return buf[i+1:]
-		}
-		return nil
-	}
-	return buf
+	return nil
 }
 
 // ring keeps the last max bytes written to it.
