@@ -1,6 +1,7 @@
 package share
 
 import (
+	"bytes"
 	"io"
 	"strings"
 	"sync"
@@ -26,7 +27,8 @@ type mirror struct {
 	on      bool          // an emulator is kept
 	queue   []piece       // output and sizes the emulator has not taken yet
 	queued  int           // bytes in queue
-	resync  bool          // the queue overflowed: start again from the ring
+	resync  bool          // start again from the ring
+	flood   bool          // because the queue overflowed: from its last lines
 	width   int           // the size after the queue
 	height  int           //
 	wake    chan struct{} // the feeder has work (capacity 1)
@@ -74,7 +76,7 @@ func (m *mirror) write(p []byte) {
 		return
 	}
 	if m.queued+len(p) > m.max {
-		m.queue, m.queued, m.resync = nil, 0, true
+		m.queue, m.queued, m.resync, m.flood = nil, 0, true, true
 	} else {
 		m.queue = append(m.queue, piece{data: append([]byte(nil), p...)})
 		m.queued += len(p)
@@ -121,7 +123,7 @@ func (m *mirror) stop() {
 		m.qmu.Unlock()
 		return
 	}
-	m.on, m.resync, m.queue, m.queued = false, false, nil, 0
+	m.on, m.resync, m.flood, m.queue, m.queued = false, false, false, nil, 0
 	close(m.quit)
 	m.qmu.Unlock()
 	m.emu.Lock()
@@ -179,9 +181,13 @@ func (m *mirror) takeLocked() bool {
 	w, h := m.width, m.height
 	if resync {
 		buf, cut := m.ring.bytes()
-		seed = append([]byte(nil), seedFrom(buf, cut)...)
+		buf = seedFrom(buf, cut)
+		if m.flood { // what a flood of output leaves on the screen is its last lines
+			buf = lastLines(buf, 2*h)
+		}
+		seed = append([]byte(nil), buf...)
 	}
-	m.queue, m.queued, m.resync = nil, 0, false
+	m.queue, m.queued, m.resync, m.flood = nil, 0, false, false
 	m.qmu.Unlock()
 	if resync {
 		m.dropTerm()
@@ -362,4 +368,17 @@ func (m *mirror) view() (v view, ok bool) {
 		v.lines[y] = lineOf(t, y, v.width, false)
 	}
 	return v, true
+}
+
+// lastLines is the end of buf from after its n-th last newline (all of it when it has fewer).
+func lastLines(buf []byte, n int) []byte {
+	end := len(buf)
+	for range n + 1 {
+		i := bytes.LastIndexByte(buf[:end], '\n')
+		if i < 0 {
+			return buf
+		}
+		end = i
+	}
+	return buf[end+1:]
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -381,6 +380,23 @@ func TestSeedFrom(t *testing.T) {
 	}
 }
 
+func TestLastLines(t *testing.T) {
+	for _, tc := range []struct {
+		buf  string
+		n    int
+		want string
+	}{
+		{"a\nb\nc\nd", 2, "b\nc\nd"},
+		{"a\nb\n", 1, "b\n"},
+		{"a\nb", 5, "a\nb"},
+		{"", 2, ""},
+	} {
+		if got := string(lastLines([]byte(tc.buf), tc.n)); got != tc.want {
+			t.Errorf("lastLines(%q, %d) = %q, want %q", tc.buf, tc.n, got, tc.want)
+		}
+	}
+}
+
 func TestViewerKeys(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"ls\r", "ls\r"},
@@ -487,24 +503,39 @@ func TestTitles(t *testing.T) {
 	}
 }
 
-// BenchmarkFanOut is the owner's throughput through the shared shell with 0, 1 and 5
-// viewers, one of which reads nothing (it is dropped; the owner never waits for it).
+// BenchmarkFanOut is the owner's throughput through the shell: not shared; shared with
+// nobody watching (the emulator that keeps the screen runs); with 1 viewer; with 5, one of
+// which reads nothing (it is dropped; the owner never waits for it) and one of which sees the
+// screen framed (drawn from the emulator).
 func BenchmarkFanOut(b *testing.B) {
-	chunk := bytes.Repeat([]byte("0123456789abcdef"), 2048) // 32 KiB
-	for _, viewers := range []int{0, 1, 5} {
-		b.Run(fmt.Sprintf("viewers=%d", viewers), func(b *testing.B) {
+	chunk := bytes.Repeat([]byte("0123456789abcde\n"), 2048) // 32 KiB of lines: the emulator's worst
+	for _, tc := range []struct {
+		name    string
+		shared  bool
+		viewers int
+	}{
+		{"viewers=0", false, 0},
+		{"viewers=0,shared", true, 0},
+		{"viewers=1", true, 1},
+		{"viewers=5", true, 5},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
 			h := New(Options{})
 			fx := newFake()
 			ex := h.Open(alice, "box", fx, Terminal{Width: 80, Height: 24})
-			if viewers > 0 {
+			if tc.shared {
 				_, _ = h.Share(alice, "box", false)
 			}
-			for i := 0; i < viewers; i++ {
-				w, err := h.Join(tanaka, "alice", input.Size{})
+			for i := 0; i < tc.viewers; i++ {
+				size := input.Size{Width: 80, Height: 24}
+				if i == 1 {
+					size = input.Size{Width: 120, Height: 40} // framed
+				}
+				w, err := h.Join(tanaka, "alice", size)
 				if err != nil {
 					b.Fatal(err)
 				}
-				if i == viewers-1 && viewers > 1 {
+				if i == tc.viewers-1 && tc.viewers > 1 {
 					continue // the slow one: never read
 				}
 				go w.Run(context.Background(), ViewTerminal{Out: io.Discard})
