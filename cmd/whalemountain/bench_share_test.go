@@ -1,8 +1,10 @@
 package main
 
 // Live help must not slow the student's shell down: the student's throughput (`cat` of a
-// 20 MB file, as in BenchmarkShell) with 0, 1 and 5 TAs watching through the real ssh, one of
-// them on a link that reads nothing (it is dropped once it is a bounded amount behind; the
+// 20 MB file, as in BenchmarkShell) with 0, 1 and 5 TAs watching through the real ssh (the
+// shell is shared from the start: its screen's emulator runs in every round), one of them
+// with a terminal larger than the student's (the framed view), one of them on a link that
+// reads nothing (it is dropped once it is a bounded amount behind; the
 // student never waits for it).
 //
 //	go test -run '^$' -bench ShareFanOut ./cmd/whalemountain/
@@ -14,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/creack/pty"
 
 	"whalemountain/backend/docker/dockertest"
 )
@@ -60,6 +64,11 @@ func BenchmarkShareFanOut(b *testing.B) {
 	for _, n := range []int{1, 5} {
 		for ; joined < n; joined++ {
 			v := benchOpen(b, tas[joined], as(tas[joined], []string{"-tt"}, "join", "alice")...)
+			if joined == 1 { // larger than the student's terminal: the framed view, drawn from the emulator
+				if err := pty.Setsize(v.ptmx, &pty.Winsize{Cols: benchCols + 40, Rows: benchRows + 16}); err != nil {
+					b.Fatal(err)
+				}
+			}
 			if joined == 4 {
 				continue // the slow link: nothing reads what it is sent
 			}

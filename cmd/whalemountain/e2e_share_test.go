@@ -133,7 +133,11 @@ func TestE2EShare(t *testing.T) {
 	wantError(t, "bob joins alice", r, 1, "join is for TAs")
 
 	ta := x.open("tanaka", 80, 24, sshArgv(tanaka, "tanaka", "join", "alice"))
-	ta.waitText("watching alice's shell in box")
+	// The intro line, then the student's screen drawn over it (clipped to 80x24).
+	ta.waitText(shellPrompt)
+	if !bytes.Contains(ta.bytes(), []byte("[watching alice's shell in box, 100x30, read-only; ctrl-p ctrl-q leaves]")) {
+		t.Errorf("no intro line: %q", ta.bytes())
+	}
 	ta.waitTitle("alice/box 100x30 · read-only · watching: tanaka · your terminal 80x24 is smaller: clipped")
 	stu.waitTitle("watching: tanaka")
 	if out := s.mustRun(t, tanaka, "tanaka", "who"); !strings.Contains(out, "shell in box (shared read-only; watching: tanaka)") ||
@@ -326,5 +330,84 @@ func TestE2EShare(t *testing.T) {
 		s.waitAudit(t, w.user+" "+w.action+" "+w.note, func(e auditEntry) bool {
 			return e.User == w.user && e.Action == w.action && e.Result == w.result && strings.Contains(e.Target, "alice")
 		})
+	}
+}
+
+// TestE2EShareFramed: a TA whose terminal is larger than the student's sees the student's
+// screen framed — whose shell and its size in the border, the student's text inside — and
+// the student's new size reaches the frame; once the TA's terminal no longer has room for
+// the frame the output comes as it is printed.
+func TestE2EShareFramed(t *testing.T) {
+	cli := dockertest.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
+	defer cancel()
+	img := dockertest.BusyboxImage(ctx, t, cli)
+
+	s := startContainerServer(t, cli, img, shellPrefix("sh"), ctrOptions{Top: "tas: [tanaka]\n"})
+	alice, tanaka := newKey(t, "alice"), newKey(t, "tanaka")
+	s.addKey(t, "alice", alice)
+	s.addKey(t, "tanaka", tanaka)
+	s.mustRun(t, alice, "alice", "run", "--name", "box", img)
+	sshArgv := func(k *testKey, user string, remote ...string) []string {
+		return append([]string{sshBinary(t)}, s.sshArgs(k, user, []string{"-tt"}, remote...)...)
+	}
+	x := newTmux(t)
+	stu := x.open("alice", 80, 24, sshArgv(alice, "alice", "shell", "box"))
+	stu.waitText(shellPrompt)
+	// Printed before the TA joins: the TA is shown the screen, not only what comes next.
+	stu.typeLine("echo before''-join; printf '\\033[1;31mred''-text\\033[0m\\n'")
+	stu.waitText("red-text")
+	s.mustRun(t, alice, "alice", "share", "box")
+
+	ta := x.open("tanaka", 120, 40, sshArgv(tanaka, "tanaka", "join", "alice"))
+	sc := ta.waitText("┌─ alice/box 80x24 · read-only · watching: tanaka")
+	rowOf := func(sc, text string) string {
+		for _, l := range strings.Split(sc, "\n") {
+			if strings.Contains(l, text) {
+				return l
+			}
+		}
+		return ""
+	}
+	if l := rowOf(sc, "before-join"); !strings.HasPrefix(l, "│before-join") || !strings.HasSuffix(strings.TrimRight(l, " "), "│") ||
+		len([]rune(strings.TrimRight(l, " "))) != 82 {
+		t.Errorf("the student's text is not inside an 80-column frame: %q\n%s", l, sc)
+	}
+	if !strings.Contains(sc, "└"+strings.Repeat("─", 80)+"┘") {
+		t.Errorf("no bottom edge 80 wide:\n%s", sc)
+	}
+	ta.waitTitle("alice/box 80x24 · read-only · watching: tanaka")
+
+	// Live: what the student types shows in the frame; the new size reaches the frame.
+	stu.typeLine("echo live''-in-frame")
+	ta.waitScreen("live output inside the frame", func(sc string) bool {
+		return strings.HasPrefix(rowOf(sc, "live-in-frame"), "│live-in-frame")
+	})
+	stu.resize(100, 30)
+	sc = ta.waitText("┌─ alice/box 100x30")
+	if !strings.Contains(sc, "└"+strings.Repeat("─", 100)+"┘") {
+		t.Errorf("after the resize, no bottom edge 100 wide:\n%s", sc)
+	}
+	stu.typeLine("echo after''-resize")
+	ta.waitScreen("output after the resize inside the frame", func(sc string) bool {
+		l := strings.TrimRight(rowOf(sc, "after-resize"), " ")
+		return strings.HasPrefix(l, "│after-resize") && len([]rune(l)) == 102
+	})
+
+	// The student's terminal grows to the TA's: no room for a frame, the output comes as it is.
+	stu.resize(120, 40)
+	ta.waitTitle("alice/box 120x40")
+	stu.typeLine("echo unframed''-now")
+	sc = ta.waitText("unframed-now")
+	if strings.Contains(sc, "┌─") || strings.Contains(rowOf(sc, "unframed-now"), "│") {
+		t.Errorf("still framed at the same size:\n%s", sc)
+	}
+	ta.keys("C-p", "C-q")
+	if code := ta.waitExit(); code != 0 {
+		t.Errorf("the TA's ssh exited %d", code)
+	}
+	stu.typeLine("exit")
+	if code := stu.waitExit(); code != 0 {
+		t.Errorf("alice's ssh exited %d", code)
 	}
 }

@@ -84,7 +84,8 @@ type Options struct {
 type Hub struct {
 	opts   Options
 	mu     sync.Mutex
-	shells []*Shell // in the order they were opened
+	shells []*Shell               // in the order they were opened
+	subs   map[chan struct{}]bool // told when a shell is shared or no longer
 }
 
 // New makes a hub.
@@ -105,6 +106,57 @@ func New(opts Options) *Hub {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Hub{opts: opts}
+}
+
+// Sharing is who shares a shell with TAs now, for TA id (nobody for anyone else).
+func (h *Hub) Sharing(id backend.Identity) map[string]bool {
+	out := map[string]bool{}
+	if !id.IsTA() {
+		return out
+	}
+	h.mu.Lock()
+	shells := slices.Clone(h.shells)
+	h.mu.Unlock()
+	for _, s := range shells {
+		s.mu.Lock()
+		if s.shared && !s.closed {
+			out[s.owner.User] = true
+		}
+		s.mu.Unlock()
+	}
+	return out
+}
+
+// SubscribeShares returns a channel that receives when a shell is shared or no longer
+// (changes coalesce: one wake-up may stand for several), and the func that lets go of it.
+func (h *Hub) SubscribeShares() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	h.mu.Lock()
+	if h.subs == nil {
+		h.subs = map[chan struct{}]bool{}
+	}
+	h.subs[ch] = true
+	h.mu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			h.mu.Lock()
+			delete(h.subs, ch)
+			h.mu.Unlock()
+		})
+	}
+}
+
+// sharesChanged wakes every subscriber that is not already awake.
+func (h *Hub) sharesChanged() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ch := range h.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Terminal is the owner's terminal at the start of a shell.
@@ -434,12 +486,16 @@ func (s *Shell) Close() error {
 		h.mu.Unlock()
 		s.mu.Lock()
 		s.closed = true
+		wasShared := s.shared
 		for _, w := range slices.Clone(s.watchers) {
 			s.dropLocked(w, fmt.Sprintf("the shell of %s in %s ended", s.owner.User, s.name))
 		}
 		s.stopRecordingLocked(nil)
 		s.mu.Unlock()
 		s.scr.stop()
+		if wasShared {
+			h.sharesChanged()
+		}
 	})
 	err := s.ex.Close()
 	_ = s.pr.Close()
@@ -491,8 +547,8 @@ func (s *Shell) share(write bool) (Info, error) {
 		s.mu.Unlock()
 		return Info{}, ErrNoShell
 	}
-	changed := !s.shared || s.write != write
-	if !s.shared {
+	changed, started := !s.shared || s.write != write, !s.shared
+	if started {
 		s.scr.start()
 	}
 	s.shared, s.write = true, write
@@ -507,6 +563,9 @@ func (s *Shell) share(write bool) (Info, error) {
 	if changed {
 		h.audit(s.owner, "share", s.target(), resultOK, "", mode(write))
 		s.refresh()
+	}
+	if started {
+		h.sharesChanged()
 	}
 	return info, nil
 }
@@ -541,6 +600,7 @@ func (s *Shell) stop() (Info, error) {
 	s.mu.Unlock()
 	h.audit(s.owner, "unshare", s.target(), resultOK, "", "")
 	s.refresh()
+	h.sharesChanged()
 	return info, nil
 }
 

@@ -554,3 +554,51 @@ func BenchmarkFanOut(b *testing.B) {
 		})
 	}
 }
+
+// TestSharingSubscribers: TAs learn who shares a shell, woken (no polling) when a shell is
+// shared, no longer, or ends; a student learns nothing.
+func TestSharingSubscribers(t *testing.T) {
+	h := New(Options{})
+	ch, unsub := h.SubscribeShares()
+	defer unsub()
+	woken := func(what string) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no wake-up: %s", what)
+		}
+	}
+	fx := newFake()
+	ex := h.Open(alice, "box", fx, Terminal{Width: 80, Height: 24})
+	drain(ex.Stdout())
+	if got := h.Sharing(tanaka); len(got) != 0 {
+		t.Fatalf("before any share: %v", got)
+	}
+	_, _ = h.Share(alice, "box", false)
+	woken("share")
+	if got := h.Sharing(tanaka); !got["alice"] || len(got) != 1 {
+		t.Errorf("after the share: %v", got)
+	}
+	if got := h.Sharing(bob); len(got) != 0 {
+		t.Errorf("a student is told who shares: %v", got)
+	}
+	_, _ = h.Share(alice, "box", true) // the mode changes; who shares does not
+	select {
+	case <-ch:
+		t.Error("a wake-up for a change of mode")
+	default:
+	}
+	_, _ = h.Stop(alice, "box")
+	woken("stop")
+	if got := h.Sharing(tanaka); len(got) != 0 {
+		t.Errorf("after the stop: %v", got)
+	}
+	_, _ = h.Share(alice, "box", false)
+	woken("share again")
+	ex.Close()
+	woken("the shell ended")
+	if got := h.Sharing(tanaka); len(got) != 0 {
+		t.Errorf("after the end: %v", got)
+	}
+}

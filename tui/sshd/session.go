@@ -295,6 +295,9 @@ func (se *session) tabs(st dashboard.Styles) []dashboard.Tab {
 			if j, ok := d.Shares.(class.Joiner); ok {
 				ct.SetJoiner(j) // w: the view of a shell a student shares
 			}
+			if sh, ok := d.Shares.(class.Sharers); ok {
+				ct.SetSharers(sh) // who shares a shell now, marked live
+			}
 			if p, ok := d.Pods.(class.PodSource); ok {
 				ct.SetPods(p) // everyone's pods beside their containers
 			}

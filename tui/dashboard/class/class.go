@@ -6,9 +6,10 @@
 //
 // The table costs no Docker API call: it is re-read from the backend's snapshot when
 // SubscribeFor says something changed, and only while the tab is on screen (it subscribes
-// on Show(true) and lets go on Show(false)). Session counts are read when the tab is shown,
-// with each change of the snapshot and each time a session opens or closes (the SSH server
-// says so); nothing polls.
+// on Show(true) and lets go on Show(false)). Session counts and who shares a shell (marked
+// ●; w joins the shell) are read when the tab is shown, with each change of the snapshot and
+// each time a session opens or closes or a shell is shared or no longer (the SSH server and
+// the sharing hub say so); nothing polls.
 package class
 
 import (
@@ -105,8 +106,9 @@ type Tab struct {
 	keys  keyMap
 	quota func(ta bool) int
 
-	shell  dashboard.ShellFunc // asks the session for a terminal; nil: w does nothing
-	joiner Joiner              // nil: no shell sharing on this server
+	shell   dashboard.ShellFunc // asks the session for a terminal; nil: w does nothing
+	joiner  Joiner              // nil: no shell sharing on this server
+	sharers Sharers             // nil: nobody is marked as sharing
 
 	shown  bool
 	gen    int // the subscription that counts; a change of an older one is dropped
@@ -116,6 +118,8 @@ type Tab struct {
 	punsub func()
 	ksub   <-chan struct{} // pods changing
 	kunsub func()
+	ssub   <-chan struct{} // shells shared and no longer
+	sunsub func()
 	closed bool
 
 	conts  []docker.Container
@@ -123,7 +127,8 @@ type Tab struct {
 	pods   PodSource // nil: no pods on this server
 	podsOf []kube.Pod
 	pres   map[string]Presence
-	rows   []Row // filtered and sorted
+	shares map[string]bool // who shares a shell now
+	rows   []Row           // filtered and sorted
 	sortBy Column
 	sel    int
 	selUsr string
@@ -190,6 +195,15 @@ type Joiner interface {
 	JoinView(id backend.Identity, target string, width, height int) (backend.Execution, error)
 }
 
+// Sharers says who shares a shell with TAs now, and when that changes (share.Hub).
+type Sharers interface {
+	Sharing(id backend.Identity) map[string]bool
+	SubscribeShares() (<-chan struct{}, func())
+}
+
+// SetSharers marks the users who share a shell now, live.
+func (t *Tab) SetSharers(s Sharers) { t.sharers = s }
+
 // SetShell installs how the tab asks the session for a terminal (the view of a shared shell).
 func (t *Tab) SetShell(fn dashboard.ShellFunc) { t.shell = fn }
 
@@ -253,6 +267,10 @@ func (t *Tab) stop() {
 		t.kunsub()
 	}
 	t.ksub, t.kunsub = nil, nil
+	if t.sunsub != nil {
+		t.sunsub()
+	}
+	t.ssub, t.sunsub = nil, nil
 }
 
 // Show subscribes to the snapshot and reads it while the tab is on screen.
@@ -271,6 +289,9 @@ func (t *Tab) Show(on bool) tea.Cmd {
 		if t.pods != nil {
 			t.ksub, t.kunsub = t.pods.SubscribeFor(t.id, kube.ListOptions{AllUsers: true})
 		}
+		if t.sharers != nil {
+			t.ssub, t.sunsub = t.sharers.SubscribeShares()
+		}
 	}
 	t.reload()
 	return tea.Batch(t.wait(), t.readShared())
@@ -278,9 +299,10 @@ func (t *Tab) Show(on bool) tea.Cmd {
 
 func (t *Tab) opts() docker.ListOptions { return docker.ListOptions{All: true, AllUsers: true} }
 
-// wait is one wake-up: a snapshot changed or a session opened or closed.
+// wait is one wake-up: a snapshot changed, a session opened or closed, a shell was shared or
+// no longer.
 func (t *Tab) wait() tea.Cmd {
-	ch, pch, kch, gen := t.sub, t.psub, t.ksub, t.gen
+	ch, pch, kch, sch, gen := t.sub, t.psub, t.ksub, t.ssub, t.gen
 	if ch == nil {
 		return nil
 	}
@@ -295,6 +317,10 @@ func (t *Tab) wait() tea.Cmd {
 				return nil
 			}
 		case _, ok := <-kch: // nil without pods: never ready
+			if !ok {
+				return nil
+			}
+		case _, ok := <-sch: // nil without sharing: never ready
 			if !ok {
 				return nil
 			}
@@ -314,6 +340,10 @@ func (t *Tab) reload() {
 	if t.who != nil {
 		t.pres = t.who.Sessions()
 	}
+	t.shares = nil
+	if t.sharers != nil {
+		t.shares = t.sharers.Sharing(t.id)
+	}
 	t.held, t.waiting, t.culls = nil, 0, nil
 	if t.hours != nil {
 		t.held = t.hours(time.Now().Add(-t.window))
@@ -328,6 +358,9 @@ func (t *Tab) reload() {
 // refresh rebuilds the rows and keeps the selection on the same user.
 func (t *Tab) refresh() {
 	t.rows = Rows(t.conts, t.podsOf, t.pres, t.held, t.quota, t.filter.Value(), t.sortBy)
+	for i := range t.rows {
+		t.rows[i].Sharing = t.shares[t.rows[i].User]
+	}
 	t.sel = 0
 	for i, r := range t.rows {
 		if r.User == t.selUsr {

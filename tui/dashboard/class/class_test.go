@@ -385,3 +385,100 @@ func TestPodsWakeTheTab(t *testing.T) {
 		}
 	}
 }
+
+// fakeSharers is who shares a shell; it tells its subscribers when that changes, as the
+// sharing hub does.
+type fakeSharers struct {
+	mu    sync.Mutex
+	users map[string]bool
+	subs  map[chan struct{}]bool
+}
+
+func (f *fakeSharers) Sharing(id backend.Identity) map[string]bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]bool{}
+	for u, v := range f.users {
+		out[u] = v
+	}
+	return out
+}
+
+func (f *fakeSharers) SubscribeShares() (<-chan struct{}, func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch := make(chan struct{}, 1)
+	f.subs[ch] = true
+	return ch, func() {
+		f.mu.Lock()
+		delete(f.subs, ch)
+		f.mu.Unlock()
+	}
+}
+
+func (f *fakeSharers) set(user string, on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if on {
+		f.users[user] = true
+	} else {
+		delete(f.users, user)
+	}
+	for ch := range f.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// TestSharingMark: a user who shares a shell is marked the moment sharing starts and
+// unmarked when it stops, woken by the hub (nothing polls); w on the row joins.
+func TestSharingMark(t *testing.T) {
+	f := newFake()
+	sh := &fakeSharers{users: map[string]bool{}, subs: map[chan struct{}]bool{}}
+	tab := New(f, f, ta, dashboard.DefaultStyles())
+	tab.SetSharers(sh)
+	defer tab.Close()
+	wait := tab.Show(true)
+	if len(sh.subs) != 1 {
+		t.Fatalf("on screen: %d share watchers", len(sh.subs))
+	}
+	row := func(user string) string {
+		for _, l := range strings.Split(ansi.Strip(tab.View(100, 20)), "\n") {
+			if strings.Contains(l, " "+user+" ") || strings.HasPrefix(l, SharingMark+user) {
+				return l
+			}
+		}
+		t.Fatalf("no row for %s:\n%s", user, ansi.Strip(tab.View(100, 20)))
+		return ""
+	}
+	if l := row("bob"); strings.HasPrefix(l, SharingMark) {
+		t.Fatalf("bob is marked before sharing: %q", l)
+	}
+	sh.set("bob", true)
+	_, wait = tab.Update(await(t, wait))
+	if l := row("bob"); !strings.HasPrefix(l, SharingMark+"bob") {
+		t.Errorf("bob shares but is not marked: %q", l)
+	}
+	if l := row("alice"); strings.HasPrefix(l, SharingMark) {
+		t.Errorf("alice is marked: %q", l)
+	}
+	if v := ansi.Strip(tab.View(100, 20)); !strings.Contains(v, SharingMark+" 1 sharing a shell (w joins)") {
+		t.Errorf("the summary does not say who shares:\n%s", v)
+	}
+	sh.set("bob", false)
+	_, wait = tab.Update(await(t, wait))
+	if l := row("bob"); strings.HasPrefix(l, SharingMark) {
+		t.Errorf("bob stopped sharing but is still marked: %q", l)
+	}
+	tab.Show(false)
+	if len(sh.subs) != 0 {
+		t.Fatal("off screen the share watch stays")
+	}
+	if m := await(t, wait); m != nil {
+		if _, cmd := tab.Update(m); cmd != nil {
+			t.Fatal("a wake-up after leaving the screen still waits for more")
+		}
+	}
+}

@@ -31,6 +31,7 @@ type Row struct {
 	Mem      int64    // bytes in use by their running containers
 	Quota    int      // the role's MaxContainers (0: none)
 	Presets  []string // course presets of their containers, sorted
+	Sharing  bool     // shares a shell with TAs now (w joins it)
 }
 
 // Column is what the rows sort by.
@@ -238,7 +239,7 @@ func Render(st dashboard.Styles, v View, width, height int) string {
 		}
 		head[i] = h
 	}
-	lines = append(lines, st.ColumnHead.Render(cut(line(head, userW))))
+	lines = append(lines, st.ColumnHead.Render(cut(line(" ", head, userW))))
 	if len(v.Rows) == 0 {
 		msg := "  Nobody has a container or a session open."
 		if v.Empty {
@@ -253,7 +254,11 @@ func Render(st dashboard.Styles, v View, width, height int) string {
 		first = v.Sel - room + 1
 	}
 	for i := first; i < len(v.Rows) && i < first+room; i++ {
-		l := cut(line(Cells(v.Rows[i]), userW))
+		mark := " "
+		if v.Rows[i].Sharing {
+			mark = SharingMark
+		}
+		l := cut(line(mark, Cells(v.Rows[i]), userW))
 		if i == v.Sel {
 			l = st.SelectedRow(l, width)
 		}
@@ -284,10 +289,14 @@ func Cells(r Row) []string {
 		fmt.Sprintf("%d/%d", r.Pods, r.PodTotal), strconv.Itoa(r.GPUs), hours, cpu, mem, quota}
 }
 
-// line lays out cells: USER left-aligned in userW cells, the numbers right-aligned.
-func line(cells []string, userW int) string {
+// SharingMark is the mark before a user who shares a shell now.
+const SharingMark = "●"
+
+// line lays out cells after a one-cell mark: USER left-aligned in userW cells, the numbers
+// right-aligned.
+func line(mark string, cells []string, userW int) string {
 	var b strings.Builder
-	b.WriteString(" ")
+	b.WriteString(mark)
 	b.WriteString(pad(ansi.Truncate(cells[0], userW, "…"), userW, false))
 	for i := 1; i < len(cells); i++ {
 		b.WriteString("  ")
@@ -353,12 +362,16 @@ func SharedSummary(ds []docker.DatasetInfo, gs []docker.GroupInfo) string {
 	return strings.Join(parts, " · ")
 }
 
-// summary is "12 users · 5 connected · 9/14 containers running · 3 GPUs".
+// summary is "12 users · 5 connected · ● 1 sharing a shell (w joins) · 9/14 containers
+// running · 3 GPUs".
 func summary(rows []Row) string {
-	var conn, run, total, pods, podTotal, gpus int
+	var conn, sharing, run, total, pods, podTotal, gpus int
 	for _, r := range rows {
 		if r.Sessions > 0 {
 			conn++
+		}
+		if r.Sharing {
+			sharing++
 		}
 		run += r.Running
 		total += r.Total
@@ -366,7 +379,11 @@ func summary(rows []Row) string {
 		podTotal += r.PodTotal
 		gpus += r.GPUs
 	}
-	s := fmt.Sprintf("%d users · %d connected · %d/%d containers running", len(rows), conn, run, total)
+	s := fmt.Sprintf("%d users · %d connected", len(rows), conn)
+	if sharing > 0 {
+		s += fmt.Sprintf(" · %s %d sharing a shell (w joins)", SharingMark, sharing)
+	}
+	s += fmt.Sprintf(" · %d/%d containers running", run, total)
 	if podTotal > 0 {
 		s += fmt.Sprintf(" · %d/%d pods", pods, podTotal)
 	}

@@ -145,6 +145,54 @@ func TestRenderFits(t *testing.T) {
 
 func termsafeUser(r Row) string { return Cells(r)[0] }
 
+// TestRenderSharing: a user who shares a shell is marked before the name, at 80x24 and at
+// 200x60, and the summary says how many share (and that w joins).
+func TestRenderSharing(t *testing.T) {
+	conts, pres := sample()
+	rows := Rows(conts, nil, pres, nil, quota, "", ByUser)
+	for i := range rows {
+		rows[i].Sharing = rows[i].User == "bob"
+	}
+	st := dashboard.DefaultStyles()
+	for _, size := range [][2]int{{80, 24}, {200, 60}} {
+		w, h := size[0], size[1]
+		out := Render(st, View{Rows: rows, SortBy: ByUser}, w, h)
+		lines := strings.Split(ansi.Strip(out), "\n")
+		if len(lines) > h {
+			t.Errorf("%dx%d: %d lines", w, h, len(lines))
+		}
+		marked := 0
+		for _, l := range lines {
+			if lw := ansi.StringWidth(l); lw > w {
+				t.Errorf("%dx%d: line %d cells wide: %q", w, h, lw, l)
+			}
+			if strings.HasPrefix(l, SharingMark) {
+				marked++
+				if !strings.HasPrefix(l, SharingMark+"bob ") {
+					t.Errorf("%dx%d: the wrong row is marked: %q", w, h, l)
+				}
+			}
+		}
+		if marked != 1 {
+			t.Errorf("%dx%d: %d rows marked, want bob's:\n%s", w, h, marked, strings.Join(lines, "\n"))
+		}
+		if !strings.Contains(lines[0], SharingMark+" 1 sharing a shell (w joins)") {
+			t.Errorf("%dx%d: the summary: %q", w, h, lines[0])
+		}
+		// The other rows keep their place: the mark takes the first cell.
+		for _, l := range lines[1:] {
+			if strings.Contains(l, "carol") && !strings.HasPrefix(l, " carol ") {
+				t.Errorf("%dx%d: carol's row moved: %q", w, h, l)
+			}
+		}
+		// Selected, the row keeps its mark after the selection's.
+		sel := ansi.Strip(Render(st, View{Rows: rows, Sel: 1, SortBy: ByUser}, w, h))
+		if !strings.Contains(sel, dashboard.Marker+SharingMark+"bob ") {
+			t.Errorf("%dx%d: the selected sharing row:\n%s", w, h, sel)
+		}
+	}
+}
+
 func TestCullsAndHours(t *testing.T) {
 	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
 	cs := []docker.Cull{
