@@ -377,6 +377,7 @@ func TestE2EShareFramed(t *testing.T) {
 		t.Errorf("no bottom edge 80 wide:\n%s", sc)
 	}
 	ta.waitTitle("alice/box 80x24 · read-only · watching: tanaka")
+	t.Logf("the TA sees:\n%s", sc)
 
 	// Live: what the student types shows in the frame; the new size reaches the frame.
 	stu.typeLine("echo live''-in-frame")
