@@ -90,18 +90,27 @@ func segment(b []byte, begin, end string) []byte {
 	return b[i : i+j+len(end)]
 }
 
-func TestE2EShare(t *testing.T) {
+// shareServer starts a server whose TA is tanaka, with a key for each of users (alice is
+// one) and alice's container box running.
+func shareServer(t *testing.T, users ...string) (*ctrServer, map[string]*testKey) {
+	t.Helper()
 	cli := dockertest.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
 	defer cancel()
 	img := dockertest.BusyboxImage(ctx, t, cli)
-
 	s := startContainerServer(t, cli, img, shellPrefix("sh"), ctrOptions{Top: "tas: [tanaka]\n"})
-	alice, bob, tanaka := newKey(t, "alice"), newKey(t, "bob"), newKey(t, "tanaka")
-	s.addKey(t, "alice", alice)
-	s.addKey(t, "bob", bob)
-	s.addKey(t, "tanaka", tanaka)
-	s.mustRun(t, alice, "alice", "run", "--name", "box", img)
+	keys := map[string]*testKey{}
+	for _, u := range users {
+		keys[u] = newKey(t, u)
+		s.addKey(t, u, keys[u])
+	}
+	s.mustRun(t, keys["alice"], "alice", "run", "--name", "box", img)
+	return s, keys
+}
+
+func TestE2EShare(t *testing.T) {
+	s, keys := shareServer(t, "alice", "bob", "tanaka")
+	alice, bob, tanaka := keys["alice"], keys["bob"], keys["tanaka"]
 	tty := []string{"-tt"}
 	sshArgv := func(k *testKey, user string, remote ...string) []string {
 		return append([]string{sshBinary(t)}, s.sshArgs(k, user, tty, remote...)...)
@@ -338,16 +347,8 @@ func TestE2EShare(t *testing.T) {
 // the student's new size reaches the frame; once the TA's terminal no longer has room for
 // the frame the output comes as it is printed.
 func TestE2EShareFramed(t *testing.T) {
-	cli := dockertest.Client(t)
-	ctx, cancel := context.WithTimeout(context.Background(), engineTimeout)
-	defer cancel()
-	img := dockertest.BusyboxImage(ctx, t, cli)
-
-	s := startContainerServer(t, cli, img, shellPrefix("sh"), ctrOptions{Top: "tas: [tanaka]\n"})
-	alice, tanaka := newKey(t, "alice"), newKey(t, "tanaka")
-	s.addKey(t, "alice", alice)
-	s.addKey(t, "tanaka", tanaka)
-	s.mustRun(t, alice, "alice", "run", "--name", "box", img)
+	s, keys := shareServer(t, "alice", "tanaka")
+	alice, tanaka := keys["alice"], keys["tanaka"]
 	sshArgv := func(k *testKey, user string, remote ...string) []string {
 		return append([]string{sshBinary(t)}, s.sshArgs(k, user, []string{"-tt"}, remote...)...)
 	}

@@ -22,14 +22,14 @@ type fakeSvc struct {
 	mu    sync.Mutex
 	conts []docker.Container
 	subs  map[chan struct{}]bool
-	psubs map[chan struct{}]bool // session watchers
+	psubs wakeSet // session watchers
 	pres  map[string]Presence
 	reads int // Sessions calls
 }
 
 func newFake() *fakeSvc {
 	conts, pres := sample()
-	return &fakeSvc{conts: conts, pres: pres, subs: map[chan struct{}]bool{}, psubs: map[chan struct{}]bool{}}
+	return &fakeSvc{conts: conts, pres: pres, subs: map[chan struct{}]bool{}}
 }
 
 func (f *fakeSvc) Snapshot(backend.Identity, docker.ListOptions) ([]docker.Container, docker.Health) {
@@ -69,33 +69,57 @@ func (f *fakeSvc) Sessions() map[string]Presence {
 	return out
 }
 
-func (f *fakeSvc) SubscribeSessions() (<-chan struct{}, func()) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ch := make(chan struct{}, 1)
-	f.psubs[ch] = true
-	return ch, func() {
-		f.mu.Lock()
-		delete(f.psubs, ch)
-		f.mu.Unlock()
-	}
-}
+func (f *fakeSvc) SubscribeSessions() (<-chan struct{}, func()) { return f.psubs.subscribe() }
 
 // login changes who is connected and tells the session watchers only, as the SSH server does.
 func (f *fakeSvc) login(user string, p Presence) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if p.Sessions == 0 {
 		delete(f.pres, user)
 	} else {
 		f.pres[user] = p
 	}
-	for ch := range f.psubs {
+	f.mu.Unlock()
+	f.psubs.wake()
+}
+
+// wakeSet is the channels of subscribers, each woken without waiting (a wake-up may stand
+// for several changes), as the server's notifiers do.
+type wakeSet struct {
+	mu  sync.Mutex
+	chs map[chan struct{}]bool
+}
+
+func (w *wakeSet) subscribe() (<-chan struct{}, func()) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.chs == nil {
+		w.chs = map[chan struct{}]bool{}
+	}
+	ch := make(chan struct{}, 1)
+	w.chs[ch] = true
+	return ch, func() {
+		w.mu.Lock()
+		delete(w.chs, ch)
+		w.mu.Unlock()
+	}
+}
+
+func (w *wakeSet) wake() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for ch := range w.chs {
 		select {
 		case ch <- struct{}{}:
 		default:
 		}
 	}
+}
+
+func (w *wakeSet) len() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.chs)
 }
 
 func (f *fakeSvc) change(fn func()) {
@@ -292,8 +316,8 @@ func TestSessionsWakeTheTab(t *testing.T) {
 	tab := New(f, f, ta, dashboard.DefaultStyles())
 	defer tab.Close()
 	wait := tab.Show(true)
-	if len(f.psubs) != 1 {
-		t.Fatalf("on screen: %d session watchers", len(f.psubs))
+	if f.psubs.len() != 1 {
+		t.Fatalf("on screen: %d session watchers", f.psubs.len())
 	}
 	f.login("zed", Presence{Sessions: 1})
 	_, wait = tab.Update(await(t, wait))
@@ -306,7 +330,7 @@ func TestSessionsWakeTheTab(t *testing.T) {
 		t.Fatalf("after zed logged out:\n%s", view)
 	}
 	tab.Show(false)
-	if len(f.psubs) != 0 {
+	if f.psubs.len() != 0 {
 		t.Fatal("off screen the session watch stays")
 	}
 	if m := await(t, wait); m != nil {
@@ -391,7 +415,7 @@ func TestPodsWakeTheTab(t *testing.T) {
 type fakeSharers struct {
 	mu    sync.Mutex
 	users map[string]bool
-	subs  map[chan struct{}]bool
+	subs  wakeSet
 }
 
 func (f *fakeSharers) Sharing(id backend.Identity) map[string]bool {
@@ -404,45 +428,30 @@ func (f *fakeSharers) Sharing(id backend.Identity) map[string]bool {
 	return out
 }
 
-func (f *fakeSharers) SubscribeShares() (<-chan struct{}, func()) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ch := make(chan struct{}, 1)
-	f.subs[ch] = true
-	return ch, func() {
-		f.mu.Lock()
-		delete(f.subs, ch)
-		f.mu.Unlock()
-	}
-}
+func (f *fakeSharers) SubscribeShares() (<-chan struct{}, func()) { return f.subs.subscribe() }
 
 func (f *fakeSharers) set(user string, on bool) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if on {
 		f.users[user] = true
 	} else {
 		delete(f.users, user)
 	}
-	for ch := range f.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
+	f.mu.Unlock()
+	f.subs.wake()
 }
 
 // TestSharingMark: a user who shares a shell is marked the moment sharing starts and
 // unmarked when it stops, woken by the hub (nothing polls); w on the row joins.
 func TestSharingMark(t *testing.T) {
 	f := newFake()
-	sh := &fakeSharers{users: map[string]bool{}, subs: map[chan struct{}]bool{}}
+	sh := &fakeSharers{users: map[string]bool{}}
 	tab := New(f, f, ta, dashboard.DefaultStyles())
 	tab.SetSharers(sh)
 	defer tab.Close()
 	wait := tab.Show(true)
-	if len(sh.subs) != 1 {
-		t.Fatalf("on screen: %d share watchers", len(sh.subs))
+	if sh.subs.len() != 1 {
+		t.Fatalf("on screen: %d share watchers", sh.subs.len())
 	}
 	row := func(user string) string {
 		for _, l := range strings.Split(ansi.Strip(tab.View(100, 20)), "\n") {
@@ -473,7 +482,7 @@ func TestSharingMark(t *testing.T) {
 		t.Errorf("bob stopped sharing but is still marked: %q", l)
 	}
 	tab.Show(false)
-	if len(sh.subs) != 0 {
+	if sh.subs.len() != 0 {
 		t.Fatal("off screen the share watch stays")
 	}
 	if m := await(t, wait); m != nil {
