@@ -13,6 +13,7 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"whalemountain/backend"
 	"whalemountain/backend/audit"
 	"whalemountain/backend/docker"
 	"whalemountain/backend/docker/dockertest"
@@ -92,7 +93,7 @@ func TestAuditDiskFull(t *testing.T) {
 	refused("run", err)
 	refused("stop", svc.Stop(r.ctx, alice, "box", ""))
 	refused("rm", svc.Remove(r.ctx, alice, "box", true, ""))
-	refused("put", svc.WriteFile(r.ctx, alice, docker.InContainer("box"), "/tmp/f", strings.NewReader("x"), 1, 0o644, time.Time{}))
+	refused("put", svc.WriteFile(r.ctx, alice, backend.InContainer("box"), "/tmp/f", strings.NewReader("x"), 1, 0o644, time.Time{}))
 	_, err = svc.Wall(tina, "lab ends at noon", []string{"alice"})
 	refused("wall", err)
 
@@ -109,7 +110,7 @@ func TestAuditDiskFull(t *testing.T) {
 
 	// Room again: the next action goes ahead and is recorded.
 	d.set(false)
-	if _, err := svc.StatPath(r.ctx, alice, docker.InContainer("box"), "/tmp/f"); !errors.Is(err, docker.ErrNotFound) {
+	if _, err := svc.StatPath(r.ctx, alice, backend.InContainer("box"), "/tmp/f"); !errors.Is(err, docker.ErrNotFound) {
 		t.Errorf("a refused put wrote the file: %v", err)
 	}
 	if err := svc.Stop(r.ctx, alice, "box", ""); err != nil {

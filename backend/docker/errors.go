@@ -14,6 +14,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/moby/moby/client"
+
+	"whalemountain/backend"
 )
 
 // Kinds of error a caller may want to tell apart (errors.Is). The message of every error
@@ -33,8 +35,8 @@ var (
 	// ErrNoImage: the image is not on this server.
 	ErrNoImage = errors.New("no such image")
 	// ErrUnsupported: the operation cannot be done where the path lives (deleting a file in a
-	// container, for instance).
-	ErrUnsupported = errors.New("not supported")
+	// container, for instance). It is backend.ErrUnsupported.
+	ErrUnsupported = backend.ErrUnsupported
 	// ErrUnavailable: Docker could not be reached.
 	ErrUnavailable = errors.New("docker unreachable")
 )

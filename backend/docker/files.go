@@ -66,68 +66,13 @@ const (
 	maxListSkip    = 64 << 20 // bytes of file content ListDir reads past before giving up
 )
 
-// Place is where a path lives: one of the caller's own containers, by the name they gave
-// it, their persistent home, a dataset they may see (read-only) or the workspace of one of
-// their groups. Other users' containers are never a place, not even for TAs.
-type Place struct {
-	Container string // the container's name
-	Dataset   string // a dataset's name
-	Group     string // a workspace group's path
-	User      string // another user's home: TAs, where Config.TAFileAccess allows
-	// all empty: the home
-}
-
-// Home is the caller's persistent home.
-var Home = Place{}
-
-// InContainer is the caller's container of that name.
-func InContainer(name string) Place { return Place{Container: name} }
-
-// InDataset is the dataset of that name.
-func InDataset(name string) Place { return Place{Dataset: name} }
-
-// InGroup is the workspace of that group.
-func InGroup(group string) Place { return Place{Group: group} }
-
-// IsHome reports whether p is the home.
-func (p Place) IsHome() bool { return p == Place{} }
-
-// InHomeOf is user's home, as a TA reads it.
-func InHomeOf(user string) Place { return Place{User: user} }
-
-// IsShared reports whether p is a dataset, a group workspace or another user's home.
-func (p Place) IsShared() bool { return p.Dataset != "" || p.Group != "" || p.User != "" }
-
-// FileInfo describes one file, directory or symlink.
-type FileInfo struct {
-	Name    string // base name; "/" for the top of a place
-	Size    int64
-	Mode    fs.FileMode // type and permission bits
-	ModTime time.Time
-	UID     int // as the container (or host) numbers them; 0 when not known
-	GID     int
-	// LinkTarget is, for a symlink, the path it leads to in the same place; empty when it
-	// leads outside the place or is not known.
-	LinkTarget string
-}
-
-// IsDir reports whether the entry is a directory.
-func (fi FileInfo) IsDir() bool { return fi.Mode.IsDir() }
-
-// FileAttrs are the attributes SetFileAttrs changes; nil fields stay as they are.
-type FileAttrs struct {
-	Mode    *fs.FileMode // permission bits only
-	ModTime *time.Time
-	Size    *int64 // truncate or extend
-}
-
 // spot is a resolved Place: the home opened directly (root), or a container with the place's
 // top inside it (base: "" for a container's own tree, the home's mount point for a home
 // reached through a container).
 type spot struct {
 	owner string
 	name  string // the container's name; "" for the home
-	place Place
+	place backend.Place
 	root  *os.Root
 	cid   string
 	base  string
@@ -150,21 +95,21 @@ func (sp *spot) where(p string) string {
 	if sp.place.IsShared() {
 		return whereIn(sp.place, p)
 	}
-	return whereIn(Place{Container: sp.name}, p)
+	return whereIn(backend.InContainer(sp.name), p)
 }
 
-func whereIn(place Place, p string) string {
+func whereIn(place backend.Place, p string) string {
 	switch {
-	case place.Dataset != "":
-		return strings.TrimSuffix("/datasets/"+place.Dataset+p, "/")
-	case place.Group != "":
-		return strings.TrimSuffix("/groups/"+place.Group+p, "/")
-	case place.User != "":
-		return strings.TrimSuffix("/users/"+place.User+"/home"+p, "/")
+	case place.Dataset() != "":
+		return strings.TrimSuffix("/datasets/"+place.Dataset()+p, "/")
+	case place.Group() != "":
+		return strings.TrimSuffix("/groups/"+place.Group()+p, "/")
+	case place.User() != "":
+		return strings.TrimSuffix("/users/"+place.User()+"/home"+p, "/")
 	case place.IsHome():
 		return "~" + strings.TrimSuffix(p, "/")
 	}
-	return place.Container + ":" + p
+	return place.Container() + ":" + p
 }
 
 // writable refuses changes to a dataset.
@@ -176,7 +121,7 @@ func (sp *spot) writable(p string) error {
 }
 
 // auditFile is the audit target for a path: "alice/box:/tmp/x" or "alice:~/x".
-func auditFile(id backend.Identity, place Place, p string) string {
+func auditFile(id backend.Identity, place backend.Place, p string) string {
 	if place.IsHome() || place.IsShared() {
 		return id.User + ":" + shown(whereIn(place, p))
 	}
@@ -186,7 +131,7 @@ func auditFile(id backend.Identity, place Place, p string) string {
 // refusedRead records a read refused because the place is not the caller's: another user's
 // container, or none of that name (the caller is told the same "no such file" either way).
 // Reads themselves are not audited; these refusals are, as "refused".
-func (s *Service) refusedRead(id backend.Identity, action string, place Place, p string, err error) {
+func (s *Service) refusedRead(id backend.Identity, action string, place backend.Place, p string, err error) {
 	if !place.IsHome() && (errors.Is(err, ErrNotFound) || errors.Is(err, ErrPermission)) {
 		s.record(id, action, auditFile(id, place, p), err)
 	}
@@ -230,12 +175,18 @@ func rel(p string) string {
 	return p[1:]
 }
 
+// noSuchFile is ErrNotFound and backend.ErrNoFile alike.
 func noSuchFile(where string) error {
-	return errorf(ErrNotFound, "no such file: %s", shown(where))
+	return &fileGone{userError{kind: ErrNotFound, msg: "no such file: " + shown(where)}}
 }
 
+// fileGone is a path that is not there (or not the caller's).
+type fileGone struct{ userError }
+
+func (e *fileGone) Is(target error) bool { return target == ErrNotFound || target == backend.ErrNoFile }
+
 // checkPath accepts absolute, clean paths without NUL; anything else does not exist.
-func checkPath(place Place, p string) error {
+func checkPath(place backend.Place, p string) error {
 	if p == "" || p[0] != '/' || len(p) > maxPathLen || strings.ContainsRune(p, 0) || path.Clean(p) != p {
 		return noSuchFile(whereIn(place, p))
 	}
@@ -243,7 +194,7 @@ func checkPath(place Place, p string) error {
 }
 
 // open resolves place for id.
-func (s *Service) open(ctx context.Context, id backend.Identity, place Place) (*spot, error) {
+func (s *Service) open(ctx context.Context, id backend.Identity, place backend.Place) (*spot, error) {
 	if err := checkIdentity(id); err != nil {
 		return nil, err
 	}
@@ -251,11 +202,12 @@ func (s *Service) open(ctx context.Context, id backend.Identity, place Place) (*
 		return s.openShared(ctx, id, place)
 	}
 	if !place.IsHome() {
-		// A plain name: "owner/name" and engine names never reach a container here.
-		if !nameRE.MatchString(place.Container) {
-			return nil, notFound(place.Container)
+		// A plain name: "owner/name" and engine names never reach a container here; nor
+		// does a place of a kind this room does not serve (a pod).
+		if place.Kind() != backend.KindContainer || !nameRE.MatchString(place.Container()) {
+			return nil, notFound(place.Name())
 		}
-		t, err := s.find(ctx, id, place.Container)
+		t, err := s.find(ctx, id, place.Container())
 		if err != nil {
 			return nil, err
 		}
@@ -304,10 +256,10 @@ func (s *Service) open(ctx context.Context, id backend.Identity, place Place) (*
 
 // openShared opens a dataset the caller may see (read-only) or the workspace of one of
 // their groups; anything else is no such file, the same for a name that does not exist.
-func (s *Service) openShared(ctx context.Context, id backend.Identity, place Place) (*spot, error) {
+func (s *Service) openShared(ctx context.Context, id backend.Identity, place backend.Place) (*spot, error) {
 	gone := func() error { return noSuchFile(whereIn(place, "/")) }
-	if place.Dataset != "" {
-		d, err := s.datasetFor(ctx, id, place.Dataset)
+	if place.Dataset() != "" {
+		d, err := s.datasetFor(ctx, id, place.Dataset())
 		if errors.Is(err, errNotMember) {
 			return nil, gone()
 		}
@@ -325,23 +277,23 @@ func (s *Service) openShared(ctx context.Context, id backend.Identity, place Pla
 		return &spot{owner: id.User, place: place, root: root, readOnly: true, roWhy: "datasets are the site's"}, nil
 	}
 	taReads := id.IsTA() && s.cfg.TAFileAccess
-	if place.User != "" {
-		if !taReads || !userRE.MatchString(place.User) {
+	if place.User() != "" {
+		if !taReads || !userRE.MatchString(place.User()) {
 			return nil, gone()
 		}
-		root, err := s.openHomeOf(ctx, place.User)
+		root, err := s.openHomeOf(ctx, place.User())
 		if err != nil {
 			return nil, err
 		}
 		if root == nil {
 			return nil, gone()
 		}
-		return &spot{owner: place.User, place: place, root: root, readOnly: true, roWhy: "TAs read students' files, never change them", audited: true}, nil
+		return &spot{owner: place.User(), place: place, root: root, readOnly: true, roWhy: "TAs read students' files, never change them", audited: true}, nil
 	}
-	sh, err := s.shareFor(ctx, id.User, place.Group)
+	sh, err := s.shareFor(ctx, id.User, place.Group())
 	member := err == nil
 	if errors.Is(err, errNotMember) && taReads {
-		sh, err = s.anyShare(ctx, place.Group)
+		sh, err = s.anyShare(ctx, place.Group())
 	}
 	if errors.Is(err, errNotMember) {
 		return nil, gone()
@@ -486,8 +438,8 @@ func hostErr(what, where string, err error) error {
 }
 
 // hostInfo turns an os.FileInfo of the home into a FileInfo.
-func hostInfo(root *os.Root, p string, fi fs.FileInfo) FileInfo {
-	out := FileInfo{Name: path.Base(p), Size: fi.Size(), Mode: fi.Mode(), ModTime: fi.ModTime()}
+func hostInfo(root *os.Root, p string, fi fs.FileInfo) backend.FileInfo {
+	out := backend.FileInfo{Name: path.Base(p), Size: fi.Size(), Mode: fi.Mode(), ModTime: fi.ModTime()}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		out.UID, out.GID = int(st.Uid), int(st.Gid)
 	}
@@ -516,13 +468,13 @@ func relativeLink(dir, raw string) string {
 }
 
 // engineStat stats p without following a final symlink.
-func (s *Service) engineStat(ctx context.Context, sp *spot, p string) (FileInfo, error) {
+func (s *Service) engineStat(ctx context.Context, sp *spot, p string) (backend.FileInfo, error) {
 	res, err := s.api.ContainerStatPath(ctx, sp.cid, client.ContainerStatPathOptions{Path: sp.enginePath(p)})
 	if err != nil {
-		return FileInfo{}, sp.archiveErr("stat", p, err)
+		return backend.FileInfo{}, sp.archiveErr("stat", p, err)
 	}
 	st := res.Stat
-	fi := FileInfo{Name: path.Base(p), Size: st.Size, Mode: st.Mode, ModTime: st.Mtime}
+	fi := backend.FileInfo{Name: path.Base(p), Size: st.Size, Mode: st.Mode, ModTime: st.Mtime}
 	if st.Mode&fs.ModeSymlink != 0 {
 		fi.LinkTarget, _ = sp.fromEngine(st.LinkTarget)
 	}
@@ -531,7 +483,7 @@ func (s *Service) engineStat(ctx context.Context, sp *spot, p string) (FileInfo,
 
 // follow resolves a final symlink (the engine resolves the whole chain at once) and returns
 // the path and what is there.
-func (s *Service) follow(ctx context.Context, sp *spot, p string, fi FileInfo) (string, FileInfo, error) {
+func (s *Service) follow(ctx context.Context, sp *spot, p string, fi backend.FileInfo) (string, backend.FileInfo, error) {
 	if fi.Mode&fs.ModeSymlink == 0 {
 		return p, fi, nil
 	}
@@ -551,7 +503,7 @@ func (s *Service) follow(ctx context.Context, sp *spot, p string, fi FileInfo) (
 }
 
 // statFollow stats p, following a final symlink.
-func (s *Service) statFollow(ctx context.Context, sp *spot, p string) (string, FileInfo, error) {
+func (s *Service) statFollow(ctx context.Context, sp *spot, p string) (string, backend.FileInfo, error) {
 	fi, err := s.engineStat(ctx, sp, p)
 	if err != nil {
 		return p, fi, err
@@ -561,25 +513,25 @@ func (s *Service) statFollow(ctx context.Context, sp *spot, p string) (string, F
 
 // StatPath describes the path p of place, without following a final symlink (LinkTarget
 // says where one leads).
-func (s *Service) StatPath(ctx context.Context, id backend.Identity, place Place, p string) (FileInfo, error) {
+func (s *Service) StatPath(ctx context.Context, id backend.Identity, place backend.Place, p string) (backend.FileInfo, error) {
 	if err := checkPath(place, p); err != nil {
-		return FileInfo{}, err
+		return backend.FileInfo{}, err
 	}
 	sp, err := s.open(ctx, id, place)
 	if err != nil {
 		s.refusedRead(id, "stat", place, p, err)
-		return FileInfo{}, err
+		return backend.FileInfo{}, err
 	}
 	defer sp.close()
-	var fi FileInfo
+	var fi backend.FileInfo
 	if sp.root != nil {
 		st, err := sp.root.Lstat(rel(p))
 		if err != nil {
-			return FileInfo{}, hostErr("stat", sp.where(p), err)
+			return backend.FileInfo{}, hostErr("stat", sp.where(p), err)
 		}
 		fi = hostInfo(sp.root, p, st)
 	} else if fi, err = s.engineStat(ctx, sp, p); err != nil {
-		return FileInfo{}, err
+		return backend.FileInfo{}, err
 	}
 	if p == "/" {
 		fi.Name = "/"
@@ -599,14 +551,14 @@ func (f *fileReader) Close() error { return f.body.Close() }
 // nothing is held in memory beyond the stream's buffers. For a container the stream holds the
 // container's lock in the engine: read it promptly and Close it. A home opened directly
 // gives an *os.File, which is also an io.ReaderAt.
-func (s *Service) ReadFile(ctx context.Context, id backend.Identity, place Place, p string) (io.ReadCloser, FileInfo, error) {
+func (s *Service) ReadFile(ctx context.Context, id backend.Identity, place backend.Place, p string) (io.ReadCloser, backend.FileInfo, error) {
 	if err := checkPath(place, p); err != nil {
-		return nil, FileInfo{}, err
+		return nil, backend.FileInfo{}, err
 	}
 	sp, err := s.open(ctx, id, place)
 	if err != nil {
 		s.refusedRead(id, "get", place, p, err)
-		return nil, FileInfo{}, err
+		return nil, backend.FileInfo{}, err
 	}
 	defer sp.close()
 	if sp.root != nil {
@@ -615,7 +567,7 @@ func (s *Service) ReadFile(ctx context.Context, id backend.Identity, place Place
 			s.record(id, "get", auditFile(id, place, p), err)
 		}
 		if err != nil {
-			return nil, FileInfo{}, hostErr("read", sp.where(p), err)
+			return nil, backend.FileInfo{}, hostErr("read", sp.where(p), err)
 		}
 		st, err := f.Stat()
 		if err == nil && !st.Mode().IsRegular() {
@@ -623,21 +575,21 @@ func (s *Service) ReadFile(ctx context.Context, id backend.Identity, place Place
 		}
 		if err != nil {
 			f.Close()
-			return nil, FileInfo{}, err
+			return nil, backend.FileInfo{}, err
 		}
 		fi := hostInfo(sp.root, p, st)
 		return f, fi, nil
 	}
 	at, fi, err := s.statFollow(ctx, sp, p)
 	if err != nil {
-		return nil, FileInfo{}, err
+		return nil, backend.FileInfo{}, err
 	}
 	if !fi.Mode.IsRegular() {
-		return nil, FileInfo{}, notRegular(sp.where(p), fi.Mode)
+		return nil, backend.FileInfo{}, notRegular(sp.where(p), fi.Mode)
 	}
 	res, err := s.api.CopyFromContainer(ctx, sp.cid, client.CopyFromContainerOptions{SourcePath: sp.enginePath(at)})
 	if err != nil {
-		return nil, FileInfo{}, sp.archiveErr("read", p, err)
+		return nil, backend.FileInfo{}, sp.archiveErr("read", p, err)
 	}
 	tr := tar.NewReader(res.Content)
 	hdr, err := tr.Next()
@@ -648,9 +600,9 @@ func (s *Service) ReadFile(ctx context.Context, id backend.Identity, place Place
 		} else {
 			err = fmt.Errorf("read %s: %w", shown(sp.where(p)), err)
 		}
-		return nil, FileInfo{}, err
+		return nil, backend.FileInfo{}, err
 	}
-	fi = FileInfo{Name: fi.Name, Size: hdr.Size, Mode: hdr.FileInfo().Mode(), ModTime: hdr.ModTime, UID: hdr.Uid, GID: hdr.Gid}
+	fi = backend.FileInfo{Name: fi.Name, Size: hdr.Size, Mode: hdr.FileInfo().Mode(), ModTime: hdr.ModTime, UID: hdr.Uid, GID: hdr.Gid}
 	return &fileReader{Reader: tr, body: res.Content}, fi, nil
 }
 
@@ -666,7 +618,7 @@ func notRegular(where string, mode fs.FileMode) error {
 // needed; truncated is true when it stopped early because the directory holds more than
 // maxListEntries entries, or more than maxListHeaders or maxListSkip bytes below it before
 // its last entry.
-func (s *Service) ListDir(ctx context.Context, id backend.Identity, place Place, p string) (entries []FileInfo, truncated bool, err error) {
+func (s *Service) ListDir(ctx context.Context, id backend.Identity, place backend.Place, p string) (entries []backend.FileInfo, truncated bool, err error) {
 	if err := checkPath(place, p); err != nil {
 		return nil, false, err
 	}
@@ -707,7 +659,7 @@ func (s *Service) ListDir(ctx context.Context, id backend.Identity, place Place,
 			if len(entries) == maxListEntries {
 				return sortInfos(entries), true, nil
 			}
-			e := FileInfo{Name: name, Size: hdr.Size, Mode: hdr.FileInfo().Mode(), ModTime: hdr.ModTime, UID: hdr.Uid, GID: hdr.Gid}
+			e := backend.FileInfo{Name: name, Size: hdr.Size, Mode: hdr.FileInfo().Mode(), ModTime: hdr.ModTime, UID: hdr.Uid, GID: hdr.Gid}
 			if hdr.Typeflag == tar.TypeSymlink {
 				target := hdr.Linkname
 				if !strings.HasPrefix(target, "/") {
@@ -727,7 +679,7 @@ func (s *Service) ListDir(ctx context.Context, id backend.Identity, place Place,
 	return sortInfos(entries), false, nil
 }
 
-func listHost(sp *spot, p string) ([]FileInfo, bool, error) {
+func listHost(sp *spot, p string) ([]backend.FileInfo, bool, error) {
 	f, err := sp.root.Open(rel(p))
 	if err != nil {
 		return nil, false, hostErr("list", sp.where(p), err)
@@ -748,7 +700,7 @@ func listHost(sp *spot, p string) ([]FileInfo, bool, error) {
 	if truncated {
 		des = des[:maxListEntries]
 	}
-	out := make([]FileInfo, 0, len(des))
+	out := make([]backend.FileInfo, 0, len(des))
 	for _, de := range des {
 		info, err := de.Info()
 		if err != nil {
@@ -759,8 +711,8 @@ func listHost(sp *spot, p string) ([]FileInfo, bool, error) {
 	return sortInfos(out), truncated, nil
 }
 
-func sortInfos(fis []FileInfo) []FileInfo {
-	slices.SortFunc(fis, func(a, b FileInfo) int { return strings.Compare(a.Name, b.Name) })
+func sortInfos(fis []backend.FileInfo) []backend.FileInfo {
+	slices.SortFunc(fis, func(a, b backend.FileInfo) int { return strings.Compare(a.Name, b.Name) })
 	return fis
 }
 
@@ -768,13 +720,13 @@ func sortInfos(fis []FileInfo) []FileInfo {
 // that is there, with the permission bits of mode and modification time mtime (zero: now).
 // The parent directory must exist. In a container the content is streamed in as a one-entry
 // tar; a file that is replaced keeps its owner. It is audited as "put".
-func (s *Service) WriteFile(ctx context.Context, id backend.Identity, place Place, p string, r io.Reader, size int64, mode fs.FileMode, mtime time.Time) error {
+func (s *Service) WriteFile(ctx context.Context, id backend.Identity, place backend.Place, p string, r io.Reader, size int64, mode fs.FileMode, mtime time.Time) error {
 	err := s.writeFile(ctx, id, place, p, r, size, mode, mtime)
 	s.record(id, "put", auditFile(id, place, p), err)
 	return err
 }
 
-func (s *Service) writeFile(ctx context.Context, id backend.Identity, place Place, p string, r io.Reader, size int64, mode fs.FileMode, mtime time.Time) error {
+func (s *Service) writeFile(ctx context.Context, id backend.Identity, place backend.Place, p string, r io.Reader, size int64, mode fs.FileMode, mtime time.Time) error {
 	if err := checkPath(place, p); err != nil {
 		return err
 	}
@@ -797,7 +749,7 @@ func (s *Service) writeFile(ctx context.Context, id backend.Identity, place Plac
 	}
 	if sp.limit > 0 {
 		if used := s.dirSize(sp.root, sp.sizeKey); used >= 0 && used+size > sp.limit {
-			return errorf(ErrQuota, "quota: the workspace of %s is limited to %s (%s used)", place.Group, formatBytes(sp.limit), formatBytes(used))
+			return errorf(ErrQuota, "quota: the workspace of %s is limited to %s (%s used)", place.Group(), formatBytes(sp.limit), formatBytes(used))
 		}
 	}
 	if sp.root != nil {
@@ -988,13 +940,13 @@ func sweepUploads(root *os.Root, cutoff time.Time) {
 
 // MakeDir makes the directory p of place with the permission bits of mode. It is audited as
 // "mkdir".
-func (s *Service) MakeDir(ctx context.Context, id backend.Identity, place Place, p string, mode fs.FileMode) error {
+func (s *Service) MakeDir(ctx context.Context, id backend.Identity, place backend.Place, p string, mode fs.FileMode) error {
 	err := s.makeDir(ctx, id, place, p, mode)
 	s.record(id, "mkdir", auditFile(id, place, p), err)
 	return err
 }
 
-func (s *Service) makeDir(ctx context.Context, id backend.Identity, place Place, p string, mode fs.FileMode) error {
+func (s *Service) makeDir(ctx context.Context, id backend.Identity, place backend.Place, p string, mode fs.FileMode) error {
 	if err := checkPath(place, p); err != nil {
 		return err
 	}
@@ -1037,7 +989,7 @@ func (s *Service) makeDir(ctx context.Context, id backend.Identity, place Place,
 // RemovePath removes the file or empty directory p of the home opened directly. Elsewhere
 // (in a container, a home reached through one) it is ErrUnsupported. It is audited as
 // "delete".
-func (s *Service) RemovePath(ctx context.Context, id backend.Identity, place Place, p string) error {
+func (s *Service) RemovePath(ctx context.Context, id backend.Identity, place backend.Place, p string) error {
 	err := s.hostOnly(ctx, id, place, p, "delete", func(sp *spot) error {
 		if p == "/" {
 			return errorf(ErrInvalid, "%s cannot be removed", shown(sp.where(p)))
@@ -1053,7 +1005,7 @@ func (s *Service) RemovePath(ctx context.Context, id backend.Identity, place Pla
 
 // RenamePath renames from to to, both in place, in the home opened directly. Elsewhere it
 // is ErrUnsupported. It is audited as "rename".
-func (s *Service) RenamePath(ctx context.Context, id backend.Identity, place Place, from, to string) error {
+func (s *Service) RenamePath(ctx context.Context, id backend.Identity, place backend.Place, from, to string) error {
 	err := checkPath(place, to)
 	if err == nil {
 		err = s.hostOnly(ctx, id, place, from, "rename", func(sp *spot) error {
@@ -1072,7 +1024,7 @@ func (s *Service) RenamePath(ctx context.Context, id backend.Identity, place Pla
 
 // hostOnly runs do on the home opened directly, and refuses where the archive API would be
 // needed.
-func (s *Service) hostOnly(ctx context.Context, id backend.Identity, place Place, p, what string, do func(*spot) error) error {
+func (s *Service) hostOnly(ctx context.Context, id backend.Identity, place backend.Place, p, what string, do func(*spot) error) error {
 	if err := checkPath(place, p); err != nil {
 		return err
 	}
@@ -1089,7 +1041,7 @@ func (s *Service) hostOnly(ctx context.Context, id backend.Identity, place Place
 			return errorf(ErrUnsupported, "%s in your home is not supported here; use a shell in one of your containers", what)
 		}
 		return errorf(ErrUnsupported, "%s in a container is not supported here; use a shell in %s (exec %s -- ...)",
-			what, place.Container, place.Container)
+			what, place.Container(), place.Container())
 	}
 	return do(sp)
 }
@@ -1098,13 +1050,13 @@ func (s *Service) hostOnly(ctx context.Context, id backend.Identity, place Place
 // symlink. In a container (and a home in a volume) only a directory's mode and time can be
 // changed, by writing its entry again with the same owner; anything else there is
 // ErrUnsupported. It is audited as "setattr".
-func (s *Service) SetFileAttrs(ctx context.Context, id backend.Identity, place Place, p string, attrs FileAttrs) error {
+func (s *Service) SetFileAttrs(ctx context.Context, id backend.Identity, place backend.Place, p string, attrs backend.FileAttrs) error {
 	err := s.setFileAttrs(ctx, id, place, p, attrs)
 	s.record(id, "setattr", auditFile(id, place, p), err)
 	return err
 }
 
-func (s *Service) setFileAttrs(ctx context.Context, id backend.Identity, place Place, p string, attrs FileAttrs) error {
+func (s *Service) setFileAttrs(ctx context.Context, id backend.Identity, place backend.Place, p string, attrs backend.FileAttrs) error {
 	if err := checkPath(place, p); err != nil {
 		return err
 	}
@@ -1158,7 +1110,7 @@ func (s *Service) setFileAttrs(ctx context.Context, id backend.Identity, place P
 	return errorf(ErrUnsupported, "changing %s is not supported: not a file or directory", shown(sp.where(p)))
 }
 
-func setHostAttrs(sp *spot, p string, attrs FileAttrs) error {
+func setHostAttrs(sp *spot, p string, attrs backend.FileAttrs) error {
 	where := sp.where(p)
 	if attrs.Size != nil {
 		f, err := sp.root.OpenFile(rel(p), os.O_WRONLY, 0)

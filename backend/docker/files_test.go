@@ -28,7 +28,7 @@ func randomBytes(t *testing.T, n int) []byte {
 }
 
 // readAll reads a file of place through the service.
-func (r *rig) readAll(svc *docker.Service, id backend.Identity, place docker.Place, p string) ([]byte, docker.FileInfo, error) {
+func (r *rig) readAll(svc *docker.Service, id backend.Identity, place backend.Place, p string) ([]byte, backend.FileInfo, error) {
 	rc, fi, err := svc.ReadFile(r.ctx, id, place, p)
 	if err != nil {
 		return nil, fi, err
@@ -38,7 +38,7 @@ func (r *rig) readAll(svc *docker.Service, id backend.Identity, place docker.Pla
 	return b, fi, err
 }
 
-func names(fis []docker.FileInfo) []string {
+func names(fis []backend.FileInfo) []string {
 	var out []string
 	for _, fi := range fis {
 		out = append(out, fi.Name)
@@ -46,13 +46,13 @@ func names(fis []docker.FileInfo) []string {
 	return out
 }
 
-func entry(fis []docker.FileInfo, name string) (docker.FileInfo, bool) {
+func entry(fis []backend.FileInfo, name string) (backend.FileInfo, bool) {
 	for _, fi := range fis {
 		if fi.Name == name {
 			return fi, true
 		}
 	}
-	return docker.FileInfo{}, false
+	return backend.FileInfo{}, false
 }
 
 // TestFilesContainerPutGet: a multi-megabyte file goes into a container and comes back the
@@ -61,7 +61,7 @@ func TestFilesContainerPutGet(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	r.run(alice, docker.RunSpec{Name: "box"})
-	box := docker.InContainer("box")
+	box := backend.InContainer("box")
 	data := randomBytes(t, 3<<20+12345)
 	mtime := time.Date(2024, 3, 1, 12, 30, 0, 0, time.UTC)
 	if err := r.svc.WriteFile(r.ctx, alice, box, "/tmp/data.bin", bytes.NewReader(data), int64(len(data)), 0o640, mtime); err != nil {
@@ -130,7 +130,7 @@ func TestFilesDirsAndAttrs(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	r.run(alice, docker.RunSpec{Name: "box"})
-	box := docker.InContainer("box")
+	box := backend.InContainer("box")
 	if err := r.svc.MakeDir(r.ctx, alice, box, "/tmp/new", 0o750); err != nil {
 		t.Fatalf("mkdir: %v", err)
 	}
@@ -146,7 +146,7 @@ func TestFilesDirsAndAttrs(t *testing.T) {
 	}
 	mode := fs.FileMode(0o700)
 	mtime := time.Date(2023, 1, 2, 3, 4, 5, 0, time.UTC)
-	if err := r.svc.SetFileAttrs(r.ctx, alice, box, "/tmp/new", docker.FileAttrs{Mode: &mode, ModTime: &mtime}); err != nil {
+	if err := r.svc.SetFileAttrs(r.ctx, alice, box, "/tmp/new", backend.FileAttrs{Mode: &mode, ModTime: &mtime}); err != nil {
 		t.Fatalf("chmod dir: %v", err)
 	}
 	fi, err = r.svc.StatPath(r.ctx, alice, box, "/tmp/new")
@@ -166,7 +166,7 @@ func TestFilesDirsAndAttrs(t *testing.T) {
 	for what, err := range map[string]error{
 		"delete":     r.svc.RemovePath(r.ctx, alice, box, "/tmp/new/f"),
 		"rename":     r.svc.RenamePath(r.ctx, alice, box, "/tmp/new/f", "/tmp/new/g"),
-		"chmod file": r.svc.SetFileAttrs(r.ctx, alice, box, "/tmp/new/f", docker.FileAttrs{Mode: &mode}),
+		"chmod file": r.svc.SetFileAttrs(r.ctx, alice, box, "/tmp/new/f", backend.FileAttrs{Mode: &mode}),
 	} {
 		if !errors.Is(err, docker.ErrUnsupported) {
 			t.Errorf("%s in a container: %v, want ErrUnsupported", what, err)
@@ -187,13 +187,13 @@ func TestFilesIsolation(t *testing.T) {
 	r := newRig(t)
 	r.run(alice, docker.RunSpec{Name: "box"})
 	secret := []byte("alice's secret")
-	if err := r.svc.WriteFile(r.ctx, alice, docker.InContainer("box"), "/tmp/secret", bytes.NewReader(secret), int64(len(secret)), 0o600, time.Time{}); err != nil {
+	if err := r.svc.WriteFile(r.ctx, alice, backend.InContainer("box"), "/tmp/secret", bytes.NewReader(secret), int64(len(secret)), 0o600, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	engineName := r.svc.Config().NamePrefix + "-alice-box"
 	for _, ref := range []string{"box", "alice/box", engineName, "../box", "box/../box", "BOX"} {
 		for _, id := range []backend.Identity{bob, tina} {
-			place := docker.InContainer(ref)
+			place := backend.InContainer(ref)
 			_, err := r.svc.StatPath(r.ctx, id, place, "/tmp/secret")
 			if !errors.Is(err, docker.ErrNotFound) {
 				t.Errorf("%s stat %q:/tmp/secret: %v, want ErrNotFound", id.User, ref, err)
@@ -211,20 +211,20 @@ func TestFilesIsolation(t *testing.T) {
 		}
 	}
 	// A miss and someone else's read the same.
-	_, errOther := r.svc.StatPath(r.ctx, bob, docker.InContainer("box"), "/tmp/secret")
-	_, errMiss := r.svc.StatPath(r.ctx, bob, docker.InContainer("nothere"), "/tmp/secret")
+	_, errOther := r.svc.StatPath(r.ctx, bob, backend.InContainer("box"), "/tmp/secret")
+	_, errMiss := r.svc.StatPath(r.ctx, bob, backend.InContainer("nothere"), "/tmp/secret")
 	if errOther == nil || errMiss == nil || strings.ReplaceAll(errOther.Error(), "box", "X") != strings.ReplaceAll(errMiss.Error(), "nothere", "X") {
 		t.Errorf("not-yours %q differs from missing %q", errOther, errMiss)
 	}
 	// Bob's own box is his: he sees his own files there, never alice's.
 	r.run(bob, docker.RunSpec{Name: "box"})
-	if _, err := r.svc.StatPath(r.ctx, bob, docker.InContainer("box"), "/tmp/secret"); !errors.Is(err, docker.ErrNotFound) {
+	if _, err := r.svc.StatPath(r.ctx, bob, backend.InContainer("box"), "/tmp/secret"); !errors.Is(err, docker.ErrNotFound) {
 		t.Errorf("bob's own box shows alice's file: %v", err)
 	}
-	if _, err := r.svc.StatPath(r.ctx, alice, docker.InContainer("box"), "/tmp/planted"); !errors.Is(err, docker.ErrNotFound) {
+	if _, err := r.svc.StatPath(r.ctx, alice, backend.InContainer("box"), "/tmp/planted"); !errors.Is(err, docker.ErrNotFound) {
 		t.Errorf("something was planted in alice's box: %v", err)
 	}
-	if _, err := r.svc.StatPath(r.ctx, backend.Identity{}, docker.InContainer("box"), "/"); !errors.Is(err, docker.ErrPermission) {
+	if _, err := r.svc.StatPath(r.ctx, backend.Identity{}, backend.InContainer("box"), "/"); !errors.Is(err, docker.ErrPermission) {
 		t.Errorf("the zero identity: %v, want ErrPermission", err)
 	}
 }
@@ -236,7 +236,7 @@ func TestFilesTraversal(t *testing.T) {
 	r := newRig(t)
 	r.run(alice, docker.RunSpec{Name: "box",
 		Cmd: []string{"sh", "-c", "ln -s / /tmp/rootlink; ln -s /etc/hostname /tmp/hn; ln -s ../../../../etc/hostname /tmp/up; sleep 3600"}})
-	box := docker.InContainer("box")
+	box := backend.InContainer("box")
 	ok := false
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if _, err := r.svc.StatPath(r.ctx, alice, box, "/tmp/up"); err == nil {
@@ -282,7 +282,7 @@ func TestFilesTraversal(t *testing.T) {
 func TestFilesHomeVolume(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
-	home := docker.Home
+	home := backend.Home
 	if fi, err := r.svc.StatPath(r.ctx, alice, home, "/"); err != nil || !fi.IsDir() {
 		t.Fatalf("stat the home of a user without a container = %+v, %v", fi, err)
 	}
@@ -308,7 +308,7 @@ func TestFilesHomeVolume(t *testing.T) {
 		t.Errorf("rename in a volume home: %v", err)
 	}
 	mode := fs.FileMode(0o640)
-	if err := r.svc.SetFileAttrs(r.ctx, alice, home, "/proj/new.txt", docker.FileAttrs{Mode: &mode}); err != nil {
+	if err := r.svc.SetFileAttrs(r.ctx, alice, home, "/proj/new.txt", backend.FileAttrs{Mode: &mode}); err != nil {
 		t.Errorf("chmod in a volume home: %v", err)
 	}
 	fis, _, err := r.svc.ListDir(r.ctx, alice, home, "/")
@@ -326,10 +326,10 @@ func TestFilesHomeVolume(t *testing.T) {
 	c := r.run(alice, docker.RunSpec{Name: "one",
 		Cmd: []string{"sh", "-c", "cd /home/alice; ln -s / rootlink; ln -s /etc/hostname abs; ln -s ../../etc/hostname up; " +
 			"mkdir owned; chown 1234:2345 owned; echo old > kept; chown 4321:4322 kept; ln -s proj in; sleep 3600"}})
-	if b, _, err := r.readAll(r.svc, alice, docker.InContainer("one"), "/home/alice/notes.bin"); err != nil || !bytes.Equal(b, data) {
+	if b, _, err := r.readAll(r.svc, alice, backend.InContainer("one"), "/home/alice/notes.bin"); err != nil || !bytes.Equal(b, data) {
 		t.Fatalf("the home file in the container: %d bytes, %v", len(b), err)
 	}
-	if _, err := r.svc.StatPath(r.ctx, alice, docker.InContainer("one"), "/home/alice/proj/new.txt"); err != nil {
+	if _, err := r.svc.StatPath(r.ctx, alice, backend.InContainer("one"), "/home/alice/proj/new.txt"); err != nil {
 		t.Errorf("the renamed file in the container: %v", err)
 	}
 	// Links the container made lead nowhere outside the home; one inside works.
@@ -389,30 +389,30 @@ func TestFilesHomeVolumeThroughContainer(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	svc := docker.WithoutDirectHome(r.svc)
-	_, err := svc.StatPath(r.ctx, alice, docker.Home, "/")
+	_, err := svc.StatPath(r.ctx, alice, backend.Home, "/")
 	if !errors.Is(err, docker.ErrConflict) || !strings.Contains(err.Error(), "run one first") {
 		t.Fatalf("home without a container: %v, want ErrConflict saying to run one", err)
 	}
 	r.run(alice, docker.RunSpec{Name: "one"})
 	data := randomBytes(t, 1<<20)
-	if err := svc.WriteFile(r.ctx, alice, docker.Home, "/notes.bin", bytes.NewReader(data), int64(len(data)), 0o600, time.Time{}); err != nil {
+	if err := svc.WriteFile(r.ctx, alice, backend.Home, "/notes.bin", bytes.NewReader(data), int64(len(data)), 0o600, time.Time{}); err != nil {
 		t.Fatalf("put into the home: %v", err)
 	}
-	if err := svc.MakeDir(r.ctx, alice, docker.Home, "/proj", 0o755); err != nil {
+	if err := svc.MakeDir(r.ctx, alice, backend.Home, "/proj", 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if b, _, err := r.readAll(r.svc, alice, docker.InContainer("one"), "/home/alice/notes.bin"); err != nil || !bytes.Equal(b, data) {
+	if b, _, err := r.readAll(r.svc, alice, backend.InContainer("one"), "/home/alice/notes.bin"); err != nil || !bytes.Equal(b, data) {
 		t.Fatalf("the home file in the container: %d bytes, %v", len(b), err)
 	}
-	fis, _, err := svc.ListDir(r.ctx, alice, docker.Home, "/")
+	fis, _, err := svc.ListDir(r.ctx, alice, backend.Home, "/")
 	if err != nil || !slices.Contains(names(fis), "notes.bin") || !slices.Contains(names(fis), "proj") {
 		t.Fatalf("list home = %v, %v", names(fis), err)
 	}
-	if err := svc.RemovePath(r.ctx, alice, docker.Home, "/notes.bin"); !errors.Is(err, docker.ErrUnsupported) {
+	if err := svc.RemovePath(r.ctx, alice, backend.Home, "/notes.bin"); !errors.Is(err, docker.ErrUnsupported) {
 		t.Errorf("delete in a volume home reached through a container: %v, want ErrUnsupported", err)
 	}
 	// The same files, opened directly.
-	if b, _, err := r.readAll(r.svc, alice, docker.Home, "/notes.bin"); err != nil || !bytes.Equal(b, data) {
+	if b, _, err := r.readAll(r.svc, alice, backend.Home, "/notes.bin"); err != nil || !bytes.Equal(b, data) {
 		t.Errorf("the home opened directly: %d bytes, %v", len(b), err)
 	}
 }
@@ -427,7 +427,7 @@ func TestFilesHomeHostPath(t *testing.T) {
 	if err := os.WriteFile(outside, []byte("host secret"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	home := docker.Home
+	home := backend.Home
 	data := randomBytes(t, 2<<20)
 	mtime := time.Date(2022, 5, 6, 7, 8, 9, 0, time.UTC)
 	if err := r.svc.WriteFile(r.ctx, alice, home, "/data.bin", bytes.NewReader(data), int64(len(data)), 0o640, mtime); err != nil {
@@ -452,7 +452,7 @@ func TestFilesHomeHostPath(t *testing.T) {
 		t.Fatalf("rename: %v", err)
 	}
 	mode := fs.FileMode(0o600)
-	if err := r.svc.SetFileAttrs(r.ctx, alice, home, "/d/moved.bin", docker.FileAttrs{Mode: &mode}); err != nil {
+	if err := r.svc.SetFileAttrs(r.ctx, alice, home, "/d/moved.bin", backend.FileAttrs{Mode: &mode}); err != nil {
 		t.Fatalf("chmod: %v", err)
 	}
 	fis, _, err := r.svc.ListDir(r.ctx, alice, home, "/d")
@@ -519,16 +519,16 @@ func TestFilesAudit(t *testing.T) {
 	if _, err := svc.Run(r.ctx, alice, docker.RunSpec{Name: "box", Image: r.img}); err != nil {
 		t.Fatal(err)
 	}
-	box := docker.InContainer("box")
+	box := backend.InContainer("box")
 	_ = svc.WriteFile(r.ctx, alice, box, "/tmp/f", strings.NewReader("x"), 1, 0o644, time.Time{})
 	_ = svc.MakeDir(r.ctx, alice, box, "/tmp/d", 0o755)
 	_, _, _ = r.readAll(svc, alice, box, "/tmp/f")
 	_ = svc.WriteFile(r.ctx, bob, box, "/tmp/f", strings.NewReader("x"), 1, 0o644, time.Time{})
 	_, _, _ = r.readAll(svc, bob, box, "/tmp/f")
 	_, _, _ = svc.ListDir(r.ctx, bob, box, "/tmp")
-	_, _ = svc.StatPath(r.ctx, bob, docker.InContainer("nothere"), "/")
+	_, _ = svc.StatPath(r.ctx, bob, backend.InContainer("nothere"), "/")
 	_, _ = svc.StatPath(r.ctx, alice, box, "/tmp/missing")
-	_, _ = svc.StatPath(r.ctx, bob, docker.Home, "/missing")
+	_, _ = svc.StatPath(r.ctx, bob, backend.Home, "/missing")
 	_ = svc.RemovePath(r.ctx, alice, box, "/tmp/f")
 
 	got := auditLines(t, path)
@@ -551,7 +551,7 @@ func TestFilesHomeHostPathLeftoverUploads(t *testing.T) {
 	r := newRig(t, func(c *docker.Config) { c.HomeHostPath = filepath.Join(base, "homes", "{user}") })
 	put := func(p string) {
 		t.Helper()
-		if err := r.svc.WriteFile(r.ctx, alice, docker.Home, p, strings.NewReader("whole"), 5, 0o644, time.Time{}); err != nil {
+		if err := r.svc.WriteFile(r.ctx, alice, backend.Home, p, strings.NewReader("whole"), 5, 0o644, time.Time{}); err != nil {
 			t.Fatalf("put %s: %v", p, err)
 		}
 	}

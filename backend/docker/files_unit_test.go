@@ -15,6 +15,8 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
+
+	"whalemountain/backend"
 )
 
 // archiveFake serves one container whose directory /d is the tar stream tree makes; it
@@ -102,7 +104,7 @@ func TestListDirDirectChildrenOnly(t *testing.T) {
 		}
 		return file(tw, "./zfile", 10)
 	})
-	fis, truncated, err := s.ListDir(context.Background(), alice, InContainer("box"), "/d")
+	fis, truncated, err := s.ListDir(context.Background(), alice, backend.InContainer("box"), "/d")
 	if err != nil || truncated {
 		t.Fatalf("list: %v (truncated %v)", err, truncated)
 	}
@@ -129,7 +131,7 @@ func TestListDirStopsEarly(t *testing.T) {
 		}
 		return file(tw, "./z", 1)
 	})
-	fis, truncated, err := s.ListDir(context.Background(), alice, InContainer("box"), "/d")
+	fis, truncated, err := s.ListDir(context.Background(), alice, backend.InContainer("box"), "/d")
 	if err != nil || !truncated {
 		t.Fatalf("list: %v, truncated %v; want a truncated listing", err, truncated)
 	}
@@ -148,7 +150,7 @@ func TestListDirStopsEarly(t *testing.T) {
 		}
 		return nil
 	})
-	fis, truncated, err = s.ListDir(context.Background(), alice, InContainer("box"), "/d")
+	fis, truncated, err = s.ListDir(context.Background(), alice, backend.InContainer("box"), "/d")
 	if err != nil || !truncated || len(fis) != maxListEntries {
 		t.Errorf("many entries: %d listed, truncated %v, %v", len(fis), truncated, err)
 	}
@@ -203,7 +205,7 @@ func TestPathHelpers(t *testing.T) {
 		{"", false}, {"etc", false}, {"/etc/", false}, {"/etc/../x", false}, {"/./x", false},
 		{"//x", false}, {"/x\x00", false}, {"/" + string(make([]byte, maxPathLen)), false},
 	} {
-		if err := checkPath(Home, tc.p); (err == nil) != tc.ok || err != nil && !errors.Is(err, ErrNotFound) {
+		if err := checkPath(backend.Home, tc.p); (err == nil) != tc.ok || err != nil && !errors.Is(err, ErrNotFound) {
 			t.Errorf("checkPath(%q) = %v, want ok %v", tc.p, err, tc.ok)
 		}
 	}

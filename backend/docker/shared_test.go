@@ -223,7 +223,7 @@ func TestSharedDataFiles(t *testing.T) {
 	if _, err := r.svc.MyGroups(r.ctx, alice); err != nil {
 		t.Fatal(err)
 	}
-	team := docker.InGroup("os/team-a")
+	team := backend.InGroup("os/team-a")
 	body := "shared notes\n"
 	if err := r.svc.WriteFile(r.ctx, alice, team, "/notes.txt", strings.NewReader(body), int64(len(body)), 0o644, time.Time{}); err != nil {
 		t.Fatalf("alice writes the workspace: %v", err)
@@ -238,7 +238,7 @@ func TestSharedDataFiles(t *testing.T) {
 		t.Fatalf("bob read %q", b)
 	}
 	// carol is not a member: every way in is "no such file", as for a group that does not exist.
-	for _, place := range []docker.Place{team, docker.InGroup("os/team-a/.."), docker.InGroup("os"), docker.InGroup("nope/x")} {
+	for _, place := range []backend.Place{team, backend.InGroup("os/team-a/.."), backend.InGroup("os"), backend.InGroup("nope/x")} {
 		if _, err := r.svc.StatPath(r.ctx, carol, place, "/notes.txt"); !errors.Is(err, docker.ErrNotFound) {
 			t.Errorf("carol stats %+v: %v", place, err)
 		}
@@ -247,7 +247,7 @@ func TestSharedDataFiles(t *testing.T) {
 		}
 	}
 	// Datasets: read-only for whoever sees them, not there for whoever does not.
-	course := docker.InDataset("course")
+	course := backend.InDataset("course")
 	if fis, _, err := r.svc.ListDir(r.ctx, alice, course, "/"); err != nil || len(fis) != 1 || fis[0].Name != "hello.txt" {
 		t.Fatalf("list the dataset: %+v %v", fis, err)
 	}
@@ -260,7 +260,7 @@ func TestSharedDataFiles(t *testing.T) {
 	if err := r.svc.MakeDir(r.ctx, alice, course, "/d", 0o755); !errors.Is(err, docker.ErrPermission) {
 		t.Fatalf("mkdir in a dataset: %v", err)
 	}
-	if _, _, err := r.svc.ListDir(r.ctx, alice, docker.InDataset("secret"), "/"); !errors.Is(err, docker.ErrNotFound) {
+	if _, _, err := r.svc.ListDir(r.ctx, alice, backend.InDataset("secret"), "/"); !errors.Is(err, docker.ErrNotFound) {
 		t.Fatalf("alice lists carol's group dataset: %v", err)
 	}
 	// A symlink in a dataset that leads out of it leads nowhere; nor does "..".
@@ -288,11 +288,11 @@ func TestSharedDataFiles(t *testing.T) {
 
 func TestSharedDataTAReads(t *testing.T) {
 	r := newSharedRig(t, func(c *docker.Config) { c.TAFileAccess = true })
-	team := docker.InGroup("os/team-a")
-	put := func(id backend.Identity, place docker.Place, p, body string) error {
+	team := backend.InGroup("os/team-a")
+	put := func(id backend.Identity, place backend.Place, p, body string) error {
 		return r.svc.WriteFile(r.ctx, id, place, p, strings.NewReader(body), int64(len(body)), 0o644, time.Time{})
 	}
-	read := func(id backend.Identity, place docker.Place, p string) (string, error) {
+	read := func(id backend.Identity, place backend.Place, p string) (string, error) {
 		rc, _, err := r.svc.ReadFile(r.ctx, id, place, p)
 		if err != nil {
 			return "", err
@@ -304,17 +304,17 @@ func TestSharedDataTAReads(t *testing.T) {
 	if err := put(alice, team, "/plan.txt", "team plan"); err != nil {
 		t.Fatal(err)
 	}
-	if err := put(alice, docker.Home, "/essay.txt", "my essay"); err != nil {
+	if err := put(alice, backend.Home, "/essay.txt", "my essay"); err != nil {
 		t.Fatal(err)
 	}
 	// The TA reads both, changes neither.
 	if got, err := read(tina, team, "/plan.txt"); err != nil || got != "team plan" {
 		t.Fatalf("the TA reads the workspace: %q %v", got, err)
 	}
-	if got, err := read(tina, docker.InHomeOf("alice"), "/essay.txt"); err != nil || got != "my essay" {
+	if got, err := read(tina, backend.InHomeOf("alice"), "/essay.txt"); err != nil || got != "my essay" {
 		t.Fatalf("the TA reads alice's home: %q %v", got, err)
 	}
-	for _, place := range []docker.Place{team, docker.InHomeOf("alice")} {
+	for _, place := range []backend.Place{team, backend.InHomeOf("alice")} {
 		if err := put(tina, place, "/ta.txt", "x"); !errors.Is(err, docker.ErrPermission) {
 			t.Errorf("the TA writes %+v: %v", place, err)
 		}
@@ -326,10 +326,10 @@ func TestSharedDataTAReads(t *testing.T) {
 		t.Fatalf("the TA's groups in the tree: %v %v", gs, err)
 	}
 	// Students never; nor a home nobody has (and none is made for it).
-	if _, err := read(carol, docker.InHomeOf("alice"), "/essay.txt"); !errors.Is(err, docker.ErrNotFound) {
+	if _, err := read(carol, backend.InHomeOf("alice"), "/essay.txt"); !errors.Is(err, docker.ErrNotFound) {
 		t.Fatalf("a student reads alice's home: %v", err)
 	}
-	if _, err := read(tina, docker.InHomeOf("nobody"), "/x"); !errors.Is(err, docker.ErrNotFound) {
+	if _, err := read(tina, backend.InHomeOf("nobody"), "/x"); !errors.Is(err, docker.ErrNotFound) {
 		t.Fatalf("the home of nobody: %v", err)
 	}
 	if _, err := r.cli.VolumeInspect(r.ctx, r.svc.Config().NamePrefix+"-home-nobody", client.VolumeInspectOptions{}); err == nil {
@@ -344,7 +344,7 @@ func TestSharedDataTAReads(t *testing.T) {
 	if _, _, err := off.svc.ReadFile(off.ctx, tina, team, "/plan.txt"); !errors.Is(err, docker.ErrNotFound) {
 		t.Fatalf("the TA reads a workspace with the access off: %v", err)
 	}
-	if _, _, err := off.svc.ReadFile(off.ctx, tina, docker.InHomeOf("alice"), "/essay.txt"); !errors.Is(err, docker.ErrNotFound) {
+	if _, _, err := off.svc.ReadFile(off.ctx, tina, backend.InHomeOf("alice"), "/essay.txt"); !errors.Is(err, docker.ErrNotFound) {
 		t.Fatalf("the TA reads a home with the access off: %v", err)
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"archive/tar"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -14,26 +16,37 @@ import (
 	"whalemountain/backend"
 )
 
-// Files in pods are read the way kubectl cp does: tar, run in the pod's container through
-// exec, and its stream read here. Nothing is written in a pod this way (yet).
+// Files in pods are the places of kind backend.KindPod, reached the way kubectl cp does:
+// tar, run in the pod's first container through exec, and its stream read or written
+// here; the other changes (mkdir, rm, mv, chmod, touch, truncate) are one small sh script
+// each, run the same way. Every path is absolute in the pod and cleaned first: ".." goes
+// up inside the pod and stops at its root, so no path names anything but the pod's own
+// files, and the pod is resolved (and authorised) like every other call. A place of any
+// other kind is no such pod.
 
-// ErrNoFile: no such file or directory in the pod.
-var ErrNoFile = errors.New("no such file")
+// ErrNoFile: no such file or directory in the pod. It is backend.ErrNoFile.
+var ErrNoFile = backend.ErrNoFile
 
 // ErrNoTar: the pod's image has no tar (or no sh), so no file can be copied out of it.
 var ErrNoTar = errors.New("no tar in the pod")
 
-// FileInfo is one path in a pod, as tar describes it.
-type FileInfo struct {
-	Name       string // base name
-	Size       int64
-	Mode       fs.FileMode // type and permission bits
-	ModTime    time.Time
-	LinkTarget string // for a symlink, as written in it
-}
+// ErrUnsupported: the pod's image lacks the tool an operation needs. It is
+// backend.ErrUnsupported.
+var ErrUnsupported = backend.ErrUnsupported
 
-// IsDir reports whether the entry is a directory.
-func (fi FileInfo) IsDir() bool { return fi.Mode.IsDir() }
+// maxPathLen is the longest path in a pod a file operation takes, in bytes.
+const maxPathLen = 4096
+
+var (
+	_ backend.FileStater  = (*Service)(nil)
+	_ backend.DirLister   = (*Service)(nil)
+	_ backend.FileReader  = (*Service)(nil)
+	_ backend.FileWriter  = (*Service)(nil)
+	_ backend.DirMaker    = (*Service)(nil)
+	_ backend.PathRemover = (*Service)(nil)
+	_ backend.PathRenamer = (*Service)(nil)
+	_ backend.AttrSetter  = (*Service)(nil)
+)
 
 // tarScripts: $1 the directory, $2 the entry (stat, read); each prints a tar stream of what
 // was asked on stdout. 127 says tar is missing.
@@ -43,6 +56,43 @@ const (
 	tarFile    = tarCheck + `exec tar cf - -- "$2"`
 	tarListing = tarCheck + `for f in * .[!.]* ..?*; do if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\n' "$f"; fi; done | tar cf - --no-recursion -T -`
 )
+
+// podOf is the pod a place names; any other kind of place is no such pod.
+func podOf(place backend.Place) (string, error) {
+	if place.Kind() != backend.KindPod {
+		return "", notFound(place.Name())
+	}
+	return place.Pod(), nil
+}
+
+// cleanPath checks an absolute path in a pod and cleans it: ".." goes up and stops at the
+// pod's root, as the kernel resolves "/.." to "/".
+func cleanPath(p string) (string, error) {
+	if p == "" || p[0] != '/' || len(p) > maxPathLen || strings.ContainsRune(p, 0) {
+		return "", errorf(ErrNoFile, "no such file")
+	}
+	return path.Clean(p), nil
+}
+
+// splitPath is a cleaned path as the directory and the entry the tar scripts take.
+func splitPath(p string) (dir, entry string) {
+	if p == "/" {
+		return "/", "."
+	}
+	return path.Dir(p), path.Base(p)
+}
+
+// linkIn is where a symlink in dir with target raw leads in the same pod: an absolute
+// target as it is, a relative one from dir; cleaned either way, so never above the root.
+func linkIn(dir, raw string) string {
+	if raw == "" {
+		return ""
+	}
+	if raw[0] == '/' {
+		return path.Clean(raw)
+	}
+	return path.Join(dir, raw)
+}
 
 // tarStream runs script in the pod ref with dir and entry and returns its tar stream; done
 // waits for the end and says how it went.
@@ -73,23 +123,42 @@ func (s *Service) tarStream(ctx context.Context, id backend.Identity, ref, scrip
 
 // tarExit turns tar's exit status and complaint into the error users see.
 func tarExit(ref string, code int, stderr string) error {
+	if code == 127 {
+		return errorf(ErrNoTar, "pod %s has no tar: files cannot be copied out of it (its image needs tar, as for kubectl cp)", shown(ref))
+	}
+	return scriptExit(ref, "tar", code, stderr)
+}
+
+// scriptExit turns the exit status and complaint of a file operation's tool in the pod
+// into the error users see.
+func scriptExit(ref, tool string, code int, stderr string) error {
 	switch {
 	case code == 0:
 		return nil
 	case code == 127:
-		return errorf(ErrNoTar, "pod %s has no tar: files cannot be copied out of it (its image needs tar, as for kubectl cp)", shown(ref))
+		return errorf(ErrUnsupported, "pod %s has no %s: its image needs it for this", shown(ref), tool)
 	case strings.Contains(stderr, "No such file") || strings.Contains(stderr, "can't cd") || strings.Contains(stderr, "can't open") || code == 2:
 		return errorf(ErrNoFile, "no such file")
-	case strings.Contains(stderr, "ermission denied"):
+	case strings.Contains(stderr, "ermission denied") || strings.Contains(stderr, "Read-only file system"):
 		return errorf(ErrPermission, "permission denied")
+	case strings.Contains(stderr, "File exists"):
+		return errorf(ErrConflict, "it already exists")
+	case strings.Contains(stderr, "ot empty"):
+		return errorf(ErrConflict, "the directory is not empty")
+	case strings.Contains(stderr, "s a directory"):
+		return errorf(ErrConflict, "it is a directory")
+	case strings.Contains(stderr, "ot a directory"):
+		return errorf(ErrConflict, "not a directory")
 	}
-	return errorf(ErrConflict, "tar in pod %s failed (exit %d): %s", shown(ref), code, oneLine(stderr, maxReason))
+	return errorf(ErrConflict, "%s in pod %s failed (exit %d): %s", tool, shown(ref), code, oneLine(stderr, maxReason))
 }
 
-func infoOf(h *tar.Header) FileInfo {
-	fi := FileInfo{Name: path.Base(strings.TrimSuffix(h.Name, "/")), Size: h.Size, Mode: h.FileInfo().Mode(), ModTime: h.ModTime.UTC()}
+// infoOf is a tar header of an entry of dir as a FileInfo.
+func infoOf(h *tar.Header, dir string) backend.FileInfo {
+	fi := backend.FileInfo{Name: path.Base(strings.TrimSuffix(h.Name, "/")), Size: h.Size, Mode: h.FileInfo().Mode(),
+		ModTime: h.ModTime.UTC(), UID: h.Uid, GID: h.Gid}
 	if h.Typeflag == tar.TypeSymlink {
-		fi.LinkTarget = h.Linkname
+		fi.LinkTarget = linkIn(dir, h.Linkname)
 	}
 	if fi.Mode.IsDir() || fi.Mode&fs.ModeSymlink != 0 {
 		fi.Size = 0
@@ -97,75 +166,77 @@ func infoOf(h *tar.Header) FileInfo {
 	return fi
 }
 
-// cleanPath checks an absolute path in a pod and splits it into directory and entry.
-func cleanPath(p string) (dir, entry string, err error) {
-	if p == "" || p[0] != '/' || strings.ContainsRune(p, 0) || path.Clean(p) != p {
-		return "", "", errorf(ErrNoFile, "no such file")
-	}
-	if p == "/" {
-		return "/", ".", nil
-	}
-	return path.Dir(p), path.Base(p), nil
-}
-
-// PodStat describes the path p (absolute) in the pod ref.
-func (s *Service) PodStat(ctx context.Context, id backend.Identity, ref, p string) (FileInfo, error) {
-	dir, entry, err := cleanPath(p)
+// StatPath describes the path p (absolute) in the pod place, without following a final
+// symlink (LinkTarget says where one leads in the pod).
+func (s *Service) StatPath(ctx context.Context, id backend.Identity, place backend.Place, p string) (backend.FileInfo, error) {
+	ref, err := podOf(place)
 	if err != nil {
-		return FileInfo{}, err
+		return backend.FileInfo{}, err
 	}
+	if p, err = cleanPath(p); err != nil {
+		return backend.FileInfo{}, err
+	}
+	dir, entry := splitPath(p)
 	tr, done, closeIt, err := s.tarStream(ctx, id, ref, tarOne, dir, entry)
 	if err != nil {
-		return FileInfo{}, err
+		return backend.FileInfo{}, err
 	}
 	defer closeIt()
 	h, herr := tr.Next()
 	if err := done(); err != nil {
-		return FileInfo{}, err
+		return backend.FileInfo{}, err
 	}
 	if herr != nil {
-		return FileInfo{}, errorf(ErrNoFile, "no such file")
+		return backend.FileInfo{}, errorf(ErrNoFile, "no such file")
 	}
-	fi := infoOf(h)
+	fi := infoOf(h, dir)
 	if p == "/" {
 		fi.Name = "/"
 	}
 	return fi, nil
 }
 
-// PodListDir lists the directory dir (absolute) in the pod ref.
-func (s *Service) PodListDir(ctx context.Context, id backend.Identity, ref, dir string) ([]FileInfo, error) {
-	if _, _, err := cleanPath(dir); err != nil {
-		return nil, err
+// ListDir lists the directory dir (absolute) in the pod place; never truncated.
+func (s *Service) ListDir(ctx context.Context, id backend.Identity, place backend.Place, dir string) ([]backend.FileInfo, bool, error) {
+	ref, err := podOf(place)
+	if err != nil {
+		return nil, false, err
+	}
+	if dir, err = cleanPath(dir); err != nil {
+		return nil, false, err
 	}
 	tr, done, closeIt, err := s.tarStream(ctx, id, ref, tarListing, dir, "")
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer closeIt()
-	var out []FileInfo
+	var out []backend.FileInfo
 	for {
 		h, err := tr.Next()
 		if err != nil {
 			break
 		}
-		out = append(out, infoOf(h))
+		out = append(out, infoOf(h, dir))
 	}
 	if err := done(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return out, nil
+	return out, false, nil
 }
 
-// PodReadFile opens the regular file p (absolute) in the pod ref; close it when done.
-func (s *Service) PodReadFile(ctx context.Context, id backend.Identity, ref, p string) (io.ReadCloser, FileInfo, error) {
-	dir, entry, err := cleanPath(p)
+// ReadFile opens the regular file p (absolute) in the pod place; close it when done.
+func (s *Service) ReadFile(ctx context.Context, id backend.Identity, place backend.Place, p string) (io.ReadCloser, backend.FileInfo, error) {
+	ref, err := podOf(place)
 	if err != nil {
-		return nil, FileInfo{}, err
+		return nil, backend.FileInfo{}, err
 	}
+	if p, err = cleanPath(p); err != nil {
+		return nil, backend.FileInfo{}, err
+	}
+	dir, entry := splitPath(p)
 	tr, done, closeIt, err := s.tarStream(ctx, id, ref, tarFile, dir, entry)
 	if err != nil {
-		return nil, FileInfo{}, err
+		return nil, backend.FileInfo{}, err
 	}
 	h, herr := tr.Next()
 	if herr != nil {
@@ -174,12 +245,12 @@ func (s *Service) PodReadFile(ctx context.Context, id backend.Identity, ref, p s
 		if err == nil {
 			err = errorf(ErrNoFile, "no such file")
 		}
-		return nil, FileInfo{}, err
+		return nil, backend.FileInfo{}, err
 	}
-	fi := infoOf(h)
+	fi := infoOf(h, dir)
 	if !fi.Mode.IsRegular() {
 		closeIt()
-		return nil, FileInfo{}, errorf(ErrInvalid, "%s is not a regular file", shown(p))
+		return nil, backend.FileInfo{}, errorf(ErrInvalid, "%s is not a regular file", shown(p))
 	}
 	return &podFile{Reader: io.LimitReader(tr, fi.Size), close: closeIt}, fi, nil
 }
@@ -203,13 +274,17 @@ const tarRecord = 20 * 512
 // tarPut unpacks the archive on stdin into $1, keeping the names and modes it gives.
 const tarPut = tarCheck + `exec tar xf - --no-same-owner`
 
-// PodWriteFile writes the file p (absolute) in the pod ref, whole, from r (size bytes),
+// WriteFile writes the file p (absolute) in the pod place, whole, from r (size bytes),
 // with mode and mtime, as `kubectl cp` does: a one-file archive unpacked by tar in the pod.
-func (s *Service) PodWriteFile(ctx context.Context, id backend.Identity, ref, p string, r io.Reader, size int64, mode fs.FileMode, mtime time.Time) error {
-	dir, entry, err := cleanPath(p)
-	if err != nil || p == "/" {
+func (s *Service) WriteFile(ctx context.Context, id backend.Identity, place backend.Place, p string, r io.Reader, size int64, mode fs.FileMode, mtime time.Time) error {
+	ref, err := podOf(place)
+	if err != nil {
+		return err
+	}
+	if p, err = cleanPath(p); err != nil || p == "/" {
 		return errorf(ErrInvalid, "cannot write %s", shown(p))
 	}
+	dir, entry := splitPath(p)
 	e, err := s.Exec(ctx, id, ref, backend.ExecSpec{Cmd: []string{"sh", "-c", tarPut, "sh", dir, entry}})
 	if err != nil {
 		return err
@@ -269,4 +344,128 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 	n, err := c.w.Write(b)
 	c.n += int64(n)
 	return n, err
+}
+
+// The scripts of the other operations: $1 (and $2) are absolute, clean paths, so no
+// argument can be read as an option. An exit status of 127 says a tool is missing.
+const (
+	// mkdir $1 with mode $2.
+	scriptMkdir = `exec mkdir -m "$2" "$1"`
+	// rm $1: a directory only when empty, and never through a symlink to one.
+	scriptRemove = `if [ -d "$1" ] && [ ! -L "$1" ]; then exec rmdir "$1"; fi; exec rm "$1"`
+	// mv $1 $2 in place of $2 (never into a directory $2).
+	scriptRename = `if [ -d "$2" ] && [ ! -L "$2" ]; then echo "$2: Is a directory" >&2; exit 1; fi; exec mv -f "$1" "$2"`
+	// $2 the size ("" none), $3 the mode ("" none), $4 the time as touch -t takes it in UTC
+	// ("" none), in that order, since truncating changes the time.
+	scriptAttrs = `if [ -n "$2" ]; then truncate -s "$2" "$1" || exit; fi; ` +
+		`if [ -n "$3" ]; then chmod "$3" "$1" || exit; fi; ` +
+		`if [ -n "$4" ]; then TZ=UTC0 touch -c -t "$4" "$1" || exit; fi`
+)
+
+// runScript runs a file operation's script in the pod ref with args and says how it went:
+// tool names what the image needs for it.
+func (s *Service) runScript(ctx context.Context, id backend.Identity, ref, tool, script string, args ...string) error {
+	e, err := s.Exec(ctx, id, ref, backend.ExecSpec{Cmd: append([]string{"sh", "-c", script, "sh"}, args...)})
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	_ = e.Stdin().Close()
+	var stderr limitedBuffer
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _, _ = io.Copy(&stderr, e.Stderr()) }()
+	go func() { defer wg.Done(); _, _ = io.Copy(io.Discard, e.Stdout()) }()
+	wg.Wait()
+	code, err := e.Wait(ctx)
+	if err != nil {
+		return err
+	}
+	return scriptExit(ref, tool, code, string(stderr.b))
+}
+
+// fileTarget is how the audit log names a path in a pod: "alice/lab:/tmp/x".
+func fileTarget(id backend.Identity, ref, p string) string {
+	return id.User + "/" + shown(ref+":"+p)
+}
+
+// change runs one change (what, for the audit log) on the path p of the pod place, unless
+// p is the pod's root, and records it.
+func (s *Service) change(ctx context.Context, id backend.Identity, place backend.Place, p, what string, do func(ref, p string) error) error {
+	ref, err := podOf(place)
+	if err == nil {
+		p, err = cleanPath(p)
+	}
+	if err == nil && p == "/" {
+		err = errorf(ErrInvalid, "the top of pod %s cannot be changed here", shown(ref))
+	}
+	if err == nil {
+		err = do(ref, p)
+	}
+	s.record(id, what, fileTarget(id, place.Name(), p), err)
+	return err
+}
+
+// MakeDir makes the directory p (absolute) in the pod place with mode. It is audited as
+// "mkdir".
+func (s *Service) MakeDir(ctx context.Context, id backend.Identity, place backend.Place, p string, mode fs.FileMode) error {
+	return s.change(ctx, id, place, p, "mkdir", func(ref, p string) error {
+		return s.runScript(ctx, id, ref, "mkdir", scriptMkdir, p, fmt.Sprintf("%o", mode.Perm()))
+	})
+}
+
+// RemovePath removes the file, symlink or empty directory p (absolute) in the pod place.
+// It is audited as "delete".
+func (s *Service) RemovePath(ctx context.Context, id backend.Identity, place backend.Place, p string) error {
+	return s.change(ctx, id, place, p, "delete", func(ref, p string) error {
+		return s.runScript(ctx, id, ref, "rm", scriptRemove, p)
+	})
+}
+
+// RenamePath renames from to to in the pod place, replacing a file at to (never a
+// directory). It is audited as "rename".
+func (s *Service) RenamePath(ctx context.Context, id backend.Identity, place backend.Place, from, to string) error {
+	return s.change(ctx, id, place, from, "rename", func(ref, from string) error {
+		to, err := cleanPath(to)
+		if err != nil {
+			return err
+		}
+		if to == "/" {
+			return errorf(ErrInvalid, "the top of pod %s cannot be replaced", shown(ref))
+		}
+		return s.runScript(ctx, id, ref, "mv", scriptRename, from, to)
+	})
+}
+
+// SetFileAttrs changes the size, mode or modification time of p (absolute) in the pod
+// place, following a final symlink, with truncate, chmod and touch in the pod. It is
+// audited as "setattr".
+func (s *Service) SetFileAttrs(ctx context.Context, id backend.Identity, place backend.Place, p string, attrs backend.FileAttrs) error {
+	return s.change(ctx, id, place, p, "setattr", func(ref, p string) error {
+		args, tool := attrArgs(attrs)
+		if tool == "" {
+			return nil
+		}
+		return s.runScript(ctx, id, ref, tool, scriptAttrs, append([]string{p}, args...)...)
+	})
+}
+
+// attrArgs are scriptAttrs' arguments after the path for attrs (size, mode, time; "" for
+// what stays) and the tools they need, in words ("" when nothing changes).
+func attrArgs(attrs backend.FileAttrs) ([]string, string) {
+	args := make([]string, 3)
+	var tools []string
+	if attrs.Size != nil {
+		args[0] = strconv.FormatInt(max(*attrs.Size, 0), 10)
+		tools = append(tools, "truncate")
+	}
+	if attrs.Mode != nil {
+		args[1] = fmt.Sprintf("%04o", attrs.Mode.Perm())
+		tools = append(tools, "chmod")
+	}
+	if attrs.ModTime != nil {
+		args[2] = attrs.ModTime.UTC().Format("200601021504.05")
+		tools = append(tools, "touch")
+	}
+	return args, strings.Join(tools, " or ")
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -392,13 +394,85 @@ func TestTarExitInUsersWords(t *testing.T) {
 	if tarExit("lab", 0, "warning") != nil {
 		t.Error("exit 0 is an error")
 	}
-	for _, p := range []string{"", "rel", "/a/../b", "/a/", "/a\x00b"} {
-		if _, _, err := cleanPath(p); !errors.Is(err, ErrNoFile) {
+	for _, p := range []string{"", "rel", "../a", "/a\x00b", "/" + strings.Repeat("a", maxPathLen)} {
+		if _, err := cleanPath(p); !errors.Is(err, ErrNoFile) {
 			t.Errorf("cleanPath(%q): %v", p, err)
 		}
 	}
-	if d, e, err := cleanPath("/"); d != "/" || e != "." || err != nil {
-		t.Errorf("cleanPath(/): %q %q %v", d, e, err)
+	// ".." goes up inside the pod and stops at its root.
+	for p, want := range map[string]string{
+		"/": "/", "/a/": "/a", "/a/../b": "/b", "/..": "/", "/../../etc/passwd": "/etc/passwd",
+		"/a/./b//c/..": "/a/b", "/a/b/../../..": "/",
+	} {
+		if got, err := cleanPath(p); got != want || err != nil {
+			t.Errorf("cleanPath(%q) = %q %v, want %q", p, got, err, want)
+		}
+	}
+	if d, e := splitPath("/"); d != "/" || e != "." {
+		t.Errorf("splitPath(/): %q %q", d, e)
+	}
+	if d, e := splitPath("/a/b"); d != "/a" || e != "b" {
+		t.Errorf("splitPath(/a/b): %q %q", d, e)
+	}
+}
+
+// A symlink's target is a clean path in the same pod: relative ones from the link's
+// directory, ".." stopping at the pod's root.
+func TestLinkInStaysInThePod(t *testing.T) {
+	for _, c := range []struct{ dir, raw, want string }{
+		{"/home/u", "data", "/home/u/data"},
+		{"/home/u", "../v/x", "/home/v/x"},
+		{"/home/u", "../../../../etc/shadow", "/etc/shadow"},
+		{"/", "..", "/"},
+		{"/a", "/etc/../etc/hosts", "/etc/hosts"},
+		{"/a", "/../../x", "/x"},
+		{"/a", "", ""},
+	} {
+		if got := linkIn(c.dir, c.raw); got != c.want {
+			t.Errorf("linkIn(%q, %q) = %q, want %q", c.dir, c.raw, got, c.want)
+		}
+	}
+}
+
+// Each attribute becomes its argument of scriptAttrs, in UTC, and names the tool it needs.
+func TestAttrArgs(t *testing.T) {
+	mode := fs.FileMode(0o4750) | fs.ModeDir
+	mtime := time.Date(2026, 3, 4, 5, 6, 7, 0, time.FixedZone("JST", 9*3600))
+	size := int64(42)
+	for _, c := range []struct {
+		attrs backend.FileAttrs
+		args  []string
+		tools string
+	}{
+		{backend.FileAttrs{}, []string{"", "", ""}, ""},
+		{backend.FileAttrs{Mode: &mode}, []string{"", "0750", ""}, "chmod"},
+		{backend.FileAttrs{ModTime: &mtime}, []string{"", "", "202603032006.07"}, "touch"},
+		{backend.FileAttrs{Size: &size, Mode: &mode, ModTime: &mtime}, []string{"42", "0750", "202603032006.07"}, "truncate or chmod or touch"},
+	} {
+		args, tools := attrArgs(c.attrs)
+		if !slices.Equal(args, c.args) || tools != c.tools {
+			t.Errorf("%+v: %q %q, want %q %q", c.attrs, args, tools, c.args, c.tools)
+		}
+	}
+}
+
+// What the tools in the pod say becomes one line of a kind the tree can tell apart.
+func TestScriptExit(t *testing.T) {
+	for _, c := range []struct {
+		code   int
+		stderr string
+		kind   error
+	}{
+		{127, "sh: chmod: not found", ErrUnsupported},
+		{1, "mkdir: can't create directory '/a/b': File exists", ErrConflict},
+		{1, "rmdir: '/d': Directory not empty", ErrConflict},
+		{1, "chmod: /x: No such file or directory", ErrNoFile},
+		{1, "mv: can't rename '/etc/x': Permission denied", ErrPermission},
+		{1, "touch: /ro/x: Read-only file system", ErrPermission},
+	} {
+		if err := scriptExit("lab", "tool", c.code, c.stderr); !errors.Is(err, c.kind) || strings.ContainsAny(err.Error(), "\n\x1b") {
+			t.Errorf("exit %d %q: %v, want %v", c.code, c.stderr, err, c.kind)
+		}
 	}
 }
 

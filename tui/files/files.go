@@ -9,11 +9,17 @@
 //	/groups/GROUP/PATH        the workspaces of the user's groups (GROUP is a path: os-2026/team-a)
 //	/users/USER/home/PATH     TAs, where the site allows: a student's home, read-only
 //	/recordings/NAME.cast     the recordings of the user's shared shells, read-only
+//	/pods                     the user's own pods, one directory each (TAs too: own only)
 //	/pods/NAME/PATH           PATH inside the user's own running pod NAME (files copied whole, tar through exec)
 //
-// It turns SFTP requests into calls on a Backend (backend/docker's Service) that carry the
-// session's Identity; authorisation is the backend's. Anything that is not the user's own
-// (another user's container, an engine name, "..", a NUL) is "no such file".
+// It turns SFTP requests into calls that carry the session's Identity on the room that serves
+// the path's place (backend.Place): the container room (backend/docker's Service) for the
+// home, containers, datasets, groups and students' homes, the pod room (backend/kube's
+// Service) for pods. Authorisation is the room's. Every place goes through the same code:
+// an operation is offered where the place's room has it (backend.FileWriter, DirMaker,
+// PathRemover, PathRenamer, AttrSetter) and refused in one line where it has not. Anything
+// that is not the user's own (another user's container or pod, an engine name, "..", a NUL)
+// is "no such file".
 //
 // Transfers go through a spool: an unlinked temporary file in Options.TempDir. An upload is
 // written there as the client sends it (in any order) and streamed into the container or
@@ -26,7 +32,8 @@
 // What the archive API cannot do in a container (or in a home reached through one) is
 // refused with "operation unsupported" and a line saying what to do instead: delete, rename,
 // links, the mode or time of an existing file. mkdir, put (with mode and time, `put -p`/
-// `scp -p`), get, ls and stat work everywhere. The home works from the first login, before
+// `scp -p`), get, ls and stat work everywhere. In a pod everything but links works, each
+// operation a tool run in the pod (tar, mkdir, rm, mv, chmod, touch, truncate). The home works from the first login, before
 // the user has any container, and supports every operation but links where the server
 // opens it directly (on the host, or a volume of an engine on this machine).
 package files
@@ -54,22 +61,32 @@ import (
 	"whalemountain/tui/termsafe"
 )
 
-// Backend is what the tree needs from the container service (docker.Service).
+// Places is the least a room serves its places with: stat, list, read. What else can be
+// done there is what else of backend's file interfaces the same value implements
+// (backend.FileWriter, DirMaker, PathRemover, PathRenamer, AttrSetter).
+type Places interface {
+	backend.FileStater
+	backend.DirLister
+	backend.FileReader
+}
+
+// Backend is what the tree needs from the container service (docker.Service): its places
+// (the home, containers, datasets, groups, students' homes) and the lists that name them.
 type Backend interface {
+	Places
 	List(ctx context.Context, id backend.Identity, opts docker.ListOptions) ([]docker.Container, error)
-	StatPath(ctx context.Context, id backend.Identity, place docker.Place, p string) (docker.FileInfo, error)
-	ReadFile(ctx context.Context, id backend.Identity, place docker.Place, p string) (io.ReadCloser, docker.FileInfo, error)
-	WriteFile(ctx context.Context, id backend.Identity, place docker.Place, p string, r io.Reader, size int64, mode fs.FileMode, mtime time.Time) error
-	ListDir(ctx context.Context, id backend.Identity, place docker.Place, p string) ([]docker.FileInfo, bool, error)
-	MakeDir(ctx context.Context, id backend.Identity, place docker.Place, p string, mode fs.FileMode) error
-	RemovePath(ctx context.Context, id backend.Identity, place docker.Place, p string) error
-	RenamePath(ctx context.Context, id backend.Identity, place docker.Place, from, to string) error
-	SetFileAttrs(ctx context.Context, id backend.Identity, place docker.Place, p string, attrs docker.FileAttrs) error
 	Datasets(ctx context.Context, id backend.Identity) ([]docker.DatasetInfo, error)
 	MyGroups(ctx context.Context, id backend.Identity) ([]string, error)
 }
 
-var _ Backend = (*docker.Service)(nil)
+var (
+	_ Backend             = (*docker.Service)(nil)
+	_ backend.FileWriter  = (*docker.Service)(nil)
+	_ backend.DirMaker    = (*docker.Service)(nil)
+	_ backend.PathRemover = (*docker.Service)(nil)
+	_ backend.PathRenamer = (*docker.Service)(nil)
+	_ backend.AttrSetter  = (*docker.Service)(nil)
+)
 
 // SIFStore is what the read-only /sif directory needs (docker.SIFService).
 type SIFStore interface {
@@ -113,13 +130,11 @@ type Options struct {
 	Pods PodFiles
 }
 
-// PodFiles is what /pods needs (kube.Service).
+// PodFiles is what /pods needs (kube.Service): its places, the pods, and the user's pods
+// to list.
 type PodFiles interface {
+	Places
 	Snapshot(id backend.Identity, opts kube.ListOptions) ([]kube.Pod, kube.Health)
-	PodStat(ctx context.Context, id backend.Identity, ref, p string) (kube.FileInfo, error)
-	PodListDir(ctx context.Context, id backend.Identity, ref, dir string) ([]kube.FileInfo, error)
-	PodReadFile(ctx context.Context, id backend.Identity, ref, p string) (io.ReadCloser, kube.FileInfo, error)
-	PodWriteFile(ctx context.Context, id backend.Identity, ref, p string, r io.Reader, size int64, mode fs.FileMode, mtime time.Time) error
 }
 
 var _ PodFiles = (*kube.Service)(nil)
@@ -193,46 +208,51 @@ var (
 
 // node kinds.
 const (
-	nodeRoot       = iota // /
-	nodeContainers        // /containers
-	nodePlace             // a path in a container or the home
-	nodeSIFDir            // /sif
-	nodeSIF               // /sif/NAME
-	nodeDatasets          // /datasets
-	nodeGroupsDir         // /groups, or a level above the user's groups (path: "os-2026")
-	nodeRecDir            // /recordings
-	nodeRec               // /recordings/NAME
-	nodeUsers             // /users (TAs)
-	nodeUser              // /users/USER (path: USER)
-	nodePodsDir           // /pods
-	nodePod               // /pods/NAME/PATH (path: PATH)
+	nodeRoot      = iota // /
+	nodePlaces           // a directory of places, one each: /containers, /pods (top: their kind)
+	nodePlace            // a path in a place: a container, a pod, the home, a dataset, ...
+	nodeSIFDir           // /sif
+	nodeSIF              // /sif/NAME
+	nodeDatasets         // /datasets
+	nodeGroupsDir        // /groups, or a level above the user's groups (path: "os-2026")
+	nodeRecDir           // /recordings
+	nodeRec              // /recordings/NAME
+	nodeUsers            // /users (TAs)
+	nodeUser             // /users/USER (path: USER)
 )
 
 // node is a virtual path resolved.
 type node struct {
 	kind  int
-	pod   string // for nodePod
-	place docker.Place
+	top   backend.PlaceKind // for nodePlaces: the kind of place listed
+	place backend.Place
 	path  string // in place, absolute and clean; the file name for nodeSIF
 }
 
+// topDirs are the directories of places, by the kind of place each holds.
+var topDirs = map[backend.PlaceKind]string{backend.KindContainer: "containers", backend.KindPod: "pods"}
+
 // prefix is the virtual path of the place's top.
 func (n node) prefix() string {
-	switch {
-	case n.place.Dataset != "":
-		return "/datasets/" + n.place.Dataset
-	case n.place.Group != "":
-		return "/groups/" + n.place.Group
-	case n.place.User != "":
-		return "/users/" + n.place.User + "/home"
-	case n.place.IsHome():
+	switch n.place.Kind() {
+	case backend.KindDataset:
+		return "/datasets/" + n.place.Name()
+	case backend.KindGroup:
+		return "/groups/" + n.place.Name()
+	case backend.KindHomeOf:
+		return "/users/" + n.place.Name() + "/home"
+	case backend.KindHome:
 		return "/home"
 	}
-	return "/containers/" + n.place.Container
+	return "/" + topDirs[n.place.Kind()] + "/" + n.place.Name()
 }
 
-// virtual is the virtual path of a path of the same place.
+// virtual is the virtual path of a path of the same place, "" when p is no absolute,
+// clean path (a link target that would climb out of its place).
 func (n node) virtual(p string) string {
+	if p == "" || p[0] != '/' || path.Clean(p) != p {
+		return ""
+	}
 	if p == "/" {
 		return n.prefix()
 	}
@@ -251,16 +271,11 @@ func resolve(p string) (node, error) {
 	first, rest, _ := strings.Cut(p[1:], "/")
 	switch first {
 	case "home":
-		return node{kind: nodePlace, place: docker.Home, path: "/" + rest}, nil
+		return node{kind: nodePlace, place: backend.Home, path: "/" + rest}, nil
 	case "containers":
-		if rest == "" {
-			return node{kind: nodeContainers}, nil
-		}
-		name, inside, _ := strings.Cut(rest, "/")
-		if docker.ValidateName(name) != nil {
-			return node{}, sftp.ErrSSHFxNoSuchFile
-		}
-		return node{kind: nodePlace, place: docker.InContainer(name), path: "/" + inside}, nil
+		return resolvePlace(rest, backend.KindContainer, docker.ValidateName, backend.InContainer)
+	case "pods":
+		return resolvePlace(rest, backend.KindPod, kube.ValidateName, backend.InPod)
 	case "sif":
 		if rest == "" {
 			return node{kind: nodeSIFDir}, nil
@@ -273,7 +288,7 @@ func resolve(p string) (node, error) {
 			return node{kind: nodeDatasets}, nil
 		}
 		name, inside, _ := strings.Cut(rest, "/")
-		return node{kind: nodePlace, place: docker.InDataset(name), path: "/" + inside}, nil
+		return node{kind: nodePlace, place: backend.InDataset(name), path: "/" + inside}, nil
 	case "groups":
 		// Where a group's path ends is known only from the user's groups (handler.resolve).
 		return node{kind: nodeGroupsDir, path: rest}, nil
@@ -289,23 +304,33 @@ func resolve(p string) (node, error) {
 		if top != "home" {
 			return node{}, sftp.ErrSSHFxNoSuchFile
 		}
-		return node{kind: nodePlace, place: docker.InHomeOf(user), path: "/" + below}, nil
+		return node{kind: nodePlace, place: backend.InHomeOf(user), path: "/" + below}, nil
 	case "recordings":
 		if rest == "" {
 			return node{kind: nodeRecDir}, nil
 		}
 		return node{kind: nodeRec, path: rest}, nil
-	case "pods":
-		if rest == "" {
-			return node{kind: nodePodsDir}, nil
-		}
-		name, inside, _ := strings.Cut(rest, "/")
-		if kube.ValidateName(name) != nil {
-			return node{}, sftp.ErrSSHFxNoSuchFile
-		}
-		return node{kind: nodePod, pod: name, path: "/" + inside}, nil
 	}
 	return node{}, sftp.ErrSSHFxNoSuchFile
+}
+
+// resolvePlace maps rest (what follows /containers/ or /pods/) to the directory of places
+// of kind top, or to a path in the place named by its first element; a name that is not
+// valid for the kind is no such file.
+func resolvePlace(rest string, top backend.PlaceKind, valid func(string) error, in func(string) backend.Place) (node, error) {
+	if rest == "" {
+		return node{kind: nodePlaces, top: top}, nil
+	}
+	name, inside, _ := strings.Cut(rest, "/")
+	if valid(name) != nil {
+		return node{}, sftp.ErrSSHFxNoSuchFile
+	}
+	return node{kind: nodePlace, place: in(name), path: "/" + inside}, nil
+}
+
+// pods reports whether n is /pods or a path in a pod.
+func (n node) pods() bool {
+	return n.kind == nodePlaces && n.top == backend.KindPod || n.place.Kind() == backend.KindPod
 }
 
 // resolve maps p to a node of this session's tree (no /sif without a SIF store; under
@@ -315,13 +340,13 @@ func (h *handler) resolve(p string) (node, error) {
 	if err == nil && (n.kind == nodeSIFDir || n.kind == nodeSIF) && h.opts.SIF == nil {
 		return node{}, sftp.ErrSSHFxNoSuchFile
 	}
-	if err == nil && (n.kind == nodeUsers || n.kind == nodeUser || n.place.User != "") && !h.usersTree() {
+	if err == nil && (n.kind == nodeUsers || n.kind == nodeUser || n.place.Kind() == backend.KindHomeOf) && !h.usersTree() {
 		return node{}, sftp.ErrSSHFxNoSuchFile
 	}
 	if err == nil && (n.kind == nodeRecDir || n.kind == nodeRec) && h.opts.Recordings == nil {
 		return node{}, sftp.ErrSSHFxNoSuchFile
 	}
-	if err == nil && (n.kind == nodePodsDir || n.kind == nodePod) && h.opts.Pods == nil {
+	if err == nil && n.pods() && h.opts.Pods == nil {
 		return node{}, sftp.ErrSSHFxNoSuchFile
 	}
 	if err != nil || n.kind != nodeGroupsDir || n.path == "" {
@@ -339,7 +364,7 @@ func (h *handler) resolve(p string) (node, error) {
 func resolveGroup(rest string, groups []string) (node, error) {
 	for _, g := range groups {
 		if rest == g || strings.HasPrefix(rest, g+"/") {
-			return node{kind: nodePlace, place: docker.InGroup(g), path: "/" + strings.TrimPrefix(strings.TrimPrefix(rest, g), "/")}, nil
+			return node{kind: nodePlace, place: backend.InGroup(g), path: "/" + strings.TrimPrefix(strings.TrimPrefix(rest, g), "/")}, nil
 		}
 	}
 	for _, g := range groups {
@@ -391,14 +416,27 @@ func readOnly(n node) error {
 		return errRecReadOnly
 	case nodeDatasets:
 		return errDatasetReadOnly
-	case nodePodsDir, nodePod:
-		return errPodsReadOnly
 	}
 	return nil
 }
 
-// errPodsReadOnly is the answer to any change under /pods.
-var errPodsReadOnly = fail(sftp.ErrSSHFxPermissionDenied, "in /pods files are copied in and out whole; directories are made and removed in the pod itself")
+// places is the room that serves place: the pods' for a pod, the containers' for the rest.
+func (h *handler) places(place backend.Place) Places {
+	if place.Kind() == backend.KindPod {
+		return h.opts.Pods
+	}
+	return h.b
+}
+
+// can is what the room of n's place offers as T (a backend file interface), or the one-line
+// refusal of op (a verb: "make directories") there.
+func can[T any](h *handler, n node, op string) (T, error) {
+	t, ok := h.places(n.place).(T)
+	if !ok {
+		return t, fail(sftp.ErrSSHFxOpUnsupported, "%s: cannot %s here (not supported in %s)", n.virtual(n.path), op, n.prefix())
+	}
+	return t, nil
+}
 
 // errSIFReadOnly is the answer to any change under /sif.
 var errSIFReadOnly = fail(sftp.ErrSSHFxPermissionDenied, "/sif is read-only: SIF files are made with the sif command and removed with sif rm")
@@ -427,11 +465,11 @@ func (h *handler) fxErr(op, p string, err error) error {
 		return nil
 	case errors.As(err, &st):
 		return err
-	case errors.Is(err, docker.ErrNotFound), errors.Is(err, recording.ErrNotFound), errors.Is(err, kube.ErrNotFound), errors.Is(err, kube.ErrNoFile):
+	case missing(err), errors.Is(err, recording.ErrNotFound):
 		return sftp.ErrSSHFxNoSuchFile
 	case errors.Is(err, docker.ErrPermission), errors.Is(err, kube.ErrPermission):
 		return sftp.ErrSSHFxPermissionDenied
-	case errors.Is(err, docker.ErrUnsupported):
+	case errors.Is(err, backend.ErrUnsupported):
 		return fail(sftp.ErrSSHFxOpUnsupported, "%s", err.Error())
 	case errors.Is(err, docker.ErrInvalid), errors.Is(err, docker.ErrConflict), errors.Is(err, docker.ErrQuota),
 		errors.Is(err, kube.ErrNoTar), errors.Is(err, kube.ErrInvalid), errors.Is(err, kube.ErrConflict):
@@ -441,6 +479,12 @@ func (h *handler) fxErr(op, p string, err error) error {
 	}
 	h.log.Warn("file transfer failed", "op", op, "path", termsafe.Line(p), "err", err)
 	return fail(sftp.ErrSSHFxFailure, "%s", err.Error())
+}
+
+// missing reports whether err says a path, or the place it would be in, is not there (or
+// not the caller's).
+func missing(err error) bool {
+	return errors.Is(err, backend.ErrNoFile) || errors.Is(err, docker.ErrNotFound) || errors.Is(err, kube.ErrNotFound)
 }
 
 // --- listing and stat ---
@@ -465,7 +509,7 @@ func (i *info) Gid() uint32        { return i.gid }
 
 var _ sftp.FileInfoUidGid = (*info)(nil)
 
-func fromBackend(fi docker.FileInfo) *info {
+func fromBackend(fi backend.FileInfo) *info {
 	return &info{name: fi.Name, size: fi.Size, mode: fi.Mode, mtime: fi.ModTime, uid: uint32(fi.UID), gid: uint32(fi.GID)}
 }
 
@@ -538,17 +582,18 @@ func (h *handler) Readlink(p string) (string, error) {
 	if n.kind != nodePlace {
 		return "", fail(sftp.ErrSSHFxFailure, "%s is not a symbolic link", p)
 	}
-	fi, err := h.b.StatPath(h.ctx, h.id, n.place, n.path)
+	fi, err := h.places(n.place).StatPath(h.ctx, h.id, n.place, n.path)
 	if err != nil {
 		return "", h.fxErr("readlink", p, err)
 	}
 	if fi.Mode&fs.ModeSymlink == 0 {
 		return "", fail(sftp.ErrSSHFxFailure, "%s is not a symbolic link", p)
 	}
-	if fi.LinkTarget == "" {
+	to := n.virtual(fi.LinkTarget)
+	if to == "" {
 		return "", sftp.ErrSSHFxNoSuchFile
 	}
-	return n.virtual(fi.LinkTarget), nil
+	return to, nil
 }
 
 func (h *handler) stat(p string, follow bool) (fs.FileInfo, error) {
@@ -559,8 +604,8 @@ func (h *handler) stat(p string, follow bool) (fs.FileInfo, error) {
 	switch n.kind {
 	case nodeRoot:
 		return h.dirInfo("/", time.Time{}), nil
-	case nodeContainers:
-		return h.dirInfo("containers", time.Time{}), nil
+	case nodePlaces:
+		return h.dirInfo(topDirs[n.top], time.Time{}), nil
 	case nodeSIFDir:
 		return h.dirInfo("sif", time.Time{}), nil
 	case nodeDatasets:
@@ -587,31 +632,20 @@ func (h *handler) stat(p string, follow bool) (fs.FileInfo, error) {
 		}
 		f.Close()
 		return recInfo(ri), nil
-	case nodePodsDir:
-		return h.dirInfo("pods", time.Time{}), nil
-	case nodePod:
-		fi, err := h.opts.Pods.PodStat(h.ctx, h.id, n.pod, n.path)
-		if err != nil {
-			return nil, h.fxErr("stat", p, err)
-		}
-		out := podInfo(fi)
-		if n.path == "/" {
-			out.name = n.pod
-		}
-		return out, nil
 	}
 	if u := h.pending(p); u != nil {
 		return u.info(), nil
 	}
-	fi, err := h.b.StatPath(h.ctx, h.id, n.place, n.path)
+	places := h.places(n.place)
+	fi, err := places.StatPath(h.ctx, h.id, n.place, n.path)
 	if err != nil {
 		return nil, h.fxErr("stat", p, err)
 	}
 	if follow && fi.Mode&fs.ModeSymlink != 0 {
-		if fi.LinkTarget == "" {
+		if n.virtual(fi.LinkTarget) == "" {
 			return nil, sftp.ErrSSHFxNoSuchFile
 		}
-		to, err := h.b.StatPath(h.ctx, h.id, n.place, fi.LinkTarget)
+		to, err := places.StatPath(h.ctx, h.id, n.place, fi.LinkTarget)
 		if err != nil {
 			return nil, h.fxErr("stat", p, err)
 		}
@@ -650,24 +684,8 @@ func (h *handler) list(p string) (sftp.ListerAt, error) {
 			root = append(root, h.dirInfo("pods", time.Time{}))
 		}
 		return root, nil
-	case nodePodsDir:
-		// The user's own pods, from the live snapshot: a TA's too (others' are not files).
-		pods, _ := h.opts.Pods.Snapshot(h.id, kube.ListOptions{})
-		out := make(lister, 0, len(pods))
-		for _, pd := range pods {
-			out = append(out, h.dirInfo(pd.Name, pd.Created))
-		}
-		return out, nil
-	case nodePod:
-		fis, err := h.opts.Pods.PodListDir(h.ctx, h.id, n.pod, n.path)
-		if err != nil {
-			return nil, h.fxErr("list", p, err)
-		}
-		out := make(lister, 0, len(fis))
-		for _, fi := range fis {
-			out = append(out, podInfo(fi))
-		}
-		return out, nil
+	case nodePlaces:
+		return h.listPlaces(p, n.top)
 	case nodeDatasets:
 		ds, err := h.b.Datasets(h.ctx, h.id)
 		if err != nil {
@@ -743,21 +761,8 @@ func (h *handler) list(p string) (sftp.ListerAt, error) {
 		}
 		f.Close()
 		return nil, fail(sftp.ErrSSHFxFailure, "%s is not a directory", p)
-	case nodeContainers:
-		cs, err := h.b.List(h.ctx, h.id, docker.ListOptions{All: true})
-		if err != nil {
-			return nil, h.fxErr("list", p, err)
-		}
-		out := make(lister, 0, len(cs))
-		for _, c := range cs {
-			if c.Owner != h.id.User {
-				continue // display filter only: the backend already answered for this user
-			}
-			out = append(out, h.dirInfo(c.Name, c.Created))
-		}
-		return out, nil
 	}
-	fis, truncated, err := h.b.ListDir(h.ctx, h.id, n.place, n.path)
+	fis, truncated, err := h.places(n.place).ListDir(h.ctx, h.id, n.place, n.path)
 	if err != nil {
 		return nil, h.fxErr("list", p, err)
 	}
@@ -767,6 +772,30 @@ func (h *handler) list(p string) (sftp.ListerAt, error) {
 	out := make(lister, 0, len(fis))
 	for _, fi := range fis {
 		out = append(out, fromBackend(fi))
+	}
+	return out, nil
+}
+
+// listPlaces lists the user's own places of kind top, one directory each: a TA's too
+// (others' are not files here).
+func (h *handler) listPlaces(p string, top backend.PlaceKind) (sftp.ListerAt, error) {
+	var out lister
+	if top == backend.KindPod {
+		pods, _ := h.opts.Pods.Snapshot(h.id, kube.ListOptions{}) // the live snapshot
+		for _, pd := range pods {
+			out = append(out, h.dirInfo(pd.Name, pd.Created))
+		}
+		return out, nil
+	}
+	cs, err := h.b.List(h.ctx, h.id, docker.ListOptions{All: true})
+	if err != nil {
+		return nil, h.fxErr("list", p, err)
+	}
+	for _, c := range cs {
+		if c.Owner != h.id.User {
+			continue // display filter only: the backend already answered for this user
+		}
+		out = append(out, h.dirInfo(c.Name, c.Created))
 	}
 	return out, nil
 }
@@ -786,16 +815,13 @@ func (h *handler) Fileread(r *sftp.Request) (io.ReaderAt, error) {
 	if n.kind == nodeRec {
 		return h.readRecording(r.Filepath, n.path)
 	}
-	if n.kind == nodePod {
-		return h.readPod(r.Filepath, n)
-	}
 	if n.kind != nodePlace {
 		return nil, fail(sftp.ErrSSHFxFailure, "%s is a directory", r.Filepath)
 	}
 	if err := h.acquire(); err != nil {
 		return nil, err
 	}
-	rc, fi, err := h.b.ReadFile(h.ctx, h.id, n.place, n.path)
+	rc, fi, err := h.places(n.place).ReadFile(h.ctx, h.id, n.place, n.path)
 	if err != nil {
 		h.release()
 		return nil, h.fxErr("get", r.Filepath, err)
@@ -816,36 +842,6 @@ func (h *handler) Fileread(r *sftp.Request) (io.ReaderAt, error) {
 		return nil, fail(sftp.ErrSSHFxFailure, "the server cannot spool the file now")
 	}
 	return sp, nil
-}
-
-// readPod copies a file out of one of the user's pods (tar through exec), spooled.
-func (h *handler) readPod(vpath string, n node) (io.ReaderAt, error) {
-	if err := h.acquire(); err != nil {
-		return nil, err
-	}
-	rc, fi, err := h.opts.Pods.PodReadFile(h.ctx, h.id, n.pod, n.path)
-	if err != nil {
-		h.release()
-		return nil, h.fxErr("get", vpath, err)
-	}
-	if fi.Size > h.opts.MaxFileSize {
-		rc.Close()
-		h.release()
-		return nil, fail(sftp.ErrSSHFxFailure, "%s is too large to transfer here (%d bytes, at most %d)", vpath, fi.Size, h.opts.MaxFileSize)
-	}
-	sp, err := newSpool(h.opts.TempDir, rc, fi.Size, h.release)
-	if err != nil {
-		rc.Close()
-		h.release()
-		h.log.Warn("file transfer failed", "op", "spool", "err", err)
-		return nil, fail(sftp.ErrSSHFxFailure, "the server cannot spool the file now")
-	}
-	return sp, nil
-}
-
-// podInfo is a file in a pod as the client sees it.
-func podInfo(fi kube.FileInfo) *info {
-	return fromBackend(docker.FileInfo{Name: fi.Name, Size: fi.Size, Mode: fi.Mode, ModTime: fi.ModTime})
 }
 
 // readSIF opens one of the user's SIF files: read straight from the file.
@@ -1053,20 +1049,20 @@ func (h *handler) Filewrite(r *sftp.Request) (io.WriterAt, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.kind == nodePod {
-		return h.podUpload(r, n)
-	}
 	if err := readOnly(n); err != nil {
 		return nil, err
 	}
-	if n.kind == nodeDatasets || n.place.Dataset != "" {
+	if n.kind == nodeDatasets || n.place.Kind() == backend.KindDataset {
 		return nil, errDatasetReadOnly
 	}
-	if n.kind == nodeUsers || n.kind == nodeUser || n.place.User != "" {
+	if n.kind == nodeUsers || n.kind == nodeUser || n.place.Kind() == backend.KindHomeOf {
 		return nil, errReadOnlyForTA
 	}
 	if n.kind != nodePlace || n.path == "/" {
 		return nil, sftp.ErrSSHFxPermissionDenied
+	}
+	if _, err := can[backend.FileWriter](h, n, "write files"); err != nil {
+		return nil, err
 	}
 	flags := r.Pflags()
 	if flags.Append {
@@ -1078,18 +1074,19 @@ func (h *handler) Filewrite(r *sftp.Request) (io.WriterAt, error) {
 	}
 	// What is there, and the directory it goes in, are checked now rather than after the
 	// whole file has been sent.
-	switch fi, err := h.b.StatPath(h.ctx, h.id, n.place, n.path); {
+	places := h.places(n.place)
+	switch fi, err := places.StatPath(h.ctx, h.id, n.place, n.path); {
 	case err == nil && fi.IsDir():
 		return nil, fail(sftp.ErrSSHFxFailure, "%s is a directory", r.Filepath)
 	case err == nil && !flags.Trunc && fi.Size > 0 && fi.Mode.IsRegular():
 		return nil, fail(sftp.ErrSSHFxOpUnsupported, "writing into an existing file is not supported here: files are written whole")
-	case err != nil && !errors.Is(err, docker.ErrNotFound):
+	case err != nil && !missing(err):
 		return nil, h.fxErr("put", r.Filepath, err)
 	case err != nil:
 		if !flags.Creat {
 			return nil, sftp.ErrSSHFxNoSuchFile
 		}
-		parent, perr := h.b.StatPath(h.ctx, h.id, n.place, path.Dir(n.path))
+		parent, perr := places.StatPath(h.ctx, h.id, n.place, path.Dir(n.path))
 		if perr != nil {
 			return nil, h.fxErr("put", r.Filepath, perr)
 		}
@@ -1205,57 +1202,11 @@ func (u *upload) Close() error {
 	// a put cut short would leave part of it in the container.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(h.ctx), putTimeout)
 	defer cancel()
-	var err error
-	if u.n.kind == nodePod {
-		err = h.opts.Pods.PodWriteFile(ctx, h.id, u.n.pod, u.n.path, io.NewSectionReader(u.f, 0, size), size, mode, mtime)
-	} else {
-		err = h.b.WriteFile(ctx, h.id, u.n.place, u.n.path, io.NewSectionReader(u.f, 0, size), size, mode, mtime)
+	w, err := can[backend.FileWriter](h, u.n, "write files")
+	if err == nil {
+		err = w.WriteFile(ctx, h.id, u.n.place, u.n.path, io.NewSectionReader(u.f, 0, size), size, mode, mtime)
 	}
 	return h.fxErr("put", u.vpath, err)
-}
-
-// podUpload takes a file for one of the user's pods: spooled, then put whole by tar in the
-// pod when the client closes it. What is there, and the directory, are checked first.
-func (h *handler) podUpload(r *sftp.Request, n node) (io.WriterAt, error) {
-	if n.path == "/" {
-		return nil, sftp.ErrSSHFxPermissionDenied
-	}
-	flags := r.Pflags()
-	if flags.Append {
-		return nil, fail(sftp.ErrSSHFxOpUnsupported, "appending is not supported here: files are written whole")
-	}
-	mode := fs.FileMode(0o644)
-	if r.AttrFlags().Permissions {
-		mode = r.Attributes().FileMode().Perm()
-	}
-	switch fi, err := h.opts.Pods.PodStat(h.ctx, h.id, n.pod, n.path); {
-	case err == nil && fi.IsDir():
-		return nil, fail(sftp.ErrSSHFxFailure, "%s is a directory", r.Filepath)
-	case err != nil && !errors.Is(err, kube.ErrNoFile):
-		return nil, h.fxErr("put", r.Filepath, err)
-	case err != nil:
-		parent, perr := h.opts.Pods.PodStat(h.ctx, h.id, n.pod, path.Dir(n.path))
-		if perr != nil {
-			return nil, h.fxErr("put", r.Filepath, perr)
-		}
-		if !parent.IsDir() {
-			return nil, fail(sftp.ErrSSHFxFailure, "%s is not a directory", path.Dir(r.Filepath))
-		}
-	}
-	if err := h.acquire(); err != nil {
-		return nil, err
-	}
-	f, err := tempFile(h.opts.TempDir, "upload-")
-	if err != nil {
-		h.release()
-		h.log.Warn("file transfer failed", "op", "spool", "err", err)
-		return nil, fail(sftp.ErrSSHFxFailure, "the server cannot take the file now")
-	}
-	u := &upload{h: h, vpath: r.Filepath, n: n, f: f, max: h.opts.MaxFileSize, mode: mode}
-	h.mu.Lock()
-	h.uploads[r.Filepath] = u
-	h.mu.Unlock()
-	return u, nil
 }
 
 // --- commands ---
@@ -1278,16 +1229,20 @@ func (h *handler) Filecmd(r *sftp.Request) error {
 		}
 		return sftp.ErrSSHFxPermissionDenied
 	}
-	if n.place.Dataset != "" && r.Method != "Setstat" {
+	if n.place.Kind() == backend.KindDataset && r.Method != "Setstat" {
 		return errDatasetReadOnly
 	}
-	if n.place.User != "" && r.Method != "Setstat" {
+	if n.place.Kind() == backend.KindHomeOf && r.Method != "Setstat" {
 		return errReadOnlyForTA
 	}
 	if n.path == "/" && r.Method != "Setstat" {
-		// The top of a container or of the home: made and removed elsewhere.
-		if r.Method == "Mkdir" && !n.place.IsHome() {
+		// The top of a container, a pod or the home: made and removed elsewhere.
+		switch {
+		case r.Method != "Mkdir":
+		case n.place.Kind() == backend.KindContainer:
 			return fail(sftp.ErrSSHFxPermissionDenied, "containers are made with the run command, not mkdir")
+		case n.place.Kind() == backend.KindPod:
+			return fail(sftp.ErrSSHFxPermissionDenied, "pods are made with the pod run command, not mkdir")
 		}
 		return sftp.ErrSSHFxPermissionDenied
 	}
@@ -1295,24 +1250,42 @@ func (h *handler) Filecmd(r *sftp.Request) error {
 	case "Setstat":
 		return h.setstat(r, n)
 	case "Mkdir":
-		mode := fs.FileMode(0o755)
-		if r.AttrFlags().Permissions {
-			mode = r.Attributes().FileMode().Perm()
-		}
-		return h.fxErr("mkdir", r.Filepath, h.b.MakeDir(h.ctx, h.id, n.place, n.path, mode))
+		return h.mkdir(r, n)
 	case "Remove", "Rmdir":
-		// rmdir removes directories only, rm everything else.
-		if fi, err := h.b.StatPath(h.ctx, h.id, n.place, n.path); err == nil && fi.IsDir() != (r.Method == "Rmdir") {
-			if fi.IsDir() {
-				return fail(sftp.ErrSSHFxFailure, "%s is a directory", r.Filepath)
-			}
-			return fail(sftp.ErrSSHFxFailure, "%s is not a directory", r.Filepath)
-		}
-		return h.fxErr("delete", r.Filepath, h.b.RemovePath(h.ctx, h.id, n.place, n.path))
+		return h.remove(r, n)
 	case "Rename":
 		return h.rename(r, n, false)
 	}
 	return sftp.ErrSSHFxOpUnsupported
+}
+
+// mkdir makes a directory, 0755 unless the client says otherwise.
+func (h *handler) mkdir(r *sftp.Request, n node) error {
+	m, err := can[backend.DirMaker](h, n, "make directories")
+	if err != nil {
+		return err
+	}
+	mode := fs.FileMode(0o755)
+	if r.AttrFlags().Permissions {
+		mode = r.Attributes().FileMode().Perm()
+	}
+	return h.fxErr("mkdir", r.Filepath, m.MakeDir(h.ctx, h.id, n.place, n.path, mode))
+}
+
+// remove removes a file (Remove) or an empty directory (Rmdir): rmdir removes directories
+// only, rm everything else.
+func (h *handler) remove(r *sftp.Request, n node) error {
+	rm, err := can[backend.PathRemover](h, n, "remove files")
+	if err != nil {
+		return err
+	}
+	if fi, err := h.places(n.place).StatPath(h.ctx, h.id, n.place, n.path); err == nil && fi.IsDir() != (r.Method == "Rmdir") {
+		if fi.IsDir() {
+			return fail(sftp.ErrSSHFxFailure, "%s is a directory", r.Filepath)
+		}
+		return fail(sftp.ErrSSHFxFailure, "%s is not a directory", r.Filepath)
+	}
+	return h.fxErr("delete", r.Filepath, rm.RemovePath(h.ctx, h.id, n.place, n.path))
 }
 
 // PosixRename renames, replacing what is at the target (a home opened directly only).
@@ -1337,17 +1310,21 @@ func (h *handler) rename(r *sftp.Request, from node, posix bool) error {
 		return sftp.ErrSSHFxPermissionDenied
 	}
 	if to.place != from.place {
-		return fail(sftp.ErrSSHFxOpUnsupported, "renaming between containers, or between a container and the home, is not supported")
+		return fail(sftp.ErrSSHFxOpUnsupported, "renaming between places (containers, pods, the home) is not supported")
+	}
+	mv, err := can[backend.PathRenamer](h, from, "rename files")
+	if err != nil {
+		return err
 	}
 	if !posix {
-		switch _, err := h.b.StatPath(h.ctx, h.id, to.place, to.path); {
+		switch _, err := h.places(to.place).StatPath(h.ctx, h.id, to.place, to.path); {
 		case err == nil:
 			return fail(sftp.ErrSSHFxFailure, "%s already exists", r.Target)
-		case !errors.Is(err, docker.ErrNotFound):
+		case !missing(err):
 			return h.fxErr("rename", r.Target, err)
 		}
 	}
-	return h.fxErr("rename", r.Filepath, h.b.RenamePath(h.ctx, h.id, from.place, from.path, to.path))
+	return h.fxErr("rename", r.Filepath, mv.RenamePath(h.ctx, h.id, from.place, from.path, to.path))
 }
 
 func (h *handler) setstat(r *sftp.Request, n node) error {
@@ -1355,7 +1332,7 @@ func (h *handler) setstat(r *sftp.Request, n node) error {
 	if u := h.pending(r.Filepath); u != nil {
 		return u.setAttrs(flags, st)
 	}
-	var attrs docker.FileAttrs
+	var attrs backend.FileAttrs
 	if flags.Permissions {
 		m := st.FileMode().Perm()
 		attrs.Mode = &m
@@ -1374,5 +1351,9 @@ func (h *handler) setstat(r *sftp.Request, n node) error {
 	if attrs.Mode == nil && attrs.ModTime == nil && attrs.Size == nil {
 		return nil
 	}
-	return h.fxErr("setstat", r.Filepath, h.b.SetFileAttrs(h.ctx, h.id, n.place, n.path, attrs))
+	set, err := can[backend.AttrSetter](h, n, "change modes or times")
+	if err != nil {
+		return err
+	}
+	return h.fxErr("setstat", r.Filepath, set.SetFileAttrs(h.ctx, h.id, n.place, n.path, attrs))
 }

@@ -348,7 +348,7 @@ func TestBrokenUpload(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the subsystem did not end when the connection broke")
 	}
-	if _, err := r.svc.StatPath(r.ctx, alice, docker.InContainer("box"), "/tmp/half"); !errors.Is(err, docker.ErrNotFound) {
+	if _, err := r.svc.StatPath(r.ctx, alice, backend.InContainer("box"), "/tmp/half"); !errors.Is(err, docker.ErrNotFound) {
 		t.Errorf("a broken upload left a file: %v", err)
 	}
 	if ents, err := os.ReadDir(r.spool); err != nil || len(ents) != 0 {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/pkg/sftp"
 
-	"whalemountain/backend/docker"
+	"whalemountain/backend"
 )
 
 func TestResolveGroup(t *testing.T) {
@@ -17,11 +17,11 @@ func TestResolveGroup(t *testing.T) {
 		want node
 		err  bool
 	}{
-		{rest: "os-2026/team-a", want: node{kind: nodePlace, place: docker.InGroup("os-2026/team-a"), path: "/"}},
-		{rest: "os-2026/team-a/notes/a.txt", want: node{kind: nodePlace, place: docker.InGroup("os-2026/team-a"), path: "/notes/a.txt"}},
+		{rest: "os-2026/team-a", want: node{kind: nodePlace, place: backend.InGroup("os-2026/team-a"), path: "/"}},
+		{rest: "os-2026/team-a/notes/a.txt", want: node{kind: nodePlace, place: backend.InGroup("os-2026/team-a"), path: "/notes/a.txt"}},
 		{rest: "os-2026", want: node{kind: nodeGroupsDir, path: "os-2026"}},
 		{rest: "lab/x", want: node{kind: nodeGroupsDir, path: "lab/x"}},
-		{rest: "lab/x/y/z", want: node{kind: nodePlace, place: docker.InGroup("lab/x/y"), path: "/z"}},
+		{rest: "lab/x/y/z", want: node{kind: nodePlace, place: backend.InGroup("lab/x/y"), path: "/z"}},
 		{rest: "os-2026/team-b", err: true},
 		{rest: "os-2026/team-ab", err: true},
 		{rest: "os-2026/team", err: true},
@@ -59,14 +59,14 @@ func TestGroupLevel(t *testing.T) {
 func TestResolveShared(t *testing.T) {
 	for p, want := range map[string]node{
 		"/datasets":              {kind: nodeDatasets},
-		"/datasets/imagenet":     {kind: nodePlace, place: docker.InDataset("imagenet"), path: "/"},
-		"/datasets/imagenet/a/b": {kind: nodePlace, place: docker.InDataset("imagenet"), path: "/a/b"},
+		"/datasets/imagenet":     {kind: nodePlace, place: backend.InDataset("imagenet"), path: "/"},
+		"/datasets/imagenet/a/b": {kind: nodePlace, place: backend.InDataset("imagenet"), path: "/a/b"},
 		"/groups":                {kind: nodeGroupsDir},
 		"/groups/os/team-a/f":    {kind: nodeGroupsDir, path: "os/team-a/f"},
 		"/users":                 {kind: nodeUsers},
 		"/users/alice":           {kind: nodeUser, path: "alice"},
-		"/users/alice/home":      {kind: nodePlace, place: docker.InHomeOf("alice"), path: "/"},
-		"/users/alice/home/a/b":  {kind: nodePlace, place: docker.InHomeOf("alice"), path: "/a/b"},
+		"/users/alice/home":      {kind: nodePlace, place: backend.InHomeOf("alice"), path: "/"},
+		"/users/alice/home/a/b":  {kind: nodePlace, place: backend.InHomeOf("alice"), path: "/a/b"},
 	} {
 		if got, err := resolve(p); err != nil || got != want {
 			t.Errorf("%q: %+v %v, want %+v", p, got, err, want)
