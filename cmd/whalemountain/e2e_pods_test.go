@@ -123,8 +123,22 @@ func TestE2EPods(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(podDir, "sub", "in.txt")); err != nil || string(got) != "pod-data\n" {
 		t.Errorf("the file put into the pod: %q %v", got, err)
 	}
-	if r := s.sftpBatch(t, alice, "alice", "mkdir /pods/lab"+podDir+"/new", "rm /pods/lab"+podDir+"/out.txt"); r.Code == 0 {
-		t.Errorf("mkdir or rm in a pod: %s", r)
+	// The same operations as in a container's home: mkdir, chmod, rename, rm, rmdir, ".."
+	// (which stays in the pod), each a tool run in the pod.
+	lab := "/pods/lab" + podDir
+	r = s.sftpBatch(t, alice, "alice", "mkdir "+lab+"/new", "chmod 600 "+lab+"/sub/in.txt",
+		"rename "+lab+"/sub/in.txt "+lab+"/new/moved.txt", "get "+lab+"/new/../new/moved.txt "+local+".moved")
+	if got, _ := os.ReadFile(local + ".moved"); r.Code != 0 || string(got) != "pod-data\n" {
+		t.Errorf("mkdir, chmod, rename in the pod: %s\ngot %q", r, got)
+	}
+	if st, err := os.Stat(filepath.Join(podDir, "new", "moved.txt")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("the file chmod 600 and moved in the pod: %v %v", st, err)
+	}
+	if r := s.sftpBatch(t, alice, "alice", "rm "+lab+"/new/moved.txt", "rmdir "+lab+"/new"); r.Code != 0 {
+		t.Errorf("rm and rmdir in the pod: %s", r)
+	}
+	if _, err := os.Stat(filepath.Join(podDir, "new")); !os.IsNotExist(err) {
+		t.Errorf("the directory removed in the pod: %v", err)
 	}
 	theirs := s.sftpBatch(t, bob, "bob", "get /pods/lab"+podDir+"/out.txt "+local+".bob")
 	nobody := s.sftpBatch(t, bob, "bob", "get /pods/nosuch"+podDir+"/out.txt "+local+".bob")
