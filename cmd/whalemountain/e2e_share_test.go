@@ -239,9 +239,10 @@ func TestE2EShare(t *testing.T) {
 
 	// From the dashboard's Class tab: w on alice's row shows her shared shell in the same
 	// terminal; ctrl-p ctrl-q comes back to the dashboard.
+	// alice's row is marked while she shares (the mark goes when the shell ends, below).
 	dash := s.openDashboard(t, tanaka, "tanaka", "ta", 120, 40)
 	dash.send("6")
-	dash.waitText("join shell")
+	dash.waitText("join shell", "●alice", "● 1 sharing a shell (w joins)")
 	dash.send("/alice")
 	dash.send("\r")
 	dash.send("w")
@@ -250,10 +251,6 @@ func TestE2EShare(t *testing.T) {
 	dash.waitOutput("from-dash")
 	dash.send("\x10\x11")
 	dash.waitText("alice's shared shell ended", "[6 Class]")
-	dash.send("q")
-	if code := dash.waitExit(sshTimeout); code != 0 {
-		t.Errorf("the TA's dashboard exited %d", code)
-	}
 	ta3 := x.open("tanaka3", 120, 40, sshArgv(tanaka, "tanaka", "join", "alice"))
 	ta3.waitTitle("alice/box 120x40 · read-only · watching: tanaka")
 	stu.typeLine("exit")
@@ -264,6 +261,13 @@ func TestE2EShare(t *testing.T) {
 		t.Errorf("the TA's ssh exited %d when the shell ended", code)
 	}
 	ta3.waitText("ended")
+	dash.waitScreen("alice's mark gone with her shell", func(lines []string) bool {
+		return !strings.Contains(strings.Join(lines, "\n"), "●")
+	})
+	dash.send("q")
+	if code := dash.waitExit(sshTimeout); code != 0 {
+		t.Errorf("the TA's dashboard exited %d", code)
+	}
 
 	// Recordings: two (one per share that was joined), cast v2, alice's and the TAs' to read.
 	var list []struct{ Owner, Name string }
