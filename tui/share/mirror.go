@@ -17,8 +17,8 @@ import (
 // of its own. The owner's output only ever waits for a queue append: the emulator is far
 // slower than a shell can print, so the queue is bounded, and when it overflows the emulator
 // starts again from the recent output (the screen a flood of text leaves is its last
-// lines). The feeding goroutine also rests in proportion to its work, so a shell that
-// prints without pause costs a bounded share of a core.
+// lines). The feeding goroutine also rests in proportion to its work (restFactor), so a
+// shell that prints without pause costs a bounded share of a core.
 type mirror struct {
 	max int // bytes the queue holds before it starts again from the recent output
 
@@ -39,6 +39,10 @@ type mirror struct {
 	term  *vt.Emulator
 	state termState
 }
+
+// restFactor is how much longer than its work the emulator rests: a shell that prints
+// without pause costs at most a tenth of a core for its screen.
+const restFactor = 9
 
 // piece is one chunk of output, or a new size when width > 0.
 type piece struct {
@@ -138,8 +142,8 @@ func (m *mirror) changes() <-chan struct{} {
 	return m.changed
 }
 
-// feed gives the emulator what the shell prints until quit closes, resting three times as
-// long as each batch took.
+// feed gives the emulator what the shell prints until quit closes, resting restFactor
+// times as long as each batch took.
 func (m *mirror) feed(quit <-chan struct{}) {
 	for {
 		select {
@@ -162,7 +166,7 @@ func (m *mirror) feed(quit <-chan struct{}) {
 			select {
 			case <-quit:
 				return
-			case <-time.After(min(3*d, 250*time.Millisecond)):
+			case <-time.After(min(restFactor*d, 500*time.Millisecond)):
 			}
 		}
 	}
