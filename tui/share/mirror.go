@@ -151,6 +151,11 @@ func (m *mirror) feed(quit <-chan struct{}) {
 			return
 		case <-m.wake:
 		}
+		select {
+		case <-quit: // let go while work was due: the next start has a feeder of its own
+			return
+		default:
+		}
 		start := time.Now()
 		m.emu.Lock()
 		took := m.takeLocked()

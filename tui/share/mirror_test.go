@@ -2,12 +2,12 @@ package share
 
 import (
 	"context"
-	"io"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/charmbracelet/x/vt"
+	"go.uber.org/goleak"
 
 	"whalemountain/tui/input"
 )
@@ -17,10 +17,9 @@ type term struct {
 	e *vt.Emulator
 }
 
+// What a viewer is sent asks its terminal nothing, so nothing reads the emulator's answers.
 func newTerm(w, h int) *term {
-	e := vt.NewEmulator(w, h)
-	go func() { _, _ = io.Copy(io.Discard, e) }()
-	return &term{e: e}
+	return &term{e: vt.NewEmulator(w, h)}
 }
 
 func (t *term) write(p []byte) { _, _ = t.e.Write(p) }
@@ -57,6 +56,7 @@ func TestJoinSeesTheScreen(t *testing.T) {
 		{name: "wide characters", after: "日本語 ü\r\n\x1b[4munder\x1b[0m"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 			const w, h = 60, 20
 			hub := New(Options{ScreenQueue: tc.queue})
 			fx := newFake()
@@ -124,6 +124,7 @@ func TestJoinSeesTheScreen(t *testing.T) {
 // the owner's new size reaches the frame; a viewer that shrinks below the frame gets the
 // screen and then the output as it comes.
 func TestFramedView(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	hub := New(Options{})
 	fx := newFake()
 	ex := hub.Open(alice, "box", fx, Terminal{Width: 40, Height: 10})
