@@ -412,6 +412,25 @@ func TestE2EShareFramed(t *testing.T) {
 	if code := ta.waitExit(); code != 0 {
 		t.Errorf("the TA's ssh exited %d", code)
 	}
+
+	// A full-screen program: a TA who joins while it runs is shown its screen as it is.
+	stu.typeLine("vi /tmp/notes")
+	stu.waitText("~")
+	stu.keys("i")
+	stu.typeLine("hello from vi")
+	stu.keys("Escape")
+	stu.waitText("hello from vi")
+	late := x.open("tanaka-late", 120, 40, sshArgv(tanaka, "tanaka", "join", "alice"))
+	sc = late.waitText("hello from vi")
+	if strings.Count(sc, "\n~") < 10 || strings.Contains(sc, "unframed-now") {
+		t.Errorf("the late TA does not see vi's screen as the student does:\n%s\nthe student's:\n%s", sc, stu.screen())
+	}
+	late.keys("C-p", "C-q")
+	if code := late.waitExit(); code != 0 {
+		t.Errorf("the late TA's ssh exited %d", code)
+	}
+	stu.keys(":q!", "Enter")
+	stu.waitText(shellPrompt)
 	stu.typeLine("exit")
 	if code := stu.waitExit(); code != 0 {
 		t.Errorf("alice's ssh exited %d", code)
