@@ -942,6 +942,9 @@ func (s *Service) apiMounts(ctx context.Context, id backend.Identity, p createPl
 	if err := checkGrantTargets(p, req, data); err != nil {
 		return hc, data, err
 	}
+	if err := checkGrantRestart(p.host.RestartPolicy, data); err != nil {
+		return hc, data, err
+	}
 	hc.Mounts = append([]mount.Mount{home}, hc.Mounts...)
 	for _, v := range p.volumes {
 		engineName, err := s.ensureUserVolume(ctx, id.User, v.name)
@@ -1083,6 +1086,17 @@ func checkGrantTargets(p createPlan, req container.CreateRequest, data grant) er
 		}
 	}
 	return nil
+}
+
+// checkGrantRestart refuses a restart policy for a container that mounts a group
+// workspace: the engine would start it again without asking whether its owner is still a
+// member, and membership is checked on every start.
+func checkGrantRestart(rp container.RestartPolicy, data grant) error {
+	if len(data.groups) == 0 || rp.Name == "" || rp.Name == container.RestartPolicyDisabled {
+		return nil
+	}
+	return refused("HostConfig.RestartPolicy", "--restart", fmt.Sprintf("a container with the workspace of group %s is started only through "+
+		"the server, which checks your membership each time; use --restart no", strings.Join(data.groups, ", ")))
 }
 
 // resolveAmong finds ref among a user's containers: their name for it, the full engine ID,

@@ -250,6 +250,7 @@ func (s *Service) stream(ctx context.Context) error {
 	}
 	s.live.setHealth(true, nil)
 	healthySince := time.Now()
+	s.checkStarts(ctx, "", nil)
 	broken := func(err error) error {
 		if time.Since(healthySince) > backoffMax {
 			s.live.setHealth(false, err)
@@ -274,6 +275,9 @@ func (s *Service) stream(ctx context.Context) error {
 				// the engine's lock on the container, held while the transfer runs.
 				continue
 			}
+			if m.Action == events.ActionStart && m.Actor.Attributes[LabelGroups] != "" {
+				s.checkStarts(ctx, m.Actor.ID, maps.Clone(m.Actor.Attributes))
+			}
 			s.live.mu.Lock()
 			s.live.dirty[m.Actor.ID] = true
 			s.live.mu.Unlock()
@@ -296,6 +300,27 @@ func (s *Service) stream(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// checkStarts checks, off the event loop, that the owner of container id (just started)
+// may still have the group workspaces it mounts; with no id, every running container the
+// engine may have started by itself (checkStarted, checkRestartable).
+func (s *Service) checkStarts(ctx context.Context, id string, labels map[string]string) {
+	if len(s.cfg.Groups) == 0 {
+		return
+	}
+	// The check outlives a break of the stream, not the service.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StopTimeout+time.Minute)
+	s.live.done.Add(1)
+	go func() {
+		defer s.live.done.Done()
+		defer cancel()
+		if id == "" {
+			s.checkRestartable(ctx)
+			return
+		}
+		s.checkStarted(ctx, id, labels)
+	}()
 }
 
 // resync lists the managed containers and inspects those that are new, changed state or

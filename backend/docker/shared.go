@@ -18,11 +18,13 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/volume"
 	"github.com/moby/moby/client"
 
 	"whalemountain/backend"
+	"whalemountain/backend/groups"
 )
 
 // Data that is not one user's: the site's read-only datasets and the workspaces of groups.
@@ -229,34 +231,19 @@ type volumeInspector interface {
 
 // maysee reports whether user (of role, when known) may see d.
 func (s *Service) maysee(ctx context.Context, d Dataset, user string, role *backend.Role) (bool, error) {
-	if len(d.Roles) == 0 && len(d.Groups) == 0 {
-		return true, nil
+	r := ""
+	if role != nil {
+		r = roleName(*role)
 	}
-	if role != nil && slices.Contains(d.Roles, roleName(*role)) {
-		return true, nil
-	}
-	if s.groupDir == nil {
-		return false, nil
-	}
-	var firstErr error
-	for _, g := range d.Groups {
-		ok, err := s.groupDir.IsMember(ctx, g, user)
-		if err != nil {
-			firstErr = cmpErr(firstErr, err)
-			continue
-		}
-		if ok {
-			return true, nil
-		}
-	}
-	return false, firstErr
+	return groups.MaySee(ctx, s.membership(), d.Roles, d.Groups, user, r)
 }
 
-func cmpErr(have, err error) error {
-	if have != nil {
-		return have
+// membership is the group directory, or nil (an untyped nil: nobody is a member).
+func (s *Service) membership() groups.Membership {
+	if s.groupDir == nil {
+		return nil
 	}
-	return err
+	return s.groupDir
 }
 
 func roleName(r backend.Role) string {
@@ -268,29 +255,20 @@ func roleName(r backend.Role) string {
 
 // sharesOf are the group workspaces user gets, by config order then group path.
 func (s *Service) sharesOf(ctx context.Context, user string) ([]share, error) {
-	if len(s.cfg.Groups) == 0 || s.groupDir == nil {
+	if len(s.cfg.Groups) == 0 {
 		return nil, nil
 	}
-	var out []share
-	seen := map[string]bool{}
-	for _, w := range s.cfg.Groups {
-		groups, err := s.groupDir.Expand(ctx, w.Group)
-		if err != nil {
-			return nil, fmt.Errorf("list the groups %s: %w", w.Group, err)
-		}
-		for _, g := range groups {
-			if seen[g] {
-				continue
-			}
-			ok, err := s.groupDir.IsMember(ctx, g, user)
-			if err != nil {
-				return nil, fmt.Errorf("check membership of %s in %s: %w", user, g, err)
-			}
-			if ok {
-				seen[g] = true
-				out = append(out, share{group: g, ws: w})
-			}
-		}
+	patterns := make([]string, len(s.cfg.Groups))
+	for i, w := range s.cfg.Groups {
+		patterns[i] = w.Group
+	}
+	joined, err := groups.JoinedGroups(ctx, s.membership(), patterns, user)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]share, 0, len(joined))
+	for _, j := range joined {
+		out = append(out, share{group: j.Group, ws: s.cfg.Groups[j.Pattern]})
 	}
 	return out, nil
 }
@@ -857,4 +835,61 @@ func (s *Service) MyGroups(ctx context.Context, id backend.Identity) ([]string, 
 		out = append(out, sh.group)
 	}
 	return out, nil
+}
+
+// checkStarted stops container id, which the engine just started, when its owner is no
+// longer a member of a group whose workspace it mounts, and tells the owner why. The
+// server's own starts check membership first; this catches the starts it does not make:
+// a restart policy (the Docker API door refuses one for such containers, but older ones
+// may have it) and the engine's own restarts. When membership cannot be checked, the
+// container is left running (and that is logged).
+func (s *Service) checkStarted(ctx context.Context, id string, labels map[string]string) {
+	owner := labels[LabelOwner]
+	if labels[LabelGroups] == "" || !s.isUserContainer(labels, owner) {
+		return
+	}
+	for g := range strings.SplitSeq(labels[LabelGroups], ",") {
+		if g == "" {
+			continue
+		}
+		ok := false
+		var err error
+		if s.groupDir != nil {
+			ok, err = s.groupDir.IsMember(ctx, g, owner)
+		}
+		if err != nil {
+			slog.Warn("a container with a group workspace was started by the engine and membership cannot be checked now: left running",
+				"owner", owner, "container", labels[LabelName], "group", g, "err", err)
+			return
+		}
+		if !ok {
+			reason := fmt.Sprintf("it mounts the workspace of group %s, and %s is no longer a member; the engine had started it again", g, owner)
+			s.serverStop(ctx, Container{ID: id, Owner: owner, Name: labels[LabelName]}, "group-stop", reason)
+			return
+		}
+	}
+}
+
+// checkRestartable runs checkStarted on every running container with a group workspace
+// and a restart policy: those are the ones the engine may have started while the server
+// was not watching (a restart of the engine, or of the server).
+func (s *Service) checkRestartable(ctx context.Context) {
+	f := s.containerFilters("")
+	f.Add("status", "running")
+	res, err := s.api.ContainerList(ctx, client.ContainerListOptions{Filters: f})
+	if err != nil {
+		return // the watch reports the engine's health
+	}
+	for _, c := range res.Items {
+		if c.Labels[LabelGroups] == "" {
+			continue
+		}
+		ins, err := s.api.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
+		if err != nil || ins.Container.HostConfig == nil {
+			continue
+		}
+		if rp := ins.Container.HostConfig.RestartPolicy.Name; rp != "" && rp != container.RestartPolicyDisabled {
+			s.checkStarted(ctx, c.ID, c.Labels)
+		}
+	}
 }

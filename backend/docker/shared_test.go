@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
 
@@ -393,5 +394,84 @@ func TestSharedDataConfig(t *testing.T) {
 	cfg.Groups = []docker.GroupWorkspace{{Group: "os-2026/team-*", Size: 10 << 30}}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A container with a group workspace starts only with a membership check: the Docker API
+// door refuses restart policies for it, and one the engine starts by itself (a restart
+// policy it had from before, the engine's own restart) is stopped when its owner has left
+// the group, and the owner is told.
+func TestGroupWorkspaceEngineStarts(t *testing.T) {
+	r := newSharedRig(t)
+	body := func(policy string) []byte {
+		retries := "0"
+		if policy == "on-failure" {
+			retries = "3"
+		}
+		return []byte(`{"Image":"` + r.img + `","Cmd":["sleep","600"],"HostConfig":{"RestartPolicy":{"Name":"` + policy + `","MaximumRetryCount":` + retries + `}}}`)
+	}
+	_, err := r.svc.CreateFromAPI(r.ctx, alice, "restarts", body("on-failure"))
+	if !errors.Is(err, docker.ErrPermission) || !strings.Contains(err.Error(), "--restart") || !strings.Contains(err.Error(), "os/team-a") ||
+		strings.Contains(err.Error(), "\n") {
+		t.Fatalf("a restart policy with a group workspace: %v", err)
+	}
+	if _, err := r.svc.Inspect(r.ctx, alice, "restarts"); !errors.Is(err, docker.ErrNotFound) {
+		t.Fatalf("the refused container exists: %v", err)
+	}
+	if _, err := r.svc.CreateFromAPI(r.ctx, alice, "norestart", body("no")); err != nil {
+		t.Fatalf("restart policy no: %v", err)
+	}
+	if _, err := r.svc.CreateFromAPI(r.ctx, tina, "restarts", body("on-failure")); err != nil {
+		t.Fatalf("a restart policy without a group workspace: %v", err)
+	}
+
+	// Containers from before, with a restart policy: the engine starts them by itself.
+	a := r.run(alice, docker.RunSpec{Name: "a1", Cmd: []string{"sleep", "600"}})
+	b := r.run(bob, docker.RunSpec{Name: "b1", Cmd: []string{"sleep", "600"}})
+	policy := &container.RestartPolicy{Name: container.RestartPolicyOnFailure, MaximumRetryCount: 3}
+	for _, c := range []docker.Container{a, b} {
+		if _, err := r.cli.ContainerUpdate(r.ctx, c.ID, client.ContainerUpdateOptions{RestartPolicy: policy}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.cli.ContainerKill(r.ctx, c.ID, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.gl.SetMember("os/team-a", r.users["alice"], 0)
+	// The engine's own start, as after a crash or a reboot with a restart policy.
+	if _, err := r.cli.ContainerStart(r.ctx, a.ID, client.ContainerStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.cli.ContainerStart(r.ctx, b.ID, client.ContainerStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ins, err := r.cli.ContainerInspect(r.ctx, a.ID, client.ContainerInspectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ins.Container.State.Running && !ins.Container.State.Restarting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("alice's container runs on with the workspace of a group she left")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	notices, _ := r.svc.Notices(alice)
+	if i := slices.IndexFunc(notices, func(n docker.Notice) bool {
+		return n.Container == "a1" && n.Action == "stop" && n.By == "whalemountain" && strings.Contains(n.Reason, "os/team-a")
+	}); i < 0 {
+		t.Errorf("alice is not told why: %+v", notices)
+	}
+	// It stays stopped: the restart policy does not start it again after a stop.
+	time.Sleep(2 * time.Second)
+	if ins, _ := r.cli.ContainerInspect(r.ctx, a.ID, client.ContainerInspectOptions{}); ins.Container.State.Running {
+		t.Error("alice's container started again")
+	}
+	// bob is still a member: his runs on.
+	if ins, _ := r.cli.ContainerInspect(r.ctx, b.ID, client.ContainerInspectOptions{}); !ins.Container.State.Running {
+		t.Errorf("bob's container, still a member, was stopped: %+v", ins.Container.State)
 	}
 }

@@ -251,3 +251,75 @@ func (d *Directory) cached(ctx context.Context, key string, ask func(context.Con
 		return nil, res.Err
 	}
 }
+
+// Membership is what deciding who gets shared data asks of a directory (Directory has it).
+type Membership interface {
+	IsMember(ctx context.Context, group, user string) (bool, error)
+	Expand(ctx context.Context, pattern string) ([]string, error)
+}
+
+// MaySee reports whether user may see data limited to roles ("student", "ta") and groups:
+// a user of one of the roles (role is "" when not known) or a member of one of the groups.
+// Neither roles nor groups: everyone. Without a directory, nobody is a member. When a
+// membership cannot be checked and no other answer says yes, the first error is returned.
+func MaySee(ctx context.Context, dir Membership, roles, groups []string, user, role string) (bool, error) {
+	if len(roles) == 0 && len(groups) == 0 {
+		return true, nil
+	}
+	if role != "" && slices.Contains(roles, role) {
+		return true, nil
+	}
+	if dir == nil {
+		return false, nil
+	}
+	var first error
+	for _, g := range groups {
+		ok, err := dir.IsMember(ctx, g, user)
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		if ok {
+			return true, nil
+		}
+	}
+	return false, first
+}
+
+// Joined is one group a user belongs to, and the index of the first pattern that names it.
+type Joined struct {
+	Group   string
+	Pattern int
+}
+
+// JoinedGroups lists the groups the patterns name that user belongs to, by pattern order
+// then group path, each once. Without a directory, none.
+func JoinedGroups(ctx context.Context, dir Membership, patterns []string, user string) ([]Joined, error) {
+	if dir == nil {
+		return nil, nil
+	}
+	var out []Joined
+	seen := map[string]bool{}
+	for i, p := range patterns {
+		groups, err := dir.Expand(ctx, p)
+		if err != nil {
+			return nil, fmt.Errorf("list the groups %s: %w", p, err)
+		}
+		for _, g := range groups {
+			if seen[g] {
+				continue
+			}
+			ok, err := dir.IsMember(ctx, g, user)
+			if err != nil {
+				return nil, fmt.Errorf("check membership of %s in %s: %w", user, g, err)
+			}
+			if ok {
+				seen[g] = true
+				out = append(out, Joined{Group: g, Pattern: i})
+			}
+		}
+	}
+	return out, nil
+}
