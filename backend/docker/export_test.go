@@ -33,3 +33,6 @@ func NewWithTimings(cfg Config, log *audit.Log, answer, probe time.Duration) (*S
 
 // SetClock makes s read the time from now (the waiting list, the hold limit, the culler).
 func SetClock(s *Service, now func() time.Time) { s.now = now }
+
+// GroupVolumeName is the engine name of group's workspace volume.
+func GroupVolumeName(s *Service, group string) string { return s.cfg.groupVolumeName(group) }

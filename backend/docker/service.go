@@ -37,6 +37,7 @@ type Service struct {
 
 	groupDir GroupDirectory // who belongs to which group; nil: nobody gets group data
 	shared   sharedState    // what is known about shared data (shared.go)
+	wsfs     *workspaceFS   // file systems of sized group workspaces; nil: none (workspacefs.go)
 
 	live  live
 	usage cgroupUsage // where the engine is local, usage comes from the cgroup files

@@ -384,6 +384,19 @@ const errNoQuota = "no quota support"
 // when missing, with the size limit where the engine can enforce one.
 func (s *Service) ensureGroupVolume(ctx context.Context, sh share) (string, volume.Volume, error) {
 	name := s.cfg.groupVolumeName(sh.group)
+	if sh.ws.Size > 0 && s.wsfs != nil {
+		v, own, err := s.ensureSizedVolume(ctx, sh, name, s.groupLabels(sh.group))
+		if err != nil {
+			return "", volume.Volume{}, err
+		}
+		if own {
+			if !s.isGroupVolume(v.Labels, sh.group) {
+				return "", volume.Volume{}, fmt.Errorf("volume %s exists but is not the workspace of group %s", name, sh.group)
+			}
+			return name, v, nil
+		}
+		// Made before without a file system of its own: used as it is.
+	}
 	opts := client.VolumeCreateOptions{Name: name, Driver: "local", Labels: s.groupLabels(sh.group)}
 	if sh.ws.Size > 0 && !s.shared.noQuota.Load() {
 		opts.DriverOpts = map[string]string{"size": fmt.Sprint(sh.ws.Size)}
@@ -522,7 +535,7 @@ type GroupInfo struct {
 	Target  string   `json:"target"`           // where it appears in containers
 	Size    int64    `json:"size_limit"`       // bytes; 0: no limit
 	Used    int64    `json:"used"`             // bytes; -1 when not known
-	Quota   string   `json:"limit_enforced"`   // "engine", "server" (uploads only) or "none"
+	Quota   string   `json:"limit_enforced"`   // QuotaFilesystem, QuotaEngine, QuotaServer (uploads only) or QuotaNone
 	Members []string `json:"members"`          // user names
 	Member  bool     `json:"member"`           // the caller is a member
 	SFTP    string   `json:"sftp_path"`        // where it is browsable over sftp
@@ -570,16 +583,16 @@ func (s *Service) Groups(ctx context.Context, id backend.Identity) ([]GroupInfo,
 			}
 			seen[g] = true
 			info := GroupInfo{Group: g, Target: w.targetFor(g), Size: w.Size, Used: -1, Members: members, Member: member,
-				SFTP: "/groups/" + g, Former: former[g], Quota: "none"}
+				SFTP: "/groups/" + g, Former: former[g], Quota: QuotaNone}
+			_, v, err := s.ensureGroupVolume(ctx, share{group: g, ws: w})
 			if w.Size > 0 {
-				info.Quota = "engine"
-				if s.shared.noQuota.Load() {
-					info.Quota = "server"
-				}
+				info.Quota = s.quotaOf(v, err == nil)
 			}
-			if root, err := s.openGroup(ctx, share{group: g, ws: w}); err == nil {
-				info.Used = s.dirSize(root, "group:"+g)
-				root.Close()
+			if err == nil {
+				if root, err := s.openVolume(v, g); err == nil {
+					info.Used = s.dirSize(root, "group:"+g)
+					root.Close()
+				}
 			}
 			out = append(out, info)
 		}
@@ -665,21 +678,40 @@ func (s *Service) openGroup(ctx context.Context, sh share) (*os.Root, error) {
 	if err != nil {
 		return nil, err
 	}
+	return s.openVolume(v, sh.group)
+}
+
+// openVolume opens the workspace volume v of group through an os.Root.
+func (s *Service) openVolume(v volume.Volume, group string) (*os.Root, error) {
 	dir, err := s.localVolumeDir(v)
 	if err != nil {
 		return nil, err
 	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return nil, fmt.Errorf("open the workspace of %s: %w", sh.group, err)
+		return nil, fmt.Errorf("open the workspace of %s: %w", group, err)
 	}
 	return root, nil
+}
+
+// quotaOf says what holds a sized workspace volume v to its size (known: v was found).
+func (s *Service) quotaOf(v volume.Volume, known bool) string {
+	if _, own := s.wsfs.ownVolume(v); known && own {
+		return QuotaFilesystem
+	}
+	if s.shared.noQuota.Load() || known && v.Options["size"] == "" {
+		return QuotaServer
+	}
+	return QuotaEngine
 }
 
 // localVolumeDir is the directory the engine keeps v in, when the server can reach it: an
 // engine on this machine and a plain local volume.
 func (s *Service) localVolumeDir(v volume.Volume) (string, error) {
 	dh, ok := s.api.(daemonHoster)
+	if data, own := s.wsfs.ownVolume(v); own {
+		return data, nil
+	}
 	switch {
 	case !ok || !strings.HasPrefix(dh.DaemonHost(), "unix://"):
 		return "", errorf(ErrUnsupported, "shared data is reached over sftp only where the Docker Engine runs on this server")

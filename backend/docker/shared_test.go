@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -473,5 +475,62 @@ func TestGroupWorkspaceEngineStarts(t *testing.T) {
 	// bob is still a member: his runs on.
 	if ins, _ := r.cli.ContainerInspect(r.ctx, b.ID, client.ContainerInspectOptions{}); !ins.Container.State.Running {
 		t.Errorf("bob's container, still a member, was stopped: %+v", ins.Container.State)
+	}
+}
+
+// With a workspace directory and root, a workspace with a size gets a file system of that
+// size: writes from inside containers stop at the limit, not only uploads.
+func TestGroupWorkspaceFileSystemLimit(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("a file system of its own per workspace needs the server to run as root (the README's fallback applies)")
+	}
+	r := newSharedRig(t)
+	dir := t.TempDir()
+	// Before the directory goes; the rig's containers may still use the mounts then, so
+	// they are detached lazily and let go when their last user goes.
+	t.Cleanup(func() {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if e.IsDir() {
+				if err := syscall.Unmount(filepath.Join(dir, e.Name()), syscall.MNT_DETACH); err != nil {
+					t.Errorf("unmount %s: %v", e.Name(), err)
+				}
+			}
+		}
+	})
+	if err := r.svc.SetWorkspaceDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	r.run(alice, docker.RunSpec{Name: "a1", Cmd: []string{"sleep", "600"}})
+	r.run(bob, docker.RunSpec{Name: "b1", Cmd: []string{"sleep", "600"}})
+	gs, err := r.svc.Groups(r.ctx, alice)
+	if err != nil || len(gs) != 1 || gs[0].Quota != docker.QuotaFilesystem {
+		t.Fatalf("groups: %+v %v", gs, err)
+	}
+	out, code := r.sh(alice, "a1", "dd if=/dev/zero of=/groups/os/team-a/big bs=1M count=100 2>&1; echo; df -k /groups/os/team-a | tail -1")
+	if code == 0 && !strings.Contains(out, "No space left") {
+		t.Fatalf("100 MiB into a 64 MiB workspace from inside a container: %q", out)
+	}
+	if !strings.Contains(out, "No space left") {
+		t.Errorf("the write did not stop for want of space: %q", out)
+	}
+	out, code = r.sh(bob, "b1", "wc -c < /groups/os/team-a/big")
+	if n, err := strconv.ParseInt(strings.TrimSpace(out), 10, 64); code != 0 || err != nil || n == 0 || n > 64<<20 {
+		t.Errorf("bob sees %q (%d) of what alice wrote into a 64 MiB workspace", out, code)
+	}
+	// Uploads meet the same limit; removing makes room again.
+	if err := r.svc.WriteFile(r.ctx, bob, docker.InGroup("os/team-a"), "/more", strings.NewReader(strings.Repeat("x", 1<<20)), 1<<20, 0o644, time.Time{}); err == nil {
+		t.Error("an upload into a full workspace succeeded")
+	}
+	if out, code := r.sh(alice, "a1", "rm /groups/os/team-a/big && echo ok > /groups/os/team-a/small && cat /groups/os/team-a/small"); code != 0 || strings.TrimSpace(out) != "ok" {
+		t.Errorf("after removing: %d %q", code, out)
+	}
+	// The volume binds the data directory inside the file system, never the host's disk.
+	v, err := r.cli.VolumeInspect(r.ctx, docker.GroupVolumeName(r.svc, "os/team-a"), client.VolumeInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dev := v.Volume.Options["device"]; !strings.HasPrefix(dev, dir+"/") || filepath.Base(dev) != "data" {
+		t.Errorf("the workspace volume binds %q", dev)
 	}
 }

@@ -153,6 +153,7 @@ func launchServer(t *testing.T, opts serverOptions) *server {
 		if err := os.MkdirAll(filepath.Join(dataDir, "keys"), 0o700); err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { detachWorkspaces(t, dataDir) })
 	}
 	port := freePort(t)
 	s := &server{
@@ -621,5 +622,21 @@ func refusedLogin(user, reason string) func(auditEntry) bool {
 func acceptedLogin(user, fp string) func(auditEntry) bool {
 	return func(e auditEntry) bool {
 		return e.Action == "login" && e.Result == "accepted" && e.User == user && e.Key == fp
+	}
+}
+
+// detachWorkspaces lets go of the file systems the server mounted for group workspaces under
+// dataDir (lazily: a container still using one keeps it until it goes), so the directory
+// can be removed.
+func detachWorkspaces(t *testing.T, dataDir string) {
+	entries, _ := os.ReadDir(filepath.Join(dataDir, "workspaces"))
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		p := filepath.Join(dataDir, "workspaces", e.Name())
+		if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+			t.Errorf("unmount the workspace %s: %v", p, err)
+		}
 	}
 }
