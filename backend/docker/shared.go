@@ -169,19 +169,12 @@ func (c Config) validateShared() error {
 		if w.Size > 0 && w.Size < minMemory {
 			return bad(field+".Size", "must be at least %s (got %d)", formatBytes(minMemory), w.Size)
 		}
-		t := w.targetFor("{group}")
-		if strings.Count(t, "{group}") != 1 {
-			return bad(field+".Target", "must contain {group} once (got %q)", w.Target)
-		}
 		// Two entries may share a template (their groups differ); a dataset may not lie
 		// where a group's workspace could appear.
-		check := strings.ReplaceAll(t, "{group}", "g")
-		if !path.IsAbs(check) || path.Clean(check) != check || strings.ContainsAny(check, "\x00:,") || !strings.HasSuffix(t, "{group}") && !strings.Contains(t, "{group}/") {
-			return bad(field+".Target", "must be a clean absolute path with {group} as a whole part (got %q)", t)
-		}
-		fixed := t[:strings.Index(t, "{group}")]
-		if !strings.HasSuffix(fixed, "/") {
-			return bad(field+".Target", "must have {group} as a whole part of the path (got %q)", t)
+		t := w.targetFor("{group}")
+		fixed, err := groups.TargetPrefix(t)
+		if err != nil {
+			return bad(field+".Target", "%v", err)
 		}
 		for dt, owner := range targets {
 			if strings.HasPrefix(dt+"/", fixed) {
@@ -426,22 +419,11 @@ func (s *Service) ensureGroupVolume(ctx context.Context, sh share) (string, volu
 // mounts that is limited to groups (or, when the owner starts it, to roles).
 func (s *Service) checkGrant(ctx context.Context, id backend.Identity, t found) error {
 	labels := t.summary.Labels
-	for g := range strings.SplitSeq(labels[LabelGroups], ",") {
-		if g == "" {
-			continue
-		}
-		ok := false
-		var err error
-		if s.groupDir != nil {
-			ok, err = s.groupDir.IsMember(ctx, g, t.owner)
-		}
-		if err != nil {
-			return errorf(ErrUnavailable, "cannot check the membership of %s in group %s now (%v); try again later", t.owner, g, oneLine(err))
-		}
-		if !ok {
-			return errorf(ErrPermission, "%s mounts the workspace of group %s, and %s is no longer a member: the container does not start; "+
-				"copy what you need from it (cp), remove it and run a new one", shown(t.typed), g, t.owner)
-		}
+	if g, err := s.leftGroup(ctx, labels, t.owner); err != nil {
+		return errorf(ErrUnavailable, "cannot check the membership of %s in group %s now (%v); try again later", t.owner, g, oneLine(err))
+	} else if g != "" {
+		return errorf(ErrPermission, "%s mounts the workspace of group %s, and %s is no longer a member: the container does not start; "+
+			"copy what you need from it (cp), remove it and run a new one", shown(t.typed), g, t.owner)
 	}
 	for name := range strings.SplitSeq(labels[LabelDatasets], ",") {
 		i := slices.IndexFunc(s.cfg.Datasets, func(d Dataset) bool { return d.Name == name })
@@ -880,6 +862,22 @@ func (s *Service) checkStarted(ctx context.Context, id string, labels map[string
 	if labels[LabelGroups] == "" || !s.isUserContainer(labels, owner) {
 		return
 	}
+	g, err := s.leftGroup(ctx, labels, owner)
+	if err != nil {
+		slog.Warn("a container with a group workspace was started by the engine and membership cannot be checked now: left running",
+			"owner", owner, "container", labels[LabelName], "group", g, "err", err)
+		return
+	}
+	if g != "" {
+		reason := fmt.Sprintf("it mounts the workspace of group %s, and %s is no longer a member; the engine had started it again", g, owner)
+		s.serverStop(ctx, Container{ID: id, Owner: owner, Name: labels[LabelName]}, "group-stop", reason)
+	}
+}
+
+// leftGroup is the first group whose workspace a container with labels mounts that owner
+// is no longer a member of ("" when none); with an error, the group that could not be
+// checked.
+func (s *Service) leftGroup(ctx context.Context, labels map[string]string, owner string) (string, error) {
 	for g := range strings.SplitSeq(labels[LabelGroups], ",") {
 		if g == "" {
 			continue
@@ -889,17 +887,11 @@ func (s *Service) checkStarted(ctx context.Context, id string, labels map[string
 		if s.groupDir != nil {
 			ok, err = s.groupDir.IsMember(ctx, g, owner)
 		}
-		if err != nil {
-			slog.Warn("a container with a group workspace was started by the engine and membership cannot be checked now: left running",
-				"owner", owner, "container", labels[LabelName], "group", g, "err", err)
-			return
-		}
-		if !ok {
-			reason := fmt.Sprintf("it mounts the workspace of group %s, and %s is no longer a member; the engine had started it again", g, owner)
-			s.serverStop(ctx, Container{ID: id, Owner: owner, Name: labels[LabelName]}, "group-stop", reason)
-			return
+		if err != nil || !ok {
+			return g, err
 		}
 	}
+	return "", nil
 }
 
 // checkRestartable runs checkStarted on every running container with a group workspace

@@ -323,3 +323,16 @@ func JoinedGroups(ctx context.Context, dir Membership, patterns []string, user s
 	}
 	return out, nil
 }
+
+// TargetPrefix checks where a group's workspace appears, a template such as
+// /groups/{group}: a clean absolute path with {group} once, as a whole part, and no ':' or
+// ','. It returns the fixed part before {group}, ending in '/'.
+func TargetPrefix(t string) (string, error) {
+	check := strings.ReplaceAll(t, "{group}", "g")
+	fixed, _, _ := strings.Cut(t, "{group}")
+	if strings.Count(t, "{group}") != 1 || !strings.HasSuffix(fixed, "/") || !path.IsAbs(check) || path.Clean(check) != check ||
+		strings.ContainsAny(check, "\x00:,") || !strings.HasSuffix(t, "{group}") && !strings.Contains(t, "{group}/") {
+		return "", fmt.Errorf("must be a clean absolute path with {group} once as a whole part (got %q)", t)
+	}
+	return fixed, nil
+}

@@ -127,3 +127,15 @@ func TestMissingGroupHasNobody(t *testing.T) {
 		t.Fatalf("groups below a missing parent: %v %v", gs, err)
 	}
 }
+
+func TestTargetPrefix(t *testing.T) {
+	for tpl, want := range map[string]string{
+		"/groups/{group}": "/groups/", "/work/{group}/shared": "/work/", "/{group}": "/",
+		"/groups/x{group}": "", "/groups/{group}/{group}": "", "groups/{group}": "", "/groups": "", "/a/../{group}": "", "/g:/{group}": "",
+	} {
+		got, err := groups.TargetPrefix(tpl)
+		if got != want || (err == nil) != (want != "") {
+			t.Errorf("TargetPrefix(%q) = %q, %v; want %q", tpl, got, err, want)
+		}
+	}
+}

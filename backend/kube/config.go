@@ -110,6 +110,13 @@ type Config struct {
 
 	// TokenLifetime is how long a kubeconfig's token is valid (10m to 48h).
 	TokenLifetime time.Duration
+
+	// Datasets and Groups are the shared data mounted into pods (shared.go).
+	Datasets []Dataset
+	Groups   []GroupWorkspace
+	// SharedRepairEvery is how often the live watch removes the claims of shared data
+	// their owners are no longer entitled to (RepairShared); 0: every 5 minutes.
+	SharedRepairEvery time.Duration
 }
 
 const (
@@ -256,7 +263,10 @@ func (c Config) Validate() error {
 	if c.TokenLifetime < 10*time.Minute || c.TokenLifetime > 48*time.Hour {
 		return bad("TokenLifetime", "must be between 10m and 48h (got %s)", c.TokenLifetime)
 	}
-	return nil
+	if c.SharedRepairEvery < 0 {
+		return bad("SharedRepairEvery", "must not be negative (got %s)", c.SharedRepairEvery)
+	}
+	return c.validateShared()
 }
 
 // minMemory is the smallest memory a pod, a default or a quota may have.

@@ -240,7 +240,32 @@ func (s *Service) Watch(ctx context.Context) error {
 		defer evF.Shutdown()
 		s.probe(ctx, synced)
 	}()
+	if len(s.cfg.Datasets) > 0 || len(s.cfg.Groups) > 0 {
+		l.done.Add(1)
+		go func() {
+			defer l.done.Done()
+			s.repairSharedEvery(ctx)
+		}()
+	}
 	return nil
+}
+
+// repairSharedEvery runs RepairShared every Config.SharedRepairEvery until ctx ends.
+func (s *Service) repairSharedEvery(ctx context.Context) {
+	every := s.cfg.SharedRepairEvery
+	if every <= 0 {
+		every = 5 * time.Minute
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = s.RepairShared(ctx) // logged there
+		}
+	}
 }
 
 // probe keeps Health true to the cluster: every probeEvery while the snapshot is not

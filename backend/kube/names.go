@@ -39,9 +39,19 @@ func OwnerKey(user string) string {
 // (lower case, other characters '-', cut short), then '-' and a short hash of the exact user
 // name, so "Alice" and "alice", or "a.b" and "a_b", never share a namespace.
 func (c Config) Namespace(user string) string {
+	s := dnsSlug(user, validation.DNS1123LabelMaxLength-len(c.NamespacePrefix)-9)
+	if s == "" {
+		s = "u"
+	}
+	return c.NamespacePrefix + s + "-" + OwnerKey(user)[:8]
+}
+
+// dnsSlug is s in lower case with every run of other characters than letters and digits
+// one '-' (none at the ends), cut to at most max bytes.
+func dnsSlug(s string, max int) string {
 	var b strings.Builder
 	dash := false
-	for _, r := range strings.ToLower(user) {
+	for _, r := range strings.ToLower(s) {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
 			if dash && b.Len() > 0 {
 				b.WriteByte('-')
@@ -52,15 +62,11 @@ func (c Config) Namespace(user string) string {
 		}
 		dash = true
 	}
-	s := b.String()
-	room := validation.DNS1123LabelMaxLength - len(c.NamespacePrefix) - 9
-	if len(s) > room {
-		s = strings.TrimRight(s[:room], "-")
+	out := b.String()
+	if len(out) > max {
+		out = strings.TrimRight(out[:max], "-")
 	}
-	if s == "" {
-		s = "u"
-	}
-	return c.NamespacePrefix + s + "-" + OwnerKey(user)[:8]
+	return out
 }
 
 // ValidateName checks a pod name as users type it for a new pod: 1-32 lower-case letters,

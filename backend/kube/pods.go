@@ -93,7 +93,14 @@ func (s *Service) run(ctx context.Context, id backend.Identity, spec RunSpec) (P
 	if err := s.checkQuota(ctx, id, ns, cpus, mem, spec.GPUs); err != nil {
 		return Pod{}, err
 	}
+	data, err := s.dataFor(ctx, id, ns)
+	if err != nil {
+		return Pod{}, err
+	}
 	pod := s.podFor(id.User, ns, spec, image, cpus, mem)
+	vols, mounts := dataVolumes(data)
+	pod.Spec.Volumes = append(pod.Spec.Volumes, vols...)
+	pod.Spec.Containers[0].VolumeMounts = append(pod.Spec.Containers[0].VolumeMounts, mounts...)
 	what := fmt.Sprintf("run pod %s", shown(spec.Name))
 	created, err := s.cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{FieldManager: fieldManager})
 	// A new namespace's quota is counted by the controller a moment after it is made; the
@@ -394,6 +401,7 @@ type Details struct {
 	EnvNames   []string `json:"env_names,omitempty"` // names only: values may be secrets
 	Home       string   `json:"home,omitempty"`      // where the home is mounted
 	HomeClaim  string   `json:"home_claim,omitempty"`
+	Data       []string `json:"data,omitempty"` // where shared data is mounted: "/datasets/x (read-only)", "/groups/g"
 	IP         string   `json:"ip,omitempty"`
 	Ports      []int32  `json:"ports,omitempty"` // container ports the pod declares
 	QoS        string   `json:"qos,omitempty"`
@@ -428,6 +436,7 @@ func (s *Service) Inspect(ctx context.Context, id backend.Identity, ref string) 
 		for _, p := range c.Ports {
 			d.Ports = append(d.Ports, p.ContainerPort)
 		}
+		d.Data = dataMountsOf(pod)
 	}
 	for _, v := range pod.Spec.Volumes {
 		if v.Name == "home" && v.PersistentVolumeClaim != nil {

@@ -24,6 +24,8 @@ type Service struct {
 	cs    kubernetes.Interface
 	audit *audit.Log
 
+	groupDir GroupDirectory // who belongs to which group; nil: nobody gets group data
+
 	provMu sync.Mutex
 	prov   map[string]*provision // per user: one provisioning at a time, and when it was done
 	uids   map[string]string     // user and kind -> UID of the object the last apply saw
@@ -83,6 +85,8 @@ func (s *Service) Config() Config {
 	c.GPUNodeSelector = maps.Clone(c.GPUNodeSelector)
 	c.GPUTolerations = slices.Clone(c.GPUTolerations)
 	c.Capabilities = slices.Clone(c.Capabilities)
+	c.Datasets = slices.Clone(c.Datasets)
+	c.Groups = slices.Clone(c.Groups)
 	return c
 }
 

@@ -405,7 +405,7 @@ func (c *Config) validate() error {
 		}
 	}
 	if c.Kubernetes.Enabled() {
-		if _, err := c.Kubernetes.backend(); err != nil {
+		if _, err := c.kubePolicy(); err != nil {
 			return err
 		}
 	}

@@ -45,6 +45,10 @@ type KubeConfig struct {
 	HomeTarget       string   `yaml:"home_target"`
 
 	TokenLifetime time.Duration `yaml:"token_lifetime"` // of kubeconfigs handed to users
+
+	// SharedRepairEvery is how often claims of shared data their owners are no longer
+	// entitled to are removed (see datasets and groups, kubernetes:); 0: 5m.
+	SharedRepairEvery time.Duration `yaml:"shared_repair_every"`
 }
 
 // KubeQuota is one role's share of a namespace.
@@ -117,6 +121,7 @@ func (c KubeConfig) backend() (kube.Config, error) {
 	d.PodSecurity, d.RunAsUser, d.Capabilities = c.PodSecurity, c.RunAsUser, c.Capabilities
 	d.HomeStorageClass, d.HomeSize, d.HomeTarget = c.HomeStorageClass, int64(c.HomeSize), c.HomeTarget
 	d.TokenLifetime = c.TokenLifetime
+	d.SharedRepairEvery = c.SharedRepairEvery
 	if err := d.Validate(); err != nil {
 		return d, fmt.Errorf("config: %s", kubeFieldNames.Replace(err.Error()))
 	}
@@ -150,5 +155,6 @@ var kubeFieldNames = strings.NewReplacer(
 	"kube config: HomeSize", "kubernetes.home_size:",
 	"kube config: HomeTarget", "kubernetes.home_target:",
 	"kube config: TokenLifetime", "kubernetes.token_lifetime:",
+	"kube config: SharedRepairEvery", "kubernetes.shared_repair_every:",
 	"kube config: ", "kubernetes: ",
 )

@@ -3,12 +3,14 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"regexp"
 	"slices"
 	"strings"
 
 	"whalemountain/backend/docker"
 	"whalemountain/backend/gitlab"
 	"whalemountain/backend/groups"
+	"whalemountain/backend/kube"
 )
 
 // DatasetConfig is one read-only dataset as the config file writes it:
@@ -20,14 +22,33 @@ import (
 //	    target: /datasets/imagenet          # the default
 //	    roles: [student, ta]                # who sees it; with groups, either counts;
 //	    groups: [ml-2026]                   # neither: everyone
+//	    kubernetes:                         # how the cluster's nodes reach it (pods);
+//	      nfs: {server: nfs.ie.example, path: /export/datasets/imagenet}
+//	      # or host_path: /srv/datasets/imagenet  (a single-node cluster)
 type DatasetConfig struct {
-	Name        string   `yaml:"name"`
-	Description string   `yaml:"description"`
-	HostPath    string   `yaml:"host_path"`
-	Volume      string   `yaml:"volume"`
-	Target      string   `yaml:"target"`
-	Roles       []string `yaml:"roles"`
-	Groups      []string `yaml:"groups"`
+	Name        string            `yaml:"name"`
+	Description string            `yaml:"description"`
+	HostPath    string            `yaml:"host_path"`
+	Volume      string            `yaml:"volume"`
+	Target      string            `yaml:"target"`
+	Roles       []string          `yaml:"roles"`
+	Groups      []string          `yaml:"groups"`
+	Kubernetes  *KubeSourceConfig `yaml:"kubernetes"` // nil: not in pods
+}
+
+// KubeSourceConfig is how the cluster's nodes reach a dataset or group workspace: an NFS
+// export, or a directory on the node of a single-node cluster. A group's path contains
+// {group}.
+type KubeSourceConfig struct {
+	NFS struct {
+		Server string `yaml:"server"`
+		Path   string `yaml:"path"`
+	} `yaml:"nfs"`
+	HostPath string `yaml:"host_path"`
+}
+
+func (k KubeSourceConfig) source() kube.VolumeSource {
+	return kube.VolumeSource{NFSServer: k.NFS.Server, NFSPath: k.NFS.Path, HostPath: k.HostPath}
 }
 
 // GroupConfig makes a shared workspace for each group it names:
@@ -36,13 +57,16 @@ type DatasetConfig struct {
 //	  - group: os-2026/team-*   # a GitLab group path or pattern
 //	    size: 10g               # see the README for what enforces it
 //	    target: /groups/{group} # the default
+//	    kubernetes:             # how the cluster's nodes reach it (pods)
+//	      nfs: {server: nfs.ie.example, path: /export/groups/{group}}
 //	  - group: lab/seminar      # without GitLab: the members listed here
 //	    members: [alice, bob]
 type GroupConfig struct {
-	Group   string   `yaml:"group"`
-	Size    ByteSize `yaml:"size"`
-	Target  string   `yaml:"target"`
-	Members []string `yaml:"members"`
+	Group      string            `yaml:"group"`
+	Size       ByteSize          `yaml:"size"`
+	Target     string            `yaml:"target"`
+	Members    []string          `yaml:"members"`
+	Kubernetes *KubeSourceConfig `yaml:"kubernetes"` // nil: not in pods
 }
 
 // withShared puts the datasets and group workspaces into the container policy.
@@ -56,6 +80,45 @@ func (c Config) withShared(d docker.Config) docker.Config {
 	}
 	return d
 }
+
+// kubePolicy is the kubernetes section with the shared data that has a kubernetes source,
+// validated.
+func (c Config) kubePolicy() (kube.Config, error) {
+	k, err := c.Kubernetes.backend()
+	if err != nil {
+		return k, err
+	}
+	for _, ds := range c.Datasets {
+		if ds.Kubernetes != nil {
+			k.Datasets = append(k.Datasets, kube.Dataset{Name: ds.Name, Target: ds.Target, Roles: ds.Roles, Groups: ds.Groups,
+				Source: ds.Kubernetes.source()})
+		}
+	}
+	for _, g := range c.Groups {
+		if g.Kubernetes != nil {
+			k.Groups = append(k.Groups, kube.GroupWorkspace{Group: groups.Normalize(g.Group), Size: int64(g.Size), Target: g.Target,
+				Source: g.Kubernetes.source()})
+		}
+	}
+	if err := k.Validate(); err != nil {
+		return k, fmt.Errorf("config: %s", sharedFieldNames(err.Error()))
+	}
+	return k, nil
+}
+
+// sharedFieldNames turns backend/kube's field names of shared data in its errors into the
+// YAML's keys ("kube config: Datasets[0].Source" -> "datasets[0].kubernetes").
+func sharedFieldNames(msg string) string {
+	msg = kubeSharedRE.ReplaceAllStringFunc(msg, func(m string) string {
+		sub := kubeSharedRE.FindStringSubmatch(m)
+		field := map[string]string{"Source": "kubernetes", "Target": "target", "Name": "name", "Roles": "roles", "Groups": "groups",
+			"Group": "group", "Size": "size"}[sub[3]]
+		return strings.ToLower(sub[1]) + "[" + sub[2] + "]." + field + ":"
+	})
+	return kubeFieldNames.Replace(msg)
+}
+
+var kubeSharedRE = regexp.MustCompile(`kube config: (Datasets|Groups)\[(\d+)\]\.(\w+)`)
 
 // dockerPolicy is the docker section with the shared data, validated.
 func (c Config) dockerPolicy() (docker.Config, error) {
@@ -82,8 +145,18 @@ func (c Config) validateShared() error {
 	default:
 		return fmt.Errorf("config: ta_file_access: %q: use read or off", c.TAFileAccess)
 	}
-	if (len(c.Datasets) > 0 || len(c.Groups) > 0) && !c.Docker.Enabled {
-		return fmt.Errorf("config: datasets and groups: need docker.enabled")
+	if (len(c.Datasets) > 0 || len(c.Groups) > 0) && !c.Docker.Enabled && !c.Kubernetes.Enabled() {
+		return fmt.Errorf("config: datasets and groups: need docker.enabled or a kubernetes cluster")
+	}
+	for i, d := range c.Datasets {
+		if d.Kubernetes == nil && !c.Docker.Enabled {
+			return fmt.Errorf("config: datasets[%d].kubernetes: docker is off, so pods are the only place for %s: say how the cluster reaches it", i, d.Name)
+		}
+	}
+	for i, g := range c.Groups {
+		if g.Kubernetes == nil && !c.Docker.Enabled {
+			return fmt.Errorf("config: groups[%d].kubernetes: docker is off, so pods are the only place for %s: say how the cluster reaches it", i, g.Group)
+		}
 	}
 	static := map[string]bool{}
 	for i, g := range c.Groups {

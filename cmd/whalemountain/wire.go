@@ -18,6 +18,7 @@ import (
 	"whalemountain/backend/docker"
 	"whalemountain/backend/gpu"
 	"whalemountain/backend/gpuhours"
+	"whalemountain/backend/groups"
 	"whalemountain/backend/kube"
 	"whalemountain/backend/recording"
 	"whalemountain/backend/runner"
@@ -113,6 +114,17 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 			closers[i]()
 		}
 	}
+	// Who belongs to which group, for containers and pods alike: the config's lists, then GitLab.
+	var groupDir *groups.Directory
+	if cfg.needsGroups() {
+		var gl *gitlab.Client
+		if g := cfg.GitLab; g.URL != "" {
+			if gl, err = gitlab.New(g.URL, g.token, gitlab.WithTimeout(g.RequestTimeout)); err != nil {
+				return deps, nil, closeAll, fmt.Errorf("config: gitlab.url: %w", err)
+			}
+		}
+		groupDir = cfg.groupDirectory(gl, logger)
+	}
 	if cfg.Docker.Enabled {
 		dc, err := cfg.dockerPolicy()
 		if err != nil {
@@ -132,6 +144,11 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 			svc.Close()
 			return deps, nil, closeAll, fmt.Errorf("docker: %w", err)
 		}
+		// Group workspaces with a size get a file system of that size where the server can make one.
+		if err := svc.SetWorkspaceDir(filepath.Join(cfg.DataDir, "workspaces")); err != nil {
+			svc.Close()
+			return deps, nil, closeAll, fmt.Errorf("docker: %w", err)
+		}
 		tas := map[string]backend.Role{}
 		for _, u := range cfg.TAs {
 			tas[u] = backend.RoleTA
@@ -141,15 +158,8 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 			svc.Close()
 			return deps, nil, closeAll, fmt.Errorf("config: %w", err)
 		}
-		if cfg.needsGroups() {
-			var gl *gitlab.Client
-			if g := cfg.GitLab; g.URL != "" {
-				if gl, err = gitlab.New(g.URL, g.token, gitlab.WithTimeout(g.RequestTimeout)); err != nil {
-					svc.Close()
-					return deps, nil, closeAll, fmt.Errorf("config: gitlab.url: %w", err)
-				}
-			}
-			svc.SetGroupDirectory(cfg.groupDirectory(gl, logger))
+		if groupDir != nil {
+			svc.SetGroupDirectory(groupDir)
 			for _, d := range dc.Datasets {
 				logger.Info("dataset mounted read-only into the containers of those who may see it", "dataset", d.Name,
 					"source", firstNonEmpty(d.HostPath, "volume "+d.Volume))
@@ -215,13 +225,24 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 	// Pods on a Kubernetes cluster: an unreachable cluster is not fatal (the Pods tab and the
 	// pod commands say so, and the informers recover by themselves).
 	if k := cfg.Kubernetes; k.Enabled() {
-		kc, err := k.backend()
+		kc, err := cfg.kubePolicy()
 		if err != nil {
 			return deps, nil, closeAll, err
 		}
 		svc, err := kube.New(kc, auditLog)
 		if err != nil {
 			return deps, nil, closeAll, fmt.Errorf("kubernetes: %w", err)
+		}
+		if groupDir != nil {
+			svc.SetGroupDirectory(groupDir)
+		}
+		for _, d := range kc.Datasets {
+			logger.Info("dataset mounted read-only into the pods of those who may see it", "dataset", d.Name,
+				"source", firstNonEmpty(d.Source.HostPath, "nfs "+d.Source.NFSServer+":"+d.Source.NFSPath))
+		}
+		for _, g := range kc.Groups {
+			logger.Info("group workspaces in the pods of the members of", "group", g.Group,
+				"source", firstNonEmpty(g.Source.HostPath, "nfs "+g.Source.NFSServer+":"+g.Source.NFSPath))
 		}
 		if err := svc.Watch(ctx); err != nil {
 			return deps, nil, closeAll, fmt.Errorf("kubernetes: %w", err)

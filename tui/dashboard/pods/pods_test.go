@@ -79,7 +79,7 @@ func (f *fakePods) Logs(context.Context, backend.Identity, string, kube.LogOptio
 func (f *fakePods) Inspect(_ context.Context, _ backend.Identity, ref string) (kube.Details, error) {
 	for _, p := range f.pods {
 		if p.Ref() == ref {
-			return kube.Details{Pod: p, Home: "/home/alice", Ports: []int32{8888},
+			return kube.Details{Pod: p, Home: "/home/alice", Ports: []int32{8888}, Data: []string{"/datasets/imagenet (read-only)", "/groups/os/team-a"},
 				Events: []kube.Event{{Reason: "FailedScheduling", Message: "0/2 nodes are available: 2 Insufficient nvidia.com/gpu.", Count: 3, Last: now.Add(-time.Minute)}}}, nil
 		}
 	}
@@ -203,6 +203,7 @@ func TestTableDetailsAndShell(t *testing.T) {
 	press(t, tab, "enter")
 	s = screen(tab, 80, 22)
 	for _, w := range []string{"pod train", "status Pending · 0/2 nodes are available", "FailedScheduling (×3, 1m ago): 0/2 nodes",
+		"data /datasets/imagenet (read-only) · /groups/os/team-a",
 		"ssh -L 8888:pod/train:8888 -p 2222 alice@gpu1"} {
 		if !strings.Contains(s, w) {
 			t.Errorf("details lack %q:\n%s", w, s)

@@ -256,6 +256,9 @@ func renderDetails(st dashboard.Styles, dv detailsView, width int) []string {
 		}
 		lines = append(lines, cut("  "+home))
 	}
+	if len(d.Data) > 0 {
+		lines = append(lines, cut("  data "+termsafe.Line(strings.Join(d.Data, " · "))))
+	}
 	for _, e := range d.Events {
 		var when []string
 		if e.Count > 1 {
