@@ -212,6 +212,20 @@ func (f *attackFixture) sharedRows(tb *attackTable) {
 		})
 	}
 
+	// A restart policy would let the engine start alice's container with the group's
+	// workspace without the server's membership check: refused to her, a member.
+	ad := newDockerCLI(f.t, f.s.server, f.alice, "alice")
+	for _, policy := range []string{"on-failure:3", "always"} {
+		args := []string{"create", "--name", "rp", "--restart", policy, f.img}
+		tb.add(sharedDoor+" "+apiDoor, "alice", "docker "+shownArgs(args)+" (she has a group workspace)", "refused in one line, and no container made",
+			func(t *testing.T) (string, bool) {
+				before := len(f.s.engineContainers(t, "", ""))
+				r := (&dockerCLI{t: t, dir: ad.dir, env: ad.env}).run(args...)
+				after := len(f.s.engineContainers(t, "", ""))
+				return describe(r), r.Code != 0 && after == before && strings.Contains(r.Stderr, "--restart")
+			})
+	}
+
 	// The Docker API: binds of the datasets' host paths are refused; the workspace's volume
 	// by its engine name is a volume of her own (empty), never the group's.
 	d := newDockerCLI(f.t, f.s.server, f.mallory, "mallory")
