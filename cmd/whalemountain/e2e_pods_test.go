@@ -23,6 +23,12 @@ import (
 // containers on too (the file tree needs them), under a prefix and labels of its own.
 func startPodServer(t *testing.T) *server {
 	t.Helper()
+	return startPodServerWith(t, "")
+}
+
+// startPodServerWith is startPodServer with more top-level configuration.
+func startPodServerWith(t *testing.T, top string) *server {
+	t.Helper()
 	cli := dockertest.Client(t)
 	prefix := "kp" + dockertest.RunID()[8:] + randomLetters(3)
 	dlabels := map[string]string{dockertest.LabelRun: dockertest.RunID(), dockertest.LabelService: prefix}
@@ -51,7 +57,7 @@ kubernetes:
   kubeconfig: %s
   namespace_prefix: %s
   labels:
-%s`, prefix, dockertest.LabelRun, dockertest.RunID(), dockertest.LabelService, prefix, kc.Kubeconfig, kc.NamespacePrefix, labels.String())})
+%s%s`, prefix, dockertest.LabelRun, dockertest.RunID(), dockertest.LabelService, prefix, kc.Kubeconfig, kc.NamespacePrefix, labels.String(), top)})
 }
 
 // podsOf runs `pods --json` for user.

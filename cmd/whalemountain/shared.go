@@ -58,7 +58,7 @@ func (k KubeSourceConfig) source() kube.VolumeSource {
 //	    size: 10g               # see the README for what enforces it
 //	    target: /groups/{group} # the default
 //	    kubernetes:             # how the cluster's nodes reach it (pods)
-//	      nfs: {server: nfs.ie.example, path: /export/groups/{group}}
+//	      nfs: {server: nfs.ie.example, path: "/export/groups/{group}"}
 //	  - group: lab/seminar      # without GitLab: the members listed here
 //	    members: [alice, bob]
 type GroupConfig struct {
