@@ -519,7 +519,7 @@ func TestGroupWorkspaceFileSystemLimit(t *testing.T) {
 		t.Errorf("bob sees %q (%d) of what alice wrote into a 64 MiB workspace", out, code)
 	}
 	// Uploads meet the same limit; removing makes room again.
-	if err := r.svc.WriteFile(r.ctx, bob, docker.InGroup("os/team-a"), "/more", strings.NewReader(strings.Repeat("x", 1<<20)), 1<<20, 0o644, time.Time{}); err == nil {
+	if err := r.svc.WriteFile(r.ctx, bob, backend.InGroup("os/team-a"), "/more", strings.NewReader(strings.Repeat("x", 1<<20)), 1<<20, 0o644, time.Time{}); err == nil {
 		t.Error("an upload into a full workspace succeeded")
 	}
 	if out, code := r.sh(alice, "a1", "rm /groups/os/team-a/big && echo ok > /groups/os/team-a/small && cat /groups/os/team-a/small"); code != 0 || strings.TrimSpace(out) != "ok" {
