@@ -62,10 +62,23 @@ func TestE2ESharedData(t *testing.T) {
 		Group   string   `json:"group"`
 		Members []string `json:"members"`
 		Target  string   `json:"target"`
+		Limit   string   `json:"limit_enforced"`
 	}
 	if err := json.Unmarshal([]byte(r.Stdout), &gs); err != nil || len(gs) != 1 || gs[0].Group != "os/team-a" ||
 		strings.Join(gs[0].Members, ",") != "alice,bob" || gs[0].Target != "/groups/os/team-a" {
 		t.Fatalf("groups --json: %v %s", err, r)
+	}
+	// The server runs as root beside the engine here: the workspace has a file system of its
+	// size, and a write from inside the container stops at it.
+	if os.Geteuid() == 0 {
+		if gs[0].Limit != "filesystem" {
+			t.Fatalf("the 64 MiB limit is enforced by %q", gs[0].Limit)
+		}
+		if r := s.run(t, keys["alice"], "alice", "exec", "box", "--", "dd", "if=/dev/zero", "of=/groups/os/team-a/fill", "bs=1M", "count=80"); r.Code == 0 ||
+			!strings.Contains(r.Stdout+r.Stderr, "No space left") {
+			t.Fatalf("80 MiB into the 64 MiB workspace from the container: %s", r)
+		}
+		s.mustRun(t, keys["alice"], "alice", "exec", "box", "--", "rm", "/groups/os/team-a/fill")
 	}
 
 	// Two members share a file, over sftp and in their containers.
