@@ -139,7 +139,7 @@ func groupRow(g docker.GroupInfo) []string {
 	limit := "none"
 	if g.Size > 0 {
 		limit = format.Bytes(g.Size)
-		if g.Quota == "server" {
+		if g.Quota == docker.QuotaServer {
 			limit += " (uploads only)"
 		}
 	}
