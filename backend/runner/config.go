@@ -191,6 +191,7 @@ type TOMLInput struct {
 	Token      string // the runner authentication token
 	Concurrent int
 	JobImage   string
+	Namespace  string // the kubernetes executor's: the owner's namespace
 }
 
 // RenderTOML is the config.toml of one runner: the docker executor, its host the owner's
@@ -219,6 +220,43 @@ func RenderTOML(in TOMLInput) string {
 	fmt.Fprintf(&b, "    disable_cache = true\n")
 	fmt.Fprintf(&b, "    volumes = [%s]\n", tomlString(docker.RunnerSocketDirBind+":"+JobSocketDir))
 	fmt.Fprintf(&b, "    pull_policy = [\"if-not-present\"]\n")
+	return b.String()
+}
+
+// RenderKubernetesTOML is the config.toml of one runner that runs as a pod in its owner's
+// namespace: the kubernetes executor with the pod's own ServiceAccount (in-cluster
+// credentials, bound to what the executor needs in that namespace and nowhere else), its
+// jobs' pods in that namespace only (no overwrite of the namespace, the service account,
+// labels or node selectors from a job), without privileges or privilege escalation, every
+// capability dropped in every container; the namespace's Pod Security level, quota, limit
+// range and network policy hold the jobs' pods like any pod there.
+func RenderKubernetesTOML(in TOMLInput) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Written by WhaleMountain; changes are overwritten.\n")
+	fmt.Fprintf(&b, "concurrent = %d\ncheck_interval = 3\nshutdown_timeout = 10\nlog_level = \"info\"\n\n", in.Concurrent)
+	fmt.Fprintf(&b, "[[runners]]\n")
+	fmt.Fprintf(&b, "  name = %s\n", tomlString(in.Name))
+	fmt.Fprintf(&b, "  url = %s\n", tomlString(in.URL))
+	fmt.Fprintf(&b, "  token = %s\n", tomlString(in.Token))
+	fmt.Fprintf(&b, "  executor = \"kubernetes\"\n")
+	fmt.Fprintf(&b, "  limit = %d\n", in.Concurrent)
+	fmt.Fprintf(&b, "  [runners.kubernetes]\n")
+	fmt.Fprintf(&b, "    namespace = %s\n", tomlString(in.Namespace))
+	fmt.Fprintf(&b, "    namespace_overwrite_allowed = \"\"\n")
+	fmt.Fprintf(&b, "    service_account_overwrite_allowed = \"\"\n")
+	fmt.Fprintf(&b, "    pod_labels_overwrite_allowed = \"\"\n")
+	fmt.Fprintf(&b, "    node_selector_overwrite_allowed = \"\"\n")
+	fmt.Fprintf(&b, "    image = %s\n", tomlString(in.JobImage))
+	fmt.Fprintf(&b, "    privileged = false\n")
+	fmt.Fprintf(&b, "    allow_privilege_escalation = false\n")
+	fmt.Fprintf(&b, "    pull_policy = [\"if-not-present\"]\n")
+	for _, c := range []string{"build", "helper", "service"} {
+		fmt.Fprintf(&b, "    [runners.kubernetes.%s_container_security_context]\n", c)
+		fmt.Fprintf(&b, "      privileged = false\n")
+		fmt.Fprintf(&b, "      allow_privilege_escalation = false\n")
+		fmt.Fprintf(&b, "      [runners.kubernetes.%s_container_security_context.capabilities]\n", c)
+		fmt.Fprintf(&b, "        drop = [\"ALL\"]\n")
+	}
 	return b.String()
 }
 

@@ -13,6 +13,7 @@ import (
 	"whalemountain/backend"
 	"whalemountain/backend/docker"
 	"whalemountain/backend/gitlab"
+	"whalemountain/backend/kube"
 )
 
 func errorf(kind error, format string, a ...any) error {
@@ -54,14 +55,121 @@ func checkID(id backend.Identity) error {
 // it; a runner already there for that project is made again with the new token. The token
 // is read by the caller from stdin, never from a command line, and is stored 0600.
 func (s *Service) SetToken(ctx context.Context, id backend.Identity, project, token string) (Runner, error) {
+	return s.SetTokenWith(ctx, id, project, token, "")
+}
+
+// SetTokenWith is SetToken with the runner's executor: ExecutorDocker, ExecutorKubernetes
+// (a pod in id's namespace), or "" for the one the runner of that project has (docker for
+// a new one). A runner that changes executor leaves nothing of the old one behind.
+func (s *Service) SetTokenWith(ctx context.Context, id backend.Identity, project, token, executor string) (Runner, error) {
 	name := NameFor(project)
-	r, err := s.setToken(ctx, id, project, token, 0, false)
+	r, err := s.setToken(ctx, id, project, token, 0, false, executor)
 	s.record(id, "runner token", id.User+"/"+name, err)
 	return r, err
 }
 
-func (s *Service) setToken(ctx context.Context, id backend.Identity, project, token string, runnerID int64, managed bool) (Runner, error) {
+// checkExecutor checks the executor asked for ("" for the runner's own).
+func (s *Service) checkExecutor(executor string) error {
+	switch executor {
+	case "", ExecutorDocker:
+	case ExecutorKubernetes:
+		if s.pods == nil {
+			return errorf(ErrUnavailable, "this server lends no pods (kubernetes is off): leave out --kubernetes to run the runner as a container")
+		}
+	default:
+		return errorf(ErrInvalid, "unknown executor %s: docker or kubernetes", shownText(executor))
+	}
+	return nil
+}
+
+// runnerNames are owner's runners on the engine and in the cluster, by name, with their
+// executor.
+func (s *Service) runnerNames(ctx context.Context, owner string) (map[string]string, error) {
+	names := map[string]string{}
+	cs, err := s.ctr.Runners(ctx, owner)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cs {
+		names[c.Name] = ExecutorDocker
+	}
+	if s.pods != nil {
+		ps, err := s.pods.Runners(ctx, owner)
+		if err != nil {
+			return nil, kubeErr(err)
+		}
+		for _, p := range ps {
+			names[p.Name] = ExecutorKubernetes
+		}
+	}
+	return names, nil
+}
+
+// kubeErr is an error of the cluster in this package's kinds.
+func kubeErr(err error) error {
+	for _, k := range [][2]error{{kube.ErrNotFound, ErrNotFound}, {kube.ErrQuota, ErrQuota}, {kube.ErrInvalid, ErrInvalid},
+		{kube.ErrPermission, ErrPermission}, {kube.ErrUnavailable, ErrUnavailable}} {
+		if errors.Is(err, k[0]) {
+			return errorf(k[1], "%s", err.Error())
+		}
+	}
+	return err
+}
+
+// ownerID is the identity the owner's namespace is made right for when id acts on owner's
+// runner: id itself, or, for a TA acting on a student's, the student's.
+func ownerID(id backend.Identity, owner string) backend.Identity {
+	if id.User == owner {
+		return id
+	}
+	return backend.Identity{User: owner, Role: backend.RoleStudent, KeySource: backend.KeySourceRunner}
+}
+
+// start makes the runner of rec run: its container (and socket) or its pod.
+func (s *Service) start(ctx context.Context, id backend.Identity, rec record) (Runner, error) {
+	if rec.Kubernetes {
+		p, err := s.pods.CreateRunner(ctx, kube.RunnerSpec{Owner: ownerID(id, rec.Owner), Name: rec.Name, Project: rec.Project,
+			Image: s.cfg.Image, ConfigTOML: []byte(s.toml(rec)), CPUs: s.cfg.CPUs, Memory: s.cfg.Memory})
+		if err != nil {
+			return Runner{}, kubeErr(err)
+		}
+		return podRunner(p, rec), nil
+	}
+	if err := s.listen(rec.Owner, rec.Name); err != nil {
+		return Runner{}, err
+	}
+	c, err := s.ctr.CreateRunner(ctx, docker.RunnerSpec{Owner: rec.Owner, Name: rec.Name, Project: rec.Project, Image: s.cfg.Image,
+		ConfigDir: s.dir(rec.Owner, rec.Name), ConfigTarget: ConfigTarget, CPUs: s.cfg.CPUs, Memory: s.cfg.Memory})
+	if err != nil {
+		return Runner{}, err
+	}
+	return toRunner(c, rec), nil
+}
+
+// stopRuntime removes what runs owner's runner name with executor (its container and
+// socket, or its pod and the objects beside it); a runner not there is no error.
+func (s *Service) stopRuntime(ctx context.Context, owner, name, executor string) error {
+	if executor == ExecutorKubernetes {
+		if s.pods == nil {
+			return nil
+		}
+		if err := s.pods.RemoveRunner(ctx, owner, name); err != nil && !errors.Is(err, kube.ErrNotFound) {
+			return kubeErr(err)
+		}
+		return nil
+	}
+	if err := s.ctr.RemoveRunner(ctx, owner, name); err != nil && !errors.Is(err, docker.ErrNotFound) {
+		return err
+	}
+	s.unlisten(owner, name)
+	return nil
+}
+
+func (s *Service) setToken(ctx context.Context, id backend.Identity, project, token string, runnerID int64, managed bool, executor string) (Runner, error) {
 	if err := checkID(id); err != nil {
+		return Runner{}, err
+	}
+	if err := s.checkExecutor(executor); err != nil {
 		return Runner{}, err
 	}
 	if project != "" {
@@ -76,11 +184,11 @@ func (s *Service) setToken(ctx context.Context, id backend.Identity, project, to
 	lock := s.userLock(id.User)
 	lock.Lock()
 	defer lock.Unlock()
-	mine, err := s.ctr.Runners(ctx, id.User)
+	mine, err := s.runnerNames(ctx, id.User)
 	if err != nil {
 		return Runner{}, err
 	}
-	have := slices.ContainsFunc(mine, func(r docker.RunnerContainer) bool { return r.Name == name })
+	_, have := mine[name]
 	if !have && len(mine) >= s.cfg.MaxRunners {
 		return Runner{}, errorf(ErrQuota, "quota: at most %d runners per user (you have %d); remove one with runner rm", s.cfg.MaxRunners, len(mine))
 	}
@@ -95,44 +203,72 @@ func (s *Service) setToken(ctx context.Context, id backend.Identity, project, to
 	if runnerID == 0 {
 		runnerID = verified // for GitLab's view of it; rotate and rm by ID stay for runners made here
 	}
-	rec := record{Owner: id.User, Name: name, Project: project, Token: token, RunnerID: runnerID, Managed: managed}
+	if executor == "" {
+		executor = ExecutorDocker
+		if prevErr == nil {
+			executor = prev.executor()
+		} else if e, ok := mine[name]; ok {
+			executor = e
+		}
+		if err := s.checkExecutor(executor); err != nil {
+			return Runner{}, err
+		}
+	}
+	rec := record{Owner: id.User, Name: name, Project: project, Token: token, RunnerID: runnerID, Managed: managed,
+		Kubernetes: executor == ExecutorKubernetes}
+	// A runner of that name with the other executor goes first.
+	if e, ok := mine[name]; ok && e != executor {
+		if err := s.stopRuntime(ctx, id.User, name, e); err != nil {
+			return Runner{}, err
+		}
+	}
 	if err := s.save(rec); err != nil {
 		return Runner{}, err
 	}
-	fail := func(err error) (Runner, error) {
+	r, err := s.start(ctx, id, rec)
+	if err != nil {
 		if prevErr != nil { // nothing was there before: nothing is left
-			s.unlisten(id.User, name)
+			_ = s.stopRuntime(context.WithoutCancel(ctx), id.User, name, executor)
 			_ = os.RemoveAll(s.dir(id.User, name))
 		}
 		return Runner{}, err
 	}
-	if err := s.listen(id.User, name); err != nil {
-		return fail(err)
-	}
-	c, err := s.ctr.CreateRunner(ctx, docker.RunnerSpec{Owner: id.User, Name: name, Project: project, Image: s.cfg.Image,
-		ConfigDir: s.dir(id.User, name), ConfigTarget: ConfigTarget, CPUs: s.cfg.CPUs, Memory: s.cfg.Memory})
-	if err != nil {
-		return fail(err)
-	}
-	s.log.Info("runner started", "owner", id.User, "runner", name, "project", project)
-	return toRunner(c, rec), nil
+	s.log.Info("runner started", "owner", id.User, "runner", name, "project", project, "executor", executor)
+	return r, nil
 }
 
 func toRunner(c docker.RunnerContainer, rec record) Runner {
 	return Runner{Owner: c.Owner, Name: c.Name, Project: c.Project, State: c.State, Status: c.Status,
-		RunnerID: rec.RunnerID, Managed: rec.Managed}
+		RunnerID: rec.RunnerID, Managed: rec.Managed, Executor: ExecutorDocker}
+}
+
+func podRunner(p kube.RunnerPod, rec record) Runner {
+	project := p.Project
+	if project == "" {
+		project = rec.Project
+	}
+	return Runner{Owner: p.Owner, Name: p.Name, Project: project, State: p.State, Status: "pod in " + p.Namespace + ": " + p.Status,
+		RunnerID: rec.RunnerID, Managed: rec.Managed, Executor: ExecutorKubernetes, Namespace: p.Namespace}
 }
 
 // Create makes a project runner in GitLab with the server's token (id must be at least
 // Maintainer of project) and starts it.
 func (s *Service) Create(ctx context.Context, id backend.Identity, project string) (Runner, error) {
-	r, err := s.create(ctx, id, project)
+	return s.CreateWith(ctx, id, project, "")
+}
+
+// CreateWith is Create with the runner's executor, as SetTokenWith takes it.
+func (s *Service) CreateWith(ctx context.Context, id backend.Identity, project, executor string) (Runner, error) {
+	r, err := s.create(ctx, id, project, executor)
 	s.record(id, "runner create", id.User+"/"+NameFor(project), err)
 	return r, err
 }
 
-func (s *Service) create(ctx context.Context, id backend.Identity, project string) (Runner, error) {
+func (s *Service) create(ctx context.Context, id backend.Identity, project, executor string) (Runner, error) {
 	if err := checkID(id); err != nil {
+		return Runner{}, err
+	}
+	if err := s.checkExecutor(executor); err != nil {
 		return Runner{}, err
 	}
 	if s.admin == nil {
@@ -156,7 +292,7 @@ func (s *Service) create(ctx context.Context, id backend.Identity, project strin
 	if err != nil {
 		return Runner{}, fmt.Errorf("create a runner for %s in GitLab: %w", project, err)
 	}
-	r, err := s.setToken(ctx, id, project, made.Token, made.ID, true)
+	r, err := s.setToken(ctx, id, project, made.Token, made.ID, true, executor)
 	if err != nil {
 		_ = s.admin.DeleteRunnerByID(context.WithoutCancel(ctx), made.ID)
 	}
@@ -184,7 +320,7 @@ func (s *Service) Rotate(ctx context.Context, id backend.Identity, ref string) e
 		if err != nil {
 			return fmt.Errorf("reset the token of runner %s in GitLab: %w", name, err)
 		}
-		_, err = s.setToken(ctx, id, rec.Project, token, rec.RunnerID, true)
+		_, err = s.setToken(ctx, id, rec.Project, token, rec.RunnerID, true, rec.executor())
 		return err
 	}()
 	s.record(id, "runner rotate", id.User+"/"+name, err)
@@ -197,13 +333,13 @@ func (s *Service) resolve(ctx context.Context, id backend.Identity, owner, ref s
 	if owner != id.User && !id.IsTA() {
 		return shownText(ref), record{}, errorf(ErrNotFound, "no such runner: %s", shownText(ref))
 	}
-	rs, err := s.ctr.Runners(ctx, owner)
+	have, err := s.runnerNames(ctx, owner)
 	if err != nil {
 		return ref, record{}, err
 	}
 	names := map[string]bool{}
-	for _, r := range rs {
-		names[r.Name] = true
+	for n := range have {
+		names[n] = true
 	}
 	// Runners whose container went missing still have their record.
 	if ents, err := os.ReadDir(filepath.Join(s.cfg.Dir, owner)); err == nil {
@@ -231,7 +367,7 @@ func (s *Service) resolve(ctx context.Context, id backend.Identity, owner, ref s
 	}
 	rec, err := s.readRecord(owner, name)
 	if err != nil {
-		rec = record{Owner: owner, Name: name}
+		rec = record{Owner: owner, Name: name, Kubernetes: have[name] == ExecutorKubernetes}
 	}
 	return name, rec, nil
 }
@@ -256,6 +392,18 @@ func (s *Service) List(ctx context.Context, id backend.Identity, all bool) ([]Ru
 		out = append(out, s.withView(toRunner(c, rec)))
 		seen[c.Owner+"/"+c.Name] = true
 	}
+	if s.pods != nil {
+		ps, err := s.pods.Runners(ctx, owner)
+		if err != nil {
+			return nil, kubeErr(err)
+		}
+		for _, p := range ps {
+			rec, _ := s.readRecord(p.Owner, p.Name)
+			out = append(out, s.withView(podRunner(p, rec)))
+			seen[p.Owner+"/"+p.Name] = true
+		}
+		slices.SortFunc(out, func(a, b Runner) int { return strings.Compare(a.Owner+"\x00"+a.Name, b.Owner+"\x00"+b.Name) })
+	}
 	if owner != "" {
 		if ents, err := os.ReadDir(filepath.Join(s.cfg.Dir, owner)); err == nil {
 			for _, e := range ents {
@@ -263,8 +411,13 @@ func (s *Service) List(ctx context.Context, id backend.Identity, all bool) ([]Ru
 				if err != nil || seen[owner+"/"+e.Name()] {
 					continue
 				}
+				what := "its container"
+				if rec.Kubernetes {
+					what = "its pod and its objects"
+				}
 				out = append(out, Runner{Owner: owner, Name: rec.Name, Project: rec.Project, State: "missing",
-					Status: "its container is gone: runner restart makes it again", RunnerID: rec.RunnerID, Managed: rec.Managed, JobsNow: []Job{}, RecentJobs: []Job{}})
+					Status: what + " are gone: runner restart makes them again", RunnerID: rec.RunnerID, Managed: rec.Managed,
+					Executor: rec.executor(), JobsNow: []Job{}, RecentJobs: []Job{}})
 			}
 		}
 	}
@@ -287,6 +440,14 @@ func (s *Service) restart(ctx context.Context, id backend.Identity, owner, ref, 
 	}
 	name, rec, err := s.resolve(ctx, id, owner, ref)
 	if err != nil {
+		return name, err
+	}
+	if rec.Kubernetes {
+		// The pod is made again from the record (the token, this server's config.toml).
+		if rec.Token == "" || s.pods == nil {
+			return name, errorf(ErrUnavailable, "runner %s cannot be started here: give its token again with runner token --kubernetes", name)
+		}
+		_, err := s.start(ctx, id, rec)
 		return name, err
 	}
 	if err := s.listen(owner, name); err != nil {
@@ -312,9 +473,13 @@ func (s *Service) Stop(ctx context.Context, id backend.Identity, owner, ref, rea
 			return err
 		}
 		var err error
-		name, _, err = s.resolve(ctx, id, owner, ref)
+		var rec record
+		name, rec, err = s.resolve(ctx, id, owner, ref)
 		if err != nil {
 			return err
+		}
+		if rec.Kubernetes && s.pods != nil {
+			return kubeErr(s.pods.StopRunner(ctx, owner, name))
 		}
 		return s.ctr.StopRunner(ctx, owner, name)
 	}()
@@ -352,10 +517,9 @@ func (s *Service) remove(ctx context.Context, id backend.Identity, owner, ref, r
 	lock := s.userLock(owner)
 	lock.Lock()
 	defer lock.Unlock()
-	if err := s.ctr.RemoveRunner(ctx, owner, name); err != nil && !errors.Is(err, docker.ErrNotFound) {
+	if err := s.stopRuntime(ctx, owner, name, rec.executor()); err != nil {
 		return name, err
 	}
-	s.unlisten(owner, name)
 	s.mu.Lock()
 	delete(s.views, owner+"/"+name)
 	s.mu.Unlock()
@@ -381,9 +545,13 @@ func (s *Service) Logs(ctx context.Context, id backend.Identity, owner, ref stri
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
-	name, _, err := s.resolve(ctx, id, owner, ref)
+	name, rec, err := s.resolve(ctx, id, owner, ref)
 	if err != nil {
 		return nil, err
+	}
+	if rec.Kubernetes && s.pods != nil {
+		rc, err := s.pods.RunnerLogs(ctx, owner, name, kube.LogOptions{Follow: follow, Tail: tail})
+		return rc, kubeErr(err)
 	}
 	return s.ctr.RunnerLogs(ctx, owner, name, docker.LogOptions{Follow: follow, Tail: tail})
 }

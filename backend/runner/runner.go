@@ -25,6 +25,7 @@ import (
 	"whalemountain/backend/audit"
 	"whalemountain/backend/docker"
 	"whalemountain/backend/gitlab"
+	"whalemountain/backend/kube"
 )
 
 // Errors a caller may tell apart (errors.Is); every message is one line for the user.
@@ -61,6 +62,24 @@ type Containers interface {
 	RunnerLogs(ctx context.Context, owner, name string, opts docker.LogOptions) (io.ReadCloser, error)
 }
 
+// Pods runs runners in their owners' namespaces with gitlab-runner's kubernetes executor
+// (backend/kube's Service); nil when the server lends no pods.
+type Pods interface {
+	CreateRunner(ctx context.Context, spec kube.RunnerSpec) (kube.RunnerPod, error)
+	Runners(ctx context.Context, owner string) ([]kube.RunnerPod, error)
+	RemoveRunner(ctx context.Context, owner, name string) error
+	StopRunner(ctx context.Context, owner, name string) error
+	RunnerLogs(ctx context.Context, owner, name string, opts kube.LogOptions) (io.ReadCloser, error)
+	RunnerNamespace(owner string) string
+}
+
+// Executors a runner runs with: its jobs are containers made through its owner's Docker API,
+// or pods in its owner's namespace.
+const (
+	ExecutorDocker     = "docker"
+	ExecutorKubernetes = "kubernetes"
+)
+
 // ServeFunc serves one connection of a runner's socket as the Docker API of id (the
 // runner's owner); it returns when the connection ends.
 type ServeFunc func(ctx context.Context, id backend.Identity, conn net.Conn)
@@ -74,6 +93,10 @@ type Runner struct {
 	Status   string `json:"status"` // the engine's words
 	RunnerID int64  `json:"gitlab_runner_id,omitempty"`
 	Managed  bool   `json:"created_by_server"` // made with runner create: rotate and rm reach GitLab
+	// Executor is ExecutorDocker or ExecutorKubernetes; Namespace is where a kubernetes
+	// runner and its jobs' pods run.
+	Executor  string `json:"executor"`
+	Namespace string `json:"namespace,omitempty"`
 
 	// GitLab's view: online, offline or never_contacted ("" while not known yet), when the
 	// runner last talked with GitLab, and whether that came from GitLab or the runner's log.
@@ -93,6 +116,17 @@ type record struct {
 	Token    string `json:"token"`
 	RunnerID int64  `json:"runner_id,omitempty"`
 	Managed  bool   `json:"managed,omitempty"`
+	// Kubernetes: the runner is a pod in its owner's namespace (config.toml in a Secret
+	// there), not a container.
+	Kubernetes bool `json:"kubernetes,omitempty"`
+}
+
+// executor is the record's executor.
+func (r record) executor() string {
+	if r.Kubernetes {
+		return ExecutorKubernetes
+	}
+	return ExecutorDocker
 }
 
 // Service runs users' runners. It is safe for concurrent use.
@@ -101,6 +135,7 @@ type Service struct {
 	gl     GitLab
 	admin  Admin
 	ctr    Containers
+	pods   Pods
 	serve  ServeFunc
 	viewer Viewer
 	jobs   Jobs
@@ -125,6 +160,7 @@ type Options struct {
 	Admin  Admin
 	Viewer Viewer // GitLab's view of runners by ID; nil: from their logs
 	Jobs   Jobs   // the live container list, for the jobs of each runner
+	Pods   Pods   // runners in users' namespaces (runner token --kubernetes); nil: none
 	Audit  *audit.Log
 	Logger *slog.Logger
 }
@@ -146,11 +182,14 @@ func New(cfg Config, gl GitLab, ctr Containers, serve ServeFunc, opts Options) (
 	}
 	return &Service{cfg: cfg, gl: gl, admin: opts.Admin, ctr: ctr, serve: serve, audit: opts.Audit, log: log,
 		ctx: context.Background(), listeners: map[string]net.Listener{}, users: map[string]*sync.Mutex{}, closed: make(chan struct{}),
-		retry: retryEvery, viewer: opts.Viewer, jobs: opts.Jobs, views: map[string]view{}, viewEvery: viewEvery, askEvery: askEvery}, nil
+		retry: retryEvery, viewer: opts.Viewer, jobs: opts.Jobs, pods: opts.Pods, views: map[string]view{}, viewEvery: viewEvery, askEvery: askEvery}, nil
 }
 
 // CanCreate reports whether the server may create runners in GitLab (runner create).
 func (s *Service) CanCreate() bool { return s.admin != nil }
+
+// CanKubernetes reports whether runners may run as pods (runner token --kubernetes).
+func (s *Service) CanKubernetes() bool { return s.pods != nil }
 
 // Start serves the Docker API socket of every runner on the engine, so runners survive a
 // restart of the server, and starts the one loop that keeps each runner's view (GitLab's
@@ -199,7 +238,7 @@ func (s *Service) serveExisting(ctx context.Context) error {
 	}
 	for _, r := range rs {
 		rec, err := s.readRecord(r.Owner, r.Name)
-		if err != nil {
+		if err != nil || rec.Kubernetes {
 			s.log.Warn("runner container without its record; leaving its socket unserved", "owner", r.Owner, "runner", r.Name, "err", err)
 			continue
 		}
@@ -287,12 +326,21 @@ func (s *Service) save(r record) error {
 	if err := writeFile(filepath.Join(dir, "runner.json"), b); err != nil {
 		return fmt.Errorf("store the runner's record: %w", err)
 	}
-	toml := RenderTOML(TOMLInput{Name: "whalemountain " + r.Owner + "/" + r.Name, URL: s.cfg.GitLabURL, Token: r.Token,
-		Concurrent: s.cfg.Concurrent, JobImage: s.cfg.JobImage})
-	if err := writeFile(filepath.Join(dir, "config.toml"), []byte(toml)); err != nil {
+	if err := writeFile(filepath.Join(dir, "config.toml"), []byte(s.toml(r))); err != nil {
 		return fmt.Errorf("write the runner's config.toml: %w", err)
 	}
 	return nil
+}
+
+// toml is the config.toml of the runner of r.
+func (s *Service) toml(r record) string {
+	in := TOMLInput{Name: "whalemountain " + r.Owner + "/" + r.Name, URL: s.cfg.GitLabURL, Token: r.Token,
+		Concurrent: s.cfg.Concurrent, JobImage: s.cfg.JobImage}
+	if r.Kubernetes && s.pods != nil {
+		in.Namespace = s.pods.RunnerNamespace(r.Owner)
+		return RenderKubernetesTOML(in)
+	}
+	return RenderTOML(in)
 }
 
 // listen serves owner's Docker API on the socket in the runner's socket directory (again,

@@ -15,6 +15,7 @@ import (
 	"whalemountain/backend"
 	"whalemountain/backend/docker"
 	"whalemountain/backend/gitlab"
+	"whalemountain/backend/kube"
 )
 
 // fakeGitLab knows some runner tokens.
@@ -277,5 +278,162 @@ func TestStartRetries(t *testing.T) {
 			t.Fatal("the runner's socket was never served once the engine answered")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// fakePods keeps runner pods in memory.
+type fakePods struct {
+	mu    sync.Mutex
+	pods  map[string]kube.RunnerPod // owner/name
+	specs []kube.RunnerSpec
+	ops   []string
+}
+
+func (p *fakePods) CreateRunner(_ context.Context, spec kube.RunnerSpec) (kube.RunnerPod, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := kube.RunnerPod{Owner: spec.Owner.User, Name: spec.Name, Project: spec.Project, Namespace: "wm-" + spec.Owner.User, State: "running", Status: "Running"}
+	p.pods[r.Owner+"/"+r.Name] = r
+	p.specs = append(p.specs, spec)
+	return r, nil
+}
+
+func (p *fakePods) Runners(_ context.Context, owner string) ([]kube.RunnerPod, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []kube.RunnerPod
+	for _, r := range p.pods {
+		if owner == "" || r.Owner == owner {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (p *fakePods) op(what, owner, name string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.pods[owner+"/"+name]; !ok {
+		return kube.ErrNotFound
+	}
+	p.ops = append(p.ops, what+" "+owner+"/"+name)
+	if what == "rm" {
+		delete(p.pods, owner+"/"+name)
+	}
+	return nil
+}
+
+func (p *fakePods) RemoveRunner(_ context.Context, owner, name string) error {
+	return p.op("rm", owner, name)
+}
+func (p *fakePods) StopRunner(_ context.Context, owner, name string) error {
+	return p.op("stop", owner, name)
+}
+func (p *fakePods) RunnerLogs(_ context.Context, owner, name string, _ kube.LogOptions) (io.ReadCloser, error) {
+	if err := p.op("logs", owner, name); err != nil {
+		return nil, err
+	}
+	return io.NopCloser(strings.NewReader("log\n")), nil
+}
+func (p *fakePods) RunnerNamespace(owner string) string { return "wm-" + owner }
+
+// TestServiceKubernetesRunner: runner token --kubernetes runs the runner as a pod in the
+// owner's namespace with a config.toml for the kubernetes executor there; no socket is
+// served; it is listed with the same states, reached by its owner only, and a new token
+// for the same project without --kubernetes keeps it a pod; a token asked with the docker
+// executor replaces it, leaving nothing of the pod; without pods, --kubernetes is refused.
+func TestServiceKubernetesRunner(t *testing.T) {
+	ctx := context.Background()
+	svc, gl, ctr, _ := newTestService(t)
+	token := "glrt-" + strings.Repeat("k", 20)
+	gl.valid[token] = true
+	if _, err := svc.SetTokenWith(ctx, alice, "alice/demo", token, ExecutorKubernetes); !errors.Is(err, ErrUnavailable) || len(ctr.specs) != 0 {
+		t.Fatalf("--kubernetes without pods: %v", err)
+	}
+	pods := &fakePods{pods: map[string]kube.RunnerPod{}}
+	svc.pods = pods
+
+	r, err := svc.SetTokenWith(ctx, alice, "alice/demo", token, ExecutorKubernetes)
+	if err != nil || r.Executor != ExecutorKubernetes || r.Namespace != "wm-alice" || r.State != "running" {
+		t.Fatalf("SetTokenWith kubernetes: %+v, %v", r, err)
+	}
+	if len(ctr.specs) != 0 || svc.Serving("alice", "alice-demo") {
+		t.Error("a kubernetes runner got a container or a socket")
+	}
+	spec := pods.specs[0]
+	toml := string(spec.ConfigTOML)
+	for _, want := range []string{`executor = "kubernetes"`, `namespace = "wm-alice"`, `namespace_overwrite_allowed = ""`,
+		`service_account_overwrite_allowed = ""`, `privileged = false`, `allow_privilege_escalation = false`, `drop = ["ALL"]`, `token = "` + token + `"`} {
+		if !strings.Contains(toml, want) {
+			t.Errorf("the kubernetes config.toml lacks %s:\n%s", want, toml)
+		}
+	}
+	if spec.Owner.User != "alice" || spec.Image != svc.cfg.Image || spec.CPUs != svc.cfg.CPUs || spec.Memory != svc.cfg.Memory {
+		t.Errorf("runner pod spec %+v", spec)
+	}
+	list, err := svc.List(ctx, alice, false)
+	if err != nil || len(list) != 1 || list[0].Executor != ExecutorKubernetes || list[0].State != "running" || !strings.Contains(list[0].Status, "wm-alice") {
+		t.Errorf("alice's list: %+v %v", list, err)
+	}
+	// The per-user quota counts it.
+	if _, err := svc.SetToken(ctx, alice, "alice/other", token); !errors.Is(err, ErrQuota) {
+		t.Errorf("a second runner past the quota: %v", err)
+	}
+	// attack: bob reaches it by no name.
+	for _, ref := range []string{"alice-demo", "alice/demo", ""} {
+		for name, err := range map[string]error{
+			"restart": svc.Restart(ctx, bob, "alice", ref, ""),
+			"stop":    svc.Stop(ctx, bob, "alice", ref, ""),
+			"rm":      svc.Remove(ctx, bob, "alice", ref, ""),
+		} {
+			if !errors.Is(err, ErrNotFound) {
+				t.Errorf("attack: bob's %s of alice's kubernetes runner %q: %v", name, ref, err)
+			}
+		}
+	}
+	if len(pods.ops) != 0 {
+		t.Errorf("bob's tries reached the cluster: %v", pods.ops)
+	}
+	// Its owner: logs, stop, restart (made again from the record).
+	if rc, err := svc.Logs(ctx, alice, "alice", "", false, 0); err != nil {
+		t.Errorf("logs: %v", err)
+	} else {
+		rc.Close()
+	}
+	if err := svc.Stop(ctx, alice, "alice", "", ""); err != nil {
+		t.Errorf("stop: %v", err)
+	}
+	if err := svc.Restart(ctx, alice, "alice", "", ""); err != nil || len(pods.specs) != 2 {
+		t.Errorf("restart: %v (%d creates)", err, len(pods.specs))
+	}
+	// A new token without --kubernetes keeps it a pod.
+	if r, err := svc.SetToken(ctx, alice, "alice/demo", token); err != nil || r.Executor != ExecutorKubernetes || len(ctr.specs) != 0 {
+		t.Errorf("a new token, no flag: %+v %v", r, err)
+	}
+	// The docker executor asked for: the pod and its objects go, a container comes.
+	if r, err := svc.SetTokenWith(ctx, alice, "alice/demo", token, ExecutorDocker); err != nil || r.Executor != ExecutorDocker || len(ctr.specs) != 1 {
+		t.Fatalf("to docker: %+v %v", r, err)
+	}
+	if ps, _ := pods.Runners(ctx, "alice"); len(ps) != 0 {
+		t.Errorf("the pod outlived the switch to docker: %+v", ps)
+	}
+	// And back; then rm leaves nothing.
+	if _, err := svc.SetTokenWith(ctx, alice, "alice/demo", token, ExecutorKubernetes); err != nil {
+		t.Fatal(err)
+	}
+	if cs, _ := ctr.Runners(ctx, "alice"); len(cs) != 0 || svc.Serving("alice", "alice-demo") {
+		t.Errorf("the container or socket outlived the switch to kubernetes: %+v", cs)
+	}
+	if err := svc.Remove(ctx, alice, "alice", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if ps, _ := pods.Runners(ctx, "alice"); len(ps) != 0 {
+		t.Errorf("runner rm left the pod: %+v", ps)
+	}
+	if _, err := os.Stat(svc.dir("alice", "alice-demo")); !os.IsNotExist(err) {
+		t.Errorf("runner rm left its directory: %v", err)
+	}
+	if _, err := svc.SetTokenWith(ctx, alice, "alice/demo", token, "podman"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("an unknown executor: %v", err)
 	}
 }

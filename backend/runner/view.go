@@ -11,6 +11,7 @@ import (
 	"whalemountain/backend"
 	"whalemountain/backend/docker"
 	"whalemountain/backend/gitlab"
+	"whalemountain/backend/kube"
 )
 
 // Viewer reads GitLab's view of a runner by its ID with the server's token (an
@@ -194,14 +195,34 @@ func (s *Service) refresh(ctx context.Context) {
 			}
 			v.jobs = mergeJobs(v.jobs, seen)
 		}
-		if time.Since(v.asked) >= s.askEvery {
-			v.asked = time.Now()
-			s.ask(ctx, r.Owner, r.Name, &v)
-		}
-		s.mu.Lock()
-		s.views[key] = v
-		s.mu.Unlock()
+		s.askNow(ctx, key, r.Owner, r.Name, &v)
 	}
+	if s.pods == nil {
+		return
+	}
+	// Runners in the cluster: GitLab's view only (their jobs are pods, not listed here).
+	ps, err := s.pods.Runners(ctx, "")
+	if err != nil {
+		return
+	}
+	for _, p := range ps {
+		key := p.Owner + "/" + p.Name
+		s.mu.Lock()
+		v := s.views[key]
+		s.mu.Unlock()
+		s.askNow(ctx, key, p.Owner, p.Name, &v)
+	}
+}
+
+// askNow asks for GitLab's view of the runner when it was not asked lately, and keeps v.
+func (s *Service) askNow(ctx context.Context, key, owner, name string, v *view) {
+	if time.Since(v.asked) >= s.askEvery {
+		v.asked = time.Now()
+		s.ask(ctx, owner, name, v)
+	}
+	s.mu.Lock()
+	s.views[key] = *v
+	s.mu.Unlock()
 }
 
 // ask fills v with GitLab's view of the runner: from GitLab when the server may read it,
@@ -225,7 +246,12 @@ func (s *Service) ask(ctx context.Context, owner, name string, v *view) {
 		}
 		s.log.Debug("runners: GitLab's view of a runner could not be read; using its log", "owner", owner, "runner", name, "err", err)
 	}
-	rc, err := s.ctr.RunnerLogs(ctx, owner, name, docker.LogOptions{Tail: 200, Timestamps: true})
+	var rc io.ReadCloser
+	if rec.Kubernetes && s.pods != nil {
+		rc, err = s.pods.RunnerLogs(ctx, owner, name, kube.LogOptions{Tail: 200, Timestamps: true})
+	} else {
+		rc, err = s.ctr.RunnerLogs(ctx, owner, name, docker.LogOptions{Tail: 200, Timestamps: true})
+	}
 	if err != nil {
 		return
 	}

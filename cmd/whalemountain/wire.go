@@ -224,6 +224,7 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 	deps.Shares = share.New(hubOpts)
 	// Pods on a Kubernetes cluster: an unreachable cluster is not fatal (the Pods tab and the
 	// pod commands say so, and the informers recover by themselves).
+	var pods *kube.Service
 	if k := cfg.Kubernetes; k.Enabled() {
 		kc, err := cfg.kubePolicy()
 		if err != nil {
@@ -250,6 +251,7 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 		closers = append(closers, func() { _ = svc.Close() })
 		deps.Pods = svc
 		deps.FilesOptions.Pods = svc
+		pods = svc
 		logger.Info("pods on Kubernetes", "kubeconfig", firstNonEmpty(kc.Kubeconfig, "in-cluster"),
 			"namespaces", kc.NamespacePrefix+"<user>-<hash>", "pod_security", kc.PodSecurity)
 	} else {
@@ -264,7 +266,7 @@ func newBackends(ctx context.Context, cfg Config, auditLog *audit.Log, logger *s
 		}
 		deps.Registry = gl
 		if cfg.Runners.Enabled && ctrs != nil {
-			rs, err := newRunners(ctx, cfg, gl, ctrs, deps.DockerAPI, auditLog, logger)
+			rs, err := newRunners(ctx, cfg, gl, ctrs, pods, deps.DockerAPI, auditLog, logger)
 			if err != nil {
 				return deps, nil, closeAll, err
 			}
@@ -436,8 +438,9 @@ func sweepSpool(dir string) error {
 }
 
 // newRunners starts the runner service: each runner's socket serves its owner's Docker API,
-// the same door as dial-stdio and a forwarded /docker.sock, with the owner's identity.
-func newRunners(ctx context.Context, cfg Config, gl *gitlab.Client, ctrs *docker.Service, api dockerapi.Backend, auditLog *audit.Log, logger *slog.Logger) (*runner.Service, error) {
+// the same door as dial-stdio and a forwarded /docker.sock, with the owner's identity; with
+// pods (nil: none), runners may also run in their owners' namespaces.
+func newRunners(ctx context.Context, cfg Config, gl *gitlab.Client, ctrs *docker.Service, pods *kube.Service, api dockerapi.Backend, auditLog *audit.Log, logger *slog.Logger) (*runner.Service, error) {
 	serve := func(ctx context.Context, id backend.Identity, conn net.Conn) {
 		c, ok := conn.(dockerapi.Conn)
 		if !ok {
@@ -455,8 +458,11 @@ func newRunners(ctx context.Context, cfg Config, gl *gitlab.Client, ctrs *docker
 	if cfg.Runners.ServerCreates {
 		admin, viewer = gl, gl
 	}
-	rs, err := runner.New(cfg.runnerConfig(), gl, ctrs, serve, runner.Options{Admin: admin, Viewer: viewer, Jobs: ctrs,
-		Audit: auditLog, Logger: logger})
+	opts := runner.Options{Admin: admin, Viewer: viewer, Jobs: ctrs, Audit: auditLog, Logger: logger}
+	if pods != nil {
+		opts.Pods = pods
+	}
+	rs, err := runner.New(cfg.runnerConfig(), gl, ctrs, serve, opts)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
@@ -464,6 +470,7 @@ func newRunners(ctx context.Context, cfg Config, gl *gitlab.Client, ctrs *docker
 		logger.Warn("runners: could not serve the runners already there", "err", err)
 	}
 	logger.Info("personal GitLab runners are on", "image", cfg.Runners.Image, "gitlab", cfg.runnerConfig().GitLabURL,
-		"concurrent", cfg.Runners.Concurrent, "max_per_user", cfg.Runners.MaxPerUser, "server_creates", cfg.Runners.ServerCreates)
+		"concurrent", cfg.Runners.Concurrent, "max_per_user", cfg.Runners.MaxPerUser, "server_creates", cfg.Runners.ServerCreates,
+		"kubernetes", pods != nil)
 	return rs, nil
 }

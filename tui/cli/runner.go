@@ -21,7 +21,8 @@ import (
 // Runners are users' personal GitLab runners (backend/runner's Service).
 type Runners interface {
 	SetToken(ctx context.Context, id backend.Identity, project, token string) (runner.Runner, error)
-	Create(ctx context.Context, id backend.Identity, project string) (runner.Runner, error)
+	SetTokenWith(ctx context.Context, id backend.Identity, project, token, executor string) (runner.Runner, error)
+	CreateWith(ctx context.Context, id backend.Identity, project, executor string) (runner.Runner, error)
 	Rotate(ctx context.Context, id backend.Identity, ref string) error
 	List(ctx context.Context, id backend.Identity, all bool) ([]runner.Runner, error)
 	Restart(ctx context.Context, id backend.Identity, owner, ref, reason string) error
@@ -126,8 +127,20 @@ func readToken(env Env) (string, error) {
 	return strings.TrimSpace(line), nil
 }
 
+// executorFlag is the executor --kubernetes asks for ("": the runner's own).
+func executorFlag(kubernetes bool) string {
+	if kubernetes {
+		return runner.ExecutorKubernetes
+	}
+	return ""
+}
+
+// kubernetesUsage is the --kubernetes flag's help line.
+const kubernetesUsage = "run the runner as a pod in your Kubernetes namespace (kubernetes executor; jobs are pods there)"
+
 func runnerTokenCmd(env Env, rs Runners) *cobra.Command {
 	var project string
+	var kubernetes bool
 	c := &cobra.Command{
 		Use:   "token [--project PATH]",
 		Short: "Set your runner's token (read from stdin or typed at a hidden prompt) and start it",
@@ -136,7 +149,8 @@ func runnerTokenCmd(env Env, rs Runners) *cobra.Command {
 			"  " + env.Prefix + " runner token --project alice/demo < token.txt\n" +
 			"  ssh -t ... runner token --project alice/demo      (hidden prompt)\n\n" +
 			"The token is checked with GitLab, kept on the server readable by the server alone, and shown\n" +
-			"to nobody. A new token for the same project restarts its runner.",
+			"to nobody. A new token for the same project restarts its runner. With --kubernetes the runner\n" +
+			"is a pod in your own namespace and its jobs are pods there (where the server lends pods).",
 		Args: noArgsHidden(env, "the token is read from stdin or a hidden prompt, never from the command line"),
 		RunE: func(c *cobra.Command, _ []string) error {
 			token, err := readToken(env)
@@ -146,7 +160,7 @@ func runnerTokenCmd(env Env, rs Runners) *cobra.Command {
 			if token == "" {
 				return badUsage(env, c, "no token on stdin: give it with '< token.txt' or run ssh -t for a hidden prompt")
 			}
-			r, err := rs.SetToken(env.Ctx, env.Identity, project, token)
+			r, err := rs.SetTokenWith(env.Ctx, env.Identity, project, token, executorFlag(kubernetes))
 			if err != nil {
 				return runnerFailure(err)
 			}
@@ -155,16 +169,18 @@ func runnerTokenCmd(env Env, rs Runners) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&project, "project", "", "the GitLab project the runner is for, such as alice/demo")
+	c.Flags().BoolVar(&kubernetes, "kubernetes", false, kubernetesUsage)
 	return c
 }
 
 func runnerCreateCmd(env Env, rs Runners) *cobra.Command {
-	return &cobra.Command{
-		Use:   "create PROJECT",
+	var kubernetes bool
+	c := &cobra.Command{
+		Use:   "create PROJECT [--kubernetes]",
 		Short: "Create a runner for PROJECT in GitLab (you must be at least Maintainer) and start it",
 		Args:  exactArgs(env, 1),
 		RunE: func(c *cobra.Command, args []string) error {
-			r, err := rs.Create(env.Ctx, env.Identity, args[0])
+			r, err := rs.CreateWith(env.Ctx, env.Identity, args[0], executorFlag(kubernetes))
 			if err != nil {
 				return runnerFailure(err)
 			}
@@ -172,6 +188,8 @@ func runnerCreateCmd(env Env, rs Runners) *cobra.Command {
 			return nil
 		},
 	}
+	c.Flags().BoolVar(&kubernetes, "kubernetes", false, kubernetesUsage)
+	return c
 }
 
 func runnerRotateCmd(env Env, rs Runners) *cobra.Command {
