@@ -96,13 +96,33 @@ func (s *Service) runnerNames(ctx context.Context, owner string) (map[string]str
 	if s.pods != nil {
 		ps, err := s.pods.Runners(ctx, owner)
 		if err != nil {
-			return nil, kubeErr(err)
+			// The cluster cannot be asked: its runners are those the records say, and
+			// runners on the engine keep working.
+			s.log.Warn("runners: the cluster's runners could not be listed", "owner", owner, "err", err)
+			for _, rec := range s.records(owner) {
+				if rec.Kubernetes {
+					names[rec.Name] = ExecutorKubernetes
+				}
+			}
+			return names, nil
 		}
 		for _, p := range ps {
 			names[p.Name] = ExecutorKubernetes
 		}
 	}
 	return names, nil
+}
+
+// records are the records of owner's runners kept here.
+func (s *Service) records(owner string) []record {
+	var out []record
+	ents, _ := os.ReadDir(filepath.Join(s.cfg.Dir, owner))
+	for _, e := range ents {
+		if rec, err := s.readRecord(owner, e.Name()); err == nil {
+			out = append(out, rec)
+		}
+	}
+	return out
 }
 
 // kubeErr is an error of the cluster in this package's kinds.
@@ -395,7 +415,9 @@ func (s *Service) List(ctx context.Context, id backend.Identity, all bool) ([]Ru
 	if s.pods != nil {
 		ps, err := s.pods.Runners(ctx, owner)
 		if err != nil {
-			return nil, kubeErr(err)
+			// Degrade: the runners on the engine are listed; those in the cluster read as
+			// missing below, with the cluster's error in the log.
+			s.log.Warn("runners: the cluster's runners could not be listed", "err", err)
 		}
 		for _, p := range ps {
 			rec, _ := s.readRecord(p.Owner, p.Name)
@@ -413,10 +435,10 @@ func (s *Service) List(ctx context.Context, id backend.Identity, all bool) ([]Ru
 				}
 				what := "its container"
 				if rec.Kubernetes {
-					what = "its pod and its objects"
+					what = "its pod"
 				}
 				out = append(out, Runner{Owner: owner, Name: rec.Name, Project: rec.Project, State: "missing",
-					Status: what + " are gone: runner restart makes them again", RunnerID: rec.RunnerID, Managed: rec.Managed,
+					Status: what + " is gone: runner restart makes it again", RunnerID: rec.RunnerID, Managed: rec.Managed,
 					Executor: rec.executor(), JobsNow: []Job{}, RecentJobs: []Job{}})
 			}
 		}

@@ -47,7 +47,7 @@ func TestE2ERunnerRegistry(t *testing.T) {
 	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(reg.Close)
 	host := strings.TrimPrefix(reg.URL, "http://")
-	f := newRunnerFixtureWith(t, "g", "", host)
+	f := newRunnerFixtureWith(t, "g", "", host, "")
 	s, alice := f.s, f.alice
 	runnerID, token := f.gl.AddRunner(f.demo)
 	if r := f.setToken(alice, "alice", "alice/demo", token); r.Code != 0 {

@@ -56,13 +56,13 @@ func dockerBridgeIP(t *testing.T) string {
 
 func newRunnerFixture(t *testing.T, tag, dockerLines string) *runnerFixture {
 	t.Helper()
-	return newRunnerFixtureWith(t, tag, dockerLines, "")
+	return newRunnerFixtureWith(t, tag, dockerLines, "", "")
 }
 
 // newRunnerFixtureWith is newRunnerFixture with registry ("host:port", "" for GitLab's
 // stand-in name, which nothing serves) as GitLab's registry, the users' registry namespace
-// and an internal registry.
-func newRunnerFixtureWith(t *testing.T, tag, dockerLines, registry string) *runnerFixture {
+// and an internal registry, and more top-level configuration lines.
+func newRunnerFixtureWith(t *testing.T, tag, dockerLines, registry, moreTop string) *runnerFixture {
 	t.Helper()
 	needTools(t, "docker")
 	sshBinary(t)
@@ -91,6 +91,7 @@ func newRunnerFixtureWith(t *testing.T, tag, dockerLines, registry string) *runn
 	if registry != "" {
 		top += "  internal_registries: [" + registry + "]\n"
 	}
+	top += moreTop
 	f.s = startContainerServer(t, cli, img, containerPrefix(tag), ctrOptions{Top: top, Docker: dockerLines})
 	return f
 }
