@@ -38,10 +38,12 @@ const AnnotationRunnerProject = "whalemountain.io/runner-project"
 // runnerObjectPrefix starts the name of every object of a runner in its namespace.
 const runnerObjectPrefix = "whalemountain-runner-"
 
-// runnerConfigKey is config.toml's key in a runner's Secret; runnerConfigDir is where the
-// runner pod reads it (gitlab-runner's own default).
+// runnerConfigKey is config.toml's key in a runner's Secret, mounted read-only at
+// runnerSecretDir; the pod copies it into runnerConfigDir (gitlab-runner's own default, a
+// memory-backed emptyDir), where gitlab-runner may write beside it (its system ID).
 const (
 	runnerConfigKey = "config.toml"
+	runnerSecretDir = "/etc/gitlab-runner-secret"
 	runnerConfigDir = "/etc/gitlab-runner"
 )
 
@@ -186,7 +188,7 @@ func (s *Service) createRunner(ctx context.Context, spec RunnerSpec) (RunnerPod,
 }
 
 // runnerPodFor is the hardened pod of a runner: gitlab-runner with its config.toml from the
-// Secret (read-only), its own ServiceAccount's token (the executor talks to the API with
+// Secret (read-only, copied into memory where gitlab-runner may write beside it), its own ServiceAccount's token (the executor talks to the API with
 // it), no privileges, every capability dropped, the runtime's seccomp profile, not root
 // where the namespace's policy is restricted, restarted by the kubelet when it ends.
 func (s *Service) runnerPodFor(user, ns string, spec RunnerSpec, image string) *corev1.Pod {
@@ -196,14 +198,17 @@ func (s *Service) runnerPodFor(user, ns string, spec RunnerSpec, image string) *
 		corev1.ResourceMemory: memQuantity(spec.Memory),
 	}
 	no, yes := false, true
-	mode := int32(0o400)
+	mode := int32(0o440) // the pod's group (fsGroup) reads it where the pod is not root
+	config := runnerConfigDir + "/" + runnerConfigKey
 	c := corev1.Container{
-		Name:            containerName,
-		Image:           image,
-		Args:            []string{"run", "--config", runnerConfigDir + "/" + runnerConfigKey},
+		Name:  containerName,
+		Image: image,
+		Command: []string{"sh", "-c", `cp "$1" "$2" && exec gitlab-runner run --config "$2"`, "gitlab-runner",
+			runnerSecretDir + "/" + runnerConfigKey, config},
 		ImagePullPolicy: corev1.PullIfNotPresent,
 		Resources:       corev1.ResourceRequirements{Limits: limits, Requests: limits.DeepCopy()},
-		VolumeMounts:    []corev1.VolumeMount{{Name: "config", MountPath: runnerConfigDir, ReadOnly: true}},
+		VolumeMounts: []corev1.VolumeMount{{Name: "secret", MountPath: runnerSecretDir, ReadOnly: true},
+			{Name: "config", MountPath: runnerConfigDir}},
 		SecurityContext: &corev1.SecurityContext{
 			Privileged:               &no,
 			AllowPrivilegeEscalation: &no,
@@ -222,8 +227,10 @@ func (s *Service) runnerPodFor(user, ns string, spec RunnerSpec, image string) *
 			Annotations: map[string]string{AnnotationRunnerProject: spec.Project}},
 		Spec: corev1.PodSpec{
 			Containers: []corev1.Container{c},
-			Volumes: []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-				SecretName: obj, DefaultMode: &mode}}}},
+			Volumes: []corev1.Volume{
+				{Name: "secret", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: obj, DefaultMode: &mode}}},
+				{Name: "config", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}},
+			},
 			RestartPolicy:                corev1.RestartPolicyAlways,
 			ServiceAccountName:           obj,
 			AutomountServiceAccountToken: &yes,

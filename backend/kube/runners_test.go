@@ -115,9 +115,9 @@ func TestRunnerInTheUsersNamespace(t *testing.T) {
 		t.Errorf("seccomp %+v", sc.SeccompProfile)
 	case c.Resources.Limits.Cpu().MilliValue() != 250 || c.Resources.Limits.Memory().Value() != 128<<20:
 		t.Errorf("limits %v", c.Resources.Limits)
-	case len(pod.Spec.Volumes) != 1 || pod.Spec.Volumes[0].Secret == nil || pod.Spec.Volumes[0].Secret.SecretName != obj ||
-		len(c.VolumeMounts) != 1 || !c.VolumeMounts[0].ReadOnly:
-		t.Errorf("volumes %+v mounts %+v: want only the runner's Secret, read-only", pod.Spec.Volumes, c.VolumeMounts)
+	case len(pod.Spec.Volumes) != 2 || pod.Spec.Volumes[0].Secret == nil || pod.Spec.Volumes[0].Secret.SecretName != obj ||
+		pod.Spec.Volumes[1].EmptyDir == nil || len(c.VolumeMounts) != 2 || !c.VolumeMounts[0].ReadOnly:
+		t.Errorf("volumes %+v mounts %+v: want the runner's Secret, read-only, and an emptyDir, nothing else", pod.Spec.Volumes, c.VolumeMounts)
 	}
 	// Nothing of it anywhere else (among this service's objects: the cluster is shared).
 	sel := metav1.ListOptions{LabelSelector: labels.SelectorFromSet(svc.Config().Labels).String() + "," + kube.LabelRunner}
