@@ -204,14 +204,7 @@ type TOMLInput struct {
 // serves.
 func RenderTOML(in TOMLInput) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Written by WhaleMountain; changes are overwritten.\n")
-	fmt.Fprintf(&b, "concurrent = %d\ncheck_interval = 3\nshutdown_timeout = 10\nlog_level = \"info\"\n\n", in.Concurrent)
-	fmt.Fprintf(&b, "[[runners]]\n")
-	fmt.Fprintf(&b, "  name = %s\n", tomlString(in.Name))
-	fmt.Fprintf(&b, "  url = %s\n", tomlString(in.URL))
-	fmt.Fprintf(&b, "  token = %s\n", tomlString(in.Token))
-	fmt.Fprintf(&b, "  executor = \"docker\"\n")
-	fmt.Fprintf(&b, "  limit = %d\n", in.Concurrent)
+	writeRunnerHead(&b, in, "docker")
 	fmt.Fprintf(&b, "  environment = [%s, %s]\n", tomlString("DOCKER_HOST=unix://"+JobSocket), tomlString("DOCKER_BUILDKIT=0"))
 	fmt.Fprintf(&b, "  [runners.docker]\n")
 	fmt.Fprintf(&b, "    host = %s\n", tomlString("unix://"+docker.RunnerSocketDirBind+"/"+socketName))
@@ -223,6 +216,19 @@ func RenderTOML(in TOMLInput) string {
 	return b.String()
 }
 
+// writeRunnerHead writes what every config.toml starts with: the global section, then the
+// one runner's name, GitLab, token, executor and job limit.
+func writeRunnerHead(b *strings.Builder, in TOMLInput, executor string) {
+	fmt.Fprintf(b, "# Written by WhaleMountain; changes are overwritten.\n")
+	fmt.Fprintf(b, "concurrent = %d\ncheck_interval = 3\nshutdown_timeout = 10\nlog_level = \"info\"\n\n", in.Concurrent)
+	fmt.Fprintf(b, "[[runners]]\n")
+	fmt.Fprintf(b, "  name = %s\n", tomlString(in.Name))
+	fmt.Fprintf(b, "  url = %s\n", tomlString(in.URL))
+	fmt.Fprintf(b, "  token = %s\n", tomlString(in.Token))
+	fmt.Fprintf(b, "  executor = %s\n", tomlString(executor))
+	fmt.Fprintf(b, "  limit = %d\n", in.Concurrent)
+}
+
 // RenderKubernetesTOML is the config.toml of one runner that runs as a pod in its owner's
 // namespace: the kubernetes executor with the pod's own ServiceAccount (in-cluster
 // credentials, bound to what the executor needs in that namespace and nowhere else), its
@@ -232,14 +238,7 @@ func RenderTOML(in TOMLInput) string {
 // range and network policy hold the jobs' pods like any pod there.
 func RenderKubernetesTOML(in TOMLInput) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Written by WhaleMountain; changes are overwritten.\n")
-	fmt.Fprintf(&b, "concurrent = %d\ncheck_interval = 3\nshutdown_timeout = 10\nlog_level = \"info\"\n\n", in.Concurrent)
-	fmt.Fprintf(&b, "[[runners]]\n")
-	fmt.Fprintf(&b, "  name = %s\n", tomlString(in.Name))
-	fmt.Fprintf(&b, "  url = %s\n", tomlString(in.URL))
-	fmt.Fprintf(&b, "  token = %s\n", tomlString(in.Token))
-	fmt.Fprintf(&b, "  executor = \"kubernetes\"\n")
-	fmt.Fprintf(&b, "  limit = %d\n", in.Concurrent)
+	writeRunnerHead(&b, in, "kubernetes")
 	fmt.Fprintf(&b, "  [runners.kubernetes]\n")
 	fmt.Fprintf(&b, "    namespace = %s\n", tomlString(in.Namespace))
 	fmt.Fprintf(&b, "    namespace_overwrite_allowed = \"\"\n")

@@ -65,14 +65,18 @@ func TestE2ERunnerKubernetes(t *testing.T) {
 	obj := kube.RunnerObject("alice-demo")
 	admin := c.Client
 	gets := map[string]func(string) (metav1.Object, error){
-		"Pod": func(ns string) (metav1.Object, error) { return admin.CoreV1().Pods(ns).Get(ctx, obj, metav1.GetOptions{}) },
+		"Pod": func(ns string) (metav1.Object, error) {
+			return admin.CoreV1().Pods(ns).Get(ctx, obj, metav1.GetOptions{})
+		},
 		"Secret": func(ns string) (metav1.Object, error) {
 			return admin.CoreV1().Secrets(ns).Get(ctx, obj, metav1.GetOptions{})
 		},
 		"ServiceAccount": func(ns string) (metav1.Object, error) {
 			return admin.CoreV1().ServiceAccounts(ns).Get(ctx, obj, metav1.GetOptions{})
 		},
-		"Role": func(ns string) (metav1.Object, error) { return admin.RbacV1().Roles(ns).Get(ctx, obj, metav1.GetOptions{}) },
+		"Role": func(ns string) (metav1.Object, error) {
+			return admin.RbacV1().Roles(ns).Get(ctx, obj, metav1.GetOptions{})
+		},
 		"RoleBinding": func(ns string) (metav1.Object, error) {
 			return admin.RbacV1().RoleBindings(ns).Get(ctx, obj, metav1.GetOptions{})
 		},
