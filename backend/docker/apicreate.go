@@ -418,125 +418,208 @@ func checkMounts(hc *container.HostConfig, cfg *container.Config, r createRules,
 	if len(hc.Binds)+len(hc.Mounts)+len(hc.Tmpfs) > maxAPIMounts {
 		return invalidField("HostConfig.Mounts", "--mount", fmt.Sprintf("at most %d mounts", maxAPIMounts))
 	}
-	targets := map[string]bool{r.home: true}
-	target := func(field, flag, t string) error {
-		t = path.Clean(t)
-		switch {
-		case !path.IsAbs(t) || strings.ContainsAny(t, "\x00,") || len(t) > 4096:
-			return invalidField(field, flag, fmt.Sprintf("invalid mount target %s", shown(t)))
-		case t == "/":
-			return invalidField(field, flag, "cannot mount over /")
-		case targets[t]:
-			if t == r.home {
-				return invalidField(field, flag, fmt.Sprintf("%s is your home, mounted into every container", t))
-			}
-			return invalidField(field, flag, fmt.Sprintf("%s is mounted twice", t))
-		}
-		targets[t] = true
-		return nil
-	}
+	ts := mountTargets{home: r.home, taken: map[string]bool{r.home: true}}
 	for _, b := range hc.Binds {
-		src, dst, opts := splitBind(b)
-		if dst == "" {
-			return invalidField("HostConfig.Binds", "--volume", fmt.Sprintf("invalid volume %s: use NAME:/path", shown(b)))
-		}
-		if src == RunnerSocketDirBind && r.runnerSocket {
-			// The runner's own socket directory, exactly as it sees it: the server mounts
-			// the owner's own API there, read-only (createFromAPI), nothing else.
-			switch {
-			case p.apiSocket != "":
-				return invalidField("HostConfig.Binds", "--volume", "your Docker API socket is mounted once")
-			case opts != "" && opts != "rw" && opts != "ro":
-				return invalidField("HostConfig.Binds", "--volume", fmt.Sprintf("option %s is not allowed for your Docker API socket", shown(opts)))
-			}
-			if err := target("HostConfig.Binds", "--volume", dst); err != nil {
-				return err
-			}
-			p.apiSocket = path.Clean(dst)
-			continue
-		}
-		if strings.HasPrefix(src, "/") || strings.HasPrefix(src, ".") || strings.HasPrefix(src, "~") {
-			return hostPathRefusal("HostConfig.Binds", "--volume", src)
-		}
-		if err := ValidateVolumeName(src); err != nil {
-			return invalidField("HostConfig.Binds", "--volume", err.Error())
-		}
-		if err := target("HostConfig.Binds", "--volume", dst); err != nil {
+		if err := checkBind(b, ts, r, p); err != nil {
 			return err
 		}
-		v := volumeUse{name: src, target: path.Clean(dst)}
-		for o := range strings.SplitSeq(opts, ",") {
-			switch o {
-			case "", "rw", "z", "Z":
-			case "ro":
-				v.readOnly = true
-			case "nocopy":
-				v.noCopy = true
-			default:
-				return invalidField("HostConfig.Binds", "--volume", fmt.Sprintf("option %s is not allowed", shown(o)))
-			}
-		}
-		p.volumes = append(p.volumes, v)
 	}
 	for _, m := range hc.Mounts {
-		switch m.Type {
-		case mount.TypeBind:
-			return hostPathRefusal("HostConfig.Mounts", "--mount", m.Source)
-		case mount.TypeVolume:
-			if m.Source == "" {
-				return invalidField("HostConfig.Mounts", "--mount", "a volume mount needs a volume name (anonymous: --volume /path)")
-			}
-			if err := ValidateVolumeName(m.Source); err != nil {
-				return invalidField("HostConfig.Mounts", "--mount", err.Error())
-			}
-			if o := m.VolumeOptions; o != nil && (o.DriverConfig != nil || len(o.Labels) > 0) {
-				return refused("HostConfig.Mounts", "--mount", "volume drivers and options are not allowed")
-			}
-			if err := target("HostConfig.Mounts", "--mount", m.Target); err != nil {
-				return err
-			}
-			v := volumeUse{name: m.Source, target: path.Clean(m.Target), readOnly: m.ReadOnly}
-			if o := m.VolumeOptions; o != nil {
-				v.noCopy = o.NoCopy
-				if o.Subpath != "" {
-					if path.IsAbs(o.Subpath) || path.Clean(o.Subpath) != o.Subpath || strings.HasPrefix(o.Subpath, "..") {
-						return invalidField("HostConfig.Mounts", "--mount", "invalid volume-subpath")
-					}
-					v.subpath = o.Subpath
-				}
-			}
-			p.volumes = append(p.volumes, v)
-		case mount.TypeTmpfs:
-			if m.Source != "" {
-				return invalidField("HostConfig.Mounts", "--mount", "a tmpfs has no source")
-			}
-			if err := target("HostConfig.Mounts", "--mount", m.Target); err != nil {
-				return err
-			}
-			t := mount.Mount{Type: mount.TypeTmpfs, Target: path.Clean(m.Target), ReadOnly: m.ReadOnly}
-			if o := m.TmpfsOptions; o != nil {
-				if len(o.Options) > 0 {
-					return refused("HostConfig.Mounts", "--mount", "tmpfs options other than size and mode are not allowed")
-				}
-				if o.SizeBytes < 0 || o.SizeBytes > r.quota.MaxMemory {
-					return errorf(ErrQuota, "--mount (HostConfig.Mounts): a tmpfs of at most %s", formatBytes(r.quota.MaxMemory))
-				}
-				t.TmpfsOptions = &mount.TmpfsOptions{SizeBytes: o.SizeBytes, Mode: o.Mode}
-			}
-			p.tmpfs = append(p.tmpfs, t)
-		default:
-			return refused("HostConfig.Mounts", "--mount", fmt.Sprintf("mounts of type %s are not allowed (volume and tmpfs are)", shown(string(m.Type))))
+		if err := checkMount(m, ts, r, p); err != nil {
+			return err
 		}
 	}
-	for t, opts := range hc.Tmpfs {
-		if err := target("HostConfig.Tmpfs", "--tmpfs", t); err != nil {
+	if err := checkTmpfsFlags(hc.Tmpfs, ts); err != nil {
+		return err
+	}
+	if err := checkVolumesFrom(hc.VolumesFrom, p); err != nil {
+		return err
+	}
+	return checkAnonymousVolumes(cfg.Volumes, r.home)
+}
+
+// mountTargets are the places in a container that a create request's mounts land on: each
+// at most once, never /, never the home (mounted into every container).
+type mountTargets struct {
+	home  string
+	taken map[string]bool
+}
+
+// take claims target t for the mount in field (set by flag).
+func (ts mountTargets) take(field, flag, t string) error {
+	t = path.Clean(t)
+	switch {
+	case !path.IsAbs(t) || strings.ContainsAny(t, "\x00,") || len(t) > 4096:
+		return invalidField(field, flag, fmt.Sprintf("invalid mount target %s", shown(t)))
+	case t == "/":
+		return invalidField(field, flag, "cannot mount over /")
+	case t == ts.home:
+		return invalidField(field, flag, fmt.Sprintf("%s is your home, mounted into every container", t))
+	case ts.taken[t]:
+		return invalidField(field, flag, fmt.Sprintf("%s is mounted twice", t))
+	}
+	ts.taken[t] = true
+	return nil
+}
+
+// checkBind reads one HostConfig.Binds entry: one of the user's own named volumes, or, for a
+// runner's job, the runner's Docker API socket directory.
+func checkBind(b string, ts mountTargets, r createRules, p *createPlan) error {
+	const field, flag = "HostConfig.Binds", "--volume"
+	src, dst, opts := splitBind(b)
+	if dst == "" {
+		return invalidField(field, flag, fmt.Sprintf("invalid volume %s: use NAME:/path", shown(b)))
+	}
+	if src == RunnerSocketDirBind && r.runnerSocket {
+		return checkSocketBind(dst, opts, ts, p)
+	}
+	if strings.HasPrefix(src, "/") || strings.HasPrefix(src, ".") || strings.HasPrefix(src, "~") {
+		return hostPathRefusal(field, flag, src)
+	}
+	if err := ValidateVolumeName(src); err != nil {
+		return invalidField(field, flag, err.Error())
+	}
+	if err := ts.take(field, flag, dst); err != nil {
+		return err
+	}
+	v := volumeUse{name: src, target: path.Clean(dst)}
+	if err := bindOptions(opts, &v); err != nil {
+		return err
+	}
+	p.volumes = append(p.volumes, v)
+	return nil
+}
+
+// checkSocketBind reads the bind of the runner's own socket directory, exactly as the runner
+// sees it: the server mounts the owner's own API there, read-only (createFromAPI), nothing else.
+func checkSocketBind(dst, opts string, ts mountTargets, p *createPlan) error {
+	const field, flag = "HostConfig.Binds", "--volume"
+	switch {
+	case p.apiSocket != "":
+		return invalidField(field, flag, "your Docker API socket is mounted once")
+	case opts != "" && opts != "rw" && opts != "ro":
+		return invalidField(field, flag, fmt.Sprintf("option %s is not allowed for your Docker API socket", shown(opts)))
+	}
+	if err := ts.take(field, flag, dst); err != nil {
+		return err
+	}
+	p.apiSocket = path.Clean(dst)
+	return nil
+}
+
+// bindOptions reads the comma-separated options of a volume bind into v.
+func bindOptions(opts string, v *volumeUse) error {
+	for o := range strings.SplitSeq(opts, ",") {
+		switch o {
+		case "", "rw", "z", "Z":
+		case "ro":
+			v.readOnly = true
+		case "nocopy":
+			v.noCopy = true
+		default:
+			return invalidField("HostConfig.Binds", "--volume", fmt.Sprintf("option %s is not allowed", shown(o)))
+		}
+	}
+	return nil
+}
+
+// checkMount reads one HostConfig.Mounts entry: a named volume or a tmpfs.
+func checkMount(m mount.Mount, ts mountTargets, r createRules, p *createPlan) error {
+	switch m.Type {
+	case mount.TypeBind:
+		return hostPathRefusal("HostConfig.Mounts", "--mount", m.Source)
+	case mount.TypeVolume:
+		v, err := checkVolumeMount(m, ts)
+		if err != nil {
+			return err
+		}
+		p.volumes = append(p.volumes, v)
+	case mount.TypeTmpfs:
+		t, err := checkTmpfsMount(m, ts, r)
+		if err != nil {
+			return err
+		}
+		p.tmpfs = append(p.tmpfs, t)
+	default:
+		return refused("HostConfig.Mounts", "--mount", fmt.Sprintf("mounts of type %s are not allowed (volume and tmpfs are)", shown(string(m.Type))))
+	}
+	return nil
+}
+
+// checkVolumeMount reads a volume mount: one of the user's own named volumes, no driver.
+func checkVolumeMount(m mount.Mount, ts mountTargets) (volumeUse, error) {
+	const field, flag = "HostConfig.Mounts", "--mount"
+	if m.Source == "" {
+		return volumeUse{}, invalidField(field, flag, "a volume mount needs a volume name (anonymous: --volume /path)")
+	}
+	if err := ValidateVolumeName(m.Source); err != nil {
+		return volumeUse{}, invalidField(field, flag, err.Error())
+	}
+	o := m.VolumeOptions
+	if o != nil && (o.DriverConfig != nil || len(o.Labels) > 0) {
+		return volumeUse{}, refused(field, flag, "volume drivers and options are not allowed")
+	}
+	if err := ts.take(field, flag, m.Target); err != nil {
+		return volumeUse{}, err
+	}
+	v := volumeUse{name: m.Source, target: path.Clean(m.Target), readOnly: m.ReadOnly}
+	if o == nil {
+		return v, nil
+	}
+	v.noCopy = o.NoCopy
+	if o.Subpath != "" && !validSubpath(o.Subpath) {
+		return volumeUse{}, invalidField(field, flag, "invalid volume-subpath")
+	}
+	v.subpath = o.Subpath
+	return v, nil
+}
+
+// validSubpath says whether s names a place inside a volume: relative, clean, not above it.
+func validSubpath(s string) bool {
+	return !path.IsAbs(s) && path.Clean(s) == s && !strings.HasPrefix(s, "..")
+}
+
+// checkTmpfsMount reads a tmpfs mount: size (within the memory quota) and mode, nothing else.
+func checkTmpfsMount(m mount.Mount, ts mountTargets, r createRules) (mount.Mount, error) {
+	const field, flag = "HostConfig.Mounts", "--mount"
+	if m.Source != "" {
+		return mount.Mount{}, invalidField(field, flag, "a tmpfs has no source")
+	}
+	if err := ts.take(field, flag, m.Target); err != nil {
+		return mount.Mount{}, err
+	}
+	t := mount.Mount{Type: mount.TypeTmpfs, Target: path.Clean(m.Target), ReadOnly: m.ReadOnly}
+	o := m.TmpfsOptions
+	if o == nil {
+		return t, nil
+	}
+	if len(o.Options) > 0 {
+		return mount.Mount{}, refused(field, flag, "tmpfs options other than size and mode are not allowed")
+	}
+	if o.SizeBytes < 0 || o.SizeBytes > r.quota.MaxMemory {
+		return mount.Mount{}, errorf(ErrQuota, "--mount (HostConfig.Mounts): a tmpfs of at most %s", formatBytes(r.quota.MaxMemory))
+	}
+	t.TmpfsOptions = &mount.TmpfsOptions{SizeBytes: o.SizeBytes, Mode: o.Mode}
+	return t, nil
+}
+
+// checkTmpfsFlags reads HostConfig.Tmpfs (--tmpfs PATH[:OPTS]); the options go to the engine
+// as they are, within a length.
+func checkTmpfsFlags(tmpfs map[string]string, ts mountTargets) error {
+	for t, opts := range tmpfs {
+		if err := ts.take("HostConfig.Tmpfs", "--tmpfs", t); err != nil {
 			return err
 		}
 		if strings.ContainsAny(opts, "\x00") || len(opts) > 256 {
 			return invalidField("HostConfig.Tmpfs", "--tmpfs", "invalid options")
 		}
 	}
-	for _, vf := range hc.VolumesFrom {
+	return nil
+}
+
+// checkVolumesFrom reads --volumes-from; whose containers they are is checked at create (apiRefs).
+func checkVolumesFrom(from []string, p *createPlan) error {
+	for _, vf := range from {
 		ref, mode, _ := strings.Cut(vf, ":")
 		if mode != "" && mode != "ro" && mode != "rw" {
 			return invalidField("HostConfig.VolumesFrom", "--volumes-from", fmt.Sprintf("invalid mode %s", shown(mode)))
@@ -546,11 +629,16 @@ func checkMounts(hc *container.HostConfig, cfg *container.Config, r createRules,
 		}
 		p.volumesFrom = append(p.volumesFrom, vf)
 	}
-	for v := range cfg.Volumes {
+	return nil
+}
+
+// checkAnonymousVolumes reads Config.Volumes (--volume /path): absolute paths, not the home.
+func checkAnonymousVolumes(vols map[string]struct{}, home string) error {
+	for v := range vols {
 		if !path.IsAbs(v) || strings.ContainsAny(v, ":\x00") {
 			return invalidField("Config.Volumes", "--volume", fmt.Sprintf("invalid anonymous volume path %s", shown(v)))
 		}
-		if targets[path.Clean(v)] && path.Clean(v) == r.home {
+		if path.Clean(v) == home {
 			return invalidField("Config.Volumes", "--volume", fmt.Sprintf("%s is your home, mounted into every container", v))
 		}
 	}
@@ -581,7 +669,29 @@ func splitBind(b string) (src, dst, opts string) {
 // checkNetwork allows the user's own network (the default), none, or the network of one of
 // the user's own containers; never the host's or another network.
 func checkNetwork(hc *container.HostConfig, nc *network.NetworkingConfig, p *createPlan) error {
-	switch m := hc.NetworkMode; {
+	if err := checkNetworkMode(hc.NetworkMode, p); err != nil {
+		return err
+	}
+	if err := checkPublish(hc); err != nil {
+		return err
+	}
+	if len(hc.Links) > 0 {
+		return refused("HostConfig.Links", "--link", "links are not available; your containers reach each other by name on your network")
+	}
+	if nc == nil {
+		return nil
+	}
+	for name, ep := range nc.EndpointsConfig {
+		if err := checkEndpoint(name, ep, hc.NetworkMode, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkNetworkMode reads --network into the plan.
+func checkNetworkMode(m container.NetworkMode, p *createPlan) error {
+	switch {
 	case m == "" || m == "default" || m == network.NetworkBridge:
 	case m == network.NetworkNone:
 		p.netNone = true
@@ -598,41 +708,45 @@ func checkNetwork(hc *container.HostConfig, nc *network.NetworkingConfig, p *cre
 	default:
 		return refused("HostConfig.NetworkMode", "--network", fmt.Sprintf("network %s is not available: containers get your own networks", shown(string(m))))
 	}
-	if len(hc.PortBindings) > 0 || hc.PublishAllPorts {
-		for _, bs := range hc.PortBindings {
-			if len(bs) > 0 {
-				return refused("HostConfig.PortBindings", "--publish", "ports are not published on the server; reach them with ssh -L PORT:NAME:PORT")
-			}
-		}
-		if hc.PublishAllPorts {
-			return refused("HostConfig.PublishAllPorts", "--publish-all", "ports are not published on the server; reach them with ssh -L PORT:NAME:PORT")
+	return nil
+}
+
+// checkPublish refuses published ports: nothing listens on the server for a container.
+func checkPublish(hc *container.HostConfig) error {
+	const why = "ports are not published on the server; reach them with ssh -L PORT:NAME:PORT"
+	for _, bs := range hc.PortBindings {
+		if len(bs) > 0 {
+			return refused("HostConfig.PortBindings", "--publish", why)
 		}
 	}
-	if len(hc.Links) > 0 {
-		return refused("HostConfig.Links", "--link", "links are not available; your containers reach each other by name on your network")
+	if hc.PublishAllPorts {
+		return refused("HostConfig.PublishAllPorts", "--publish-all", why)
 	}
-	if nc != nil {
-		for name, ep := range nc.EndpointsConfig {
-			if name != "" && name != "default" && name != network.NetworkBridge && name != string(hc.NetworkMode) {
-				return refused("NetworkingConfig.EndpointsConfig", "--network", fmt.Sprintf("network %s is not available: containers get your own network", shown(name)))
-			}
-			if ep == nil {
-				continue
-			}
-			if ep.IPAMConfig != nil && (ep.IPAMConfig.IPv4Address.IsValid() || ep.IPAMConfig.IPv6Address.IsValid()) {
-				return refused("NetworkingConfig.EndpointsConfig", "--ip", "addresses are the server's to give")
-			}
-			if len(ep.Links) > 0 {
-				return refused("NetworkingConfig.EndpointsConfig", "--link", "links are not available")
-			}
-			for _, a := range ep.Aliases {
-				if !nameRE.MatchString(a) {
-					return invalidField("NetworkingConfig.EndpointsConfig", "--network-alias", fmt.Sprintf("invalid alias %s", shown(a)))
-				}
-				if len(p.aliases) < maxAPIAliases && !slices.Contains(p.aliases, a) {
-					p.aliases = append(p.aliases, a)
-				}
-			}
+	return nil
+}
+
+// checkEndpoint reads one NetworkingConfig endpoint: the container's own network only, no
+// addresses or links; its aliases go into the plan.
+func checkEndpoint(name string, ep *network.EndpointSettings, mode container.NetworkMode, p *createPlan) error {
+	const field = "NetworkingConfig.EndpointsConfig"
+	if name != "" && name != "default" && name != network.NetworkBridge && name != string(mode) {
+		return refused(field, "--network", fmt.Sprintf("network %s is not available: containers get your own network", shown(name)))
+	}
+	if ep == nil {
+		return nil
+	}
+	if ep.IPAMConfig != nil && (ep.IPAMConfig.IPv4Address.IsValid() || ep.IPAMConfig.IPv6Address.IsValid()) {
+		return refused(field, "--ip", "addresses are the server's to give")
+	}
+	if len(ep.Links) > 0 {
+		return refused(field, "--link", "links are not available")
+	}
+	for _, a := range ep.Aliases {
+		if !nameRE.MatchString(a) {
+			return invalidField(field, "--network-alias", fmt.Sprintf("invalid alias %s", shown(a)))
+		}
+		if len(p.aliases) < maxAPIAliases && !slices.Contains(p.aliases, a) {
+			p.aliases = append(p.aliases, a)
 		}
 	}
 	return nil
