@@ -278,6 +278,22 @@ func waitingCmd(env Env) *cobra.Command {
 	return c
 }
 
+// onFair is the RunE of a verb on one of the fair-share service's requests or containers,
+// named by the verb's one argument: when flag is not "" it must be given (missing is the line
+// when it is not), then do acts on the name.
+func onFair(env Env, flag, missing string, do func(fair Fair, ref string) error) func(*cobra.Command, []string) error {
+	return func(c *cobra.Command, args []string) error {
+		fair, err := fairOf(env)
+		if err != nil {
+			return err
+		}
+		if flag != "" && !c.Flags().Changed(flag) {
+			return badUsage(env, c, "%s", missing)
+		}
+		return do(fair, args[0])
+	}
+}
+
 func fairOf(env Env) (Fair, error) {
 	if env.Deps.Containers == nil {
 		return nil, errNoDocker
@@ -318,17 +334,13 @@ func waitingCancelCmd(env Env) *cobra.Command {
 		Use:   "cancel NAME",
 		Short: "Take your request off the waiting list" + taOnly(env, " (TAs: USER/NAME --reason TEXT)"),
 		Args:  exactArgs(env, 1),
-		RunE: func(c *cobra.Command, args []string) error {
-			fair, err := fairOf(env)
-			if err != nil {
-				return err
-			}
-			if err := fair.CancelWaiting(env.Identity, args[0], reason); err != nil {
+		RunE: onFair(env, "", "", func(fair Fair, ref string) error {
+			if err := fair.CancelWaiting(env.Identity, ref, reason); err != nil {
 				return failure(err)
 			}
-			fmt.Fprintf(env.Stdout, "%s: no longer waiting\n", termsafe.Line(args[0]))
+			fmt.Fprintf(env.Stdout, "%s: no longer waiting\n", termsafe.Line(ref))
 			return nil
-		},
+		}),
 	}
 	c.Flags().StringVar(&reason, "reason", "", "why (told to the owner)")
 	return c
@@ -344,20 +356,13 @@ func waitingMoveCmd(env Env) *cobra.Command {
 		Short:  "Put a waiting request at place N (TAs)",
 		Hidden: !env.Identity.IsTA(),
 		Args:   exactArgs(env, 1),
-		RunE: func(c *cobra.Command, args []string) error {
-			fair, err := fairOf(env)
-			if err != nil {
-				return err
-			}
-			if !c.Flags().Changed("to") {
-				return badUsage(env, c, "waiting move needs --to N")
-			}
-			if err := fair.MoveWaiting(env.Identity, args[0], to, reason); err != nil {
+		RunE: onFair(env, "to", "waiting move needs --to N", func(fair Fair, ref string) error {
+			if err := fair.MoveWaiting(env.Identity, ref, to, reason); err != nil {
 				return failure(err)
 			}
-			fmt.Fprintf(env.Stdout, "%s: moved to place %d\n", termsafe.Line(args[0]), to)
+			fmt.Fprintf(env.Stdout, "%s: moved to place %d\n", termsafe.Line(ref), to)
 			return nil
-		},
+		}),
 	}
 	c.Flags().IntVar(&to, "to", 0, "the place, 1 is next")
 	c.Flags().StringVar(&reason, "reason", "", "why (audited)")
@@ -374,15 +379,8 @@ func keepCmd(env Env) *cobra.Command {
 		Short:  "Keep a container from idle stops for a while (TAs)",
 		Hidden: !env.Identity.IsTA(),
 		Args:   exactArgs(env, 1),
-		RunE: func(c *cobra.Command, args []string) error {
-			fair, err := fairOf(env)
-			if err != nil {
-				return err
-			}
-			if !c.Flags().Changed("for") {
-				return badUsage(env, c, "keep needs --for DURATION (0 ends a keep)")
-			}
-			k, err := fair.Keep(env.Ctx, env.Identity, args[0], d, reason)
+		RunE: onFair(env, "for", "keep needs --for DURATION (0 ends a keep)", func(fair Fair, ref string) error {
+			k, err := fair.Keep(env.Ctx, env.Identity, ref, d, reason)
 			if err != nil {
 				return failure(err)
 			}
@@ -392,7 +390,7 @@ func keepCmd(env Env) *cobra.Command {
 			}
 			fmt.Fprintf(env.Stdout, "%s/%s: kept from idle stops until %s\n", termsafe.Line(k.Owner), termsafe.Line(k.Name), k.Until.Local().Format("2006-01-02 15:04"))
 			return nil
-		},
+		}),
 	}
 	c.Flags().DurationVar(&d, "for", 0, "how long, e.g. 48h")
 	c.Flags().StringVar(&reason, "reason", "", "why (audited)")
