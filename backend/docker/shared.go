@@ -113,17 +113,14 @@ func (c Config) validateShared() error {
 	bad := func(field, format string, a ...any) error {
 		return fmt.Errorf("docker config: %s %s", field, fmt.Sprintf(format, a...))
 	}
-	targets := map[string]string{}
+	targets := groups.Targets{}
 	claim := func(field, t string) error {
-		switch {
-		case !path.IsAbs(t) || path.Clean(t) != t || t == "/" || strings.ContainsAny(t, "\x00:,"):
-			return bad(field, "must be a clean absolute path other than / without ':' or ',' (got %q)", t)
-		case strings.HasPrefix(t+"/", path.Dir(c.HomeTarget)+"/") && strings.Contains(c.HomeTarget, "{user}") && path.Dir(c.HomeTarget) != "/":
-			return bad(field, "%s lies where homes are mounted (%s)", t, c.HomeTarget)
-		case targets[t] != "":
-			return bad(field, "%s is also the target of %s", t, targets[t])
+		if err := targets.Claim(field, t); err != nil {
+			return bad(field, "%v", err)
 		}
-		targets[t] = field
+		if strings.HasPrefix(t+"/", path.Dir(c.HomeTarget)+"/") && strings.Contains(c.HomeTarget, "{user}") && path.Dir(c.HomeTarget) != "/" {
+			return bad(field, "%s lies where homes are mounted (%s)", t, c.HomeTarget)
+		}
 		return nil
 	}
 	names := map[string]bool{}
@@ -176,10 +173,8 @@ func (c Config) validateShared() error {
 		if err != nil {
 			return bad(field+".Target", "%v", err)
 		}
-		for dt, owner := range targets {
-			if strings.HasPrefix(dt+"/", fixed) {
-				return bad(field+".Target", "%s lies where group workspaces appear (%s)", owner, t)
-			}
+		if owner := targets.Among(fixed); owner != "" {
+			return bad(field+".Target", "%s lies where group workspaces appear (%s)", owner, t)
 		}
 	}
 	return nil

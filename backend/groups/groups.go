@@ -336,3 +336,31 @@ func TargetPrefix(t string) (string, error) {
 	}
 	return fixed, nil
 }
+
+// Targets are the places in a container or pod where shared data appears, each held by the
+// configuration field that claimed it.
+type Targets map[string]string
+
+// Claim takes target t for field: a clean absolute path other than /, without ':' or ',',
+// that no other field holds.
+func (ts Targets) Claim(field, t string) error {
+	switch {
+	case !path.IsAbs(t) || path.Clean(t) != t || t == "/" || strings.ContainsAny(t, "\x00:,"):
+		return fmt.Errorf("must be a clean absolute path other than / without ':' or ',' (got %q)", t)
+	case ts[t] != "":
+		return fmt.Errorf("%s is also the target of %s", t, ts[t])
+	}
+	ts[t] = field
+	return nil
+}
+
+// Among says which field holds a target where a group workspace may appear: below fixed,
+// the part of the workspace's template before {group} (TargetPrefix); "" for none.
+func (ts Targets) Among(fixed string) string {
+	for t, field := range ts {
+		if strings.HasPrefix(t+"/", fixed) {
+			return field
+		}
+	}
+	return ""
+}

@@ -3,6 +3,7 @@ package groups_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -137,5 +138,26 @@ func TestTargetPrefix(t *testing.T) {
 		if got != want || (err == nil) != (want != "") {
 			t.Errorf("TargetPrefix(%q) = %q, %v; want %q", tpl, got, err, want)
 		}
+	}
+}
+
+func TestTargets(t *testing.T) {
+	ts := groups.Targets{}
+	if err := ts.Claim("a", "/datasets/a"); err != nil {
+		t.Fatal(err)
+	}
+	for target, want := range map[string]string{
+		"/datasets/a": "also the target of a", "/": "clean absolute path", "rel": "clean absolute path",
+		"/x/../y": "clean absolute path", "/x:y": "clean absolute path", "/x,y": "clean absolute path",
+	} {
+		if err := ts.Claim("b", target); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Claim(%q) = %v, want %q", target, err, want)
+		}
+	}
+	if got := ts.Among("/datasets/"); got != "a" {
+		t.Errorf("Among(/datasets/) = %q, want a", got)
+	}
+	if got := ts.Among("/groups/"); got != "" {
+		t.Errorf("Among(/groups/) = %q, want none", got)
 	}
 }

@@ -149,17 +149,14 @@ func (c Config) validateShared() error {
 		return fmt.Errorf("kube config: %s %s", field, fmt.Sprintf(format, a...))
 	}
 	homeDir := path.Dir(c.HomeTarget)
-	targets := map[string]string{}
+	targets := groups.Targets{}
 	claim := func(field, t string) error {
-		switch {
-		case !path.IsAbs(t) || path.Clean(t) != t || t == "/" || strings.ContainsAny(t, "\x00:,"):
-			return bad(field, "must be a clean absolute path other than / without ':' or ',' (got %q)", t)
-		case homeDir != "/" && strings.HasPrefix(t+"/", homeDir+"/"):
-			return bad(field, "%s lies where homes are mounted (%s)", t, c.HomeTarget)
-		case targets[t] != "":
-			return bad(field, "%s is also the target of %s", t, targets[t])
+		if err := targets.Claim(field, t); err != nil {
+			return bad(field, "%v", err)
 		}
-		targets[t] = field
+		if homeDir != "/" && strings.HasPrefix(t+"/", homeDir+"/") {
+			return bad(field, "%s lies where homes are mounted (%s)", t, c.HomeTarget)
+		}
 		return nil
 	}
 	names := map[string]bool{}
@@ -205,10 +202,8 @@ func (c Config) validateShared() error {
 		if homeDir != "/" && strings.HasPrefix(fixed, homeDir+"/") {
 			return bad(field+".Target", "%s lies where homes are mounted (%s)", t, c.HomeTarget)
 		}
-		for dt, owner := range targets {
-			if strings.HasPrefix(dt+"/", fixed) {
-				return bad(field+".Target", "%s lies where group workspaces appear (%s)", owner, t)
-			}
+		if owner := targets.Among(fixed); owner != "" {
+			return bad(field+".Target", "%s lies where group workspaces appear (%s)", owner, t)
 		}
 	}
 	return nil
