@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	cerrdefs "github.com/containerd/errdefs"
 
@@ -59,41 +56,8 @@ func notFound(typed string) error {
 	return errorf(ErrNotFound, "no such container: %s", shown(typed))
 }
 
-// shown makes user input safe to echo in an error: text of printable characters of any
-// script (letters, digits, marks, punctuation, symbols; no spaces) as typed, anything else
-// quoted with escapes for what is not printable — control characters, bidi overrides and
-// other invisible format characters, odd spaces, invalid UTF-8 — so no terminal control
-// sequence and no text that reads differently than it is survives; cut short when long.
-func shown(s string) string {
-	if len(s) <= maxShown && plainText(s) {
-		return s
-	}
-	if len(s) > maxShown {
-		cut := maxShown
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "..."
-	}
-	return strconv.Quote(s)
-}
-
-// maxShown is how many bytes of user input an error repeats.
-const maxShown = 128
-
-// plainText reports whether s is non-empty, valid UTF-8 and made of printable characters
-// other than spaces only.
-func plainText(s string) bool {
-	if s == "" || !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if r == ' ' || !unicode.IsPrint(r) {
-			return false
-		}
-	}
-	return true
-}
+// shown makes user input safe to echo in an error (backend.Shown).
+func shown(s string) string { return backend.Shown(s) }
 
 // engineErr wraps an error from the engine with what was attempted, in one line of the
 // project's own words. The engine's text — which can carry host paths, engine IDs and what

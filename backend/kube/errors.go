@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"regexp"
-	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -75,36 +74,8 @@ func notRunning(t target, phase string) error {
 	return &wrapped{kind: ErrConflict, msg: msg, err: &userError{kind: ErrNotRunning, msg: msg}}
 }
 
-// shown makes user input safe to echo in an error: printable text without spaces as typed,
-// anything else quoted with escapes (no terminal control sequence survives), cut when long.
-func shown(s string) string {
-	if len(s) <= maxShown && plainText(s) {
-		return s
-	}
-	if len(s) > maxShown {
-		cut := maxShown
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "..."
-	}
-	return strconv.Quote(s)
-}
-
-// maxShown is how many bytes of user input an error repeats.
-const maxShown = 128
-
-func plainText(s string) bool {
-	if s == "" || !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if r == ' ' || !unicode.IsPrint(r) {
-			return false
-		}
-	}
-	return true
-}
+// shown makes user input safe to echo in an error (backend.Shown).
+func shown(s string) string { return backend.Shown(s) }
 
 // oneLine makes text from the cluster (event messages, container state messages) safe and
 // short for one line on a terminal: control and invisible characters become spaces, runs of

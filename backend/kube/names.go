@@ -13,20 +13,13 @@ import (
 )
 
 var (
-	nameRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$`)
-	userRE   = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,62}[A-Za-z0-9_-])?$`) // GitLab user names
-	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	termRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$`)
+	nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$`)
+	userRE = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,62}[A-Za-z0-9_-])?$`) // GitLab user names
+	termRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$`)
 )
 
-// Limits on what a run or exec may carry.
-const (
-	maxEnv      = 128
-	maxEnvBytes = 32 << 10
-	maxArgs     = 256
-	maxCmdBytes = 64 << 10
-	maxTermSize = 65535
-)
+// maxTermSize is the most rows or columns an exec's terminal may have.
+const maxTermSize = 65535
 
 // OwnerKey is the value of LabelOwner for a user: a hash of the exact user name, so every
 // user name (GitLab allows some that are no label value) has one, and no two share it.
@@ -92,39 +85,18 @@ func ParseImage(ref string) (string, error) {
 	return reference.FamiliarString(named), nil
 }
 
-// ValidateEnv checks KEY=value entries.
+// ValidateEnv checks KEY=value entries (backend.CheckEnv).
 func ValidateEnv(env []string) error {
-	if len(env) > maxEnv {
-		return errorf(ErrInvalid, "too many environment variables (%d, at most %d)", len(env), maxEnv)
-	}
-	for _, kv := range env {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || !envKeyRE.MatchString(k) {
-			return errorf(ErrInvalid, "invalid environment variable %s: use KEY=value with KEY of letters, digits and '_'", shown(kv))
-		}
-		if strings.ContainsRune(v, 0) || len(kv) > maxEnvBytes {
-			return errorf(ErrInvalid, "invalid value for environment variable %s", k)
-		}
+	if err := backend.CheckEnv(env); err != nil {
+		return errorf(ErrInvalid, "%v", err)
 	}
 	return nil
 }
 
+// validateCmd checks a command's arguments (backend.CheckCmd).
 func validateCmd(cmd []string) error {
-	if len(cmd) > maxArgs {
-		return errorf(ErrInvalid, "command has too many arguments (%d, at most %d)", len(cmd), maxArgs)
-	}
-	total := 0
-	for _, a := range cmd {
-		total += len(a)
-		if strings.ContainsRune(a, 0) {
-			return errorf(ErrInvalid, "command contains a NUL byte")
-		}
-	}
-	if total > maxCmdBytes {
-		return errorf(ErrInvalid, "command is too long (%d bytes, at most %d)", total, maxCmdBytes)
-	}
-	if len(cmd) > 0 && cmd[0] == "" {
-		return errorf(ErrInvalid, "command is empty")
+	if err := backend.CheckCmd(cmd); err != nil {
+		return errorf(ErrInvalid, "%v", err)
 	}
 	return nil
 }
