@@ -40,7 +40,7 @@ type live struct {
 	items   map[string]Container // by engine ID
 	dirty   map[string]bool      // IDs with events since the last resync
 	health  Health
-	subs    map[*subscriber]struct{}
+	subs    backend.Subscribers
 	prevCPU map[string]usageSample // last counters per running container
 
 	// probeEvery is how often the snapshot is read again without events, and resyncWait
@@ -52,16 +52,9 @@ type live struct {
 	done    sync.WaitGroup
 }
 
-type subscriber struct {
-	ch    chan struct{}
-	once  sync.Once
-	owner string // whose containers it shows; "" for everyone's
-}
-
 func (l *live) init() {
 	l.items = map[string]Container{}
 	l.dirty = map[string]bool{}
-	l.subs = map[*subscriber]struct{}{}
 	l.prevCPU = map[string]usageSample{}
 	l.health = Health{Err: "not watching Docker yet", Since: time.Now()}
 	l.probeEvery, l.resyncWait = resyncEvery, resyncWait
@@ -69,17 +62,7 @@ func (l *live) init() {
 
 // notifyLocked tells the subscribers that show a container of one of owners (nil: every
 // subscriber) that something changed, never blocking.
-func (l *live) notifyLocked(owners map[string]bool) {
-	for sub := range l.subs {
-		if owners != nil && sub.owner != "" && !owners[sub.owner] {
-			continue
-		}
-		select {
-		case sub.ch <- struct{}{}:
-		default:
-		}
-	}
-}
+func (l *live) notifyLocked(owners map[string]bool) { l.subs.Notify(owners) }
 
 func (l *live) setHealth(ok bool, err error) {
 	l.mu.Lock()
@@ -137,18 +120,7 @@ func (s *Service) SubscribeFor(id backend.Identity, opts ListOptions) (<-chan st
 }
 
 func (s *Service) subscribe(owner string) (<-chan struct{}, func()) {
-	sub := &subscriber{ch: make(chan struct{}, 1), owner: owner}
-	s.live.mu.Lock()
-	s.live.subs[sub] = struct{}{}
-	s.live.mu.Unlock()
-	return sub.ch, func() {
-		sub.once.Do(func() {
-			s.live.mu.Lock()
-			delete(s.live.subs, sub)
-			close(sub.ch)
-			s.live.mu.Unlock()
-		})
-	}
+	return s.live.subs.Add(&s.live.mu, owner)
 }
 
 // Snapshot answers from memory, with no API call, what List would: the containers the

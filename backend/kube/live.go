@@ -42,7 +42,7 @@ type live struct {
 	pods   map[string]Pod    // by namespace/name
 	owners map[string]string // managed namespace -> owner
 	health Health
-	subs   map[*subscriber]struct{}
+	subs   backend.Subscribers
 
 	// refreshMu makes reading the caches and storing the view one step, so a view built
 	// from older caches never overwrites one built from newer.
@@ -55,32 +55,15 @@ type live struct {
 	nsInf, podInf, evInf cache.SharedIndexInformer
 }
 
-type subscriber struct {
-	ch    chan struct{}
-	once  sync.Once
-	owner string // whose pods it shows; "" for everyone's
-}
-
 func (l *live) init() {
 	l.pods = map[string]Pod{}
 	l.owners = map[string]string{}
-	l.subs = map[*subscriber]struct{}{}
 	l.health = Health{Err: "not watching Kubernetes yet", Since: time.Now()}
 }
 
 // notifyLocked tells the subscribers that show a pod of one of owners (nil: every
 // subscriber) that something changed, never blocking.
-func (l *live) notifyLocked(owners map[string]bool) {
-	for sub := range l.subs {
-		if owners != nil && sub.owner != "" && !owners[sub.owner] {
-			continue
-		}
-		select {
-		case sub.ch <- struct{}{}:
-		default:
-		}
-	}
-}
+func (l *live) notifyLocked(owners map[string]bool) { l.subs.Notify(owners) }
 
 func (l *live) setHealth(ok bool, err error) {
 	l.mu.Lock()
@@ -115,18 +98,7 @@ func (s *Service) SubscribeFor(id backend.Identity, opts ListOptions) (<-chan st
 	if checkIdentity(id) != nil {
 		owner = "\x00" // nobody's: health only
 	}
-	sub := &subscriber{ch: make(chan struct{}, 1), owner: owner}
-	s.live.mu.Lock()
-	s.live.subs[sub] = struct{}{}
-	s.live.mu.Unlock()
-	return sub.ch, func() {
-		sub.once.Do(func() {
-			s.live.mu.Lock()
-			delete(s.live.subs, sub)
-			close(sub.ch)
-			s.live.mu.Unlock()
-		})
-	}
+	return s.live.subs.Add(&s.live.mu, owner)
 }
 
 // Snapshot answers from memory, with no API call, the pods the identity may see, sorted by
