@@ -3,7 +3,11 @@
 // world; each authorises every call against the Identity it is given.
 package backend
 
-import "fmt"
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
 
 // Role is what a user may do: students touch their own objects, TAs everyone's.
 type Role string
@@ -39,3 +43,27 @@ func (id Identity) Valid() bool { return id.User != "" && id.Role.Valid() }
 
 // String is "alice (student)".
 func (id Identity) String() string { return fmt.Sprintf("%s (%s)", id.User, id.Role) }
+
+// userNameRE are GitLab user names: what an Identity's User may be.
+var userNameRE = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,62}[A-Za-z0-9_-])?$`)
+
+// ValidUser reports whether user is a well-formed GitLab user name, one that can be part of
+// an object's name.
+func ValidUser(user string) bool { return userNameRE.MatchString(user) }
+
+// ParseRef turns what id typed into an owner and a name: "name" is id's own; "user/name"
+// is allowed to TAs for anyone and to students for themselves only; validName checks the
+// name. Anything else is not ok, and the caller says "not found" exactly as for nothing.
+func ParseRef(id Identity, ref string, validName func(string) bool) (owner, name string, ok bool) {
+	owner, name = id.User, ref
+	if o, n, cut := strings.Cut(ref, "/"); cut {
+		owner, name = o, n
+		if owner != id.User && !id.IsTA() {
+			return "", "", false
+		}
+	}
+	if !ValidUser(owner) || !validName(name) {
+		return "", "", false
+	}
+	return owner, name, true
+}

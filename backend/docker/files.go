@@ -278,7 +278,7 @@ func (s *Service) openShared(ctx context.Context, id backend.Identity, place bac
 	}
 	taReads := id.IsTA() && s.cfg.TAFileAccess
 	if place.User() != "" {
-		if !taReads || !userRE.MatchString(place.User()) {
+		if !taReads || !backend.ValidUser(place.User()) {
 			return nil, gone()
 		}
 		root, err := s.openHomeOf(ctx, place.User())

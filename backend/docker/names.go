@@ -11,10 +11,8 @@ import (
 	"whalemountain/backend"
 )
 
-var (
-	nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,30}[a-z0-9])?$`)
-	userRE = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,62}[A-Za-z0-9_-])?$`) // GitLab user names
-)
+// nameRE are container names as users type them.
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,30}[a-z0-9])?$`)
 
 // ValidateName checks a container name as users type it: 1-32 lower-case letters, digits,
 // '-' and '_' (docker compose's names), starting and ending with a letter or digit.
@@ -58,7 +56,7 @@ func validateCmd(cmd []string) error {
 // checkIdentity denies the zero identity, unknown roles and user names that cannot be
 // part of an engine object name.
 func checkIdentity(id backend.Identity) error {
-	if !id.Valid() || !userRE.MatchString(id.User) {
+	if !id.Valid() || !backend.ValidUser(id.User) {
 		return errorf(ErrPermission, "permission denied")
 	}
 	return nil
@@ -76,14 +74,8 @@ func (t target) String() string { return t.owner + "/" + t.name }
 // "user/name" is allowed to TAs for anyone and to students for themselves only. Anything
 // else (engine names of others, IDs, prefixes, bad syntax) is simply not found.
 func parseRef(id backend.Identity, ref string) (target, error) {
-	owner, name := id.User, ref
-	if o, n, ok := strings.Cut(ref, "/"); ok {
-		owner, name = o, n
-		if owner != id.User && !id.IsTA() {
-			return target{}, notFound(ref)
-		}
-	}
-	if !userRE.MatchString(owner) || !nameRE.MatchString(name) {
+	owner, name, ok := backend.ParseRef(id, ref, nameRE.MatchString)
+	if !ok {
 		return target{}, notFound(ref)
 	}
 	return target{owner: owner, name: name, typed: ref}, nil

@@ -112,7 +112,7 @@ func (s *Service) SetNoticeDir(dir string) error {
 			continue
 		}
 		user, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || !e.Type().IsRegular() || !userRE.MatchString(user) {
+		if !ok || !e.Type().IsRegular() || !backend.ValidUser(user) {
 			continue
 		}
 		f := &noticeFile{}
@@ -317,7 +317,7 @@ func (s *Service) Wall(id backend.Identity, message string, also []string) (user
 	}
 	to := map[string]bool{}
 	for _, u := range also {
-		if userRE.MatchString(u) {
+		if backend.ValidUser(u) {
 			to[u] = true
 		}
 	}

@@ -172,7 +172,7 @@ func (s *Service) SetStateDir(dir string) error {
 		return fmt.Errorf("read the waiting list: %w", err)
 	}
 	f.Entries = slices.DeleteFunc(f.Entries, func(e waitEntry) bool {
-		return !userRE.MatchString(e.Owner) || !nameRE.MatchString(e.Name) || !backend.Role(e.Role).Valid()
+		return !backend.ValidUser(e.Owner) || !nameRE.MatchString(e.Name) || !backend.Role(e.Role).Valid()
 	})
 	w.mu.Lock()
 	w.path, w.f = path, f

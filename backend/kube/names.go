@@ -14,7 +14,6 @@ import (
 
 var (
 	nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$`)
-	userRE = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,62}[A-Za-z0-9_-])?$`) // GitLab user names
 	termRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$`)
 )
 
@@ -103,7 +102,7 @@ func validateCmd(cmd []string) error {
 
 // checkIdentity denies the zero identity, unknown roles and malformed user names.
 func checkIdentity(id backend.Identity) error {
-	if !id.Valid() || !userRE.MatchString(id.User) {
+	if !id.Valid() || !backend.ValidUser(id.User) {
 		return errorf(ErrPermission, "permission denied")
 	}
 	return nil
@@ -122,14 +121,8 @@ func (t target) String() string { return t.owner + "/" + t.name }
 // else (namespaces, paths, bad syntax) is simply not found. Pod names made with kubectl may
 // be any DNS subdomain.
 func parseRef(id backend.Identity, ref string) (target, error) {
-	owner, name := id.User, ref
-	if o, n, ok := strings.Cut(ref, "/"); ok {
-		owner, name = o, n
-		if owner != id.User && !id.IsTA() {
-			return target{}, notFound(ref)
-		}
-	}
-	if !userRE.MatchString(owner) || len(validation.IsDNS1123Subdomain(name)) > 0 {
+	owner, name, ok := backend.ParseRef(id, ref, func(n string) bool { return len(validation.IsDNS1123Subdomain(n)) == 0 })
+	if !ok {
 		return target{}, notFound(ref)
 	}
 	return target{owner: owner, name: name, typed: ref}, nil

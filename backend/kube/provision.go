@@ -88,7 +88,7 @@ func (s *Service) ownsNamespace(ns *corev1.Namespace, user string) bool {
 // namespaceOwner is the user a namespace belongs to, or "" when the server did not make it.
 func (s *Service) namespaceOwner(ns *corev1.Namespace) string {
 	user := ns.Annotations[AnnotationOwner]
-	if user == "" || !userRE.MatchString(user) || !s.ownsNamespace(ns, user) {
+	if user == "" || !backend.ValidUser(user) || !s.ownsNamespace(ns, user) {
 		return ""
 	}
 	return user

@@ -31,7 +31,7 @@ func TestNamespaceNamesAreDNSLabelsAndNeverShared(t *testing.T) {
 		strings.Repeat("long", 16), strings.Repeat("long", 15) + "lon", "UPPER.case_mix-1"}
 	seen := map[string]string{}
 	for _, u := range users {
-		if !userRE.MatchString(u) {
+		if !backend.ValidUser(u) {
 			t.Fatalf("test user %q is not a valid user name", u)
 		}
 		ns := cfg.Namespace(u)
