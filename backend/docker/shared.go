@@ -91,21 +91,12 @@ var (
 	groupPathRE   = regexp.MustCompile(`^[A-Za-z0-9_.\-*?\[\]!^]+(/[A-Za-z0-9_.\-*?\[\]!^]+)*$`)
 )
 
-// DatasetTarget is where d appears in containers.
-func (d Dataset) target() string {
-	if d.Target != "" {
-		return d.Target
-	}
-	return "/datasets/" + d.Name
-}
+// target is where d appears.
+func (d Dataset) target() string { return groups.DatasetTarget(d.Name, d.Target) }
 
-// targetFor is where group appears in containers.
+// targetFor is where group's workspace appears.
 func (w GroupWorkspace) targetFor(group string) string {
-	t := w.Target
-	if t == "" {
-		t = "/groups/{group}"
-	}
-	return strings.ReplaceAll(t, "{group}", group)
+	return groups.WorkspaceTarget(w.Target, group)
 }
 
 // validateShared checks the datasets and group workspaces of c.

@@ -324,6 +324,23 @@ func JoinedGroups(ctx context.Context, dir Membership, patterns []string, user s
 	return out, nil
 }
 
+// DatasetTarget is where the dataset name appears: target when set, else /datasets/<name>.
+func DatasetTarget(name, target string) string {
+	if target != "" {
+		return target
+	}
+	return "/datasets/" + name
+}
+
+// WorkspaceTarget is where group's workspace appears: the template (default
+// /groups/{group}) with {group} replaced.
+func WorkspaceTarget(template, group string) string {
+	if template == "" {
+		template = "/groups/{group}"
+	}
+	return strings.ReplaceAll(template, "{group}", group)
+}
+
 // TargetPrefix checks where a group's workspace appears, a template such as
 // /groups/{group}: a clean absolute path with {group} once, as a whole part, and no ':' or
 // ','. It returns the fixed part before {group}, ending in '/'.

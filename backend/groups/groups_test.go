@@ -161,3 +161,16 @@ func TestTargets(t *testing.T) {
 		t.Errorf("Among(/groups/) = %q, want none", got)
 	}
 }
+
+func TestDefaultTargets(t *testing.T) {
+	for _, tc := range []struct{ got, want string }{
+		{groups.DatasetTarget("imagenet", ""), "/datasets/imagenet"},
+		{groups.DatasetTarget("imagenet", "/data/in"), "/data/in"},
+		{groups.WorkspaceTarget("", "os-2026/team-a"), "/groups/os-2026/team-a"},
+		{groups.WorkspaceTarget("/work/{group}/shared", "team-b"), "/work/team-b/shared"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("got %q, want %q", tc.got, tc.want)
+		}
+	}
+}

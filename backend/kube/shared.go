@@ -92,19 +92,12 @@ type GroupDirectory = groups.Membership
 
 var datasetNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$`)
 
-func (d Dataset) target() string {
-	if d.Target != "" {
-		return d.Target
-	}
-	return "/datasets/" + d.Name
-}
+// target is where d appears.
+func (d Dataset) target() string { return groups.DatasetTarget(d.Name, d.Target) }
 
+// targetFor is where group's workspace appears.
 func (w GroupWorkspace) targetFor(group string) string {
-	t := w.Target
-	if t == "" {
-		t = "/groups/{group}"
-	}
-	return strings.ReplaceAll(t, "{group}", group)
+	return groups.WorkspaceTarget(w.Target, group)
 }
 
 // sourceFor is w's source for one group.
